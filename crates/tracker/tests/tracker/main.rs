@@ -1,0 +1,4 @@
+//! Integration tests of the resource registry.
+
+mod concurrency;
+mod lifecycle;
