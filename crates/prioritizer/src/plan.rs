@@ -1,0 +1,274 @@
+//! [`plan`]: candidates in, an ordered and explained [`ReleasePlan`] out.
+
+use std::cmp::Reverse;
+use std::collections::HashMap;
+use std::fmt;
+
+use memwarden_core::{ByteSize, ResourceId, ResourceKind, Timestamp};
+use memwarden_tracker::{Candidate, CandidateSet};
+use serde::Serialize;
+
+use crate::score::{Scale, score};
+use crate::{Policy, Reason, Request, Score, Urgency};
+
+/// One resource the plan releases.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Victim {
+    /// Its id.
+    pub id: ResourceId,
+    /// Its kind.
+    pub kind: ResourceKind,
+    /// Its bytes.
+    pub bytes: u64,
+    /// Why it may go.
+    pub reason: Reason,
+    /// How it ranked.
+    pub score: Score,
+}
+
+impl fmt::Display for Victim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}): {}; {}", self.id, self.kind, self.reason, self.score)
+    }
+}
+
+/// Why a releasable resource was left out of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// A resource that depends on it is pinned, so it cannot go first.
+    DependentPinned {
+        /// The pinned dependent.
+        dependent: ResourceId,
+    },
+    /// A resource that depends on it may not be released at this urgency.
+    DependentProtected {
+        /// The protected dependent.
+        dependent: ResourceId,
+    },
+}
+
+/// A releasable resource the plan had to leave out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skip {
+    /// Its id.
+    pub id: ResourceId,
+    /// Why.
+    pub reason: SkipReason,
+}
+
+/// The ordered list of resources to release; release them front to back.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReleasePlan {
+    /// The urgency it was planned at.
+    pub urgency: Urgency,
+    /// Bytes asked for.
+    pub target_bytes: u64,
+    /// Bytes the victims hold.
+    pub planned_bytes: u64,
+    /// The victims, in release order: every resource comes after those that depend on it.
+    pub victims: Vec<Victim>,
+    /// Releasable resources left out because of their dependents.
+    pub skipped: Vec<Skip>,
+    /// Candidates looked at.
+    pub considered: usize,
+    /// Candidates left alone because they are pinned.
+    pub pinned: usize,
+}
+
+impl ReleasePlan {
+    /// Whether the victims hold at least the bytes asked for.
+    pub fn covers_target(&self) -> bool {
+        self.planned_bytes >= self.target_bytes
+    }
+
+    /// Whether there is nothing to release.
+    pub fn is_empty(&self) -> bool {
+        self.victims.is_empty()
+    }
+}
+
+impl fmt::Display for ReleasePlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "release plan at {} urgency: {} of {} asked, {} victims of {} candidates ({} pinned)",
+            self.urgency,
+            ByteSize::b(self.planned_bytes),
+            ByteSize::b(self.target_bytes),
+            self.victims.len(),
+            self.considered,
+            self.pinned,
+        )?;
+        for (n, victim) in self.victims.iter().enumerate() {
+            writeln!(f, "  {:>3}. {victim}", n + 1)?;
+        }
+        for skip in &self.skipped {
+            match &skip.reason {
+                SkipReason::DependentPinned { dependent } => {
+                    writeln!(f, "  kept {}: {dependent} depends on it and is pinned", skip.id)?;
+                }
+                SkipReason::DependentProtected { dependent } => {
+                    writeln!(f, "  kept {}: {dependent} depends on it and may not go at this urgency", skip.id)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Plans which resources to release.
+///
+/// Rules, in order:
+/// - pinned resources are never planned;
+/// - resources that are *due* (past their TTL or idle limit) are always planned, whatever
+///   the byte target;
+/// - other resources are eligible if superseded in their mutual-exclusion group or if the
+///   urgency allows their priority ([`Policy::allows`]); they are taken by descending
+///   score until `bytes_to_free` is covered, scores within [`Policy::tie_band`] of each
+///   other counting as tied and going to the larger resource (fewer, larger victims);
+/// - a resource is planned only together with, and after, every live resource that
+///   depends on it; if one of those may not go, the resource is skipped and reported.
+///
+/// The result depends only on the arguments, not on the order of the candidates.
+pub fn plan(set: &CandidateSet, policy: &Policy, request: &Request) -> ReleasePlan {
+    let candidates = &set.candidates;
+    let now = set.now;
+    let index: HashMap<&str, usize> = candidates.iter().enumerate().map(|(i, c)| (c.id.as_str(), i)).collect();
+
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); candidates.len()];
+    for (i, c) in candidates.iter().enumerate() {
+        for dependency in c.depends_on.iter() {
+            if let Some(&j) = index.get(dependency.as_str()) {
+                dependents[j].push(i);
+            }
+        }
+    }
+    for list in &mut dependents {
+        list.sort_by(|&a, &b| candidates[a].id.cmp(&candidates[b].id));
+    }
+
+    let active_in_group = active_group_members(candidates);
+    let reasons: Vec<Option<Reason>> =
+        candidates.iter().enumerate().map(|(i, c)| eligibility(i, c, now, policy, request.urgency, &active_in_group)).collect();
+    let scale = Scale::of(candidates.iter());
+
+    let mut order: Vec<(usize, Reason, Score)> = candidates
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| request.kind.as_ref().is_none_or(|k| *k == c.kind))
+        .filter_map(|(i, _)| reasons[i].clone().map(|r| (i, r)))
+        .map(|(i, r)| {
+            let s = score(&candidates[i], now, policy, scale, &r);
+            (i, r, s)
+        })
+        .collect();
+    let band = |s: &Score| (s.total / policy.tie_band).floor() as i64;
+    order.sort_by_key(|(i, r, s)| (Reverse(r.is_due()), Reverse(band(s)), Reverse(candidates[*i].bytes), &candidates[*i].id));
+
+    let mut planned = vec![false; candidates.len()];
+    let mut plan = ReleasePlan {
+        urgency: request.urgency,
+        target_bytes: request.bytes_to_free,
+        planned_bytes: 0,
+        victims: Vec::new(),
+        skipped: Vec::new(),
+        considered: candidates.len(),
+        pinned: candidates.iter().filter(|c| c.pinned).count(),
+    };
+    for (i, reason, s) in order {
+        if planned[i] {
+            continue;
+        }
+        if !reason.is_due() && plan.covers_target() {
+            break;
+        }
+        let mut chain = Vec::new();
+        let mut visiting = vec![false; candidates.len()];
+        if let Err(reason) = collect_dependents(i, &dependents, &reasons, candidates, &planned, &mut visiting, &mut chain)
+        {
+            plan.skipped.push(Skip { id: candidates[i].id.clone(), reason });
+            continue;
+        }
+        for (d, parent) in chain {
+            let reason = Reason::DependentOf { id: candidates[parent].id.clone() };
+            let s = score(&candidates[d], now, policy, scale, &reason);
+            push(&mut plan, &mut planned, candidates, d, reason, s);
+        }
+        push(&mut plan, &mut planned, candidates, i, reason, s);
+    }
+    plan
+}
+
+fn push(plan: &mut ReleasePlan, planned: &mut [bool], candidates: &[Candidate], i: usize, reason: Reason, score: Score) {
+    let c = &candidates[i];
+    planned[i] = true;
+    plan.planned_bytes += c.bytes;
+    plan.victims.push(Victim { id: c.id.clone(), kind: c.kind.clone(), bytes: c.bytes, reason, score });
+}
+
+/// For each mutual-exclusion group, the member in use: the most recently accessed one
+/// (then the most accessed, then the smallest id).
+fn active_group_members(candidates: &[Candidate]) -> HashMap<&str, usize> {
+    let mut active: HashMap<&str, usize> = HashMap::new();
+    for (i, c) in candidates.iter().enumerate() {
+        let Some(group) = c.group.as_deref() else { continue };
+        let slot = active.entry(group).or_insert(i);
+        let best = &candidates[*slot];
+        let key = |c: &Candidate| (c.last_access, c.accesses, Reverse(c.id.clone()));
+        if key(c) > key(best) {
+            *slot = i;
+        }
+    }
+    active
+}
+
+fn eligibility(
+    i: usize,
+    c: &Candidate,
+    now: Timestamp,
+    policy: &Policy,
+    urgency: Urgency,
+    active_in_group: &HashMap<&str, usize>,
+) -> Option<Reason> {
+    if c.pinned {
+        None
+    } else if c.is_expired(now) {
+        Some(Reason::Expired)
+    } else if c.is_idle_past_limit(now) {
+        Some(Reason::IdlePastLimit)
+    } else if let Some(group) = c.group.as_deref().filter(|g| active_in_group.get(g) != Some(&i)) {
+        Some(Reason::Superseded { group: group.to_owned() })
+    } else {
+        policy.allows(urgency, c.effective_priority()).then_some(Reason::Pressure)
+    }
+}
+
+/// Collects, depth first, every unplanned resource that depends on `i`, each after its own
+/// dependents, paired with the resource it depends on; fails if one of them may not go.
+fn collect_dependents(
+    i: usize,
+    dependents: &[Vec<usize>],
+    reasons: &[Option<Reason>],
+    candidates: &[Candidate],
+    planned: &[bool],
+    visiting: &mut [bool],
+    chain: &mut Vec<(usize, usize)>,
+) -> Result<(), SkipReason> {
+    visiting[i] = true;
+    for &d in &dependents[i] {
+        if planned[d] || visiting[d] {
+            continue;
+        }
+        let dependent = candidates[d].id.clone();
+        if candidates[d].pinned {
+            return Err(SkipReason::DependentPinned { dependent });
+        }
+        if reasons[d].is_none() {
+            return Err(SkipReason::DependentProtected { dependent });
+        }
+        collect_dependents(d, dependents, reasons, candidates, planned, visiting, chain)?;
+        chain.push((d, i));
+    }
+    Ok(())
+}
