@@ -212,9 +212,9 @@ impl Tracker {
         self.policies.write().insert(kind, policy);
     }
 
-    /// The policy of `kind` (the default policy if none was set).
+    /// The policy of `kind` ([`KindPolicy::default_for`] the kind if none was set).
     pub fn kind_policy(&self, kind: &ResourceKind) -> KindPolicy {
-        self.policies.read().get(kind).copied().unwrap_or_default()
+        self.policies.read().get(kind).copied().unwrap_or_else(|| KindPolicy::default_for(kind))
     }
 
     fn shard(&self, id: &str) -> &Shard {
@@ -396,13 +396,16 @@ impl Tracker {
 
     /// Every registered resource as a release candidate, judged at `now`.
     pub fn candidates_at(&self, now: Timestamp) -> CandidateSet {
-        let policies = self.policies.read().clone();
-        let default = KindPolicy::default();
+        let mut policies = self.policies.read().clone();
+        for kind in ResourceKind::BUILTIN {
+            policies.entry(kind.clone()).or_insert_with(|| KindPolicy::default_for(&kind));
+        }
+        let custom = KindPolicy::default();
         let mut candidates = Vec::with_capacity(self.books.lock().total.count as usize);
         for shard in self.shards.iter() {
             let map = shard.map.read();
             candidates.extend(
-                map.iter().map(|(id, entry)| entry.candidate(id, policies.get(&entry.kind).unwrap_or(&default))),
+                map.iter().map(|(id, entry)| entry.candidate(id, policies.get(&entry.kind).unwrap_or(&custom))),
             );
         }
         CandidateSet { now, candidates }

@@ -108,6 +108,24 @@ impl Default for KindPolicy {
     }
 }
 
+impl KindPolicy {
+    /// The policy a kind has until one is set: no TTL or idle limit, and a priority that
+    /// keeps costly-to-reload kinds longest (the shipped config's priorities):
+    /// model_shards 8, model_weights_cache 7, subtitle_index 5, audio_cache 4,
+    /// render_cache 3, temp_buffers 1, custom kinds 5.
+    pub fn default_for(kind: &ResourceKind) -> Self {
+        let priority = match kind {
+            ResourceKind::ModelShards => 8,
+            ResourceKind::ModelWeightsCache => 7,
+            ResourceKind::AudioCache => 4,
+            ResourceKind::RenderCache => 3,
+            ResourceKind::TempBuffers => 1,
+            _ => 5,
+        };
+        KindPolicy { priority: Priority::new(priority).expect("listed priorities are in range"), ..Self::default() }
+    }
+}
+
 /// A value that can give back part of its memory while staying usable.
 ///
 /// Implemented by values of kinds released incrementally (a subtitle index, an audio
