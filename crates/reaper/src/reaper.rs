@@ -1,0 +1,245 @@
+//! [`Reaper`]: executes release plans.
+
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::Instant;
+
+use memwarden_core::{ResourceId, ResourceKind};
+use memwarden_prioritizer::{ReleasePlan, Urgency};
+use memwarden_tracker::{Tracker, TrackerError};
+use parking_lot::{Mutex, RwLock};
+
+use crate::{
+    DropHandler, HandlerError, KindStats, ReaperStats, ReleaseGuard, ReleaseHandler, ReleaseReport, Released, SkipReason,
+    Skipped,
+};
+
+/// Releases resources from a [`Tracker`] through per-kind and per-resource handlers.
+pub struct Reaper {
+    tracker: Arc<Tracker>,
+    handlers: RwLock<HashMap<ResourceKind, Arc<dyn ReleaseHandler>>>,
+    resource_handlers: RwLock<HashMap<ResourceId, Arc<dyn ReleaseHandler>>>,
+    incremental: RwLock<HashMap<ResourceKind, f64>>,
+    guards: RwLock<Vec<Arc<dyn ReleaseGuard>>>,
+    stats: Mutex<BTreeMap<ResourceKind, KindStats>>,
+}
+
+impl fmt::Debug for Reaper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reaper")
+            .field("handlers", &self.handlers.read().keys().collect::<Vec<_>>())
+            .field("incremental", &*self.incremental.read())
+            .field("guards", &self.guards.read().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The fraction of a `subtitle_index` released per partial release, until configured.
+const DEFAULT_SUBTITLE_FRACTION: f64 = 0.5;
+
+impl Reaper {
+    /// A reaper over `tracker` with the built-in handlers: plain drops (set hooks with
+    /// [`Reaper::set_handler`]) and incremental release of half a `subtitle_index`.
+    pub fn new(tracker: Arc<Tracker>) -> Self {
+        Reaper {
+            tracker,
+            handlers: RwLock::new(HashMap::new()),
+            resource_handlers: RwLock::new(HashMap::new()),
+            incremental: RwLock::new(HashMap::from([(ResourceKind::SubtitleIndex, DEFAULT_SUBTITLE_FRACTION)])),
+            guards: RwLock::new(Vec::new()),
+            stats: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The tracker released from.
+    pub fn tracker(&self) -> &Arc<Tracker> {
+        &self.tracker
+    }
+
+    /// Sets the handler for every resource of `kind` (without a handler of its own).
+    pub fn set_handler(&self, kind: ResourceKind, handler: impl ReleaseHandler + 'static) {
+        self.handlers.write().insert(kind, Arc::new(handler));
+    }
+
+    /// Sets the handler for one resource, taking precedence over its kind's.
+    pub fn set_resource_handler(&self, id: impl Into<ResourceId>, handler: impl ReleaseHandler + 'static) {
+        self.resource_handlers.write().insert(id.into(), Arc::new(handler));
+    }
+
+    /// Sets the fraction of a shrinkable resource of `kind` released per partial release
+    /// (below [`Urgency::Critical`]); `0` releases such resources in full. Clamped to `0..=1`.
+    pub fn set_incremental_fraction(&self, kind: ResourceKind, fraction: f64) {
+        let fraction = if fraction.is_nan() { 0.0 } else { fraction.clamp(0.0, 1.0) };
+        self.incremental.write().insert(kind, fraction);
+    }
+
+    /// Adds a guard consulted before every release (a lock manager, say).
+    pub fn add_guard(&self, guard: Arc<dyn ReleaseGuard>) {
+        self.guards.write().push(guard);
+    }
+
+    /// Releases a plan's victims front to back. Below [`Urgency::Critical`], shrinkable
+    /// resources of incremental kinds are released in part.
+    pub fn execute(&self, plan: &ReleasePlan) -> ReleaseReport {
+        let mut report = ReleaseReport::default();
+        let allow_partial = plan.urgency < Urgency::Critical;
+        for victim in &plan.victims {
+            self.release_one(&victim.id, Some(&victim.kind), allow_partial, &mut report);
+        }
+        if !report.released.is_empty() || !report.skipped.is_empty() {
+            log::debug!(
+                "released {} resources ({} bytes), skipped {}, {} handler failures",
+                report.released.len(),
+                report.bytes_freed,
+                report.skipped.len(),
+                report.failures
+            );
+        }
+        report
+    }
+
+    /// Releases one resource in full.
+    pub fn release(&self, id: &str) -> ReleaseReport {
+        self.release_batch([id])
+    }
+
+    /// Releases several resources in full, in the order given.
+    pub fn release_batch<'a>(&self, ids: impl IntoIterator<Item = &'a str>) -> ReleaseReport {
+        let mut report = ReleaseReport::default();
+        for id in ids {
+            self.release_one(&ResourceId::from(id), None, false, &mut report);
+        }
+        report
+    }
+
+    /// Counters per kind and in total.
+    pub fn stats(&self) -> ReaperStats {
+        let kinds = self.stats.lock().clone();
+        let mut total = KindStats::default();
+        for stats in kinds.values() {
+            total.add(stats);
+        }
+        ReaperStats { kinds, total }
+    }
+
+    fn record(&self, kind: &ResourceKind, update: impl FnOnce(&mut KindStats)) {
+        update(self.stats.lock().entry(kind.clone()).or_default());
+    }
+
+    fn skip(&self, id: &ResourceId, kind: Option<&ResourceKind>, reason: SkipReason, report: &mut ReleaseReport) {
+        if let Some(kind) = kind {
+            self.record(kind, |s| s.skipped += 1);
+        }
+        log::debug!("not releasing {id}: {reason:?}");
+        report.skipped.push(Skipped { id: id.clone(), reason });
+    }
+
+    fn release_one(&self, id: &ResourceId, kind: Option<&ResourceKind>, allow_partial: bool, report: &mut ReleaseReport) {
+        let start = Instant::now();
+        let holder = self.guards.read().iter().find_map(|guard| guard.protects(id));
+        if let Some(holder) = holder {
+            return self.skip(id, kind, SkipReason::Locked { holder }, report);
+        }
+        if allow_partial && self.try_partial(id, kind, start, report) {
+            return;
+        }
+        let detached = match self.tracker.detach(id.as_str()) {
+            Ok(detached) => detached,
+            Err(TrackerError::Pinned { .. }) => return self.skip(id, kind, SkipReason::Pinned, report),
+            Err(TrackerError::HasDependents { dependents, .. }) => {
+                return self.skip(id, kind, SkipReason::NeededBy { dependents }, report);
+            }
+            Err(_) => return self.skip(id, kind, SkipReason::Gone, report),
+        };
+        let handler = self.handler_for(id, &detached.kind);
+        let mut error = contain(|| handler.before_drop(&detached)).err();
+        let (id, kind, bytes) = (detached.id.clone(), detached.kind.clone(), detached.bytes);
+        drop(detached);
+        if let Err(e) = contain(|| handler.after_drop(&id, &kind)) {
+            error.get_or_insert(e);
+        }
+        let elapsed = start.elapsed();
+        if let Some(e) = &error {
+            log::warn!("release handler for {id} ({kind}) failed, the resource was dropped anyway: {e}");
+        }
+        let failed = u64::from(error.is_some());
+        self.record(&kind, |s| {
+            s.releases += 1;
+            s.bytes_freed += bytes;
+            s.failures += failed;
+            s.time_spent += elapsed;
+        });
+        report.bytes_freed += bytes;
+        report.failures += failed;
+        report.released.push(Released { id, kind, bytes_freed: bytes, partial: false, handler_error: error, elapsed });
+    }
+
+    /// Releases part of a shrinkable resource of an incremental kind; `false` if that does
+    /// not apply or freed nothing (the caller then releases it in full).
+    fn try_partial(&self, id: &ResourceId, kind: Option<&ResourceKind>, start: Instant, report: &mut ReleaseReport) -> bool {
+        let Some(info) = self.tracker.info(id.as_str()) else { return false };
+        if kind.is_some_and(|k| *k != info.kind) || info.pinned {
+            return false;
+        }
+        let fraction = self.incremental.read().get(&info.kind).copied().unwrap_or(0.0);
+        if fraction <= 0.0 || fraction >= 1.0 {
+            return false;
+        }
+        let Some(shrink) = self.tracker.shrinker(id.as_str()) else { return false };
+        let freed = match contain(|| Ok(shrink.shrink(fraction))) {
+            Ok(freed) => freed.min(info.bytes),
+            Err(e) => {
+                log::warn!("partial release of {id} ({}) failed, releasing it in full: {e}", info.kind);
+                self.record(&info.kind, |s| s.failures += 1);
+                report.failures += 1;
+                return false;
+            }
+        };
+        if freed == 0 || self.tracker.set_bytes(id.as_str(), info.bytes - freed).is_err() {
+            return false;
+        }
+        let elapsed = start.elapsed();
+        self.record(&info.kind, |s| {
+            s.partial_releases += 1;
+            s.bytes_freed += freed;
+            s.time_spent += elapsed;
+        });
+        report.bytes_freed += freed;
+        report.released.push(Released {
+            id: id.clone(),
+            kind: info.kind,
+            bytes_freed: freed,
+            partial: true,
+            handler_error: None,
+            elapsed,
+        });
+        true
+    }
+
+    fn handler_for(&self, id: &ResourceId, kind: &ResourceKind) -> Arc<dyn ReleaseHandler> {
+        if let Some(handler) = self.resource_handlers.read().get(id) {
+            return Arc::clone(handler);
+        }
+        self.handlers.read().get(kind).cloned().unwrap_or_else(|| Arc::new(DropHandler))
+    }
+}
+
+/// Runs `f`, turning a panic into an error carrying the panic message.
+fn contain<T>(f: impl FnOnce() -> Result<T, HandlerError>) -> Result<T, String> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(payload) => Err(format!("panicked: {}", panic_message(payload.as_ref()))),
+    }
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a non-string payload")
+}

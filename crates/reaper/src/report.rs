@@ -1,0 +1,113 @@
+//! What a release run did ([`ReleaseReport`]) and what the reaper has done ([`ReaperStats`]).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use memwarden_core::{ResourceId, ResourceKind};
+use serde::Serialize;
+
+/// One resource released, in full or in part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Released {
+    /// Its id.
+    pub id: ResourceId,
+    /// Its kind.
+    pub kind: ResourceKind,
+    /// Bytes freed (for a partial release, what the value reported).
+    pub bytes_freed: u64,
+    /// Whether only part of it was released; it stays registered at its smaller size.
+    pub partial: bool,
+    /// The handler's error or panic message, if it failed (the drop still ran).
+    pub handler_error: Option<String>,
+    /// Time the release took.
+    pub elapsed: Duration,
+}
+
+/// Why a planned victim was not released.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// It is pinned.
+    Pinned,
+    /// A [`ReleaseGuard`](crate::ReleaseGuard) protects it.
+    Locked {
+        /// Who holds it, as the guard described.
+        holder: String,
+    },
+    /// Live resources depend on it.
+    NeededBy {
+        /// Those resources.
+        dependents: Vec<ResourceId>,
+    },
+    /// It is no longer registered.
+    Gone,
+}
+
+/// A planned victim that was left alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// Its id.
+    pub id: ResourceId,
+    /// Why.
+    pub reason: SkipReason,
+}
+
+/// The result of one release run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReleaseReport {
+    /// What was released, in order.
+    pub released: Vec<Released>,
+    /// What was left alone.
+    pub skipped: Vec<Skipped>,
+    /// Bytes freed in all.
+    pub bytes_freed: u64,
+    /// Handlers that failed (their resources were still dropped).
+    pub failures: u64,
+}
+
+impl ReleaseReport {
+    /// Adds another report's results to this one.
+    pub fn merge(&mut self, other: ReleaseReport) {
+        self.released.extend(other.released);
+        self.skipped.extend(other.skipped);
+        self.bytes_freed += other.bytes_freed;
+        self.failures += other.failures;
+    }
+}
+
+/// Counters for one kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct KindStats {
+    /// Full releases.
+    pub releases: u64,
+    /// Partial releases.
+    pub partial_releases: u64,
+    /// Bytes freed.
+    pub bytes_freed: u64,
+    /// Handler failures (errors and panics).
+    pub failures: u64,
+    /// Victims skipped (pinned, locked, needed, gone).
+    pub skipped: u64,
+    /// Time spent releasing.
+    pub time_spent: Duration,
+}
+
+impl KindStats {
+    pub(crate) fn add(&mut self, other: &KindStats) {
+        self.releases += other.releases;
+        self.partial_releases += other.partial_releases;
+        self.bytes_freed += other.bytes_freed;
+        self.failures += other.failures;
+        self.skipped += other.skipped;
+        self.time_spent += other.time_spent;
+    }
+}
+
+/// The reaper's counters, per kind and in total.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReaperStats {
+    /// Per kind.
+    pub kinds: BTreeMap<ResourceKind, KindStats>,
+    /// All kinds together.
+    pub total: KindStats,
+}

@@ -1,0 +1,4 @@
+//! Integration tests of release execution.
+
+mod execution;
+mod stress;
