@@ -1,5 +1,47 @@
-//! placeholder
+//! memwarden keeps a memory-hungry process inside its memory budget.
+//!
+//! This facade re-exports the memwarden crates behind cargo features, so an application
+//! takes only what it needs, and adds [`Lifecycle`], which drives tracker, prioritizer
+//! and reaper against a byte budget.
+//!
+//! ```
+//! # #[cfg(feature = "runtime")] {
+//! use memwarden::core::{ByteSize, ResourceKind};
+//! use memwarden::tracker::{ResourceSpec, Tracker};
+//! use memwarden::Lifecycle;
+//! use std::sync::Arc;
+//!
+//! let tracker = Arc::new(Tracker::new());
+//! let lifecycle = Lifecycle::new(Arc::clone(&tracker), ByteSize::mib(64));
+//! for i in 0..32 {
+//!     let bytes = 4 << 20;
+//!     lifecycle.make_room(&ResourceKind::RenderCache, bytes);
+//!     tracker.register(ResourceSpec::new(format!("frame-{i}"), ResourceKind::RenderCache, bytes), vec![0u8; 16])
+//!         .expect("fresh id");
+//! }
+//! assert!(tracker.totals().bytes <= 64 << 20);
+//! # }
+//! ```
+//!
+//! # Features
+#![doc = document_features::document_features!()]
+//!
+//! Features are additive: every one compiles alone and with every other.
 #![deny(missing_docs)]
+#![warn(unreachable_pub, missing_debug_implementations)]
+
 pub use memwarden_core as core;
+
 #[cfg(feature = "config")]
 pub mod config;
+#[cfg(feature = "prioritizer")]
+pub use memwarden_prioritizer as prioritizer;
+#[cfg(feature = "reaper")]
+pub use memwarden_reaper as reaper;
+#[cfg(feature = "tracker")]
+pub use memwarden_tracker as tracker;
+
+#[cfg(feature = "reaper")]
+mod lifecycle;
+#[cfg(feature = "reaper")]
+pub use lifecycle::{Lifecycle, Thresholds};

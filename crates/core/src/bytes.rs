@@ -85,7 +85,10 @@ impl FromStr for ByteSize {
     type Err = Error;
 
     fn from_str(input: &str) -> Result<Self, Error> {
-        let fail = |reason| Error::ByteSize { input: input.to_owned(), reason };
+        let fail = |reason| Error::ByteSize {
+            input: input.to_owned(),
+            reason,
+        };
         let s = input.trim();
         if s.is_empty() {
             return Err(fail("empty string"));
@@ -93,14 +96,18 @@ impl FromStr for ByteSize {
         if s.starts_with('-') {
             return Err(fail("a size cannot be negative"));
         }
-        let number_end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+        let number_end = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(s.len());
         let (number, unit) = s.split_at(number_end);
         let unit = unit.trim_start().to_ascii_lowercase();
         let multiplier = UNITS
             .iter()
             .find(|(name, _)| *name == unit)
             .map(|&(_, m)| m)
-            .ok_or_else(|| fail("unknown unit (expected B, kB, MB, GB, TB, PB, KiB, MiB, GiB, TiB or PiB)"))?;
+            .ok_or_else(|| {
+                fail("unknown unit (expected B, kB, MB, GB, TB, PB, KiB, MiB, GiB, TiB or PiB)")
+            })?;
         let (int_part, frac_part) = number.split_once('.').unwrap_or((number, ""));
         if int_part.is_empty() && frac_part.is_empty() {
             return Err(fail("expected a number"));
@@ -123,9 +130,13 @@ impl FromStr for ByteSize {
             .checked_mul(scale)
             .and_then(|m| m.checked_add(parse(frac_part).ok()?))
             .ok_or_else(|| fail("number too large"))?;
-        let scaled = mantissa.checked_mul(u128::from(multiplier)).ok_or_else(|| fail("number too large"))?;
+        let scaled = mantissa
+            .checked_mul(u128::from(multiplier))
+            .ok_or_else(|| fail("number too large"))?;
         let rounded = (scaled + scale / 2) / scale;
-        u64::try_from(rounded).map(ByteSize).map_err(|_| fail("more than 2^64 - 1 bytes"))
+        u64::try_from(rounded)
+            .map(ByteSize)
+            .map_err(|_| fail("more than 2^64 - 1 bytes"))
     }
 }
 
@@ -160,9 +171,9 @@ impl<'de> Deserialize<'de> for ByteSize {
                 Ok(ByteSize(v))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
-                u64::try_from(v)
-                    .map(ByteSize)
-                    .map_err(|_| E::custom(format!("invalid byte size {v}: a size cannot be negative")))
+                u64::try_from(v).map(ByteSize).map_err(|_| {
+                    E::custom(format!("invalid byte size {v}: a size cannot be negative"))
+                })
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
                 v.parse().map_err(E::custom)
@@ -179,12 +190,21 @@ mod tests {
     use proptest::prelude::*;
 
     fn check(input: &str, expected: Result<u64, &str>) {
-        let got = input.parse::<ByteSize>().map(ByteSize::as_u64).map_err(|e| e.to_string());
+        let got = input
+            .parse::<ByteSize>()
+            .map(ByteSize::as_u64)
+            .map_err(|e| e.to_string());
         match (got, expected) {
             (Ok(got), Ok(want)) => assert_eq!(got, want, "{input:?}"),
             (Err(got), Err(want)) => {
-                assert!(got.contains(want), "{input:?}: error {got:?} lacks {want:?}");
-                assert!(got.contains(&format!("{input:?}")), "{input:?}: error {got:?} does not quote input");
+                assert!(
+                    got.contains(want),
+                    "{input:?}: error {got:?} lacks {want:?}"
+                );
+                assert!(
+                    got.contains(&format!("{input:?}")),
+                    "{input:?}: error {got:?} does not quote input"
+                );
             }
             (got, want) => panic!("{input:?}: got {got:?}, want {want:?}"),
         }
@@ -231,9 +251,17 @@ mod tests {
 
     #[test]
     fn serde_accepts_numbers_and_strings() {
-        assert_eq!(serde_json::from_str::<ByteSize>("\"1 KiB\"").unwrap(), ByteSize(1024));
-        assert_eq!(serde_json::from_str::<ByteSize>("2048").unwrap(), ByteSize(2048));
-        let err = serde_json::from_str::<ByteSize>("-1").unwrap_err().to_string();
+        assert_eq!(
+            serde_json::from_str::<ByteSize>("\"1 KiB\"").unwrap(),
+            ByteSize(1024)
+        );
+        assert_eq!(
+            serde_json::from_str::<ByteSize>("2048").unwrap(),
+            ByteSize(2048)
+        );
+        let err = serde_json::from_str::<ByteSize>("-1")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("negative"), "{err}");
         assert_eq!(serde_json::to_string(&ByteSize(5)).unwrap(), "5");
     }

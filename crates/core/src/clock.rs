@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 /// A point in time: nanoseconds since the origin of the [`Clock`] that produced it.
 ///
 /// Timestamps from different clocks are not comparable.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Timestamp(u64);
 
@@ -39,7 +41,10 @@ impl Add<Duration> for Timestamp {
     type Output = Timestamp;
 
     fn add(self, d: Duration) -> Timestamp {
-        Timestamp(self.0.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
+        Timestamp(
+            self.0
+                .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        )
     }
 }
 
@@ -64,7 +69,9 @@ pub struct SystemClock {
 impl SystemClock {
     /// A clock whose origin is now.
     pub fn new() -> Self {
-        SystemClock { origin: Instant::now() }
+        SystemClock {
+            origin: Instant::now(),
+        }
     }
 }
 
@@ -124,7 +131,10 @@ mod tests {
         assert_eq!(clock.now().to_string(), "1.500s");
         clock.set(Timestamp::from_nanos(10));
         assert_eq!(shared.now().as_nanos(), 10);
-        assert_eq!(Timestamp::ZERO.saturating_duration_since(shared.now()), Duration::ZERO);
+        assert_eq!(
+            Timestamp::ZERO.saturating_duration_since(shared.now()),
+            Duration::ZERO
+        );
     }
 
     #[test]
@@ -133,6 +143,9 @@ mod tests {
         let a = clock.now();
         let b = clock.now();
         assert!(b >= a);
-        assert_eq!(Timestamp::from_nanos(5) + Duration::from_nanos(7), Timestamp::from_nanos(12));
+        assert_eq!(
+            Timestamp::from_nanos(5) + Duration::from_nanos(7),
+            Timestamp::from_nanos(12)
+        );
     }
 }

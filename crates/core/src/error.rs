@@ -23,7 +23,9 @@ pub enum Error {
         max: u8,
     },
     /// A resource kind name was empty or held characters other than `[A-Za-z0-9_.-]`.
-    #[error("invalid resource kind {input:?}: expected a name made of letters, digits, '_', '-' or '.'")]
+    #[error(
+        "invalid resource kind {input:?}: expected a name made of letters, digits, '_', '-' or '.'"
+    )]
     Kind {
         /// The string as given.
         input: String,

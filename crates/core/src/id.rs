@@ -19,7 +19,11 @@ pub struct ResourceId(Arc<str>);
 impl ResourceId {
     /// Makes an id, rejecting the empty string.
     pub fn new(name: &str) -> Result<Self, Error> {
-        if name.is_empty() { Err(Error::EmptyId) } else { Ok(ResourceId(name.into())) }
+        if name.is_empty() {
+            Err(Error::EmptyId)
+        } else {
+            Ok(ResourceId(name.into()))
+        }
     }
 
     /// The id as a string slice.
@@ -146,8 +150,16 @@ impl FromStr for ResourceKind {
         if let Some(kind) = Self::BUILTIN.iter().find(|k| k.as_str() == s) {
             return Ok(kind.clone());
         }
-        let valid = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-        if valid { Ok(ResourceKind::Custom(s.into())) } else { Err(Error::Kind { input: s.to_owned() }) }
+        let valid = !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if valid {
+            Ok(ResourceKind::Custom(s.into()))
+        } else {
+            Err(Error::Kind {
+                input: s.to_owned(),
+            })
+        }
     }
 }
 
@@ -191,7 +203,10 @@ mod tests {
         assert_eq!(custom, ResourceKind::Custom("gpu.textures".into()));
         assert_eq!(custom.to_string(), "gpu.textures");
         assert!(!custom.is_builtin());
-        assert_eq!(ResourceKind::custom("audio_cache").unwrap(), ResourceKind::AudioCache);
+        assert_eq!(
+            ResourceKind::custom("audio_cache").unwrap(),
+            ResourceKind::AudioCache
+        );
         let err = ResourceKind::custom("bad kind!").unwrap_err().to_string();
         assert!(err.contains("\"bad kind!\""), "{err}");
         assert!(ResourceKind::custom("").is_err());

@@ -27,7 +27,11 @@ impl Priority {
         if (i64::from(Self::MIN.0)..=i64::from(Self::MAX.0)).contains(&value) {
             Ok(Priority(value as u8))
         } else {
-            Err(Error::PriorityOutOfRange { value, min: Self::MIN.0, max: Self::MAX.0 })
+            Err(Error::PriorityOutOfRange {
+                value,
+                min: Self::MIN.0,
+                max: Self::MAX.0,
+            })
         }
     }
 
@@ -79,7 +83,9 @@ mod tests {
 
     #[test]
     fn deserialize_rejects_out_of_range() {
-        let err = serde_json::from_str::<Priority>("42").unwrap_err().to_string();
+        let err = serde_json::from_str::<Priority>("42")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("42") && err.contains("1..=10"), "{err}");
         assert_eq!(serde_json::from_str::<Priority>("7").unwrap().get(), 7);
     }

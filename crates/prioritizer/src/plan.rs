@@ -28,7 +28,11 @@ pub struct Victim {
 
 impl fmt::Display for Victim {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({}): {}; {}", self.id, self.kind, self.reason, self.score)
+        write!(
+            f,
+            "{} ({}): {}; {}",
+            self.id, self.kind, self.reason, self.score
+        )
     }
 }
 
@@ -106,10 +110,18 @@ impl fmt::Display for ReleasePlan {
         for skip in &self.skipped {
             match &skip.reason {
                 SkipReason::DependentPinned { dependent } => {
-                    writeln!(f, "  kept {}: {dependent} depends on it and is pinned", skip.id)?;
+                    writeln!(
+                        f,
+                        "  kept {}: {dependent} depends on it and is pinned",
+                        skip.id
+                    )?;
                 }
                 SkipReason::DependentProtected { dependent } => {
-                    writeln!(f, "  kept {}: {dependent} depends on it and may not go at this urgency", skip.id)?;
+                    writeln!(
+                        f,
+                        "  kept {}: {dependent} depends on it and may not go at this urgency",
+                        skip.id
+                    )?;
                 }
             }
         }
@@ -134,7 +146,11 @@ impl fmt::Display for ReleasePlan {
 pub fn plan(set: &CandidateSet, policy: &Policy, request: &Request) -> ReleasePlan {
     let candidates = &set.candidates;
     let now = set.now;
-    let index: HashMap<&str, usize> = candidates.iter().enumerate().map(|(i, c)| (c.id.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id.as_str(), i))
+        .collect();
 
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); candidates.len()];
     for (i, c) in candidates.iter().enumerate() {
@@ -149,8 +165,11 @@ pub fn plan(set: &CandidateSet, policy: &Policy, request: &Request) -> ReleasePl
     }
 
     let active_in_group = active_group_members(candidates);
-    let reasons: Vec<Option<Reason>> =
-        candidates.iter().enumerate().map(|(i, c)| eligibility(i, c, now, policy, request.urgency, &active_in_group)).collect();
+    let reasons: Vec<Option<Reason>> = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| eligibility(i, c, now, policy, request.urgency, &active_in_group))
+        .collect();
     let scale = Scale::of(candidates.iter());
 
     let mut order: Vec<(usize, Reason, Score)> = candidates
@@ -164,7 +183,14 @@ pub fn plan(set: &CandidateSet, policy: &Policy, request: &Request) -> ReleasePl
         })
         .collect();
     let band = |s: &Score| (s.total / policy.tie_band).floor() as i64;
-    order.sort_by_key(|(i, r, s)| (Reverse(r.is_due()), Reverse(band(s)), Reverse(candidates[*i].bytes), &candidates[*i].id));
+    order.sort_by_key(|(i, r, s)| {
+        (
+            Reverse(r.is_due()),
+            Reverse(band(s)),
+            Reverse(candidates[*i].bytes),
+            &candidates[*i].id,
+        )
+    });
 
     let mut planned = vec![false; candidates.len()];
     let mut plan = ReleasePlan {
@@ -185,13 +211,25 @@ pub fn plan(set: &CandidateSet, policy: &Policy, request: &Request) -> ReleasePl
         }
         let mut chain = Vec::new();
         let mut visiting = vec![false; candidates.len()];
-        if let Err(reason) = collect_dependents(i, &dependents, &reasons, candidates, &planned, &mut visiting, &mut chain)
-        {
-            plan.skipped.push(Skip { id: candidates[i].id.clone(), reason });
+        if let Err(reason) = collect_dependents(
+            i,
+            &dependents,
+            &reasons,
+            candidates,
+            &planned,
+            &mut visiting,
+            &mut chain,
+        ) {
+            plan.skipped.push(Skip {
+                id: candidates[i].id.clone(),
+                reason,
+            });
             continue;
         }
         for (d, parent) in chain {
-            let reason = Reason::DependentOf { id: candidates[parent].id.clone() };
+            let reason = Reason::DependentOf {
+                id: candidates[parent].id.clone(),
+            };
             let s = score(&candidates[d], now, policy, scale, &reason);
             push(&mut plan, &mut planned, candidates, d, reason, s);
         }
@@ -200,11 +238,24 @@ pub fn plan(set: &CandidateSet, policy: &Policy, request: &Request) -> ReleasePl
     plan
 }
 
-fn push(plan: &mut ReleasePlan, planned: &mut [bool], candidates: &[Candidate], i: usize, reason: Reason, score: Score) {
+fn push(
+    plan: &mut ReleasePlan,
+    planned: &mut [bool],
+    candidates: &[Candidate],
+    i: usize,
+    reason: Reason,
+    score: Score,
+) {
     let c = &candidates[i];
     planned[i] = true;
     plan.planned_bytes += c.bytes;
-    plan.victims.push(Victim { id: c.id.clone(), kind: c.kind.clone(), bytes: c.bytes, reason, score });
+    plan.victims.push(Victim {
+        id: c.id.clone(),
+        kind: c.kind.clone(),
+        bytes: c.bytes,
+        reason,
+        score,
+    });
 }
 
 /// For each mutual-exclusion group, the member in use: the most recently accessed one
@@ -212,7 +263,9 @@ fn push(plan: &mut ReleasePlan, planned: &mut [bool], candidates: &[Candidate], 
 fn active_group_members(candidates: &[Candidate]) -> HashMap<&str, usize> {
     let mut active: HashMap<&str, usize> = HashMap::new();
     for (i, c) in candidates.iter().enumerate() {
-        let Some(group) = c.group.as_deref() else { continue };
+        let Some(group) = c.group.as_deref() else {
+            continue;
+        };
         let slot = active.entry(group).or_insert(i);
         let best = &candidates[*slot];
         let key = |c: &Candidate| (c.last_access, c.accesses, Reverse(c.id.clone()));
@@ -237,10 +290,18 @@ fn eligibility(
         Some(Reason::Expired)
     } else if c.is_idle_past_limit(now) {
         Some(Reason::IdlePastLimit)
-    } else if let Some(group) = c.group.as_deref().filter(|g| active_in_group.get(g) != Some(&i)) {
-        Some(Reason::Superseded { group: group.to_owned() })
+    } else if let Some(group) = c
+        .group
+        .as_deref()
+        .filter(|g| active_in_group.get(g) != Some(&i))
+    {
+        Some(Reason::Superseded {
+            group: group.to_owned(),
+        })
     } else {
-        policy.allows(urgency, c.effective_priority()).then_some(Reason::Pressure)
+        policy
+            .allows(urgency, c.effective_priority())
+            .then_some(Reason::Pressure)
     }
 }
 

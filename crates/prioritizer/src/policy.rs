@@ -47,7 +47,11 @@ pub struct Request {
 impl Request {
     /// A request over all kinds.
     pub fn new(urgency: Urgency, bytes_to_free: u64) -> Self {
-        Request { urgency, bytes_to_free, kind: None }
+        Request {
+            urgency,
+            bytes_to_free,
+            kind: None,
+        }
     }
 
     /// Restricts the request to one kind.
@@ -74,7 +78,13 @@ pub struct Weights {
 
 impl Default for Weights {
     fn default() -> Self {
-        Weights { kind: 1.0, importance: 0.5, size: 0.6, idle: 0.4, frequency: 1.0 }
+        Weights {
+            kind: 1.0,
+            importance: 0.5,
+            size: 0.6,
+            idle: 0.4,
+            frequency: 1.0,
+        }
     }
 }
 

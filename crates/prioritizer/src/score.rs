@@ -104,20 +104,38 @@ pub(crate) struct Scale {
 
 impl Scale {
     pub(crate) fn of<'a>(candidates: impl Iterator<Item = &'a Candidate>) -> Self {
-        let (max_bytes, max_accesses) =
-            candidates.fold((0u64, 0u64), |(b, a), c| (b.max(c.bytes), a.max(c.accesses)));
-        Scale { ln_max_bytes: (max_bytes as f64).ln_1p(), ln_max_accesses: (max_accesses as f64).ln_1p() }
+        let (max_bytes, max_accesses) = candidates.fold((0u64, 0u64), |(b, a), c| {
+            (b.max(c.bytes), a.max(c.accesses))
+        });
+        Scale {
+            ln_max_bytes: (max_bytes as f64).ln_1p(),
+            ln_max_accesses: (max_accesses as f64).ln_1p(),
+        }
     }
 }
 
 fn ratio(value: f64, max: f64) -> f64 {
-    if max > 0.0 { (value / max).clamp(0.0, 1.0) } else { 0.0 }
+    if max > 0.0 {
+        (value / max).clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
 }
 
-pub(crate) fn score(c: &Candidate, now: Timestamp, policy: &Policy, scale: Scale, reason: &Reason) -> Score {
+pub(crate) fn score(
+    c: &Candidate,
+    now: Timestamp,
+    policy: &Policy,
+    scale: Scale,
+    reason: &Reason,
+) -> Score {
     let w = &policy.weights;
     let idle_for = c.idle(now);
-    let idle_scale = c.max_idle.unwrap_or(policy.idle_scale).as_secs_f64().max(1e-9);
+    let idle_scale = c
+        .max_idle
+        .unwrap_or(policy.idle_scale)
+        .as_secs_f64()
+        .max(1e-9);
     let idle = idle_for.as_secs_f64() / (idle_for.as_secs_f64() + idle_scale);
     let bonus = match reason {
         Reason::Expired | Reason::IdlePastLimit => policy.due_bonus,

@@ -63,7 +63,10 @@ impl Hooks {
         Self::default()
     }
     /// Runs `f` with the value before it is dropped (persist, offload).
-    pub fn before_drop(mut self, f: impl Fn(&Detached) -> Result<(), HandlerError> + Send + Sync + 'static) -> Self {
+    pub fn before_drop(
+        mut self,
+        f: impl Fn(&Detached) -> Result<(), HandlerError> + Send + Sync + 'static,
+    ) -> Self {
         self.before = Some(Arc::new(f));
         self
     }
@@ -79,7 +82,10 @@ impl Hooks {
 
 impl fmt::Debug for Hooks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Hooks").field("before_drop", &self.before.is_some()).field("after_drop", &self.after.is_some()).finish()
+        f.debug_struct("Hooks")
+            .field("before_drop", &self.before.is_some())
+            .field("after_drop", &self.after.is_some())
+            .finish()
     }
 }
 

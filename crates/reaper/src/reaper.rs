@@ -13,8 +13,8 @@ use memwarden_tracker::{Tracker, TrackerError};
 use parking_lot::{Mutex, RwLock};
 
 use crate::{
-    DropHandler, HandlerError, KindStats, ReaperStats, ReleaseGuard, ReleaseHandler, ReleaseReport, Released, SkipReason,
-    Skipped,
+    DropHandler, HandlerError, KindStats, ReaperStats, ReleaseGuard, ReleaseHandler, ReleaseReport,
+    Released, SkipReason, Skipped,
 };
 
 /// Releases resources from a [`Tracker`] through per-kind and per-resource handlers.
@@ -48,7 +48,10 @@ impl Reaper {
             tracker,
             handlers: RwLock::new(HashMap::new()),
             resource_handlers: RwLock::new(HashMap::new()),
-            incremental: RwLock::new(HashMap::from([(ResourceKind::SubtitleIndex, DEFAULT_SUBTITLE_FRACTION)])),
+            incremental: RwLock::new(HashMap::from([(
+                ResourceKind::SubtitleIndex,
+                DEFAULT_SUBTITLE_FRACTION,
+            )])),
             guards: RwLock::new(Vec::new()),
             stats: Mutex::new(BTreeMap::new()),
         }
@@ -65,14 +68,24 @@ impl Reaper {
     }
 
     /// Sets the handler for one resource, taking precedence over its kind's.
-    pub fn set_resource_handler(&self, id: impl Into<ResourceId>, handler: impl ReleaseHandler + 'static) {
-        self.resource_handlers.write().insert(id.into(), Arc::new(handler));
+    pub fn set_resource_handler(
+        &self,
+        id: impl Into<ResourceId>,
+        handler: impl ReleaseHandler + 'static,
+    ) {
+        self.resource_handlers
+            .write()
+            .insert(id.into(), Arc::new(handler));
     }
 
     /// Sets the fraction of a shrinkable resource of `kind` released per partial release
     /// (below [`Urgency::Critical`]); `0` releases such resources in full. Clamped to `0..=1`.
     pub fn set_incremental_fraction(&self, kind: ResourceKind, fraction: f64) {
-        let fraction = if fraction.is_nan() { 0.0 } else { fraction.clamp(0.0, 1.0) };
+        let fraction = if fraction.is_nan() {
+            0.0
+        } else {
+            fraction.clamp(0.0, 1.0)
+        };
         self.incremental.write().insert(kind, fraction);
     }
 
@@ -129,17 +142,36 @@ impl Reaper {
         update(self.stats.lock().entry(kind.clone()).or_default());
     }
 
-    fn skip(&self, id: &ResourceId, kind: Option<&ResourceKind>, reason: SkipReason, report: &mut ReleaseReport) {
+    fn skip(
+        &self,
+        id: &ResourceId,
+        kind: Option<&ResourceKind>,
+        reason: SkipReason,
+        report: &mut ReleaseReport,
+    ) {
         if let Some(kind) = kind {
             self.record(kind, |s| s.skipped += 1);
         }
         log::debug!("not releasing {id}: {reason:?}");
-        report.skipped.push(Skipped { id: id.clone(), reason });
+        report.skipped.push(Skipped {
+            id: id.clone(),
+            reason,
+        });
     }
 
-    fn release_one(&self, id: &ResourceId, kind: Option<&ResourceKind>, allow_partial: bool, report: &mut ReleaseReport) {
+    fn release_one(
+        &self,
+        id: &ResourceId,
+        kind: Option<&ResourceKind>,
+        allow_partial: bool,
+        report: &mut ReleaseReport,
+    ) {
         let start = Instant::now();
-        let holder = self.guards.read().iter().find_map(|guard| guard.protects(id));
+        let holder = self
+            .guards
+            .read()
+            .iter()
+            .find_map(|guard| guard.protects(id));
         if let Some(holder) = holder {
             return self.skip(id, kind, SkipReason::Locked { holder }, report);
         }
@@ -148,7 +180,9 @@ impl Reaper {
         }
         let detached = match self.tracker.detach(id.as_str()) {
             Ok(detached) => detached,
-            Err(TrackerError::Pinned { .. }) => return self.skip(id, kind, SkipReason::Pinned, report),
+            Err(TrackerError::Pinned { .. }) => {
+                return self.skip(id, kind, SkipReason::Pinned, report);
+            }
             Err(TrackerError::HasDependents { dependents, .. }) => {
                 return self.skip(id, kind, SkipReason::NeededBy { dependents }, report);
             }
@@ -163,7 +197,9 @@ impl Reaper {
         }
         let elapsed = start.elapsed();
         if let Some(e) = &error {
-            log::warn!("release handler for {id} ({kind}) failed, the resource was dropped anyway: {e}");
+            log::warn!(
+                "release handler for {id} ({kind}) failed, the resource was dropped anyway: {e}"
+            );
         }
         let failed = u64::from(error.is_some());
         self.record(&kind, |s| {
@@ -174,31 +210,61 @@ impl Reaper {
         });
         report.bytes_freed += bytes;
         report.failures += failed;
-        report.released.push(Released { id, kind, bytes_freed: bytes, partial: false, handler_error: error, elapsed });
+        report.released.push(Released {
+            id,
+            kind,
+            bytes_freed: bytes,
+            partial: false,
+            handler_error: error,
+            elapsed,
+        });
     }
 
     /// Releases part of a shrinkable resource of an incremental kind; `false` if that does
     /// not apply or freed nothing (the caller then releases it in full).
-    fn try_partial(&self, id: &ResourceId, kind: Option<&ResourceKind>, start: Instant, report: &mut ReleaseReport) -> bool {
-        let Some(info) = self.tracker.info(id.as_str()) else { return false };
+    fn try_partial(
+        &self,
+        id: &ResourceId,
+        kind: Option<&ResourceKind>,
+        start: Instant,
+        report: &mut ReleaseReport,
+    ) -> bool {
+        let Some(info) = self.tracker.info(id.as_str()) else {
+            return false;
+        };
         if kind.is_some_and(|k| *k != info.kind) || info.pinned {
             return false;
         }
-        let fraction = self.incremental.read().get(&info.kind).copied().unwrap_or(0.0);
+        let fraction = self
+            .incremental
+            .read()
+            .get(&info.kind)
+            .copied()
+            .unwrap_or(0.0);
         if fraction <= 0.0 || fraction >= 1.0 {
             return false;
         }
-        let Some(shrink) = self.tracker.shrinker(id.as_str()) else { return false };
+        let Some(shrink) = self.tracker.shrinker(id.as_str()) else {
+            return false;
+        };
         let freed = match contain(|| Ok(shrink.shrink(fraction))) {
             Ok(freed) => freed.min(info.bytes),
             Err(e) => {
-                log::warn!("partial release of {id} ({}) failed, releasing it in full: {e}", info.kind);
+                log::warn!(
+                    "partial release of {id} ({}) failed, releasing it in full: {e}",
+                    info.kind
+                );
                 self.record(&info.kind, |s| s.failures += 1);
                 report.failures += 1;
                 return false;
             }
         };
-        if freed == 0 || self.tracker.set_bytes(id.as_str(), info.bytes - freed).is_err() {
+        if freed == 0
+            || self
+                .tracker
+                .set_bytes(id.as_str(), info.bytes - freed)
+                .is_err()
+        {
             return false;
         }
         let elapsed = start.elapsed();
@@ -223,7 +289,11 @@ impl Reaper {
         if let Some(handler) = self.resource_handlers.read().get(id) {
             return Arc::clone(handler);
         }
-        self.handlers.read().get(kind).cloned().unwrap_or_else(|| Arc::new(DropHandler))
+        self.handlers
+            .read()
+            .get(kind)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(DropHandler))
     }
 }
 

@@ -51,5 +51,8 @@ pub enum TrackerError {
 }
 
 fn join(ids: &[ResourceId]) -> String {
-    ids.iter().map(ResourceId::as_str).collect::<Vec<_>>().join(", ")
+    ids.iter()
+        .map(ResourceId::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -37,7 +37,8 @@ struct Entry {
 
 impl Entry {
     fn touch(&self, now: Timestamp) {
-        self.last_access.fetch_max(now.as_nanos(), Ordering::Relaxed);
+        self.last_access
+            .fetch_max(now.as_nanos(), Ordering::Relaxed);
         self.accesses.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -146,7 +147,10 @@ pub struct Tracker {
 
 impl fmt::Debug for Tracker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Tracker").field("clock", &self.clock).field("live", &self.totals()).finish_non_exhaustive()
+        f.debug_struct("Tracker")
+            .field("clock", &self.clock)
+            .field("live", &self.totals())
+            .finish_non_exhaustive()
     }
 }
 
@@ -214,40 +218,71 @@ impl Tracker {
 
     /// The policy of `kind` ([`KindPolicy::default_for`] the kind if none was set).
     pub fn kind_policy(&self, kind: &ResourceKind) -> KindPolicy {
-        self.policies.read().get(kind).copied().unwrap_or_else(|| KindPolicy::default_for(kind))
+        self.policies
+            .read()
+            .get(kind)
+            .copied()
+            .unwrap_or_else(|| KindPolicy::default_for(kind))
     }
 
     fn shard(&self, id: &str) -> &Shard {
-        let mut hasher = ShardHasherBuilder.build_hasher();
-        id.hash(&mut hasher);
-        &self.shards[hasher.finish() as usize & (SHARDS - 1)]
+        &self.shards[ShardHasherBuilder.hash_one(id) as usize & (SHARDS - 1)]
     }
 
     /// Registers `value` under `spec`, returning the shared handle the caller keeps using.
-    pub fn register<T: Send + Sync + 'static>(&self, spec: ResourceSpec, value: T) -> Result<Arc<T>, TrackerError> {
+    pub fn register<T: Send + Sync + 'static>(
+        &self,
+        spec: ResourceSpec,
+        value: T,
+    ) -> Result<Arc<T>, TrackerError> {
         let value = Arc::new(value);
         self.insert(spec, Arc::clone(&value) as AnyValue, None)?;
         Ok(value)
     }
 
     /// Registers a value that is already shared.
-    pub fn register_arc<T: Send + Sync + 'static>(&self, spec: ResourceSpec, value: Arc<T>) -> Result<(), TrackerError> {
+    pub fn register_arc<T: Send + Sync + 'static>(
+        &self,
+        spec: ResourceSpec,
+        value: Arc<T>,
+    ) -> Result<(), TrackerError> {
         self.insert(spec, value as AnyValue, None)
     }
 
     /// Registers a value that can release part of itself (see [`Shrink`]).
-    pub fn register_shrinkable<T: Shrink + 'static>(&self, spec: ResourceSpec, value: T) -> Result<Arc<T>, TrackerError> {
+    pub fn register_shrinkable<T: Shrink + 'static>(
+        &self,
+        spec: ResourceSpec,
+        value: T,
+    ) -> Result<Arc<T>, TrackerError> {
         let value = Arc::new(value);
-        self.insert(spec, Arc::clone(&value) as AnyValue, Some(Arc::clone(&value) as Arc<dyn Shrink>))?;
+        self.insert(
+            spec,
+            Arc::clone(&value) as AnyValue,
+            Some(Arc::clone(&value) as Arc<dyn Shrink>),
+        )?;
         Ok(value)
     }
 
-    fn insert(&self, spec: ResourceSpec, value: AnyValue, shrink: Option<Arc<dyn Shrink>>) -> Result<(), TrackerError> {
+    fn insert(
+        &self,
+        spec: ResourceSpec,
+        value: AnyValue,
+        shrink: Option<Arc<dyn Shrink>>,
+    ) -> Result<(), TrackerError> {
         let now = self.clock.now();
         let mut books = self.books.lock();
         for dependency in &spec.depends_on {
-            if !self.shard(dependency.as_str()).map.read().contains_key(dependency) {
-                return Err(TrackerError::UnknownDependency { id: spec.id, dependency: dependency.clone() });
+            if !self
+                .shard(dependency.as_str())
+                .map
+                .read()
+                .contains_key(dependency)
+            {
+                return Err(TrackerError::UnknownDependency {
+                    id: spec.id,
+                    dependency: dependency.clone(),
+                });
             }
         }
         let mut map = self.shard(spec.id.as_str()).map.write();
@@ -255,7 +290,11 @@ impl Tracker {
             return Err(TrackerError::AlreadyRegistered { id: spec.id });
         }
         for dependency in &spec.depends_on {
-            books.dependents.entry(dependency.clone()).or_default().push(spec.id.clone());
+            books
+                .dependents
+                .entry(dependency.clone())
+                .or_default()
+                .push(spec.id.clone());
         }
         books.add(&spec.kind, 1, spec.bytes as i64);
         books.registered += 1;
@@ -303,10 +342,15 @@ impl Tracker {
     pub fn get<T: Send + Sync + 'static>(&self, id: &str) -> Result<Option<Arc<T>>, TrackerError> {
         match self.get_any(id) {
             None => Ok(None),
-            Some(value) => value
-                .downcast::<T>()
-                .map(Some)
-                .map_err(|_| TrackerError::TypeMismatch { id: id.into(), expected: std::any::type_name::<T>() }),
+            Some(value) => {
+                value
+                    .downcast::<T>()
+                    .map(Some)
+                    .map_err(|_| TrackerError::TypeMismatch {
+                        id: id.into(),
+                        expected: std::any::type_name::<T>(),
+                    })
+            }
         }
     }
 
@@ -314,7 +358,12 @@ impl Tracker {
     pub fn touch(&self, id: &str) -> bool {
         let now = self.clock.now();
         let shard = self.shard(id);
-        let found = shard.map.read().get(id).map(|entry| entry.touch(now)).is_some();
+        let found = shard
+            .map
+            .read()
+            .get(id)
+            .map(|entry| entry.touch(now))
+            .is_some();
         let counter = if found { &shard.hits } else { &shard.misses };
         counter.fetch_add(1, Ordering::Relaxed);
         found
@@ -335,7 +384,9 @@ impl Tracker {
     /// Pins or unpins `id`. A pinned resource is never detached.
     pub fn set_pinned(&self, id: &str, pinned: bool) -> Result<(), TrackerError> {
         let map = self.shard(id).map.read();
-        let entry = map.get(id).ok_or_else(|| TrackerError::NotFound { id: id.into() })?;
+        let entry = map
+            .get(id)
+            .ok_or_else(|| TrackerError::NotFound { id: id.into() })?;
         entry.pinned.store(pinned, Ordering::Relaxed);
         Ok(())
     }
@@ -344,7 +395,9 @@ impl Tracker {
     pub fn set_bytes(&self, id: &str, bytes: u64) -> Result<u64, TrackerError> {
         let mut books = self.books.lock();
         let mut map = self.shard(id).map.write();
-        let entry = map.get_mut(id).ok_or_else(|| TrackerError::NotFound { id: id.into() })?;
+        let entry = map
+            .get_mut(id)
+            .ok_or_else(|| TrackerError::NotFound { id: id.into() })?;
         let old = std::mem::replace(&mut entry.bytes, bytes);
         books.add(&entry.kind, 0, bytes as i64 - old as i64);
         Ok(old)
@@ -362,14 +415,21 @@ impl Tracker {
     pub fn detach(&self, id: &str) -> Result<Detached, TrackerError> {
         let mut books = self.books.lock();
         let mut map = self.shard(id).map.write();
-        let entry = map.get(id).ok_or_else(|| TrackerError::NotFound { id: id.into() })?;
+        let entry = map
+            .get(id)
+            .ok_or_else(|| TrackerError::NotFound { id: id.into() })?;
         if entry.pinned.load(Ordering::Relaxed) {
             return Err(TrackerError::Pinned { id: id.into() });
         }
         if let Some(dependents) = books.dependents.get(id).filter(|d| !d.is_empty()) {
-            return Err(TrackerError::HasDependents { id: id.into(), dependents: dependents.clone() });
+            return Err(TrackerError::HasDependents {
+                id: id.into(),
+                dependents: dependents.clone(),
+            });
         }
-        let (id, entry) = map.remove_entry(id).expect("the entry was found under the same write lock");
+        let (id, entry) = map
+            .remove_entry(id)
+            .expect("the entry was found under the same write lock");
         drop(map);
         books.dependents.remove(&id);
         for dependency in entry.depends_on.iter() {
@@ -398,15 +458,17 @@ impl Tracker {
     pub fn candidates_at(&self, now: Timestamp) -> CandidateSet {
         let mut policies = self.policies.read().clone();
         for kind in ResourceKind::BUILTIN {
-            policies.entry(kind.clone()).or_insert_with(|| KindPolicy::default_for(&kind));
+            policies
+                .entry(kind.clone())
+                .or_insert_with(|| KindPolicy::default_for(&kind));
         }
         let custom = KindPolicy::default();
         let mut candidates = Vec::with_capacity(self.books.lock().total.count as usize);
-        for shard in self.shards.iter() {
+        for shard in &self.shards {
             let map = shard.map.read();
-            candidates.extend(
-                map.iter().map(|(id, entry)| entry.candidate(id, policies.get(&entry.kind).unwrap_or(&custom))),
-            );
+            candidates.extend(map.iter().map(|(id, entry)| {
+                entry.candidate(id, policies.get(&entry.kind).unwrap_or(&custom))
+            }));
         }
         CandidateSet { now, candidates }
     }
@@ -431,12 +493,23 @@ impl Tracker {
 
     /// Count and bytes per kind (kinds with nothing registered are left out).
     pub fn kind_totals(&self) -> BTreeMap<ResourceKind, Totals> {
-        self.books.lock().kinds.iter().filter(|(_, t)| t.count > 0).map(|(k, t)| (k.clone(), *t)).collect()
+        self.books
+            .lock()
+            .kinds
+            .iter()
+            .filter(|(_, t)| t.count > 0)
+            .map(|(k, t)| (k.clone(), *t))
+            .collect()
     }
 
     /// Count and bytes of one kind.
     pub fn kind_total(&self, kind: &ResourceKind) -> Totals {
-        self.books.lock().kinds.get(kind).copied().unwrap_or_default()
+        self.books
+            .lock()
+            .kinds
+            .get(kind)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Number of registered resources.
@@ -453,8 +526,17 @@ impl Tracker {
     pub fn stats(&self) -> TrackerStats {
         let books = self.books.lock();
         let (hits, misses) = self.shards.iter().fold((0, 0), |(h, m), s| {
-            (h + s.hits.load(Ordering::Relaxed), m + s.misses.load(Ordering::Relaxed))
+            (
+                h + s.hits.load(Ordering::Relaxed),
+                m + s.misses.load(Ordering::Relaxed),
+            )
         });
-        TrackerStats { registered: books.registered, detached: books.detached, hits, misses, live: books.total }
+        TrackerStats {
+            registered: books.registered,
+            detached: books.detached,
+            hits,
+            misses,
+            live: books.total,
+        }
     }
 }

@@ -104,7 +104,11 @@ pub struct KindPolicy {
 
 impl Default for KindPolicy {
     fn default() -> Self {
-        KindPolicy { priority: Priority::NORMAL, ttl: None, max_idle: None }
+        KindPolicy {
+            priority: Priority::NORMAL,
+            ttl: None,
+            max_idle: None,
+        }
     }
 }
 
@@ -122,7 +126,10 @@ impl KindPolicy {
             ResourceKind::TempBuffers => 1,
             _ => 5,
         };
-        KindPolicy { priority: Priority::new(priority).expect("listed priorities are in range"), ..Self::default() }
+        KindPolicy {
+            priority: Priority::new(priority).expect("listed priorities are in range"),
+            ..Self::default()
+        }
     }
 }
 

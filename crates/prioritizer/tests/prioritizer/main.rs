@@ -29,7 +29,10 @@ pub(crate) fn cand(id: &str, kind: ResourceKind, bytes: u64, priority: u8) -> Ca
 }
 
 pub(crate) fn set(now_secs: u64, candidates: Vec<Candidate>) -> CandidateSet {
-    CandidateSet { now: Timestamp::ZERO + Duration::from_secs(now_secs), candidates }
+    CandidateSet {
+        now: Timestamp::ZERO + Duration::from_secs(now_secs),
+        candidates,
+    }
 }
 
 pub(crate) fn ids(plan: &memwarden_prioritizer::ReleasePlan) -> Vec<&str> {

@@ -11,31 +11,50 @@ use proptest::prelude::*;
 use crate::{cand, set};
 
 fn candidates() -> impl Strategy<Value = Vec<Candidate>> {
-    prop::collection::vec((1u64..1 << 24, 1u8..=10, 0u64..100, 1u64..50, any::<bool>(), 0u8..4, prop::option::of(0u64..200)), 1..40)
-        .prop_map(|rows| {
-            let mut out: Vec<Candidate> = Vec::new();
-            for (i, (bytes, priority, last, accesses, pin, dep, ttl)) in rows.into_iter().enumerate() {
-                let kind = ResourceKind::BUILTIN[i % 6].clone();
-                let mut c = cand(&format!("r{i:02}"), kind, bytes, priority);
-                c.last_access = Timestamp::ZERO + Duration::from_secs(last);
-                c.accesses = accesses;
-                c.pinned = pin && i % 5 == 0;
-                c.ttl = ttl.map(Duration::from_secs);
-                if dep > 0 && i >= usize::from(dep) {
-                    // depend on earlier ids only: the tracker makes cycles impossible
-                    c.depends_on = Arc::from(vec![ResourceId::from(format!("r{:02}", i - usize::from(dep)))]);
-                }
-                if i % 7 == 3 {
-                    c.group = Some("g".into());
-                }
-                out.push(c);
+    prop::collection::vec(
+        (
+            1u64..1 << 24,
+            1u8..=10,
+            0u64..100,
+            1u64..50,
+            any::<bool>(),
+            0u8..4,
+            prop::option::of(0u64..200),
+        ),
+        1..40,
+    )
+    .prop_map(|rows| {
+        let mut out: Vec<Candidate> = Vec::new();
+        for (i, (bytes, priority, last, accesses, pin, dep, ttl)) in rows.into_iter().enumerate() {
+            let kind = ResourceKind::BUILTIN[i % 6].clone();
+            let mut c = cand(&format!("r{i:02}"), kind, bytes, priority);
+            c.last_access = Timestamp::ZERO + Duration::from_secs(last);
+            c.accesses = accesses;
+            c.pinned = pin && i % 5 == 0;
+            c.ttl = ttl.map(Duration::from_secs);
+            if dep > 0 && i >= usize::from(dep) {
+                // depend on earlier ids only: the tracker makes cycles impossible
+                c.depends_on = Arc::from(vec![ResourceId::from(format!(
+                    "r{:02}",
+                    i - usize::from(dep)
+                ))]);
             }
-            out
-        })
+            if i % 7 == 3 {
+                c.group = Some("g".into());
+            }
+            out.push(c);
+        }
+        out
+    })
 }
 
 fn urgency() -> impl Strategy<Value = Urgency> {
-    prop_oneof![Just(Urgency::Low), Just(Urgency::Medium), Just(Urgency::High), Just(Urgency::Critical)]
+    prop_oneof![
+        Just(Urgency::Low),
+        Just(Urgency::Medium),
+        Just(Urgency::High),
+        Just(Urgency::Critical)
+    ]
 }
 
 proptest! {

@@ -27,18 +27,28 @@ fn concurrent_plans_release_each_resource_once() {
     let workers: Vec<_> = (0..4u64)
         .map(|w| {
             let (tracker, reaper) = (Arc::clone(&tracker), Arc::clone(&reaper));
-            let (dropped, registered, freed) = (Arc::clone(&dropped), Arc::clone(&registered), Arc::clone(&freed_by_reports));
+            let (dropped, registered, freed) = (
+                Arc::clone(&dropped),
+                Arc::clone(&registered),
+                Arc::clone(&freed_by_reports),
+            );
             thread::spawn(move || {
                 for i in 0..500u64 {
                     let bytes = 1 + (i * 7919 + w) % 1000;
                     let kind = ResourceKind::BUILTIN[(i % 4) as usize].clone();
                     let id = format!("w{w}-{i}");
                     let value = Counted(bytes, Arc::clone(&dropped));
-                    tracker.register(ResourceSpec::new(id.as_str(), kind, bytes), value).unwrap();
+                    tracker
+                        .register(ResourceSpec::new(id.as_str(), kind, bytes), value)
+                        .unwrap();
                     registered.fetch_add(bytes, Ordering::SeqCst);
                     let _ = tracker.get::<Counted>(&format!("w{}-{}", (w + 1) % 4, i / 2));
                     if i % 10 == 9 {
-                        let p = plan(&tracker.candidates(), &Policy::default(), &Request::new(Urgency::Critical, 20_000));
+                        let p = plan(
+                            &tracker.candidates(),
+                            &Policy::default(),
+                            &Request::new(Urgency::Critical, 20_000),
+                        );
                         freed.fetch_add(reaper.execute(&p).bytes_freed, Ordering::SeqCst);
                     }
                 }
@@ -49,7 +59,14 @@ fn concurrent_plans_release_each_resource_once() {
         w.join().unwrap();
     }
     let freed = freed_by_reports.load(Ordering::SeqCst);
-    assert_eq!(dropped.load(Ordering::SeqCst), freed, "every reported byte was really dropped, once");
-    assert_eq!(tracker.totals().bytes + freed, registered.load(Ordering::SeqCst));
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        freed,
+        "every reported byte was really dropped, once"
+    );
+    assert_eq!(
+        tracker.totals().bytes + freed,
+        registered.load(Ordering::SeqCst)
+    );
     assert_eq!(reaper.stats().total.bytes_freed, freed);
 }

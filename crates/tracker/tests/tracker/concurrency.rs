@@ -17,7 +17,9 @@ fn concurrent_register_get_detach_keeps_totals_exact() {
                 for i in 0..2000u64 {
                     let id = format!("t{t}-{i}");
                     let kind = ResourceKind::BUILTIN[(i % 6) as usize].clone();
-                    let value = tracker.register(ResourceSpec::new(id.as_str(), kind, i + 1), i).unwrap();
+                    let value = tracker
+                        .register(ResourceSpec::new(id.as_str(), kind, i + 1), i)
+                        .unwrap();
                     assert_eq!(*tracker.get::<u64>(&id).unwrap().unwrap(), *value);
                     // Read a neighbour's resource, which may come and go under us.
                     let other = format!("t{}-{i}", (t + 1) % 4);
@@ -34,7 +36,15 @@ fn concurrent_register_get_detach_keeps_totals_exact() {
         .collect();
     let kept: u64 = threads.into_iter().map(|h| h.join().unwrap()).sum();
     assert_eq!(tracker.totals().bytes, kept);
-    assert_eq!(tracker.candidates().candidates.iter().map(|c| c.bytes).sum::<u64>(), kept);
+    assert_eq!(
+        tracker
+            .candidates()
+            .candidates
+            .iter()
+            .map(|c| c.bytes)
+            .sum::<u64>(),
+        kept
+    );
     let by_kind: u64 = tracker.kind_totals().values().map(|t| t.bytes).sum();
     assert_eq!(by_kind, kept);
     let stats = tracker.stats();

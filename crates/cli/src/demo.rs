@@ -1,0 +1,529 @@
+//! `memwarden demo`: a scripted editing-and-inference session under a byte budget.
+//!
+//! The session edits a video with machine help: it scrubs rendered frames, plays audio
+//! clips, looks up subtitles and runs inference with one of two detector variants (a
+//! mutual-exclusion group) and a transcriber. Which frame, clip, track or model each step
+//! touches follows a seeded Zipf law. Every payload is real memory, written page by page,
+//! so the process RSS at the end is the OS's figure for what the budget let live.
+//!
+//! Each access goes through the tracker: a hit uses the held value; a miss reloads it,
+//! asking the [`Lifecycle`] to make room first, which plans with the prioritizer and
+//! releases with the reaper. Time is a manual clock advanced 50 ms per step, so idle
+//! limits and TTLs from the config play out the same on every machine.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use memwarden::Lifecycle;
+use memwarden::core::{ByteSize, ManualClock, ResourceId, ResourceKind};
+use memwarden::tracker::{ResourceSpec, Shrink, Tracker};
+use parking_lot::Mutex;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Zipf};
+use serde::Serialize;
+
+use crate::{Format, rss};
+
+/// Arguments of `memwarden demo`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Byte budget for tracked resources (e.g. "768MiB"); the config's `monitor.budget` by default.
+    #[arg(long)]
+    budget: Option<ByteSize>,
+    /// Seed of the access pattern.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Number of steps in the session.
+    #[arg(long, default_value_t = 2000)]
+    steps: u64,
+    /// Config file; the shipped defaults when left out.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+/// Simulated time per step.
+const STEP: Duration = Duration::from_millis(50);
+/// Zipf exponent of every access pattern.
+const ZIPF_EXPONENT: f64 = 1.0;
+
+const FRAMES: usize = 480;
+const FRAME_BYTES: usize = 1280 * 720 * 4;
+const CLIPS: usize = 48;
+const CLIP_BYTES: usize = 10 * 48_000 * 2 * 4;
+const TRACKS: usize = 6;
+const TRACK_ENTRIES: usize = 4000;
+const ENTRY_BYTES: usize = 256;
+const WEIGHTS_BYTES: usize = 24 << 20;
+const SHARDS_PER_MODEL: usize = 4;
+const SHARD_BYTES: usize = 16 << 20;
+const SCRATCH_BYTES: usize = 8 << 20;
+/// Models as (name, mutual-exclusion group): the two detector variants exclude each other.
+const MODELS: [(&str, Option<&str>); 3] = [
+    ("detector-s", Some("detector")),
+    ("detector-m", Some("detector")),
+    ("transcriber", None),
+];
+
+/// Real memory: every page is written so that it is resident.
+struct Payload(Box<[u8]>);
+
+impl Payload {
+    fn new(bytes: usize, fill: u8) -> Self {
+        Payload(vec![fill | 1; bytes].into_boxed_slice())
+    }
+}
+
+/// A subtitle track whose coldest entries can be dropped while the rest stays usable.
+struct SubtitleTrack {
+    entries: Mutex<Vec<(u32, Box<[u8]>)>>,
+}
+
+impl SubtitleTrack {
+    fn new(fill: u8) -> Self {
+        let entries = (0..TRACK_ENTRIES)
+            .map(|_| (0, vec![fill | 1; ENTRY_BYTES].into_boxed_slice()))
+            .collect();
+        SubtitleTrack {
+            entries: Mutex::new(entries),
+        }
+    }
+
+    fn lookup(&self, rank: usize) {
+        let mut entries = self.entries.lock();
+        let len = entries.len();
+        if len > 0 {
+            entries[rank % len].0 += 1;
+        }
+    }
+}
+
+impl Shrink for SubtitleTrack {
+    fn shrink(&self, fraction: f64) -> u64 {
+        let mut entries = self.entries.lock();
+        let drop = (entries.len() as f64 * fraction).round() as usize;
+        entries.sort_by_key(|(hits, _)| *hits); // coldest first; the hot part stays
+        entries
+            .drain(..drop)
+            .map(|(_, text)| text.len() as u64)
+            .sum()
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+struct Access {
+    hits: u64,
+    reloads: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct KindReport {
+    hits: u64,
+    reloads: u64,
+    hit_ratio: f64,
+    releases: u64,
+    partial_releases: u64,
+    bytes_freed: u64,
+    handler_failures: u64,
+    skipped: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Tracked {
+    min_bytes: u64,
+    max_bytes: u64,
+    final_bytes: u64,
+    steps_over_budget: u64,
+    /// (step, tracked bytes) every few steps, for plotting.
+    samples: Vec<(u64, u64)>,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    seed: u64,
+    steps: u64,
+    budget_bytes: u64,
+    warning_fraction: f64,
+    critical_fraction: f64,
+    simulated_seconds: f64,
+    wall_seconds: f64,
+    tracked: Tracked,
+    kinds: BTreeMap<String, KindReport>,
+    accesses: u64,
+    hits: u64,
+    reloads: u64,
+    hit_ratio: f64,
+    bytes_freed: u64,
+    rss: Option<rss::Rss>,
+}
+
+struct Session {
+    lifecycle: Lifecycle,
+    clock: ManualClock,
+    rng: StdRng,
+    access: BTreeMap<ResourceKind, Access>,
+    fill: u8,
+}
+
+impl Session {
+    fn tracker(&self) -> &Arc<Tracker> {
+        self.lifecycle.tracker()
+    }
+
+    /// Uses `id` if it is held; otherwise makes room and loads it with `load`.
+    fn access<T: Send + Sync + 'static>(
+        &mut self,
+        spec: ResourceSpec,
+        load: impl FnOnce(u8) -> T,
+    ) -> anyhow::Result<Arc<T>> {
+        if let Some(value) = self.tracker().get::<T>(spec.id.as_str())? {
+            self.access.entry(spec.kind).or_default().hits += 1;
+            return Ok(value);
+        }
+        self.access.entry(spec.kind.clone()).or_default().reloads += 1;
+        self.lifecycle.make_room(&spec.kind, spec.bytes);
+        self.fill = self.fill.wrapping_add(1);
+        Ok(self.tracker().register(spec, load(self.fill))?)
+    }
+
+    fn frame(&mut self, n: usize) -> anyhow::Result<()> {
+        let spec = ResourceSpec::new(
+            format!("frame-{n:04}"),
+            ResourceKind::RenderCache,
+            FRAME_BYTES as u64,
+        );
+        let frame = self.access(spec, |fill| Payload::new(FRAME_BYTES, fill))?;
+        std::hint::black_box(frame.0[n % frame.0.len()]);
+        Ok(())
+    }
+
+    fn clip(&mut self, n: usize) -> anyhow::Result<()> {
+        let spec = ResourceSpec::new(
+            format!("audio-{n:02}"),
+            ResourceKind::AudioCache,
+            CLIP_BYTES as u64,
+        );
+        let clip = self.access(spec, |fill| Payload::new(CLIP_BYTES, fill))?;
+        std::hint::black_box(clip.0[n % clip.0.len()]);
+        Ok(())
+    }
+
+    fn subtitles(&mut self, track: usize, entry: usize) -> anyhow::Result<()> {
+        let id = ResourceId::from(format!("subs-{track}"));
+        if let Some(held) = self.tracker().get::<SubtitleTrack>(id.as_str())? {
+            self.access
+                .entry(ResourceKind::SubtitleIndex)
+                .or_default()
+                .hits += 1;
+            held.lookup(entry);
+            return Ok(());
+        }
+        self.access
+            .entry(ResourceKind::SubtitleIndex)
+            .or_default()
+            .reloads += 1;
+        let bytes = (TRACK_ENTRIES * ENTRY_BYTES) as u64;
+        self.lifecycle
+            .make_room(&ResourceKind::SubtitleIndex, bytes);
+        self.fill = self.fill.wrapping_add(1);
+        let spec = ResourceSpec::new(id, ResourceKind::SubtitleIndex, bytes);
+        self.tracker()
+            .register_shrinkable(spec, SubtitleTrack::new(self.fill))?
+            .lookup(entry);
+        Ok(())
+    }
+
+    fn inference(&mut self, model: usize, step: u64) -> anyhow::Result<()> {
+        let (name, group) = MODELS[model];
+        let weights_id = format!("{name}/weights");
+        let mut spec = ResourceSpec::new(
+            weights_id.as_str(),
+            ResourceKind::ModelWeightsCache,
+            WEIGHTS_BYTES as u64,
+        );
+        if let Some(group) = group {
+            spec = spec.group(group);
+        }
+        self.access(spec, |fill| Payload::new(WEIGHTS_BYTES, fill))?;
+        for shard in 0..SHARDS_PER_MODEL {
+            let mut spec = ResourceSpec::new(
+                format!("{name}/shard-{shard}"),
+                ResourceKind::ModelShards,
+                SHARD_BYTES as u64,
+            )
+            .depends_on([weights_id.as_str()]);
+            if let Some(group) = group {
+                spec = spec.group(group);
+            }
+            self.access(spec, |fill| Payload::new(SHARD_BYTES, fill))?;
+        }
+        // Scratch space for this inference; nobody asks for it again, so it goes idle.
+        let spec = ResourceSpec::new(
+            format!("scratch-{step}"),
+            ResourceKind::TempBuffers,
+            SCRATCH_BYTES as u64,
+        );
+        self.access(spec, |fill| Payload::new(SCRATCH_BYTES, fill))?;
+        Ok(())
+    }
+}
+
+/// A Zipf-distributed index into `n` items, with the popular items shuffled by the seed.
+struct Popularity {
+    zipf: Zipf<f64>,
+    order: Vec<usize>,
+}
+
+impl Popularity {
+    fn new(n: usize, rng: &mut StdRng) -> anyhow::Result<Self> {
+        let zipf = Zipf::new(n as f64, ZIPF_EXPONENT).context("Zipf parameters")?;
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(rng);
+        Ok(Popularity { zipf, order })
+    }
+
+    fn pick(&self, rng: &mut StdRng) -> usize {
+        let rank = self.zipf.sample(rng) as usize;
+        self.order[rank.clamp(1, self.order.len()) - 1]
+    }
+}
+
+pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
+    let config = crate::load_config(args.config.as_ref())?;
+    let clock = ManualClock::new();
+    let tracker = Arc::new(Tracker::with_clock(Arc::new(clock.clone())));
+    let mut lifecycle = Lifecycle::from_config(tracker, &config);
+    if let Some(budget) = args.budget {
+        lifecycle.set_budget(budget);
+    }
+    let budget = lifecycle.budget().as_u64();
+    anyhow::ensure!(budget > 0, "--budget must be more than 0 bytes");
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let frames = Popularity::new(FRAMES, &mut rng)?;
+    let clips = Popularity::new(CLIPS, &mut rng)?;
+    let tracks = Popularity::new(TRACKS, &mut rng)?;
+    let entries = Popularity::new(TRACK_ENTRIES, &mut rng)?;
+    let models = Popularity::new(MODELS.len(), &mut rng)?;
+    let mut session = Session {
+        lifecycle,
+        clock,
+        rng,
+        access: BTreeMap::new(),
+        fill: 0,
+    };
+
+    let progress = if args.format == Format::Text {
+        ProgressBar::new(args.steps)
+    } else {
+        ProgressBar::hidden()
+    };
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} [{bar:40}] {pos}/{len} steps {msg}")
+            .expect("the template is valid")
+            .progress_chars("=> "),
+    );
+    let started = Instant::now();
+    let mut tracked = Tracked {
+        min_bytes: u64::MAX,
+        max_bytes: 0,
+        final_bytes: 0,
+        steps_over_budget: 0,
+        samples: Vec::new(),
+    };
+    let sample_every = (args.steps / 60).max(1);
+    for step in 0..args.steps {
+        session.clock.advance(STEP);
+        let roll: f64 = session.rng.random();
+        match roll {
+            r if r < 0.45 => {
+                let n = frames.pick(&mut session.rng);
+                session.frame(n)?;
+            }
+            r if r < 0.65 => {
+                let n = clips.pick(&mut session.rng);
+                session.clip(n)?;
+            }
+            r if r < 0.75 => {
+                let (t, e) = (
+                    tracks.pick(&mut session.rng),
+                    entries.pick(&mut session.rng),
+                );
+                session.subtitles(t, e)?;
+            }
+            _ => {
+                let m = models.pick(&mut session.rng);
+                session.inference(m, step)?;
+            }
+        }
+        let bytes = session.tracker().totals().bytes;
+        tracked.min_bytes = tracked.min_bytes.min(bytes);
+        tracked.max_bytes = tracked.max_bytes.max(bytes);
+        tracked.steps_over_budget += u64::from(bytes > budget);
+        if step % sample_every == 0 || step + 1 == args.steps {
+            tracked.samples.push((step, bytes));
+            progress.set_message(format!(
+                "tracked {} of {}",
+                ByteSize::b(bytes),
+                ByteSize::b(budget)
+            ));
+        }
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    tracked.final_bytes = session.tracker().totals().bytes;
+    if args.steps == 0 {
+        tracked.min_bytes = 0;
+    }
+
+    let stats = session.lifecycle.reaper().stats();
+    let mut kinds = BTreeMap::new();
+    for kind in ResourceKind::BUILTIN {
+        let a = session.access.get(&kind).copied().unwrap_or_default();
+        let r = stats.kinds.get(&kind).copied().unwrap_or_default();
+        kinds.insert(
+            kind.to_string(),
+            KindReport {
+                hits: a.hits,
+                reloads: a.reloads,
+                hit_ratio: ratio(a.hits, a.hits + a.reloads),
+                releases: r.releases,
+                partial_releases: r.partial_releases,
+                bytes_freed: r.bytes_freed,
+                handler_failures: r.failures,
+                skipped: r.skipped,
+            },
+        );
+    }
+    let (hits, reloads) = session
+        .access
+        .values()
+        .fold((0, 0), |(h, r), a| (h + a.hits, r + a.reloads));
+    let report = Report {
+        seed: args.seed,
+        steps: args.steps,
+        budget_bytes: budget,
+        warning_fraction: session.lifecycle.thresholds().warning,
+        critical_fraction: session.lifecycle.thresholds().critical,
+        simulated_seconds: (STEP * args.steps as u32).as_secs_f64(),
+        wall_seconds: started.elapsed().as_secs_f64(),
+        tracked,
+        kinds,
+        accesses: hits + reloads,
+        hits,
+        reloads,
+        hit_ratio: ratio(hits, hits + reloads),
+        bytes_freed: stats.total.bytes_freed,
+        rss: rss::read(),
+    };
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Text => print!("{}", render(&report)),
+    }
+    Ok(())
+}
+
+fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+fn render(r: &Report) -> String {
+    use std::fmt::Write;
+    let b = ByteSize::b;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "memwarden demo: seed {}, {} steps ({:.0} s simulated, {:.2} s wall), budget {} (warning {:.0}%, critical {:.0}%)",
+        r.seed,
+        r.steps,
+        r.simulated_seconds,
+        r.wall_seconds,
+        b(r.budget_bytes),
+        r.warning_fraction * 100.0,
+        r.critical_fraction * 100.0
+    );
+    let _ = writeln!(
+        out,
+        "\ntracked bytes: min {}, max {} ({:.1}% of budget), final {}; steps over budget: {}",
+        b(r.tracked.min_bytes),
+        b(r.tracked.max_bytes),
+        r.tracked.max_bytes as f64 / r.budget_bytes as f64 * 100.0,
+        b(r.tracked.final_bytes),
+        r.tracked.steps_over_budget
+    );
+    let _ = writeln!(
+        out,
+        "over time:     {}",
+        sparkline(&r.tracked.samples, r.budget_bytes)
+    );
+    let _ = writeln!(
+        out,
+        "               (each bar one sample; a full bar is the budget)\n"
+    );
+    let _ = writeln!(
+        out,
+        "{:<20} {:>7} {:>8} {:>9} {:>9} {:>8} {:>12} {:>9}",
+        "kind", "hits", "reloads", "hit ratio", "releases", "partial", "freed", "failures"
+    );
+    for (kind, k) in &r.kinds {
+        let _ = writeln!(
+            out,
+            "{:<20} {:>7} {:>8} {:>8.1}% {:>9} {:>8} {:>12} {:>9}",
+            kind,
+            k.hits,
+            k.reloads,
+            k.hit_ratio * 100.0,
+            k.releases,
+            k.partial_releases,
+            b(k.bytes_freed).to_string(),
+            k.handler_failures
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{:<20} {:>7} {:>8} {:>8.1}% {:>9} {:>8} {:>12}",
+        "all",
+        r.hits,
+        r.reloads,
+        r.hit_ratio * 100.0,
+        r.kinds.values().map(|k| k.releases).sum::<u64>(),
+        r.kinds.values().map(|k| k.partial_releases).sum::<u64>(),
+        b(r.bytes_freed).to_string()
+    );
+    match r.rss {
+        Some(rss) => {
+            let _ = writeln!(
+                out,
+                "\nprocess RSS (from /proc/self/status): {} now, {} peak",
+                b(rss.current_bytes),
+                b(rss.peak_bytes)
+            );
+        }
+        None => {
+            let _ = writeln!(out, "\nprocess RSS: not available on this platform");
+        }
+    }
+    out
+}
+
+fn sparkline(samples: &[(u64, u64)], budget: u64) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    samples
+        .iter()
+        .map(|&(_, bytes)| {
+            let level = (bytes as f64 / budget.max(1) as f64 * 8.0).ceil() as usize;
+            BARS[level.clamp(1, 8) - 1]
+        })
+        .collect()
+}

@@ -1,0 +1,93 @@
+//! The `memwarden` command: the budgeted demo session and the batch tools.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use memwarden::config::Config;
+
+mod demo;
+mod rss;
+
+/// Keep a memory-hungry process inside its memory budget.
+#[derive(Debug, Parser)]
+#[command(name = "memwarden", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a scripted editing-and-inference session under a memory budget and report.
+    Demo(demo::Args),
+    /// Work with config files.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Check a config file: prints "ok", or every error with its key and line (exit code 2).
+    Check {
+        /// The file to check; the shipped defaults when left out.
+        path: Option<PathBuf>,
+    },
+}
+
+/// How a report is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// For people.
+    Text,
+    /// For programs: one JSON document.
+    Json,
+}
+
+/// Exit code for bad input (a bad config, a bad argument).
+const BAD_INPUT: u8 = 2;
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(&args),
+        Command::Config {
+            action: ConfigAction::Check { path },
+        } => return check_config(path),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(BAD_INPUT)
+        }
+    }
+}
+
+fn check_config(path: Option<PathBuf>) -> ExitCode {
+    let loaded = match &path {
+        Some(path) => Config::from_path(path),
+        None => Ok(Config::shipped()),
+    };
+    match loaded {
+        Ok(_) => {
+            println!("ok");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(BAD_INPUT)
+        }
+    }
+}
+
+/// Loads the config named on the command line, or the shipped one.
+pub(crate) fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+    match path {
+        Some(path) => Ok(Config::from_path(path)?),
+        None => Ok(Config::shipped()),
+    }
+}

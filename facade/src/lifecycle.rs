@@ -1,0 +1,191 @@
+//! [`Lifecycle`]: tracker, prioritizer and reaper driven against a byte budget.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use memwarden_core::{ByteSize, ResourceKind};
+use memwarden_prioritizer::{Policy, Request, Urgency, plan};
+use memwarden_reaper::{Reaper, ReleaseReport};
+use memwarden_tracker::Tracker;
+
+/// Where pressure starts, as fractions of the budget.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Thresholds {
+    /// Above this fraction the urgency is [`Urgency::Medium`]; releases free down to it.
+    pub warning: f64,
+    /// Above this fraction the urgency is [`Urgency::High`].
+    pub critical: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            warning: 0.75,
+            critical: 0.90,
+        }
+    }
+}
+
+impl Thresholds {
+    /// The urgency for `used` bytes against `budget`: low up to the warning line, medium
+    /// up to the critical line, high up to the budget, critical above it.
+    pub fn urgency(&self, used: u64, budget: u64) -> Urgency {
+        let fraction = used as f64 / budget.max(1) as f64;
+        if fraction <= self.warning {
+            Urgency::Low
+        } else if fraction <= self.critical {
+            Urgency::Medium
+        } else if used <= budget {
+            Urgency::High
+        } else {
+            Urgency::Critical
+        }
+    }
+}
+
+/// The runtime loop's one step, as a library: keeps the tracked bytes under a budget.
+///
+/// Before a new resource is registered, [`Lifecycle::make_room`] releases due resources,
+/// brings the new resource's kind under its cap, and, when the total would pass the
+/// warning line, frees down to it: first at the urgency the projected usage calls for,
+/// then, if the budget itself would still be exceeded, at [`Urgency::Critical`].
+/// Pinned and protected resources are never released, so a budget smaller than what is
+/// pinned cannot be held; `make_room` then reports what it could free.
+///
+/// The governor (which watches the real RSS) drives the same plan-and-execute step.
+#[derive(Debug)]
+pub struct Lifecycle {
+    tracker: Arc<Tracker>,
+    reaper: Reaper,
+    policy: Policy,
+    budget: ByteSize,
+    thresholds: Thresholds,
+    caps: HashMap<ResourceKind, u64>,
+}
+
+impl Lifecycle {
+    /// A lifecycle over `tracker` with the default policy and thresholds.
+    pub fn new(tracker: Arc<Tracker>, budget: ByteSize) -> Self {
+        Lifecycle {
+            reaper: Reaper::new(Arc::clone(&tracker)),
+            tracker,
+            policy: Policy::default(),
+            budget,
+            thresholds: Thresholds::default(),
+            caps: HashMap::new(),
+        }
+    }
+
+    /// A lifecycle set up from a loaded config: kind policies, caps, incremental
+    /// fractions, thresholds and budget.
+    #[cfg(feature = "config")]
+    pub fn from_config(tracker: Arc<Tracker>, config: &crate::config::Config) -> Self {
+        let mut lifecycle = Lifecycle::new(tracker, config.monitor.budget);
+        lifecycle.thresholds = Thresholds {
+            warning: config.monitor.warning_fraction,
+            critical: config.monitor.critical_fraction,
+        };
+        for (kind, k) in config.kinds.iter() {
+            lifecycle.tracker.set_kind_policy(
+                kind.clone(),
+                memwarden_tracker::KindPolicy {
+                    priority: k.priority,
+                    ttl: k.ttl,
+                    max_idle: k.max_idle,
+                },
+            );
+            lifecycle
+                .reaper
+                .set_incremental_fraction(kind.clone(), k.incremental_fraction);
+            if let Some(cap) = k.max_bytes {
+                lifecycle.caps.insert(kind, cap.as_u64());
+            }
+        }
+        lifecycle
+    }
+
+    /// The tracker.
+    pub fn tracker(&self) -> &Arc<Tracker> {
+        &self.tracker
+    }
+    /// The reaper (set handlers and guards here).
+    pub fn reaper(&self) -> &Reaper {
+        &self.reaper
+    }
+    /// The ranking policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+    /// Replaces the ranking policy.
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy;
+    }
+    /// The budget.
+    pub fn budget(&self) -> ByteSize {
+        self.budget
+    }
+    /// Replaces the budget.
+    pub fn set_budget(&mut self, budget: ByteSize) {
+        self.budget = budget;
+    }
+    /// The pressure thresholds.
+    pub fn thresholds(&self) -> Thresholds {
+        self.thresholds
+    }
+    /// Replaces the pressure thresholds.
+    pub fn set_thresholds(&mut self, thresholds: Thresholds) {
+        self.thresholds = thresholds;
+    }
+    /// Caps the bytes of one kind.
+    pub fn set_kind_cap(&mut self, kind: ResourceKind, bytes: ByteSize) {
+        self.caps.insert(kind, bytes.as_u64());
+    }
+
+    /// Makes room for `incoming` bytes of `kind`; see the type's docs for the steps.
+    pub fn make_room(&self, kind: &ResourceKind, incoming: u64) -> ReleaseReport {
+        let mut report = self.run(Request::new(Urgency::Low, 0));
+        if let Some(&cap) = self.caps.get(kind) {
+            let projected = self.tracker.kind_total(kind).bytes + incoming;
+            if projected > cap {
+                report.merge(
+                    self.run(
+                        Request::new(Urgency::Critical, projected - cap).of_kind(kind.clone()),
+                    ),
+                );
+            }
+        }
+        report.merge(self.relieve(incoming));
+        report
+    }
+
+    /// Brings the tracked total (plus `incoming`) back under the warning line if it is
+    /// above it; returns what was released.
+    pub fn relieve(&self, incoming: u64) -> ReleaseReport {
+        let budget = self.budget.as_u64();
+        let mut report = ReleaseReport::default();
+        let projected = self.tracker.totals().bytes + incoming;
+        let urgency = self.thresholds.urgency(projected, budget);
+        if urgency == Urgency::Low {
+            return report;
+        }
+        let warning_line = (budget as f64 * self.thresholds.warning) as u64;
+        report.merge(self.run(Request::new(
+            urgency,
+            projected.saturating_sub(warning_line),
+        )));
+        let projected = self.tracker.totals().bytes + incoming;
+        if projected > budget && urgency < Urgency::Critical {
+            report.merge(self.run(Request::new(Urgency::Critical, projected - budget)));
+        }
+        report
+    }
+
+    fn run(&self, request: Request) -> ReleaseReport {
+        let plan = plan(&self.tracker.candidates(), &self.policy, &request);
+        if plan.is_empty() {
+            ReleaseReport::default()
+        } else {
+            self.reaper.execute(&plan)
+        }
+    }
+}

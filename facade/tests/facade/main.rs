@@ -1,0 +1,4 @@
+//! Integration tests of the `memwarden` facade, one module per subsystem.
+
+#[cfg(feature = "config")]
+mod config;
