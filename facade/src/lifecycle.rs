@@ -45,10 +45,12 @@ impl Thresholds {
 
 /// The runtime loop's one step, as a library: keeps the tracked bytes under a budget.
 ///
-/// Before a new resource is registered, [`Lifecycle::make_room`] releases due resources,
-/// brings the new resource's kind under its cap, and, when the total would pass the
-/// warning line, frees down to it: first at the urgency the projected usage calls for,
-/// then, if the budget itself would still be exceeded, at [`Urgency::Critical`].
+/// Before a new resource is registered, [`Lifecycle::make_room`] brings the new
+/// resource's kind under its cap and, when the total would pass the warning line, frees
+/// down to it: first at the urgency the projected usage calls for, then, if the budget
+/// itself would still be exceeded, at [`Urgency::Critical`]. It costs one read of the
+/// totals when there is room, and one candidate scan per plan when there is not.
+/// [`Lifecycle::sweep`] releases what is due (past TTL or idle limit); call it on a timer.
 /// Pinned and protected resources are never released, so a budget smaller than what is
 /// pinned cannot be held; `make_room` then reports what it could free.
 ///
@@ -143,7 +145,7 @@ impl Lifecycle {
 
     /// Makes room for `incoming` bytes of `kind`; see the type's docs for the steps.
     pub fn make_room(&self, kind: &ResourceKind, incoming: u64) -> ReleaseReport {
-        let mut report = self.run(Request::new(Urgency::Low, 0));
+        let mut report = ReleaseReport::default();
         if let Some(&cap) = self.caps.get(kind) {
             let projected = self.tracker.kind_total(kind).bytes + incoming;
             if projected > cap {
@@ -178,6 +180,11 @@ impl Lifecycle {
             report.merge(self.run(Request::new(Urgency::Critical, projected - budget)));
         }
         report
+    }
+
+    /// Releases every resource that is due: past its TTL or idle limit, whatever the usage.
+    pub fn sweep(&self) -> ReleaseReport {
+        self.run(Request::new(Urgency::Low, 0))
     }
 
     fn run(&self, request: Request) -> ReleaseReport {

@@ -52,6 +52,8 @@ pub(crate) struct Args {
 
 /// Simulated time per step.
 const STEP: Duration = Duration::from_millis(50);
+/// Steps between sweeps of due resources (one simulated second).
+const SWEEP_EVERY: u64 = 20;
 /// Zipf exponent of every access pattern.
 const ZIPF_EXPONENT: f64 = 1.0;
 
@@ -341,6 +343,9 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let sample_every = (args.steps / 60).max(1);
     for step in 0..args.steps {
         session.clock.advance(STEP);
+        if step % SWEEP_EVERY == 0 {
+            session.lifecycle.sweep();
+        }
         let roll: f64 = session.rng.random();
         match roll {
             r if r < 0.45 => {
