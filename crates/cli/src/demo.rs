@@ -246,35 +246,53 @@ impl Session {
     fn inference(&mut self, model: usize, step: u64) -> anyhow::Result<()> {
         let (name, group) = MODELS[model];
         let weights_id = format!("{name}/weights");
-        let mut spec = ResourceSpec::new(
+        let mut parts = vec![ResourceSpec::new(
             weights_id.as_str(),
             ResourceKind::ModelWeightsCache,
             WEIGHTS_BYTES as u64,
-        );
-        if let Some(group) = group {
-            spec = spec.group(group);
-        }
-        self.access(spec, |fill| Payload::new(WEIGHTS_BYTES, fill))?;
+        )];
         for shard in 0..SHARDS_PER_MODEL {
-            let mut spec = ResourceSpec::new(
+            let spec = ResourceSpec::new(
                 format!("{name}/shard-{shard}"),
                 ResourceKind::ModelShards,
                 SHARD_BYTES as u64,
             )
             .depends_on([weights_id.as_str()]);
+            parts.push(spec);
+        }
+        // The model is in use until the step ends: pin each part once it is loaded, so
+        // making room for the next part cannot release the ones before it.
+        let mut in_use = Vec::with_capacity(parts.len());
+        let mut result = Ok(());
+        for mut spec in parts {
             if let Some(group) = group {
                 spec = spec.group(group);
             }
-            self.access(spec, |fill| Payload::new(SHARD_BYTES, fill))?;
+            let (id, bytes) = (spec.id.clone(), spec.bytes as usize);
+            result = self
+                .access(spec, |fill| Payload::new(bytes, fill))
+                .map(drop);
+            if result.is_err() {
+                break;
+            }
+            self.tracker().set_pinned(id.as_str(), true)?;
+            in_use.push(id);
         }
-        // Scratch space for this inference; nobody asks for it again, so it goes idle.
-        let spec = ResourceSpec::new(
-            format!("scratch-{step}"),
-            ResourceKind::TempBuffers,
-            SCRATCH_BYTES as u64,
-        );
-        self.access(spec, |fill| Payload::new(SCRATCH_BYTES, fill))?;
-        Ok(())
+        if result.is_ok() {
+            // Scratch space for this inference; nobody asks for it again, so it goes idle.
+            let spec = ResourceSpec::new(
+                format!("scratch-{step}"),
+                ResourceKind::TempBuffers,
+                SCRATCH_BYTES as u64,
+            );
+            result = self
+                .access(spec, |fill| Payload::new(SCRATCH_BYTES, fill))
+                .map(drop);
+        }
+        for id in in_use {
+            self.tracker().set_pinned(id.as_str(), false)?;
+        }
+        result
     }
 }
 

@@ -1,0 +1,153 @@
+//! The budget loop: make_room, sweep, caps and thresholds, on real tracker contents.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use memwarden::config::Config;
+use memwarden::core::{ByteSize, ManualClock, ResourceKind};
+use memwarden::prioritizer::Urgency;
+use memwarden::tracker::{ResourceSpec, Tracker};
+use memwarden::{Lifecycle, Thresholds};
+
+const MIB: u64 = 1 << 20;
+
+fn lifecycle(budget: ByteSize) -> (Lifecycle, ManualClock) {
+    let clock = ManualClock::new();
+    let tracker = Arc::new(Tracker::with_clock(Arc::new(clock.clone())));
+    (Lifecycle::new(tracker, budget), clock)
+}
+
+#[test]
+fn thresholds_map_usage_to_urgency() {
+    let t = Thresholds {
+        warning: 0.5,
+        critical: 0.8,
+    };
+    let check = |used, want| assert_eq!(t.urgency(used, 100), want, "{used} of 100");
+    check(0, Urgency::Low);
+    check(50, Urgency::Low);
+    check(51, Urgency::Medium);
+    check(80, Urgency::Medium);
+    check(81, Urgency::High);
+    check(100, Urgency::High);
+    check(101, Urgency::Critical);
+}
+
+#[test]
+fn make_room_holds_the_budget_across_kinds() {
+    let (lc, clock) = lifecycle(ByteSize::mib(100));
+    let kinds = [
+        ResourceKind::RenderCache,
+        ResourceKind::AudioCache,
+        ResourceKind::ModelShards,
+        ResourceKind::TempBuffers,
+    ];
+    let mut max_seen = 0;
+    for i in 0..400u64 {
+        clock.advance(Duration::from_millis(100));
+        let kind = kinds[(i % 4) as usize].clone();
+        let bytes = (1 + i % 7) * MIB;
+        lc.make_room(&kind, bytes);
+        lc.tracker()
+            .register(
+                ResourceSpec::new(format!("r{i}"), kind, bytes),
+                vec![1u8; 64],
+            )
+            .unwrap();
+        max_seen = max_seen.max(lc.tracker().totals().bytes);
+        // Re-use a few hot ones so recency and frequency matter.
+        lc.tracker().touch(&format!("r{}", i / 2));
+    }
+    assert!(
+        max_seen <= 100 * MIB,
+        "tracked {max_seen} bytes over a 100 MiB budget"
+    );
+    let stats = lc.reaper().stats();
+    assert!(stats.total.releases > 0);
+    // Temp buffers (priority 1) went before model shards (priority 8).
+    let released = |k: &ResourceKind| stats.kinds.get(k).map_or(0, |s| s.releases);
+    assert!(released(&ResourceKind::TempBuffers) > released(&ResourceKind::ModelShards));
+}
+
+#[test]
+fn pinned_resources_are_kept_even_over_budget() {
+    let (lc, _) = lifecycle(ByteSize::mib(10));
+    for i in 0..4 {
+        let spec =
+            ResourceSpec::new(format!("p{i}"), ResourceKind::ModelShards, 4 * MIB).pinned(true);
+        lc.make_room(&ResourceKind::ModelShards, 4 * MIB);
+        lc.tracker().register(spec, ()).unwrap();
+    }
+    let report = lc.make_room(&ResourceKind::TempBuffers, MIB);
+    assert_eq!(report.bytes_freed, 0);
+    assert_eq!(lc.tracker().len(), 4, "nothing pinned was released");
+}
+
+#[test]
+fn kind_caps_are_enforced_within_the_kind() {
+    let (mut lc, clock) = lifecycle(ByteSize::gib(1));
+    lc.set_kind_cap(ResourceKind::AudioCache, ByteSize::mib(8));
+    lc.tracker()
+        .register(
+            ResourceSpec::new("frame", ResourceKind::RenderCache, 4 * MIB),
+            (),
+        )
+        .unwrap();
+    for i in 0..10 {
+        clock.advance(Duration::from_secs(1));
+        lc.make_room(&ResourceKind::AudioCache, 2 * MIB);
+        lc.tracker()
+            .register(
+                ResourceSpec::new(format!("clip{i}"), ResourceKind::AudioCache, 2 * MIB),
+                (),
+            )
+            .unwrap();
+        assert!(lc.tracker().kind_total(&ResourceKind::AudioCache).bytes <= 8 * MIB);
+    }
+    assert!(
+        lc.tracker().contains("frame"),
+        "the cap only takes from its own kind"
+    );
+    assert!(
+        lc.tracker().contains("clip9") && !lc.tracker().contains("clip0"),
+        "the oldest clips went"
+    );
+}
+
+#[test]
+fn config_sets_priorities_idle_limits_and_fractions() {
+    let clock = ManualClock::new();
+    let tracker = Arc::new(Tracker::with_clock(Arc::new(clock.clone())));
+    let config = Config::shipped();
+    let lc = Lifecycle::from_config(Arc::clone(&tracker), &config);
+    assert_eq!(lc.budget(), config.monitor.budget);
+    assert_eq!(lc.thresholds().warning, config.monitor.warning_fraction);
+    let temp = config.kinds.get(&ResourceKind::TempBuffers).unwrap();
+    assert_eq!(
+        tracker.kind_policy(&ResourceKind::TempBuffers).priority,
+        temp.priority
+    );
+
+    tracker
+        .register(
+            ResourceSpec::new("scratch", ResourceKind::TempBuffers, MIB),
+            (),
+        )
+        .unwrap();
+    tracker
+        .register(
+            ResourceSpec::new("shard", ResourceKind::ModelShards, MIB),
+            (),
+        )
+        .unwrap();
+    let idle = temp
+        .max_idle
+        .expect("the shipped config gives temp buffers an idle limit");
+    clock.advance(idle - Duration::from_millis(1));
+    assert_eq!(lc.sweep().bytes_freed, 0);
+    clock.advance(Duration::from_millis(1));
+    let report = lc.sweep();
+    assert_eq!(report.released.len(), 1);
+    assert_eq!(report.released[0].id.as_str(), "scratch");
+    assert!(tracker.contains("shard"));
+}
