@@ -1,7 +1,7 @@
 //! [`plan`]: candidates in, an ordered and explained [`ReleasePlan`] out.
 
 use std::cmp::Reverse;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use memwarden_core::{ByteSize, ResourceId, ResourceKind, Timestamp};
@@ -210,7 +210,9 @@ pub fn plan(set: &CandidateSet, policy: &Policy, request: &Request) -> ReleasePl
             break;
         }
         let mut chain = Vec::new();
-        let mut visiting = vec![false; candidates.len()];
+        // Most resources have no dependents, so this stays tiny; a set sized to the
+        // candidates would make planning quadratic.
+        let mut visiting = HashSet::new();
         if let Err(reason) = collect_dependents(
             i,
             &dependents,
@@ -313,12 +315,12 @@ fn collect_dependents(
     reasons: &[Option<Reason>],
     candidates: &[Candidate],
     planned: &[bool],
-    visiting: &mut [bool],
+    visiting: &mut HashSet<usize>,
     chain: &mut Vec<(usize, usize)>,
 ) -> Result<(), SkipReason> {
-    visiting[i] = true;
+    visiting.insert(i);
     for &d in &dependents[i] {
-        if planned[d] || visiting[d] {
+        if planned[d] || visiting.contains(&d) {
             continue;
         }
         let dependent = candidates[d].id.clone();
