@@ -149,7 +149,12 @@ impl Reaper {
         reason: SkipReason,
         report: &mut ReleaseReport,
     ) {
-        if let Some(kind) = kind {
+        // A release by id does not know the kind; a resource that is gone has none.
+        let looked_up = kind
+            .is_none()
+            .then(|| self.tracker.info(id.as_str()))
+            .flatten();
+        if let Some(kind) = kind.or(looked_up.as_ref().map(|c| &c.kind)) {
             self.record(kind, |s| s.skipped += 1);
         }
         log::debug!("not releasing {id}: {reason:?}");

@@ -228,6 +228,12 @@ fn pinned_locked_needed_and_gone_victims_are_skipped_and_reported() {
         reaper.release("never-there").skipped[0].reason,
         SkipReason::Gone
     );
+    // A release by id counts its skips under the resource's kind too.
+    reaper.release_batch(["pinned", "locked"]);
+    assert_eq!(
+        reaper.stats().kinds[&ResourceKind::TempBuffers].skipped,
+        4 + 2
+    );
 }
 
 struct SubtitleIndex {
