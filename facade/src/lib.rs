@@ -44,4 +44,4 @@ pub use memwarden_tracker as tracker;
 #[cfg(feature = "reaper")]
 mod lifecycle;
 #[cfg(feature = "reaper")]
-pub use lifecycle::{Lifecycle, Thresholds};
+pub use lifecycle::{Lifecycle, RELIEF_MARGIN, Thresholds};

@@ -8,6 +8,10 @@ use memwarden_prioritizer::{Policy, Request, Urgency, plan};
 use memwarden_reaper::{Reaper, ReleaseReport};
 use memwarden_tracker::Tracker;
 
+/// How far below the warning line a release frees, as a fraction of the budget: the
+/// hysteresis that keeps a process hovering at the line from planning on every allocation.
+pub const RELIEF_MARGIN: f64 = 0.05;
+
 /// Where pressure starts, as fractions of the budget.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Thresholds {
@@ -47,7 +51,8 @@ impl Thresholds {
 ///
 /// Before a new resource is registered, [`Lifecycle::make_room`] brings the new
 /// resource's kind under its cap and, when the total would pass the warning line, frees
-/// down to it: first at the urgency the projected usage calls for, then, if the budget
+/// down to [`RELIEF_MARGIN`] of the budget below it (so that the next registrations do not
+/// each trigger a plan): first at the urgency the projected usage calls for, then, if the budget
 /// itself would still be exceeded, at [`Urgency::Critical`]. It costs one read of the
 /// totals when there is room, and one candidate scan per plan when there is not.
 /// [`Lifecycle::sweep`] releases what is due (past TTL or idle limit); call it on a timer.
@@ -160,8 +165,8 @@ impl Lifecycle {
         report
     }
 
-    /// Brings the tracked total (plus `incoming`) back under the warning line if it is
-    /// above it; returns what was released.
+    /// If the tracked total (plus `incoming`) is above the warning line, frees down to
+    /// [`RELIEF_MARGIN`] below it; returns what was released.
     pub fn relieve(&self, incoming: u64) -> ReleaseReport {
         let budget = self.budget.as_u64();
         let mut report = ReleaseReport::default();

@@ -146,24 +146,7 @@ impl fmt::Display for ReleasePlan {
 pub fn plan(set: &CandidateSet, policy: &Policy, request: &Request) -> ReleasePlan {
     let candidates = &set.candidates;
     let now = set.now;
-    let index: HashMap<&str, usize> = candidates
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.id.as_str(), i))
-        .collect();
-
-    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); candidates.len()];
-    for (i, c) in candidates.iter().enumerate() {
-        for dependency in c.depends_on.iter() {
-            if let Some(&j) = index.get(dependency.as_str()) {
-                dependents[j].push(i);
-            }
-        }
-    }
-    for list in &mut dependents {
-        list.sort_by(|&a, &b| candidates[a].id.cmp(&candidates[b].id));
-    }
-
+    let dependents = dependents_of(candidates);
     let active_in_group = active_group_members(candidates);
     let reasons: Vec<Option<Reason>> = candidates
         .iter()
@@ -172,24 +155,26 @@ pub fn plan(set: &CandidateSet, policy: &Policy, request: &Request) -> ReleasePl
         .collect();
     let scale = Scale::of(candidates.iter());
 
-    let mut order: Vec<(usize, Reason, Score)> = candidates
+    // Sort keys are computed once per candidate, not once per comparison.
+    let mut order: Vec<(usize, Reason, Score, SortKey)> = candidates
         .iter()
         .enumerate()
         .filter(|(_, c)| request.kind.as_ref().is_none_or(|k| *k == c.kind))
         .filter_map(|(i, _)| reasons[i].clone().map(|r| (i, r)))
         .map(|(i, r)| {
             let s = score(&candidates[i], now, policy, scale, &r);
-            (i, r, s)
+            let band = (s.total / policy.tie_band).floor() as i64;
+            let key = (
+                Reverse(r.is_due()),
+                Reverse(band),
+                Reverse(candidates[i].bytes),
+            );
+            (i, r, s, key)
         })
         .collect();
-    let band = |s: &Score| (s.total / policy.tie_band).floor() as i64;
-    order.sort_by_key(|(i, r, s)| {
-        (
-            Reverse(r.is_due()),
-            Reverse(band(s)),
-            Reverse(candidates[*i].bytes),
-            &candidates[*i].id,
-        )
+    order.sort_unstable_by(|a, b| {
+        a.3.cmp(&b.3)
+            .then_with(|| candidates[a.0].id.cmp(&candidates[b.0].id))
     });
 
     let mut planned = vec![false; candidates.len()];
@@ -202,7 +187,7 @@ pub fn plan(set: &CandidateSet, policy: &Policy, request: &Request) -> ReleasePl
         considered: candidates.len(),
         pinned: candidates.iter().filter(|c| c.pinned).count(),
     };
-    for (i, reason, s) in order {
+    for (i, reason, s, _) in order {
         if planned[i] {
             continue;
         }
@@ -258,6 +243,33 @@ fn push(
         reason,
         score,
     });
+}
+
+/// Release order: due first, then higher score band, then larger (ties then go by id).
+type SortKey = (Reverse<bool>, Reverse<i64>, Reverse<u64>);
+
+/// For each candidate, the candidates that depend on it, sorted by id.
+fn dependents_of(candidates: &[Candidate]) -> Vec<Vec<usize>> {
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); candidates.len()];
+    if candidates.iter().all(|c| c.depends_on.is_empty()) {
+        return dependents;
+    }
+    let index: HashMap<&str, usize> = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id.as_str(), i))
+        .collect();
+    for (i, c) in candidates.iter().enumerate() {
+        for dependency in c.depends_on.iter() {
+            if let Some(&j) = index.get(dependency.as_str()) {
+                dependents[j].push(i);
+            }
+        }
+    }
+    for list in &mut dependents {
+        list.sort_by(|&a, &b| candidates[a].id.cmp(&candidates[b].id));
+    }
+    dependents
 }
 
 /// For each mutual-exclusion group, the member in use: the most recently accessed one
