@@ -18,6 +18,10 @@
 //!
 //! Part two is a criterion group: `tracker.get`, `tracker.touch` and moka's `get` over a
 //! Zipf stream of ids that are all resident, memwarden on the system clock as shipped.
+//!
+//! Part three is the monitor tick: the cost of `tracker.candidates()` (every resource's
+//! record, what a governor reads on each tick) and of a whole plan over them, at 100 000
+//! resources, against collecting the same (key, weight) snapshot from moka with `iter()`.
 //! The summary ends with one `ratio` line per comparison, memwarden first.
 
 use std::cell::Cell;
@@ -28,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use memwarden::core::{ByteSize, ResourceId, ResourceKind};
-use memwarden::prioritizer::Policy;
+use memwarden::prioritizer::{Policy, Request, Urgency, plan};
 use memwarden::tracker::{ResourceSpec, Tracker};
 use memwarden_benches::{
     MemwardenConfig, MemwardenEngine, MokaEngine, MokaPolicy, Outcome, Pattern, Payload, Trace,
@@ -75,6 +79,7 @@ fn main() {
     hit_ratios(full, &mut ratios);
     lookups(&mut criterion, &mut ratios);
     criterion.final_summary();
+    tick_cost(full, &mut ratios);
 
     println!();
     println!(
@@ -342,5 +347,73 @@ fn lookups(c: &mut Criterion, ratios: &mut Ratios) {
         "memwarden-touch",
         "moka-get",
         touch.per_sec() / moka.per_sec(),
+    );
+}
+
+/// Part three: what one monitor tick costs at 100 000 resources.
+fn tick_cost(full: bool, ratios: &mut Ratios) {
+    let resources: u64 = if full { 100_000 } else { 5_000 };
+    let rounds = if full { 20 } else { 2 };
+    let tracker = Tracker::new();
+    let cache: Cache<ResourceId, Arc<Payload>> = Cache::builder()
+        .weigher(|_, v: &Arc<Payload>| v.bytes)
+        .build();
+    for i in 0..resources {
+        let id = ResourceId::from(format!("resource-{i:06}"));
+        let bytes = 1024 + (i * 7919 % 262_144) as u32;
+        let spec = ResourceSpec::new(id.clone(), ResourceKind::RenderCache, u64::from(bytes));
+        tracker.register(spec, Payload { bytes }).expect("fresh id");
+        cache.insert(id, Arc::new(Payload { bytes }));
+    }
+    cache.run_pending_tasks();
+    let time = |f: &mut dyn FnMut() -> usize| {
+        let start = Instant::now();
+        for _ in 0..rounds {
+            assert_eq!(black_box(f()), resources as usize);
+        }
+        start.elapsed() / rounds
+    };
+    let snapshot = time(&mut || tracker.candidates().candidates.len());
+    let planned = time(&mut || {
+        let set = tracker.candidates();
+        let p = plan(
+            &set,
+            &Policy::default(),
+            &Request::new(Urgency::Critical, tracker.totals().bytes / 100),
+        );
+        black_box(p.victims.len());
+        set.candidates.len()
+    });
+    let moka = time(&mut || {
+        cache
+            .iter()
+            .map(|(k, v)| (k, v.bytes))
+            .collect::<Vec<_>>()
+            .len()
+    });
+    println!("\n### monitor tick: {resources} resources, mean of {rounds} rounds");
+    println!(
+        "| memwarden candidates()      | {:>9.2} ms |",
+        snapshot.as_secs_f64() * 1e3
+    );
+    println!(
+        "| memwarden candidates + plan | {:>9.2} ms |",
+        planned.as_secs_f64() * 1e3
+    );
+    println!(
+        "| moka iter() snapshot        | {:>9.2} ms |",
+        moka.as_secs_f64() * 1e3
+    );
+    ratios.add(
+        "tick-time",
+        "memwarden-candidates",
+        "moka-iter",
+        snapshot.as_secs_f64() / moka.as_secs_f64(),
+    );
+    ratios.add(
+        "tick-time",
+        "memwarden-candidates+plan",
+        "moka-iter",
+        planned.as_secs_f64() / moka.as_secs_f64(),
     );
 }
