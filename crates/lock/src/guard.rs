@@ -1,0 +1,261 @@
+//! RAII guards, handles, and [`Fenced`] data reached through a token check.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::name_lock::NameLock;
+use crate::owner::{self, Owner};
+use crate::{LockError, Mode};
+
+/// A pre-resolved lock name: acquiring through it skips the manager's name lookup.
+#[derive(Clone)]
+pub struct LockHandle {
+    lock: Arc<NameLock>,
+}
+
+impl fmt::Debug for LockHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("LockHandle").field(&self.lock.name).finish()
+    }
+}
+
+impl LockHandle {
+    pub(crate) fn new(lock: Arc<NameLock>) -> Self {
+        LockHandle { lock }
+    }
+    /// The lock's name.
+    pub fn name(&self) -> &str {
+        &self.lock.name
+    }
+    /// Waits as long as it takes for a shared lock.
+    pub fn read(&self) -> Result<ReadGuard, LockError> {
+        ReadGuard::acquire(Arc::clone(&self.lock), None)
+    }
+    /// Waits as long as it takes for an exclusive lock.
+    pub fn write(&self) -> Result<WriteGuard, LockError> {
+        WriteGuard::acquire(Arc::clone(&self.lock), None)
+    }
+    /// Waits at most `timeout` for a shared lock.
+    pub fn try_read_for(&self, timeout: Duration) -> Result<ReadGuard, LockError> {
+        check(&self.lock, timeout)?;
+        ReadGuard::acquire(Arc::clone(&self.lock), Some(timeout))
+    }
+    /// Waits at most `timeout` for an exclusive lock.
+    pub fn try_write_for(&self, timeout: Duration) -> Result<WriteGuard, LockError> {
+        check(&self.lock, timeout)?;
+        WriteGuard::acquire(Arc::clone(&self.lock), Some(timeout))
+    }
+}
+
+fn check(lock: &NameLock, timeout: Duration) -> Result<(), LockError> {
+    if timeout.is_zero() {
+        return Err(LockError::ZeroDuration { what: "an acquire timeout" });
+    }
+    match lock.registry.lease {
+        Some(lease) if timeout > lease => {
+            Err(LockError::TimeoutExceedsLease { name: lock.name.to_string(), timeout, lease })
+        }
+        _ => Ok(()),
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// What both guards share: a name, a fencing token, and a validity check.
+pub trait Held: sealed::Sealed {
+    /// The lock's name.
+    fn name(&self) -> &str;
+    /// The grant's fencing token.
+    fn token(&self) -> u64;
+    /// Whether the grant still holds (its lease has not expired).
+    fn is_valid(&self) -> bool;
+    /// `Ok` while the grant holds, [`LockError::LeaseExpired`] once it does not.
+    fn check(&self) -> Result<(), LockError> {
+        if self.is_valid() {
+            Ok(())
+        } else {
+            Err(LockError::LeaseExpired { name: self.name().to_owned(), token: self.token() })
+        }
+    }
+}
+
+/// A shared hold; released on drop. Not `Send`: a hold belongs to its thread.
+pub struct ReadGuard {
+    lock: Arc<NameLock>,
+    token: u64,
+    owner: Owner,
+    armed: bool,
+    _not_send: PhantomData<*const ()>,
+}
+
+/// An exclusive hold; released on drop. Not `Send`: a hold belongs to its thread.
+pub struct WriteGuard {
+    lock: Arc<NameLock>,
+    token: u64,
+    owner: Owner,
+    armed: bool,
+    _not_send: PhantomData<*const ()>,
+}
+
+/// An upgrade that did not happen; the shared hold is given back.
+#[derive(Debug)]
+pub struct UpgradeFailed {
+    /// The shared hold, still held (unless the error is a lease expiry).
+    pub guard: ReadGuard,
+    /// Why the upgrade failed.
+    pub error: LockError,
+}
+
+impl fmt::Display for UpgradeFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for UpgradeFailed {}
+
+impl ReadGuard {
+    pub(crate) fn acquire(lock: Arc<NameLock>, timeout: Option<Duration>) -> Result<Self, LockError> {
+        let owner = owner::current();
+        let token = lock.acquire(owner, Mode::Read, timeout)?;
+        Ok(ReadGuard { lock, token, owner, armed: true, _not_send: PhantomData })
+    }
+
+    /// Waits as long as it takes to turn this shared hold into an exclusive one.
+    ///
+    /// Only one reader of a name may wait to upgrade; a second gets
+    /// [`LockError::UpgradeConflict`] at once (two waiting upgraders would wait for each
+    /// other forever).
+    pub fn upgrade(self) -> Result<WriteGuard, UpgradeFailed> {
+        self.upgrade_within(None)
+    }
+
+    /// Like [`ReadGuard::upgrade`], waiting at most `timeout`.
+    pub fn try_upgrade_for(self, timeout: Duration) -> Result<WriteGuard, UpgradeFailed> {
+        if let Err(error) = check(&self.lock, timeout) {
+            return Err(UpgradeFailed { guard: self, error });
+        }
+        self.upgrade_within(Some(timeout))
+    }
+
+    fn upgrade_within(mut self, timeout: Option<Duration>) -> Result<WriteGuard, UpgradeFailed> {
+        match self.lock.upgrade(self.owner, self.token, timeout) {
+            Ok(token) => {
+                self.armed = false;
+                Ok(WriteGuard { lock: Arc::clone(&self.lock), token, owner: self.owner, armed: true, _not_send: PhantomData })
+            }
+            Err(error) => Err(UpgradeFailed { guard: self, error }),
+        }
+    }
+}
+
+impl WriteGuard {
+    pub(crate) fn acquire(lock: Arc<NameLock>, timeout: Option<Duration>) -> Result<Self, LockError> {
+        let owner = owner::current();
+        let token = lock.acquire(owner, Mode::Write, timeout)?;
+        Ok(WriteGuard { lock, token, owner, armed: true, _not_send: PhantomData })
+    }
+
+    /// Turns this exclusive hold into a shared one without letting a writer in between.
+    pub fn downgrade(mut self) -> Result<ReadGuard, LockError> {
+        let token = self.lock.downgrade(self.owner, self.token)?;
+        self.armed = false;
+        Ok(ReadGuard { lock: Arc::clone(&self.lock), token, owner: self.owner, armed: true, _not_send: PhantomData })
+    }
+}
+
+macro_rules! guard_common {
+    ($guard:ident, $mode:expr) => {
+        impl sealed::Sealed for $guard {}
+
+        impl Held for $guard {
+            fn name(&self) -> &str {
+                &self.lock.name
+            }
+            fn token(&self) -> u64 {
+                self.token
+            }
+            fn is_valid(&self) -> bool {
+                self.lock.is_valid(self.token)
+            }
+        }
+
+        impl Drop for $guard {
+            fn drop(&mut self) {
+                if self.armed && !self.lock.release(self.token) {
+                    log::debug!("dropped a stale {} guard on {:?} (token {})", $mode, self.lock.name, self.token);
+                }
+            }
+        }
+
+        impl fmt::Debug for $guard {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($guard))
+                    .field("name", &self.lock.name)
+                    .field("token", &self.token)
+                    .field("thread", &self.owner.name)
+                    .finish()
+            }
+        }
+    };
+}
+
+guard_common!(ReadGuard, Mode::Read);
+guard_common!(WriteGuard, Mode::Write);
+
+/// Data guarded by a lock name and reached only through a guard whose token validates.
+///
+/// The check happens on entry to [`Fenced::with`] / [`Fenced::with_mut`]; the data itself
+/// sits behind an internal read-write lock, so even a stale holder that entered just
+/// before its lease expired can never alias a newer writer: the newer writer's access
+/// waits for the stale one to leave. Data is never aliased; a stale holder gets
+/// [`LockError::LeaseExpired`] on its next access.
+pub struct Fenced<T> {
+    name: Arc<str>,
+    data: parking_lot::RwLock<T>,
+}
+
+impl<T> fmt::Debug for Fenced<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fenced").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl<T> Fenced<T> {
+    pub(crate) fn new(name: Arc<str>, value: T) -> Self {
+        Fenced { name, data: parking_lot::RwLock::new(value) }
+    }
+
+    /// The lock name guarding the data.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn admit(&self, guard: &impl Held) -> Result<(), LockError> {
+        if guard.name() != &*self.name {
+            return Err(LockError::WrongName { fenced: self.name.to_string(), guard: guard.name().to_owned() });
+        }
+        guard.check()
+    }
+
+    /// Reads the data under a valid read or write guard for its name.
+    pub fn with<R>(&self, guard: &impl Held, f: impl FnOnce(&T) -> R) -> Result<R, LockError> {
+        self.admit(guard)?;
+        Ok(f(&self.data.read_recursive()))
+    }
+
+    /// Changes the data under a valid write guard for its name.
+    pub fn with_mut<R>(&self, guard: &WriteGuard, f: impl FnOnce(&mut T) -> R) -> Result<R, LockError> {
+        self.admit(guard)?;
+        Ok(f(&mut self.data.write()))
+    }
+
+    /// The data, once no guard can reach it any more.
+    pub fn into_inner(self) -> T {
+        self.data.into_inner()
+    }
+}

@@ -1,0 +1,93 @@
+//! Named read-write locks for memwarden, with leases, fencing tokens and deadlock detection.
+//!
+//! A [`LockManager`] hands out shared ([`ReadGuard`]) and exclusive ([`WriteGuard`]) holds
+//! on names (or [`ResourceId`](memwarden_core::ResourceId)s): writer preference by default
+//! (a waiting writer holds back new readers) or first come, first served
+//! ([`LockConfig::fair`]); timeouts; upgrade and downgrade; re-entry checks; deadlock
+//! detection; and introspection ([`LockManager::snapshot`]).
+//!
+//! ```
+//! use memwarden_lock::{Held, LockConfig, LockManager};
+//!
+//! let locks = LockManager::with_config(LockConfig::default())?;
+//! let timeline = locks.fenced("timeline", vec![0u32; 4])?;
+//! {
+//!     let a = locks.read("timeline")?;
+//!     let b = locks.read("timeline")?; // readers share
+//!     assert_eq!(timeline.with(&a, |t| t.len())?, 4);
+//!     drop(b);
+//!     let w = a.upgrade().map_err(|failed| failed.error)?; // the last reader upgrades
+//!     timeline.with_mut(&w, |t| t[0] = 7)?;
+//!     let r = w.downgrade()?; // and lets readers back in, no writer in between
+//!     assert!(r.is_valid());
+//! }
+//! assert_eq!(locks.counters().grants, 4);
+//! # Ok::<(), memwarden_lock::LockError>(())
+//! ```
+//!
+//! # Why leases, not revocation
+//!
+//! The seed design released a lock "automatically" when it was held longer than a timeout.
+//! In Rust a guard cannot be taken away from a running holder: the holder may be in the
+//! middle of reading or writing what the lock protects, and handing the lock to someone
+//! else then would alias that memory, which is undefined behaviour. So automatic release
+//! is a **lease**. Every grant carries a deadline and a **fencing token**, a per-name
+//! counter that grows on every grant and every expiry. When a hold outlives its lease the
+//! monitor thread marks it expired, logs it with the holder's thread and age, wakes the
+//! waiters and lets the next holder in with a higher token. The stale holder keeps running
+//! undisturbed and its guard still drops normally (doing nothing), but every check of its
+//! token fails with [`LockError::LeaseExpired`]: [`Held::is_valid`], [`Held::check`], and
+//! every access to [`Fenced`] data, which is reached only through a token check and sits
+//! behind an internal lock so that a stale reader and a new writer never touch it at once.
+//! The stale holder gets an error, never aliased memory. With leases disabled
+//! ([`LockConfig::without_leases`]) there is no monitor thread and no clock read per acquire.
+//!
+//! # Deadlocks
+//!
+//! A thread asking for a name it already holds in a conflicting way (write after read,
+//! anything after write) gets [`LockError::WouldDeadlock`] at once; recursive reads are
+//! granted. Two readers asking to upgrade the same name cannot both wait: the second gets
+//! [`LockError::UpgradeConflict`]. Beyond that, a waiter that has waited longer than the
+//! check delay (default 1 s, like PostgreSQL's `deadlock_timeout`) builds the wait-for
+//! graph over holders and queued waiters (a reader also waits for writers queued ahead of
+//! it) and, if it is on a cycle, fails with [`LockError::Deadlock`] naming the threads and
+//! names; it checks again after every further delay, so a cycle that forms later is found
+//! by its last member. A cycle is reported only if two successive snapshots agree on
+//! every edge (tokens and wait numbers are never reused), so a graph that changed while it
+//! was read is never mistaken for a deadlock.
+#![deny(missing_docs)]
+#![warn(unreachable_pub, missing_debug_implementations)]
+
+mod error;
+mod guard;
+mod manager;
+mod name_lock;
+mod owner;
+mod registry;
+mod sync;
+
+use std::fmt;
+
+pub use error::{CycleStep, LockError};
+pub use guard::{Fenced, Held, LockHandle, ReadGuard, UpgradeFailed, WriteGuard};
+pub use manager::{HolderInfo, LockConfig, LockCounters, LockInfo, LockManager, LockSnapshot, WaiterInfo};
+pub use name_lock::WaitKind;
+
+/// Shared or exclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Shared: any number of readers at once.
+    Read,
+    /// Exclusive: one writer, no readers.
+    Write,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Read => "read",
+            Mode::Write => "write",
+        })
+    }
+}

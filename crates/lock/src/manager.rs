@@ -1,0 +1,349 @@
+//! [`LockManager`]: names to locks, the lease monitor, introspection.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use memwarden_core::{Clock, ResourceId, SystemClock};
+use parking_lot::RwLock;
+use serde::Serialize;
+
+use crate::name_lock::{NameCounters, NameLock, WaitKind};
+use crate::registry::Registry;
+use crate::{Fenced, LockError, LockHandle, Mode, ReadGuard, WriteGuard, owner};
+
+/// How a [`LockManager`] behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockConfig {
+    /// How long a grant stays valid; `None` disables leases (no monitor thread, no clock
+    /// read per acquire).
+    pub lease: Option<Duration>,
+    /// How long a waiter waits before it looks for a deadlock (and again after each such
+    /// delay). Like PostgreSQL's `deadlock_timeout`.
+    pub check_delay: Duration,
+    /// First come, first served instead of writer preference.
+    pub fair: bool,
+    /// How often the lease monitor looks for expired grants; a tenth of the lease
+    /// (between 10 ms and 1 s) when `None`.
+    pub monitor_interval: Option<Duration>,
+}
+
+impl Default for LockConfig {
+    fn default() -> Self {
+        LockConfig { lease: Some(Duration::from_secs(30)), check_delay: Duration::from_secs(1), fair: false, monitor_interval: None }
+    }
+}
+
+impl LockConfig {
+    /// The default config with leases disabled.
+    pub fn without_leases() -> Self {
+        LockConfig { lease: None, ..Self::default() }
+    }
+}
+
+/// Counters over every name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LockCounters {
+    /// Locks granted (acquires, upgrades, downgrades).
+    pub grants: u64,
+    /// Acquires that timed out.
+    pub timeouts: u64,
+    /// Grants whose lease expired.
+    pub expiries: u64,
+    /// Deadlocks detected.
+    pub deadlocks: u64,
+    /// Upgrades refused because another reader was upgrading.
+    pub upgrade_conflicts: u64,
+    /// Requests refused because the thread already held the name in a conflicting way.
+    pub would_deadlock: u64,
+    /// Acquires that had to wait.
+    pub contended: u64,
+}
+
+impl LockCounters {
+    fn add(&mut self, c: &NameCounters) {
+        self.grants += c.grants;
+        self.timeouts += c.timeouts;
+        self.expiries += c.expiries;
+        self.deadlocks += c.deadlocks;
+        self.upgrade_conflicts += c.upgrade_conflicts;
+        self.would_deadlock += c.would_deadlock;
+        self.contended += c.contended;
+    }
+}
+
+/// One grant, as introspection shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HolderInfo {
+    /// The holding thread.
+    pub thread: String,
+    /// Shared or exclusive.
+    pub mode: Mode,
+    /// Its fencing token.
+    pub token: u64,
+    /// How long it has been held (leases enabled only).
+    pub held_for: Option<Duration>,
+    /// Time left on its lease (leases enabled only).
+    pub lease_left: Option<Duration>,
+}
+
+/// One waiter, as introspection shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WaiterInfo {
+    /// The waiting thread.
+    pub thread: String,
+    /// What it waits for.
+    pub kind: WaitKind,
+    /// How long it has waited.
+    pub waited: Duration,
+}
+
+/// One name with holders or waiters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LockInfo {
+    /// The name.
+    pub name: String,
+    /// Its current fencing token.
+    pub token: u64,
+    /// Who holds it.
+    pub holders: Vec<HolderInfo>,
+    /// Who waits for it.
+    pub waiters: Vec<WaiterInfo>,
+}
+
+/// Everything the manager knows at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LockSnapshot {
+    /// Names that are held or waited for, sorted by name.
+    pub locks: Vec<LockInfo>,
+    /// Counters over every name.
+    pub counters: LockCounters,
+}
+
+/// The lease monitor thread, stopped and joined on drop.
+struct Monitor {
+    stop: Option<crossbeam_channel::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        drop(self.stop.take()); // disconnects the channel: the thread's wait ends at once
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                log::error!("the lock lease monitor panicked");
+            }
+        }
+    }
+}
+
+type Names = RwLock<HashMap<Arc<str>, Arc<NameLock>>>;
+
+/// Named read-write locks with leases, fencing tokens and deadlock detection.
+///
+/// See the [crate docs](crate) for the design. Cheap to share by reference; the lease
+/// monitor thread (when leases are on) stops and is joined when the manager drops.
+pub struct LockManager {
+    names: Arc<Names>,
+    registry: Arc<Registry>,
+    _monitor: Option<Monitor>,
+}
+
+impl fmt::Debug for LockManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockManager")
+            .field("names", &self.names.read().len())
+            .field("registry", &self.registry)
+            .field("monitor", &self._monitor.is_some())
+            .finish()
+    }
+}
+
+impl Default for LockManager {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LockManager {
+    /// A manager with the default config (30 s leases, 1 s deadlock check delay, writer
+    /// preference) on the system clock.
+    pub fn new() -> Self {
+        Self::with_config(LockConfig::default()).expect("the default config is valid")
+    }
+
+    /// A manager with `config` on the system clock.
+    pub fn with_config(config: LockConfig) -> Result<Self, LockError> {
+        Self::with_clock(config, Arc::new(SystemClock::new()))
+    }
+
+    /// A manager with `config` whose leases run on `clock`.
+    pub fn with_clock(config: LockConfig, clock: Arc<dyn Clock>) -> Result<Self, LockError> {
+        if config.lease == Some(Duration::ZERO) {
+            return Err(LockError::ZeroDuration { what: "the lease" });
+        }
+        if config.check_delay.is_zero() {
+            return Err(LockError::ZeroDuration { what: "the deadlock check delay" });
+        }
+        if config.monitor_interval == Some(Duration::ZERO) {
+            return Err(LockError::ZeroDuration { what: "the monitor interval" });
+        }
+        let registry = Arc::new(Registry::new(config.lease, config.check_delay, config.fair, clock));
+        let names: Arc<Names> = Arc::default();
+        let monitor = config.lease.map(|lease| {
+            let interval =
+                config.monitor_interval.unwrap_or((lease / 10).clamp(Duration::from_millis(10), Duration::from_secs(1)));
+            let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+            let (names, registry) = (Arc::clone(&names), Arc::clone(&registry));
+            let thread = std::thread::Builder::new()
+                .name("memwarden-lease-monitor".into())
+                .spawn(move || {
+                    while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                        expire_overdue(&names, &registry);
+                    }
+                })
+                .map_err(|e| log::error!("cannot start the lease monitor, leases will not expire: {e}"))
+                .ok();
+            Monitor { stop: Some(stop), thread }
+        });
+        Ok(LockManager { names, registry, _monitor: monitor })
+    }
+
+    fn lock_for(&self, name: &str) -> Result<Arc<NameLock>, LockError> {
+        if name.is_empty() {
+            return Err(LockError::EmptyName);
+        }
+        if let Some(lock) = self.names.read().get(name) {
+            return Ok(Arc::clone(lock));
+        }
+        let mut names = self.names.write();
+        let lock = names
+            .entry(Arc::from(name))
+            .or_insert_with_key(|key| Arc::new(NameLock::new(Arc::clone(key), Arc::clone(&self.registry))));
+        Ok(Arc::clone(lock))
+    }
+
+    /// A handle to `name` that skips the name lookup on every acquire.
+    pub fn handle(&self, name: &str) -> Result<LockHandle, LockError> {
+        self.lock_for(name).map(LockHandle::new)
+    }
+
+    /// A handle to the lock named by a resource id.
+    pub fn resource(&self, id: &ResourceId) -> Result<LockHandle, LockError> {
+        self.handle(id.as_str())
+    }
+
+    /// Waits as long as it takes for a shared lock on `name`.
+    pub fn read(&self, name: &str) -> Result<ReadGuard, LockError> {
+        ReadGuard::acquire(self.lock_for(name)?, None)
+    }
+
+    /// Waits as long as it takes for an exclusive lock on `name`.
+    pub fn write(&self, name: &str) -> Result<WriteGuard, LockError> {
+        WriteGuard::acquire(self.lock_for(name)?, None)
+    }
+
+    /// Waits at most `timeout` for a shared lock on `name`.
+    pub fn try_read_for(&self, name: &str, timeout: Duration) -> Result<ReadGuard, LockError> {
+        let lock = self.lock_for(name)?;
+        check_timeout(&lock, timeout)?;
+        ReadGuard::acquire(lock, Some(timeout))
+    }
+
+    /// Waits at most `timeout` for an exclusive lock on `name`.
+    pub fn try_write_for(&self, name: &str, timeout: Duration) -> Result<WriteGuard, LockError> {
+        let lock = self.lock_for(name)?;
+        check_timeout(&lock, timeout)?;
+        WriteGuard::acquire(lock, Some(timeout))
+    }
+
+    /// The strongest mode in which `name` is held, if it is.
+    pub fn is_locked(&self, name: &str) -> Option<Mode> {
+        let lock = Arc::clone(self.names.read().get(name)?);
+        lock.state.lock().holds.iter().map(|h| h.mode).max()
+    }
+
+    /// Releases the calling thread's hold `token` on `name` without its guard (whose drop
+    /// then does nothing). A hold of another thread, or one that is gone, is an error.
+    pub fn release(&self, name: &str, token: u64) -> Result<(), LockError> {
+        let lock = Arc::clone(
+            self.names.read().get(name).ok_or_else(|| LockError::NotOwner { name: name.to_owned(), token })?,
+        );
+        lock.release_owned(owner::current().id, token)
+    }
+
+    /// Expires every grant whose lease has ended; returns how many. The monitor thread
+    /// calls this on its interval; tests on a manual clock call it directly.
+    pub fn expire_overdue(&self) -> usize {
+        expire_overdue(&self.names, &self.registry)
+    }
+
+    /// A value reachable only through a valid guard on `name` (see [`Fenced`]).
+    pub fn fenced<T>(&self, name: &str, value: T) -> Result<Fenced<T>, LockError> {
+        Ok(Fenced::new(Arc::clone(&self.lock_for(name)?.name), value))
+    }
+
+    /// Counters over every name.
+    pub fn counters(&self) -> LockCounters {
+        let mut counters = LockCounters::default();
+        for lock in self.names.read().values() {
+            counters.add(&lock.state.lock().counters);
+        }
+        counters
+    }
+
+    /// Who holds what, in which mode, for how long, with which token; who waits; counters.
+    pub fn snapshot(&self) -> LockSnapshot {
+        let now = self.registry.lease.map(|_| self.registry.clock.now());
+        let waiting = self.registry.waiting();
+        let mut locks = Vec::new();
+        let mut counters = LockCounters::default();
+        let all: Vec<Arc<NameLock>> = self.names.read().values().cloned().collect();
+        for lock in all {
+            let st = lock.state.lock();
+            counters.add(&st.counters);
+            let waiters: Vec<WaiterInfo> = waiting
+                .iter()
+                .filter(|w| Arc::ptr_eq(&w.lock, &lock))
+                .map(|w| WaiterInfo { thread: w.owner.name.to_owned(), kind: w.kind, waited: w.since.elapsed() })
+                .collect();
+            if st.holds.is_empty() && waiters.is_empty() {
+                continue;
+            }
+            let holders = st
+                .holds
+                .iter()
+                .map(|h| HolderInfo {
+                    thread: h.owner.name.to_owned(),
+                    mode: h.mode,
+                    token: h.token,
+                    held_for: now.zip(h.since).map(|(now, since)| now.saturating_duration_since(since)),
+                    lease_left: now.zip(h.deadline).map(|(now, end)| end.saturating_duration_since(now)),
+                })
+                .collect();
+            locks.push(LockInfo { name: lock.name.to_string(), token: st.token, holders, waiters });
+        }
+        locks.sort_by(|a, b| a.name.cmp(&b.name));
+        LockSnapshot { locks, counters }
+    }
+}
+
+fn check_timeout(lock: &NameLock, timeout: Duration) -> Result<(), LockError> {
+    if timeout.is_zero() {
+        return Err(LockError::ZeroDuration { what: "an acquire timeout" });
+    }
+    match lock.registry.lease {
+        Some(lease) if timeout > lease => {
+            Err(LockError::TimeoutExceedsLease { name: lock.name.to_string(), timeout, lease })
+        }
+        _ => Ok(()),
+    }
+}
+
+fn expire_overdue(names: &Names, registry: &Registry) -> usize {
+    let now = registry.clock.now();
+    let all: Vec<Arc<NameLock>> = names.read().values().cloned().collect();
+    all.iter().map(|lock| lock.expire(now)).sum()
+}

@@ -1,0 +1,332 @@
+//! One named lock: its holders, its waiters, and the acquire/release protocol.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use memwarden_core::Timestamp;
+
+use crate::owner::Owner;
+use crate::registry::Registry;
+use crate::sync::{self, Condvar, Mutex, MutexGuard};
+use crate::{LockError, Mode};
+
+/// What a waiter waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitKind {
+    /// A shared lock.
+    Read,
+    /// An exclusive lock.
+    Write,
+    /// Turning a held shared lock into an exclusive one.
+    Upgrade,
+}
+
+impl From<Mode> for WaitKind {
+    fn from(mode: Mode) -> Self {
+        match mode {
+            Mode::Read => WaitKind::Read,
+            Mode::Write => WaitKind::Write,
+        }
+    }
+}
+
+impl WaitKind {
+    pub(crate) fn mode(self) -> Mode {
+        if self == WaitKind::Read { Mode::Read } else { Mode::Write }
+    }
+}
+
+/// One grant that has not been released or expired.
+#[derive(Debug, Clone)]
+pub(crate) struct Hold {
+    pub(crate) owner: Owner,
+    pub(crate) mode: Mode,
+    pub(crate) token: u64,
+    pub(crate) since: Option<Timestamp>,
+    pub(crate) deadline: Option<Timestamp>,
+}
+
+/// Counters kept per name under its mutex, so counting costs no shared cache line.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct NameCounters {
+    pub(crate) grants: u64,
+    pub(crate) timeouts: u64,
+    pub(crate) expiries: u64,
+    pub(crate) deadlocks: u64,
+    pub(crate) upgrade_conflicts: u64,
+    pub(crate) would_deadlock: u64,
+    pub(crate) contended: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub(crate) holds: Vec<Hold>,
+    /// The fencing counter: grows on every grant and every expiry.
+    pub(crate) token: u64,
+    writers_waiting: usize,
+    waiters: usize,
+    /// The owner waiting to upgrade its shared hold, if any.
+    upgrading: Option<u64>,
+    /// Fair mode's first-come first-served queue of tickets.
+    queue: VecDeque<(u64, WaitKind)>,
+    next_ticket: u64,
+    pub(crate) counters: NameCounters,
+}
+
+impl State {
+    /// The strongest mode `owner` holds here.
+    pub(crate) fn held_by(&self, owner: u64) -> Option<Mode> {
+        self.holds.iter().filter(|h| h.owner.id == owner).map(|h| h.mode).max()
+    }
+
+    fn can_grant(&self, kind: WaitKind, owner: u64, ticket: Option<u64>, fair: bool) -> bool {
+        let free = match kind {
+            WaitKind::Read => self.upgrading.is_none() && self.holds.iter().all(|h| h.mode == Mode::Read),
+            WaitKind::Write => self.upgrading.is_none() && self.holds.is_empty(),
+            WaitKind::Upgrade => return self.holds.iter().all(|h| h.owner.id == owner),
+        };
+        if !free {
+            return false;
+        }
+        if fair {
+            // First come, first served: only readers may be ahead of a reader, nobody ahead of a writer.
+            let mut ahead = self.queue.iter().take_while(|(t, _)| Some(*t) != ticket);
+            match kind {
+                WaitKind::Read => ahead.all(|(_, k)| *k == WaitKind::Read),
+                _ => ahead.next().is_none(),
+            }
+        } else {
+            // Writer preference: a waiting writer holds back new readers.
+            kind != WaitKind::Read || self.writers_waiting == 0
+        }
+    }
+}
+
+/// A named lock; shared by the manager's map, handles and guards.
+#[derive(Debug)]
+pub(crate) struct NameLock {
+    pub(crate) name: Arc<str>,
+    pub(crate) state: Mutex<State>,
+    cond: Condvar,
+    pub(crate) registry: Arc<Registry>,
+}
+
+impl NameLock {
+    pub(crate) fn new(name: Arc<str>, registry: Arc<Registry>) -> Self {
+        NameLock { name, state: Mutex::new(State::default()), cond: Condvar::new(), registry }
+    }
+
+    fn grant(&self, st: &mut State, owner: Owner, mode: Mode) -> u64 {
+        let (since, deadline) = match self.registry.lease {
+            Some(lease) => {
+                let now = self.registry.clock.now();
+                (Some(now), Some(now + lease))
+            }
+            None => (None, None),
+        };
+        st.token += 1;
+        st.counters.grants += 1;
+        st.holds.push(Hold { owner, mode, token: st.token, since, deadline });
+        st.token
+    }
+
+    /// Acquires `mode` for `owner`, waiting at most `timeout` (`None`: as long as it takes).
+    pub(crate) fn acquire(
+        self: &Arc<Self>,
+        owner: Owner,
+        mode: Mode,
+        timeout: Option<Duration>,
+    ) -> Result<u64, LockError> {
+        let mut st = self.state.lock();
+        if let Some(held) = st.held_by(owner.id) {
+            if held == Mode::Read && mode == Mode::Read {
+                // A recursive read is safe to grant at once: this thread already excludes writers.
+                return Ok(self.grant(&mut st, owner, mode));
+            }
+            st.counters.would_deadlock += 1;
+            return Err(LockError::WouldDeadlock { name: self.name.to_string(), held, requested: mode });
+        }
+        self.wait(&mut st, owner, WaitKind::from(mode), timeout, None)?;
+        Ok(self.grant(&mut st, owner, mode))
+    }
+
+    /// Turns `owner`'s shared hold `token` into an exclusive one; returns the new token.
+    pub(crate) fn upgrade(
+        self: &Arc<Self>,
+        owner: Owner,
+        token: u64,
+        timeout: Option<Duration>,
+    ) -> Result<u64, LockError> {
+        let mut st = self.state.lock();
+        if !st.holds.iter().any(|h| h.token == token) {
+            return Err(self.expired(token));
+        }
+        if st.upgrading.is_some() {
+            st.counters.upgrade_conflicts += 1;
+            return Err(LockError::UpgradeConflict { name: self.name.to_string() });
+        }
+        if st.holds.iter().filter(|h| h.owner.id == owner.id).count() > 1 {
+            st.counters.would_deadlock += 1;
+            return Err(LockError::WouldDeadlock { name: self.name.to_string(), held: Mode::Read, requested: Mode::Write });
+        }
+        st.upgrading = Some(owner.id);
+        let waited = self.wait(&mut st, owner, WaitKind::Upgrade, timeout, Some(token));
+        st.upgrading = None;
+        if let Err(e) = waited {
+            self.cond.notify_all(); // readers held back by the upgrade may go on
+            return Err(e);
+        }
+        st.holds.retain(|h| h.token != token);
+        Ok(self.grant(&mut st, owner, Mode::Write))
+    }
+
+    /// Turns `owner`'s exclusive hold `token` into a shared one; returns the new token.
+    pub(crate) fn downgrade(&self, owner: Owner, token: u64) -> Result<u64, LockError> {
+        let mut st = self.state.lock();
+        if !st.holds.iter().any(|h| h.token == token) {
+            return Err(self.expired(token));
+        }
+        st.holds.retain(|h| h.token != token);
+        let new = self.grant(&mut st, owner, Mode::Read);
+        if st.waiters > 0 {
+            self.cond.notify_all();
+        }
+        Ok(new)
+    }
+
+    /// Releases hold `token`; `false` if it is gone (released or expired).
+    pub(crate) fn release(&self, token: u64) -> bool {
+        let mut st = self.state.lock();
+        let Some(at) = st.holds.iter().position(|h| h.token == token) else { return false };
+        st.holds.swap_remove(at);
+        if st.waiters > 0 {
+            self.cond.notify_all();
+        }
+        true
+    }
+
+    /// Releases hold `token` only if `owner` holds it.
+    pub(crate) fn release_owned(&self, owner: u64, token: u64) -> Result<(), LockError> {
+        let mut st = self.state.lock();
+        let Some(at) = st.holds.iter().position(|h| h.token == token && h.owner.id == owner) else {
+            return Err(LockError::NotOwner { name: self.name.to_string(), token });
+        };
+        st.holds.swap_remove(at);
+        if st.waiters > 0 {
+            self.cond.notify_all();
+        }
+        Ok(())
+    }
+
+    pub(crate) fn is_valid(&self, token: u64) -> bool {
+        self.state.lock().holds.iter().any(|h| h.token == token)
+    }
+
+    pub(crate) fn expired(&self, token: u64) -> LockError {
+        LockError::LeaseExpired { name: self.name.to_string(), token }
+    }
+
+    /// Expires every hold whose lease ended before `now`; returns how many.
+    pub(crate) fn expire(&self, now: Timestamp) -> usize {
+        let mut st = self.state.lock();
+        let mut expired = 0;
+        let mut i = 0;
+        while i < st.holds.len() {
+            if st.holds[i].deadline.is_some_and(|d| d <= now) {
+                let hold = st.holds.swap_remove(i);
+                st.token += 1;
+                st.counters.expiries += 1;
+                expired += 1;
+                let age = hold.since.map(|s| now.saturating_duration_since(s)).unwrap_or_default();
+                log::warn!(
+                    "lease expired: {} lock on {:?} held by {} for {age:?}; token {} is stale, fencing token now {}",
+                    hold.mode,
+                    self.name,
+                    hold.owner.name,
+                    hold.token,
+                    st.token
+                );
+            } else {
+                i += 1;
+            }
+        }
+        if expired > 0 {
+            self.cond.notify_all();
+        }
+        expired
+    }
+
+    /// Waits until `kind` can be granted to `owner`; returns with the state locked either way.
+    fn wait(
+        self: &Arc<Self>,
+        st: &mut MutexGuard<'_, State>,
+        owner: Owner,
+        kind: WaitKind,
+        timeout: Option<Duration>,
+        upgrading: Option<u64>,
+    ) -> Result<(), LockError> {
+        let fair = self.registry.fair;
+        if st.can_grant(kind, owner.id, None, fair) {
+            return Ok(());
+        }
+        let started = Instant::now();
+        if timeout == Some(Duration::ZERO) {
+            st.counters.timeouts += 1;
+            return Err(LockError::Timeout { name: self.name.to_string(), mode: kind.mode(), waited: Duration::ZERO });
+        }
+        st.counters.contended += 1;
+        let deadline = timeout.map(|t| started + t);
+        let seq = self.registry.begin_wait(owner, Arc::clone(self), kind, started);
+        st.waiters += 1;
+        if kind == WaitKind::Write {
+            st.writers_waiting += 1;
+        }
+        let ticket = (fair && kind != WaitKind::Upgrade).then(|| {
+            let t = st.next_ticket;
+            st.next_ticket += 1;
+            st.queue.push_back((t, kind));
+            t
+        });
+        let check_delay = self.registry.check_delay;
+        let mut next_check = started + check_delay;
+        let result = loop {
+            if upgrading.is_some_and(|token| !st.holds.iter().any(|h| h.token == token)) {
+                break Err(self.expired(upgrading.unwrap_or_default()));
+            }
+            if st.can_grant(kind, owner.id, ticket, fair) {
+                break Ok(());
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                st.counters.timeouts += 1;
+                break Err(LockError::Timeout { name: self.name.to_string(), mode: kind.mode(), waited: now - started });
+            }
+            if now >= next_check {
+                if let Some(cycle) = sync::unlocked(st, || self.registry.find_cycle(owner.id)) {
+                    st.counters.deadlocks += 1;
+                    break Err(LockError::Deadlock { cycle });
+                }
+                next_check = Instant::now() + check_delay;
+                continue;
+            }
+            let wake = deadline.map_or(next_check, |d| d.min(next_check));
+            sync::wait_until(&self.cond, st, Some(wake));
+        };
+        st.waiters -= 1;
+        if kind == WaitKind::Write {
+            st.writers_waiting -= 1;
+        }
+        if let Some(t) = ticket {
+            st.queue.retain(|(x, _)| *x != t);
+        }
+        self.registry.end_wait(seq);
+        // Leaving the queue (granted or not) may let others go: readers held back by a
+        // writer that gave up, or the next in a fair queue.
+        if result.is_err() || fair {
+            self.cond.notify_all();
+        }
+        result
+    }
+}
