@@ -1,0 +1,229 @@
+//! Modes, preference, upgrade, re-entry, leases, fencing, bad input, introspection.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use memwarden_core::{ManualClock, ResourceId};
+use memwarden_lock::{Held, LockConfig, LockError, LockManager, Mode, WaitKind};
+
+use crate::manager;
+
+const SHORT: Duration = Duration::from_millis(30);
+
+#[test]
+fn readers_share_writers_exclude() {
+    let m = manager();
+    let a = m.read("x").unwrap();
+    let b = thread::scope(|s| s.spawn(|| m.try_read_for("x", SHORT).map(|g| g.token())).join().unwrap());
+    assert!(b.is_ok(), "a second reader is admitted");
+    let w = thread::scope(|s| s.spawn(|| m.try_write_for("x", SHORT).err()).join().unwrap());
+    assert!(matches!(w, Some(LockError::Timeout { mode: Mode::Write, .. })), "{w:?}");
+    drop(a);
+    let w = m.try_write_for("x", SHORT).unwrap();
+    let r = thread::scope(|s| s.spawn(|| m.try_read_for("x", SHORT).err()).join().unwrap());
+    assert!(matches!(r, Some(LockError::Timeout { mode: Mode::Read, .. })));
+    assert_eq!(m.is_locked("x"), Some(Mode::Write));
+    drop(w);
+    assert_eq!(m.is_locked("x"), None);
+}
+
+#[test]
+fn a_waiting_writer_holds_back_new_readers() {
+    let m = manager();
+    let reader = m.read("x").unwrap();
+    let m = &m;
+    thread::scope(|s| {
+        let (tx, rx) = mpsc::channel();
+        let writer = s.spawn(move || {
+            tx.send(()).unwrap();
+            m.write("x").map(|g| g.token())
+        });
+        rx.recv().unwrap();
+        // Wait until the writer is queued, then a new reader must not overtake it.
+        while m.snapshot().locks.iter().all(|l| l.waiters.is_empty()) {
+            thread::yield_now();
+        }
+        let late = s.spawn(|| m.try_read_for("x", SHORT).err()).join().unwrap();
+        assert!(matches!(late, Some(LockError::Timeout { .. })), "writer preference: {late:?}");
+        drop(reader);
+        assert!(writer.join().unwrap().is_ok());
+    });
+}
+
+#[test]
+fn fair_mode_serves_in_arrival_order() {
+    let m = LockManager::with_config(LockConfig { fair: true, ..LockConfig::without_leases() }).unwrap();
+    let first = m.write("x").unwrap();
+    let order = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    thread::scope(|s| {
+        for i in 0..4 {
+            let (m, order) = (&m, Arc::clone(&order));
+            s.spawn(move || {
+                let _g = m.write("x").unwrap();
+                order.lock().push(i);
+            });
+            // Let thread i queue before thread i + 1 starts.
+            while m.snapshot().locks[0].waiters.len() <= i {
+                thread::yield_now();
+            }
+        }
+        drop(first);
+    });
+    assert_eq!(*order.lock(), [0, 1, 2, 3]);
+}
+
+#[test]
+fn upgrade_downgrade_and_conflict() {
+    let m = manager();
+    let r = m.read("x").unwrap();
+    let before = r.token();
+    let w = r.upgrade().unwrap();
+    assert!(w.token() > before, "every grant raises the token");
+    assert_eq!(m.is_locked("x"), Some(Mode::Write));
+    let r = w.downgrade().unwrap();
+    assert_eq!(m.is_locked("x"), Some(Mode::Read));
+    // Two readers: the first waits to upgrade, the second is refused at once.
+    thread::scope(|s| {
+        let (tx, rx) = mpsc::channel();
+        let m = &m;
+        let upgrader = s.spawn(move || {
+            let mine = m.read("x").unwrap();
+            tx.send(()).unwrap();
+            mine.upgrade().map(|w| w.token()).map_err(|f| f.error)
+        });
+        rx.recv().unwrap();
+        while !m.snapshot().locks[0].waiters.iter().any(|w| w.kind == WaitKind::Upgrade) {
+            thread::yield_now();
+        }
+        let failed = r.upgrade().unwrap_err();
+        assert!(matches!(failed.error, LockError::UpgradeConflict { .. }), "{}", failed.error);
+        assert!(failed.guard.is_valid(), "the shared hold is given back");
+        drop(failed);
+        assert!(upgrader.join().unwrap().is_ok());
+    });
+    assert_eq!(m.counters().upgrade_conflicts, 1);
+}
+
+#[test]
+fn re_entry_is_refused_not_hung() {
+    let m = manager();
+    let r = m.read("x").unwrap();
+    let again = m.read("x").unwrap(); // recursive reads are fine
+    assert!(matches!(m.write("x"), Err(LockError::WouldDeadlock { held: Mode::Read, requested: Mode::Write, .. })));
+    drop((r, again));
+    let w = m.write("x").unwrap();
+    assert!(matches!(m.read("x"), Err(LockError::WouldDeadlock { held: Mode::Write, .. })));
+    assert!(matches!(m.write("x"), Err(LockError::WouldDeadlock { .. })));
+    // Upgrading while holding two reads would leave a reader beside the writer.
+    drop(w);
+    let (a, _b) = (m.read("y").unwrap(), m.read("y").unwrap());
+    assert!(matches!(a.upgrade().unwrap_err().error, LockError::WouldDeadlock { .. }));
+    assert_eq!(m.counters().would_deadlock, 4);
+}
+
+#[test]
+fn forged_releases_are_errors() {
+    let m = manager();
+    let w = m.write("x").unwrap();
+    let token = w.token();
+    let stranger = thread::scope(|s| s.spawn(|| m.release("x", token)).join().unwrap());
+    assert_eq!(stranger, Err(LockError::NotOwner { name: "x".into(), token }));
+    assert!(matches!(m.release("x", token + 100), Err(LockError::NotOwner { .. })));
+    assert!(matches!(m.release("nobody", 1), Err(LockError::NotOwner { .. })));
+    m.release("x", token).unwrap();
+    assert!(!w.is_valid());
+    drop(w); // a no-op now
+    assert_eq!(m.is_locked("x"), None);
+}
+
+#[test]
+fn leases_expire_fence_and_hand_over() {
+    let clock = ManualClock::new();
+    let config = LockConfig { lease: Some(Duration::from_secs(30)), ..LockConfig::default() };
+    let m = LockManager::with_clock(config, Arc::new(clock.clone())).unwrap();
+    let counter = m.fenced("counter", 0u64).unwrap();
+    let stale = m.write("counter").unwrap();
+    counter.with_mut(&stale, |c| *c += 1).unwrap();
+    clock.advance(Duration::from_secs(29));
+    assert_eq!(m.expire_overdue(), 0);
+    let holder = &m.snapshot().locks[0].holders[0];
+    assert_eq!(holder.held_for, Some(Duration::from_secs(29)));
+    assert_eq!(holder.lease_left, Some(Duration::from_secs(1)));
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(m.expire_overdue(), 1);
+    assert!(!stale.is_valid());
+    let err = counter.with_mut(&stale, |c| *c += 1).unwrap_err();
+    assert_eq!(err, LockError::LeaseExpired { name: "counter".into(), token: stale.token() });
+    // The next holder (another thread: this one's stale guard still exists) gets a higher token.
+    let next = thread::scope(|s| {
+        s.spawn(|| {
+            let w = m.write("counter").unwrap();
+            counter.with_mut(&w, |c| *c += 10).unwrap();
+            w.token()
+        })
+        .join()
+        .unwrap()
+    });
+    assert!(next > stale.token() + 1, "expiry and the new grant both raise the token");
+    drop(stale);
+    assert_eq!(counter.into_inner(), 11, "the stale write after expiry never landed");
+    assert_eq!(m.counters().expiries, 1);
+}
+
+#[test]
+fn the_lease_monitor_expires_on_its_own_and_stops_on_drop() {
+    let clock = ManualClock::new();
+    let config = LockConfig {
+        lease: Some(Duration::from_secs(1)),
+        monitor_interval: Some(Duration::from_millis(5)),
+        ..LockConfig::default()
+    };
+    let m = LockManager::with_clock(config, Arc::new(clock.clone())).unwrap();
+    let g = m.read("x").unwrap();
+    clock.advance(Duration::from_secs(2));
+    // The monitor runs every 5 ms; wait (bounded) for it to notice.
+    let started = std::time::Instant::now();
+    while g.is_valid() && started.elapsed() < Duration::from_secs(5) {
+        thread::yield_now();
+    }
+    assert!(!g.is_valid(), "the monitor thread expired the lease");
+    drop(g);
+    drop(m); // joins the monitor thread; a hang here fails the test by timeout
+}
+
+#[test]
+fn bad_input_is_an_error_not_a_panic() {
+    let m = LockManager::new();
+    assert_eq!(m.read("").unwrap_err(), LockError::EmptyName);
+    assert!(matches!(m.try_read_for("x", Duration::ZERO), Err(LockError::ZeroDuration { .. })));
+    let err = m.try_write_for("x", Duration::from_secs(31)).unwrap_err();
+    assert!(matches!(err, LockError::TimeoutExceedsLease { .. }), "{err}");
+    assert!(err.to_string().contains("longer than the lease"));
+    for config in [
+        LockConfig { lease: Some(Duration::ZERO), ..LockConfig::default() },
+        LockConfig { check_delay: Duration::ZERO, ..LockConfig::default() },
+        LockConfig { monitor_interval: Some(Duration::ZERO), ..LockConfig::default() },
+    ] {
+        assert!(matches!(LockManager::with_config(config), Err(LockError::ZeroDuration { .. })));
+    }
+    let w = m.write("a").unwrap();
+    let other = m.fenced("b", 1).unwrap();
+    assert!(matches!(other.with(&w, |v| *v), Err(LockError::WrongName { .. })));
+}
+
+#[test]
+fn resource_ids_name_locks_and_snapshots_serialise() {
+    let m = manager();
+    let handle = m.resource(&ResourceId::from("frame-7")).unwrap();
+    let _r = handle.read().unwrap();
+    let snap = m.snapshot();
+    assert_eq!(snap.locks.len(), 1);
+    assert_eq!(snap.locks[0].name, "frame-7");
+    assert_eq!(snap.locks[0].holders[0].mode, Mode::Read);
+    assert_eq!(snap.locks[0].holders[0].held_for, None, "no clock is read without leases");
+    let json = serde_json::to_value(&snap).unwrap();
+    assert_eq!(json["locks"][0]["holders"][0]["mode"], "read");
+    assert_eq!(json["counters"]["grants"], 1);
+}

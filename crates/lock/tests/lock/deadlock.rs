@@ -1,0 +1,118 @@
+//! Cycles of waits are found within the check delay; long waits without a cycle are not.
+
+use std::sync::Barrier;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use memwarden_lock::{LockError, LockManager};
+
+use crate::manager;
+
+const CHECK_DELAY: Duration = Duration::from_millis(50);
+
+/// Runs `n` threads; thread i holds `n{i}` then asks for `n{i+1 mod n}`. Returns, per
+/// thread, the error it got (if any) and when, measured from the moment all held.
+fn ring(m: &LockManager, n: usize) -> Vec<(Option<LockError>, Duration)> {
+    let held = Barrier::new(n);
+    let started = parking_lot::Mutex::new(None::<Instant>);
+    thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let (held, started) = (&held, &started);
+                thread::Builder::new()
+                    .name(format!("worker-{i}"))
+                    .spawn_scoped(s, move || {
+                        let mine = m.write(&format!("n{i}")).unwrap();
+                        if held.wait().is_leader() {
+                            *started.lock() = Some(Instant::now());
+                        }
+                        let result = m.write(&format!("n{}", (i + 1) % n));
+                        let at = started.lock().expect("set by the barrier leader").elapsed();
+                        drop(mine);
+                        (result.err(), at)
+                    })
+                    .unwrap()
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn check_ring(n: usize) {
+    let m = manager();
+    let outcomes = ring(&m, n);
+    let deadlocks: Vec<_> = outcomes.iter().filter(|(e, _)| matches!(e, Some(LockError::Deadlock { .. }))).collect();
+    assert!(!deadlocks.is_empty(), "the cycle of {n} was not detected: {outcomes:?}");
+    let others: Vec<_> = outcomes.iter().filter(|(e, _)| !matches!(e, None | Some(LockError::Deadlock { .. }))).collect();
+    assert!(others.is_empty(), "{others:?}");
+    for (error, at) in &deadlocks {
+        assert!(*at <= CHECK_DELAY + Duration::from_millis(100), "detected after {at:?}");
+        let Some(LockError::Deadlock { cycle }) = error else { unreachable!() };
+        assert_eq!(cycle.len(), n, "{cycle:?}");
+        let text = error.as_ref().unwrap().to_string();
+        assert!(text.contains("worker-") && text.contains("\"n"), "{text}");
+    }
+    assert_eq!(m.counters().deadlocks as usize, deadlocks.len());
+}
+
+#[test]
+fn two_thread_cycle_is_detected() {
+    check_ring(2);
+}
+
+#[test]
+fn three_thread_cycle_is_detected() {
+    check_ring(3);
+}
+
+#[test]
+fn a_long_wait_without_a_cycle_is_not_a_deadlock() {
+    let m = manager();
+    let holder = m.write("busy").unwrap();
+    thread::scope(|s| {
+        let waiter = s.spawn(|| m.write("busy").map(drop));
+        // Let the waiter run several deadlock checks against a holder that waits for nothing.
+        let started = Instant::now();
+        while started.elapsed() < CHECK_DELAY * 5 {
+            thread::yield_now();
+        }
+        drop(holder);
+        assert_eq!(waiter.join().unwrap(), Ok(()));
+    });
+    assert_eq!(m.counters().deadlocks, 0);
+}
+
+#[test]
+fn a_reader_behind_a_queued_writer_is_on_the_cycle() {
+    // T1 holds `a` (read), T2 holds `b` (read), T3 queues to write `b`. T1 then asks to
+    // read `b`: writer preference puts it behind T3, which waits for T2. T2 asks to write
+    // `a`, which T1 holds. The cycle T1 -> T3 -> T2 -> T1 runs through a queued writer.
+    let m = manager();
+    let m = &m;
+    let waiting = |n: usize| {
+        while m.snapshot().locks.iter().map(|l| l.waiters.len()).sum::<usize>() < n {
+            thread::yield_now();
+        }
+    };
+    let (a_held, b_held) = (Barrier::new(3), Barrier::new(2));
+    let outcomes: Vec<Option<LockError>> = thread::scope(|s| {
+        let t1 = s.spawn(|| {
+            let _a = m.read("a").unwrap();
+            a_held.wait();
+            b_held.wait(); // T3 is queued on b by now
+            m.read("b").err()
+        });
+        let t2 = s.spawn(|| {
+            let _b = m.read("b").unwrap();
+            a_held.wait();
+            waiting(2); // T3 and T1 wait on b
+            m.write("a").err()
+        });
+        a_held.wait();
+        let t3 = s.spawn(|| m.write("b").err());
+        waiting(1);
+        b_held.wait();
+        vec![t1.join().unwrap(), t2.join().unwrap(), t3.join().unwrap()]
+    });
+    assert!(outcomes.iter().any(|e| matches!(e, Some(LockError::Deadlock { .. }))), "{outcomes:?}");
+}

@@ -1,0 +1,87 @@
+//! 8 threads x 1 000 000 mixed operations on 64 names, checked against shadow counts.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use memwarden_lock::{Fenced, LockError};
+
+use crate::manager;
+
+const THREADS: u64 = 8;
+const OPS: u64 = 1_000_000;
+const NAMES: usize = 64;
+
+#[test]
+fn mixed_operations_lose_no_update() {
+    let m = manager();
+    let handles: Vec<_> = (0..NAMES).map(|i| m.handle(&format!("name-{i}")).unwrap()).collect();
+    let data: Vec<Fenced<u64>> = (0..NAMES).map(|i| m.fenced(&format!("name-{i}"), 0).unwrap()).collect();
+    let shadow: Vec<AtomicU64> = (0..NAMES).map(|_| AtomicU64::new(0)).collect();
+    let grants = AtomicU64::new(0);
+    let refused = AtomicU64::new(0);
+    thread::scope(|s| {
+        for t in 0..THREADS {
+            let (handles, data, shadow, grants, refused) = (&handles, &data, &shadow, &grants, &refused);
+            s.spawn(move || {
+                let mut x = t.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                let (mut my_grants, mut my_refused) = (0u64, 0u64);
+                for _ in 0..OPS {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let n = (x >> 8) as usize % NAMES;
+                    match x % 100 {
+                        0..=69 => {
+                            let g = handles[n].read().unwrap();
+                            data[n].with(&g, |v| std::hint::black_box(*v)).unwrap();
+                            my_grants += 1;
+                        }
+                        70..=89 => {
+                            let g = handles[n].write().unwrap();
+                            data[n].with_mut(&g, |v| *v += 1).unwrap();
+                            shadow[n].fetch_add(1, Ordering::Relaxed);
+                            my_grants += 1;
+                        }
+                        90..=94 => {
+                            let g = handles[n].read().unwrap();
+                            my_grants += 1;
+                            match g.upgrade() {
+                                Ok(w) => {
+                                    my_grants += 1;
+                                    data[n].with_mut(&w, |v| *v += 1).unwrap();
+                                    shadow[n].fetch_add(1, Ordering::Relaxed);
+                                    let _r = w.downgrade().unwrap();
+                                    my_grants += 1;
+                                }
+                                Err(failed) => {
+                                    assert!(matches!(failed.error, LockError::UpgradeConflict { .. }), "{}", failed.error);
+                                    my_refused += 1;
+                                }
+                            }
+                        }
+                        _ => match handles[n].try_write_for(Duration::from_millis(50)) {
+                            Ok(g) => {
+                                data[n].with_mut(&g, |v| *v += 1).unwrap();
+                                shadow[n].fetch_add(1, Ordering::Relaxed);
+                                my_grants += 1;
+                            }
+                            Err(LockError::Timeout { .. }) => {}
+                            Err(e) => panic!("{e}"),
+                        },
+                    }
+                }
+                grants.fetch_add(my_grants, Ordering::Relaxed);
+                refused.fetch_add(my_refused, Ordering::Relaxed);
+            });
+        }
+    });
+    for n in 0..NAMES {
+        let g = handles[n].read().unwrap();
+        assert_eq!(data[n].with(&g, |v| *v).unwrap(), shadow[n].load(Ordering::Relaxed), "name-{n}");
+    }
+    let counters = m.counters();
+    assert_eq!(counters.grants, grants.load(Ordering::Relaxed) + NAMES as u64, "grants (plus the final reads)");
+    assert_eq!(counters.upgrade_conflicts, refused.load(Ordering::Relaxed));
+    assert_eq!(counters.deadlocks, 0);
+}
