@@ -34,6 +34,8 @@ pub use memwarden_core as core;
 
 #[cfg(feature = "config")]
 pub mod config;
+#[cfg(feature = "lock")]
+pub use memwarden_lock as lock;
 #[cfg(feature = "prioritizer")]
 pub use memwarden_prioritizer as prioritizer;
 #[cfg(feature = "reaper")]
@@ -45,3 +47,8 @@ pub use memwarden_tracker as tracker;
 mod lifecycle;
 #[cfg(feature = "reaper")]
 pub use lifecycle::{Lifecycle, RELIEF_MARGIN, Thresholds};
+
+#[cfg(all(feature = "reaper", feature = "lock"))]
+mod lock_guard;
+#[cfg(all(feature = "reaper", feature = "lock"))]
+pub use lock_guard::LockGuard;

@@ -68,6 +68,8 @@ pub struct Lifecycle {
     budget: ByteSize,
     thresholds: Thresholds,
     caps: HashMap<ResourceKind, u64>,
+    #[cfg(feature = "lock")]
+    locks: Option<Arc<memwarden_lock::LockManager>>,
 }
 
 impl Lifecycle {
@@ -80,6 +82,8 @@ impl Lifecycle {
             budget,
             thresholds: Thresholds::default(),
             caps: HashMap::new(),
+            #[cfg(feature = "lock")]
+            locks: None,
         }
     }
 
@@ -143,6 +147,15 @@ impl Lifecycle {
     pub fn set_thresholds(&mut self, thresholds: Thresholds) {
         self.thresholds = thresholds;
     }
+    /// Never releases a resource whose id is locked in `locks`: such resources are left
+    /// out of plans (as if pinned) and the reaper re-checks at the moment of release.
+    #[cfg(feature = "lock")]
+    pub fn set_locks(&mut self, locks: Arc<memwarden_lock::LockManager>) {
+        self.reaper
+            .add_guard(Arc::new(crate::LockGuard(Arc::clone(&locks))));
+        self.locks = Some(locks);
+    }
+
     /// Caps the bytes of one kind.
     pub fn set_kind_cap(&mut self, kind: ResourceKind, bytes: ByteSize) {
         self.caps.insert(kind, bytes.as_u64());
@@ -193,7 +206,18 @@ impl Lifecycle {
     }
 
     fn run(&self, request: Request) -> ReleaseReport {
-        let plan = plan(&self.tracker.candidates(), &self.policy, &request);
+        #[cfg_attr(
+            not(feature = "lock"),
+            expect(unused_mut, reason = "only locks edit the set")
+        )]
+        let mut candidates = self.tracker.candidates();
+        #[cfg(feature = "lock")]
+        if let Some(locks) = &self.locks {
+            for c in &mut candidates.candidates {
+                c.pinned |= locks.is_locked(c.id.as_str()).is_some();
+            }
+        }
+        let plan = plan(&candidates, &self.policy, &request);
         if plan.is_empty() {
             ReleaseReport::default()
         } else {

@@ -99,8 +99,15 @@ pub enum LockError {
 }
 
 fn describe(cycle: &[CycleStep]) -> String {
-    let mut parts: Vec<String> =
-        cycle.iter().map(|s| format!("{} waits for {} lock on {:?}", s.thread, s.mode, s.waits_for)).collect();
+    let mut parts: Vec<String> = cycle
+        .iter()
+        .map(|s| {
+            format!(
+                "{} waits for {} lock on {:?}",
+                s.thread, s.mode, s.waits_for
+            )
+        })
+        .collect();
     if let Some(first) = cycle.first() {
         parts.push(format!("held by {}", first.thread));
     }

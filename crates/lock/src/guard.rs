@@ -51,12 +51,16 @@ impl LockHandle {
 
 fn check(lock: &NameLock, timeout: Duration) -> Result<(), LockError> {
     if timeout.is_zero() {
-        return Err(LockError::ZeroDuration { what: "an acquire timeout" });
+        return Err(LockError::ZeroDuration {
+            what: "an acquire timeout",
+        });
     }
     match lock.registry.lease {
-        Some(lease) if timeout > lease => {
-            Err(LockError::TimeoutExceedsLease { name: lock.name.to_string(), timeout, lease })
-        }
+        Some(lease) if timeout > lease => Err(LockError::TimeoutExceedsLease {
+            name: lock.name.to_string(),
+            timeout,
+            lease,
+        }),
         _ => Ok(()),
     }
 }
@@ -78,7 +82,10 @@ pub trait Held: sealed::Sealed {
         if self.is_valid() {
             Ok(())
         } else {
-            Err(LockError::LeaseExpired { name: self.name().to_owned(), token: self.token() })
+            Err(LockError::LeaseExpired {
+                name: self.name().to_owned(),
+                token: self.token(),
+            })
         }
     }
 }
@@ -119,10 +126,19 @@ impl fmt::Display for UpgradeFailed {
 impl std::error::Error for UpgradeFailed {}
 
 impl ReadGuard {
-    pub(crate) fn acquire(lock: Arc<NameLock>, timeout: Option<Duration>) -> Result<Self, LockError> {
+    pub(crate) fn acquire(
+        lock: Arc<NameLock>,
+        timeout: Option<Duration>,
+    ) -> Result<Self, LockError> {
         let owner = owner::current();
         let token = lock.acquire(owner, Mode::Read, timeout)?;
-        Ok(ReadGuard { lock, token, owner, armed: true, _not_send: PhantomData })
+        Ok(ReadGuard {
+            lock,
+            token,
+            owner,
+            armed: true,
+            _not_send: PhantomData,
+        })
     }
 
     /// Waits as long as it takes to turn this shared hold into an exclusive one.
@@ -146,7 +162,13 @@ impl ReadGuard {
         match self.lock.upgrade(self.owner, self.token, timeout) {
             Ok(token) => {
                 self.armed = false;
-                Ok(WriteGuard { lock: Arc::clone(&self.lock), token, owner: self.owner, armed: true, _not_send: PhantomData })
+                Ok(WriteGuard {
+                    lock: Arc::clone(&self.lock),
+                    token,
+                    owner: self.owner,
+                    armed: true,
+                    _not_send: PhantomData,
+                })
             }
             Err(error) => Err(UpgradeFailed { guard: self, error }),
         }
@@ -154,17 +176,32 @@ impl ReadGuard {
 }
 
 impl WriteGuard {
-    pub(crate) fn acquire(lock: Arc<NameLock>, timeout: Option<Duration>) -> Result<Self, LockError> {
+    pub(crate) fn acquire(
+        lock: Arc<NameLock>,
+        timeout: Option<Duration>,
+    ) -> Result<Self, LockError> {
         let owner = owner::current();
         let token = lock.acquire(owner, Mode::Write, timeout)?;
-        Ok(WriteGuard { lock, token, owner, armed: true, _not_send: PhantomData })
+        Ok(WriteGuard {
+            lock,
+            token,
+            owner,
+            armed: true,
+            _not_send: PhantomData,
+        })
     }
 
     /// Turns this exclusive hold into a shared one without letting a writer in between.
     pub fn downgrade(mut self) -> Result<ReadGuard, LockError> {
         let token = self.lock.downgrade(self.owner, self.token)?;
         self.armed = false;
-        Ok(ReadGuard { lock: Arc::clone(&self.lock), token, owner: self.owner, armed: true, _not_send: PhantomData })
+        Ok(ReadGuard {
+            lock: Arc::clone(&self.lock),
+            token,
+            owner: self.owner,
+            armed: true,
+            _not_send: PhantomData,
+        })
     }
 }
 
@@ -187,7 +224,12 @@ macro_rules! guard_common {
         impl Drop for $guard {
             fn drop(&mut self) {
                 if self.armed && !self.lock.release(self.token) {
-                    log::debug!("dropped a stale {} guard on {:?} (token {})", $mode, self.lock.name, self.token);
+                    log::debug!(
+                        "dropped a stale {} guard on {:?} (token {})",
+                        $mode,
+                        self.lock.name,
+                        self.token
+                    );
                 }
             }
         }
@@ -221,13 +263,18 @@ pub struct Fenced<T> {
 
 impl<T> fmt::Debug for Fenced<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Fenced").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Fenced")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
 impl<T> Fenced<T> {
     pub(crate) fn new(name: Arc<str>, value: T) -> Self {
-        Fenced { name, data: parking_lot::RwLock::new(value) }
+        Fenced {
+            name,
+            data: parking_lot::RwLock::new(value),
+        }
     }
 
     /// The lock name guarding the data.
@@ -237,7 +284,10 @@ impl<T> Fenced<T> {
 
     fn admit(&self, guard: &impl Held) -> Result<(), LockError> {
         if guard.name() != &*self.name {
-            return Err(LockError::WrongName { fenced: self.name.to_string(), guard: guard.name().to_owned() });
+            return Err(LockError::WrongName {
+                fenced: self.name.to_string(),
+                guard: guard.name().to_owned(),
+            });
         }
         guard.check()
     }
@@ -249,7 +299,11 @@ impl<T> Fenced<T> {
     }
 
     /// Changes the data under a valid write guard for its name.
-    pub fn with_mut<R>(&self, guard: &WriteGuard, f: impl FnOnce(&mut T) -> R) -> Result<R, LockError> {
+    pub fn with_mut<R>(
+        &self,
+        guard: &WriteGuard,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> Result<R, LockError> {
         self.admit(guard)?;
         Ok(f(&mut self.data.write()))
     }

@@ -70,11 +70,15 @@ use std::fmt;
 
 pub use error::{CycleStep, LockError};
 pub use guard::{Fenced, Held, LockHandle, ReadGuard, UpgradeFailed, WriteGuard};
-pub use manager::{HolderInfo, LockConfig, LockCounters, LockInfo, LockManager, LockSnapshot, WaiterInfo};
+pub use manager::{
+    HolderInfo, LockConfig, LockCounters, LockInfo, LockManager, LockSnapshot, WaiterInfo,
+};
 pub use name_lock::WaitKind;
 
 /// Shared or exclusive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// Shared: any number of readers at once.

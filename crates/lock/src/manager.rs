@@ -32,14 +32,22 @@ pub struct LockConfig {
 
 impl Default for LockConfig {
     fn default() -> Self {
-        LockConfig { lease: Some(Duration::from_secs(30)), check_delay: Duration::from_secs(1), fair: false, monitor_interval: None }
+        LockConfig {
+            lease: Some(Duration::from_secs(30)),
+            check_delay: Duration::from_secs(1),
+            fair: false,
+            monitor_interval: None,
+        }
     }
 }
 
 impl LockConfig {
     /// The default config with leases disabled.
     pub fn without_leases() -> Self {
-        LockConfig { lease: None, ..Self::default() }
+        LockConfig {
+            lease: None,
+            ..Self::default()
+        }
     }
 }
 
@@ -185,31 +193,52 @@ impl LockManager {
             return Err(LockError::ZeroDuration { what: "the lease" });
         }
         if config.check_delay.is_zero() {
-            return Err(LockError::ZeroDuration { what: "the deadlock check delay" });
+            return Err(LockError::ZeroDuration {
+                what: "the deadlock check delay",
+            });
         }
         if config.monitor_interval == Some(Duration::ZERO) {
-            return Err(LockError::ZeroDuration { what: "the monitor interval" });
+            return Err(LockError::ZeroDuration {
+                what: "the monitor interval",
+            });
         }
-        let registry = Arc::new(Registry::new(config.lease, config.check_delay, config.fair, clock));
+        let registry = Arc::new(Registry::new(
+            config.lease,
+            config.check_delay,
+            config.fair,
+            clock,
+        ));
         let names: Arc<Names> = Arc::default();
         // Under loom the model drives expiry itself through `expire_overdue`.
         let monitor = config.lease.filter(|_| cfg!(not(loom))).map(|lease| {
-            let interval =
-                config.monitor_interval.unwrap_or((lease / 10).clamp(Duration::from_millis(10), Duration::from_secs(1)));
+            let interval = config
+                .monitor_interval
+                .unwrap_or((lease / 10).clamp(Duration::from_millis(10), Duration::from_secs(1)));
             let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
             let (names, registry) = (Arc::clone(&names), Arc::clone(&registry));
             let thread = std::thread::Builder::new()
                 .name("memwarden-lease-monitor".into())
                 .spawn(move || {
-                    while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                    while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                        stopped.recv_timeout(interval)
+                    {
                         expire_overdue(&names, &registry);
                     }
                 })
-                .map_err(|e| log::error!("cannot start the lease monitor, leases will not expire: {e}"))
+                .map_err(|e| {
+                    log::error!("cannot start the lease monitor, leases will not expire: {e}")
+                })
                 .ok();
-            Monitor { stop: Some(stop), thread }
+            Monitor {
+                stop: Some(stop),
+                thread,
+            }
         });
-        Ok(LockManager { names, registry, _monitor: monitor })
+        Ok(LockManager {
+            names,
+            registry,
+            _monitor: monitor,
+        })
     }
 
     fn lock_for(&self, name: &str) -> Result<Arc<NameLock>, LockError> {
@@ -220,9 +249,9 @@ impl LockManager {
             return Ok(Arc::clone(lock));
         }
         let mut names = self.names.write();
-        let lock = names
-            .entry(Arc::from(name))
-            .or_insert_with_key(|key| Arc::new(NameLock::new(Arc::clone(key), Arc::clone(&self.registry))));
+        let lock = names.entry(Arc::from(name)).or_insert_with_key(|key| {
+            Arc::new(NameLock::new(Arc::clone(key), Arc::clone(&self.registry)))
+        });
         Ok(Arc::clone(lock))
     }
 
@@ -270,7 +299,13 @@ impl LockManager {
     /// then does nothing). A hold of another thread, or one that is gone, is an error.
     pub fn release(&self, name: &str, token: u64) -> Result<(), LockError> {
         let lock = Arc::clone(
-            self.names.read().get(name).ok_or_else(|| LockError::NotOwner { name: name.to_owned(), token })?,
+            self.names
+                .read()
+                .get(name)
+                .ok_or_else(|| LockError::NotOwner {
+                    name: name.to_owned(),
+                    token,
+                })?,
         );
         lock.release_owned(owner::current().id, token)
     }
@@ -308,7 +343,11 @@ impl LockManager {
             let waiters: Vec<WaiterInfo> = waiting
                 .iter()
                 .filter(|w| Arc::ptr_eq(&w.lock, &lock))
-                .map(|w| WaiterInfo { thread: w.owner.name.to_owned(), kind: w.kind, waited: w.since.elapsed() })
+                .map(|w| WaiterInfo {
+                    thread: w.owner.name.to_owned(),
+                    kind: w.kind,
+                    waited: w.since.elapsed(),
+                })
                 .collect();
             if st.holds.is_empty() && waiters.is_empty() {
                 continue;
@@ -320,11 +359,20 @@ impl LockManager {
                     thread: h.owner.name.to_owned(),
                     mode: h.mode,
                     token: h.token,
-                    held_for: now.zip(h.since).map(|(now, since)| now.saturating_duration_since(since)),
-                    lease_left: now.zip(h.deadline).map(|(now, end)| end.saturating_duration_since(now)),
+                    held_for: now
+                        .zip(h.since)
+                        .map(|(now, since)| now.saturating_duration_since(since)),
+                    lease_left: now
+                        .zip(h.deadline)
+                        .map(|(now, end)| end.saturating_duration_since(now)),
                 })
                 .collect();
-            locks.push(LockInfo { name: lock.name.to_string(), token: st.token, holders, waiters });
+            locks.push(LockInfo {
+                name: lock.name.to_string(),
+                token: st.token,
+                holders,
+                waiters,
+            });
         }
         locks.sort_by(|a, b| a.name.cmp(&b.name));
         LockSnapshot { locks, counters }
@@ -333,12 +381,16 @@ impl LockManager {
 
 fn check_timeout(lock: &NameLock, timeout: Duration) -> Result<(), LockError> {
     if timeout.is_zero() {
-        return Err(LockError::ZeroDuration { what: "an acquire timeout" });
+        return Err(LockError::ZeroDuration {
+            what: "an acquire timeout",
+        });
     }
     match lock.registry.lease {
-        Some(lease) if timeout > lease => {
-            Err(LockError::TimeoutExceedsLease { name: lock.name.to_string(), timeout, lease })
-        }
+        Some(lease) if timeout > lease => Err(LockError::TimeoutExceedsLease {
+            name: lock.name.to_string(),
+            timeout,
+            lease,
+        }),
         _ => Ok(()),
     }
 }

@@ -34,7 +34,11 @@ impl From<Mode> for WaitKind {
 
 impl WaitKind {
     pub(crate) fn mode(self) -> Mode {
-        if self == WaitKind::Read { Mode::Read } else { Mode::Write }
+        if self == WaitKind::Read {
+            Mode::Read
+        } else {
+            Mode::Write
+        }
     }
 }
 
@@ -78,12 +82,18 @@ pub(crate) struct State {
 impl State {
     /// The strongest mode `owner` holds here.
     pub(crate) fn held_by(&self, owner: u64) -> Option<Mode> {
-        self.holds.iter().filter(|h| h.owner.id == owner).map(|h| h.mode).max()
+        self.holds
+            .iter()
+            .filter(|h| h.owner.id == owner)
+            .map(|h| h.mode)
+            .max()
     }
 
     fn can_grant(&self, kind: WaitKind, owner: u64, ticket: Option<u64>, fair: bool) -> bool {
         let free = match kind {
-            WaitKind::Read => self.upgrading.is_none() && self.holds.iter().all(|h| h.mode == Mode::Read),
+            WaitKind::Read => {
+                self.upgrading.is_none() && self.holds.iter().all(|h| h.mode == Mode::Read)
+            }
             WaitKind::Write => self.upgrading.is_none() && self.holds.is_empty(),
             WaitKind::Upgrade => return self.holds.iter().all(|h| h.owner.id == owner),
         };
@@ -115,7 +125,12 @@ pub(crate) struct NameLock {
 
 impl NameLock {
     pub(crate) fn new(name: Arc<str>, registry: Arc<Registry>) -> Self {
-        NameLock { name, state: Mutex::new(State::default()), cond: Condvar::new(), registry }
+        NameLock {
+            name,
+            state: Mutex::new(State::default()),
+            cond: Condvar::new(),
+            registry,
+        }
     }
 
     fn grant(&self, st: &mut State, owner: Owner, mode: Mode) -> u64 {
@@ -128,7 +143,13 @@ impl NameLock {
         };
         st.token += 1;
         st.counters.grants += 1;
-        st.holds.push(Hold { owner, mode, token: st.token, since, deadline });
+        st.holds.push(Hold {
+            owner,
+            mode,
+            token: st.token,
+            since,
+            deadline,
+        });
         st.token
     }
 
@@ -146,7 +167,11 @@ impl NameLock {
                 return Ok(self.grant(&mut st, owner, mode));
             }
             st.counters.would_deadlock += 1;
-            return Err(LockError::WouldDeadlock { name: self.name.to_string(), held, requested: mode });
+            return Err(LockError::WouldDeadlock {
+                name: self.name.to_string(),
+                held,
+                requested: mode,
+            });
         }
         self.wait(&mut st, owner, WaitKind::from(mode), timeout, None)?;
         Ok(self.grant(&mut st, owner, mode))
@@ -165,11 +190,17 @@ impl NameLock {
         }
         if st.upgrading.is_some() {
             st.counters.upgrade_conflicts += 1;
-            return Err(LockError::UpgradeConflict { name: self.name.to_string() });
+            return Err(LockError::UpgradeConflict {
+                name: self.name.to_string(),
+            });
         }
         if st.holds.iter().filter(|h| h.owner.id == owner.id).count() > 1 {
             st.counters.would_deadlock += 1;
-            return Err(LockError::WouldDeadlock { name: self.name.to_string(), held: Mode::Read, requested: Mode::Write });
+            return Err(LockError::WouldDeadlock {
+                name: self.name.to_string(),
+                held: Mode::Read,
+                requested: Mode::Write,
+            });
         }
         st.upgrading = Some(owner.id);
         let waited = self.wait(&mut st, owner, WaitKind::Upgrade, timeout, Some(token));
@@ -199,7 +230,9 @@ impl NameLock {
     /// Releases hold `token`; `false` if it is gone (released or expired).
     pub(crate) fn release(&self, token: u64) -> bool {
         let mut st = self.state.lock();
-        let Some(at) = st.holds.iter().position(|h| h.token == token) else { return false };
+        let Some(at) = st.holds.iter().position(|h| h.token == token) else {
+            return false;
+        };
         st.holds.swap_remove(at);
         if st.waiters > 0 {
             self.cond.notify_all();
@@ -210,8 +243,15 @@ impl NameLock {
     /// Releases hold `token` only if `owner` holds it.
     pub(crate) fn release_owned(&self, owner: u64, token: u64) -> Result<(), LockError> {
         let mut st = self.state.lock();
-        let Some(at) = st.holds.iter().position(|h| h.token == token && h.owner.id == owner) else {
-            return Err(LockError::NotOwner { name: self.name.to_string(), token });
+        let Some(at) = st
+            .holds
+            .iter()
+            .position(|h| h.token == token && h.owner.id == owner)
+        else {
+            return Err(LockError::NotOwner {
+                name: self.name.to_string(),
+                token,
+            });
         };
         st.holds.swap_remove(at);
         if st.waiters > 0 {
@@ -225,7 +265,10 @@ impl NameLock {
     }
 
     pub(crate) fn expired(&self, token: u64) -> LockError {
-        LockError::LeaseExpired { name: self.name.to_string(), token }
+        LockError::LeaseExpired {
+            name: self.name.to_string(),
+            token,
+        }
     }
 
     /// Expires every hold whose lease ended before `now`; returns how many.
@@ -239,7 +282,10 @@ impl NameLock {
                 st.token += 1;
                 st.counters.expiries += 1;
                 expired += 1;
-                let age = hold.since.map(|s| now.saturating_duration_since(s)).unwrap_or_default();
+                let age = hold
+                    .since
+                    .map(|s| now.saturating_duration_since(s))
+                    .unwrap_or_default();
                 log::warn!(
                     "lease expired: {} lock on {:?} held by {} for {age:?}; token {} is stale, fencing token now {}",
                     hold.mode,
@@ -274,11 +320,17 @@ impl NameLock {
         let started = Instant::now();
         if timeout == Some(Duration::ZERO) {
             st.counters.timeouts += 1;
-            return Err(LockError::Timeout { name: self.name.to_string(), mode: kind.mode(), waited: Duration::ZERO });
+            return Err(LockError::Timeout {
+                name: self.name.to_string(),
+                mode: kind.mode(),
+                waited: Duration::ZERO,
+            });
         }
         st.counters.contended += 1;
         let deadline = timeout.map(|t| started + t);
-        let seq = self.registry.begin_wait(owner, Arc::clone(self), kind, started);
+        let seq = self
+            .registry
+            .begin_wait(owner, Arc::clone(self), kind, started);
         st.waiters += 1;
         if kind == WaitKind::Write {
             st.writers_waiting += 1;
@@ -301,7 +353,11 @@ impl NameLock {
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
                 st.counters.timeouts += 1;
-                break Err(LockError::Timeout { name: self.name.to_string(), mode: kind.mode(), waited: now - started });
+                break Err(LockError::Timeout {
+                    name: self.name.to_string(),
+                    mode: kind.mode(),
+                    waited: now - started,
+                });
             }
             if now >= next_check {
                 if let Some(cycle) = sync::unlocked(st, || self.registry.find_cycle(owner.id)) {

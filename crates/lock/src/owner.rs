@@ -20,7 +20,10 @@ fn new_owner() -> Owner {
         Some(name) => format!("{name} (#{id})"),
         None => format!("thread #{id}"),
     };
-    Owner { id, name: Box::leak(name.into_boxed_str()) }
+    Owner {
+        id,
+        name: Box::leak(name.into_boxed_str()),
+    }
 }
 
 #[cfg(not(loom))]

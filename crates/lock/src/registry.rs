@@ -57,13 +57,37 @@ impl fmt::Debug for Registry {
 }
 
 impl Registry {
-    pub(crate) fn new(lease: Option<Duration>, check_delay: Duration, fair: bool, clock: Arc<dyn Clock>) -> Self {
-        Registry { lease, check_delay, fair, clock, waits: Mutex::new(Vec::new()), next_seq: AtomicU64::new(1) }
+    pub(crate) fn new(
+        lease: Option<Duration>,
+        check_delay: Duration,
+        fair: bool,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Registry {
+            lease,
+            check_delay,
+            fair,
+            clock,
+            waits: Mutex::new(Vec::new()),
+            next_seq: AtomicU64::new(1),
+        }
     }
 
-    pub(crate) fn begin_wait(&self, owner: Owner, lock: Arc<NameLock>, kind: WaitKind, since: Instant) -> u64 {
+    pub(crate) fn begin_wait(
+        &self,
+        owner: Owner,
+        lock: Arc<NameLock>,
+        kind: WaitKind,
+        since: Instant,
+    ) -> u64 {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        self.waits.lock().push(WaitRecord { seq, owner, lock, kind, since });
+        self.waits.lock().push(WaitRecord {
+            seq,
+            owner,
+            lock,
+            kind,
+            since,
+        });
         seq
     }
 
@@ -91,7 +115,10 @@ impl Registry {
         let second = self.graph();
         let confirmed = path.iter().all(|&(from, to, because)| {
             second.waits.get(&from).map(|w| w.seq) == first.waits.get(&from).map(|w| w.seq)
-                && second.edges.get(&from).is_some_and(|e| e.contains(&(to, because)))
+                && second
+                    .edges
+                    .get(&from)
+                    .is_some_and(|e| e.contains(&(to, because)))
         });
         if !confirmed {
             return None;
@@ -100,7 +127,11 @@ impl Registry {
             path.iter()
                 .map(|(from, _, _)| {
                     let w = &first.waits[from];
-                    CycleStep { thread: w.owner.name.to_owned(), waits_for: w.lock.name.to_string(), mode: w.kind.mode() }
+                    CycleStep {
+                        thread: w.owner.name.to_owned(),
+                        waits_for: w.lock.name.to_string(),
+                        mode: w.kind.mode(),
+                    }
                 })
                 .collect(),
         )
@@ -111,7 +142,13 @@ impl Registry {
         let mut holders: HashMap<*const NameLock, Vec<(u64, Mode, u64)>> = HashMap::new();
         for r in &records {
             holders.entry(Arc::as_ptr(&r.lock)).or_insert_with(|| {
-                r.lock.state.lock().holds.iter().map(|h| (h.owner.id, h.mode, h.token)).collect()
+                r.lock
+                    .state
+                    .lock()
+                    .holds
+                    .iter()
+                    .map(|h| (h.owner.id, h.mode, h.token))
+                    .collect()
             });
         }
         let mut edges: HashMap<u64, Vec<(u64, Because)>> = HashMap::new();
@@ -126,13 +163,19 @@ impl Registry {
             if r.kind == WaitKind::Read {
                 // Writer preference: a reader also waits for the writers queued on its name.
                 for w in &records {
-                    if Arc::ptr_eq(&w.lock, &r.lock) && w.kind != WaitKind::Read && w.owner.id != r.owner.id {
+                    if Arc::ptr_eq(&w.lock, &r.lock)
+                        && w.kind != WaitKind::Read
+                        && w.owner.id != r.owner.id
+                    {
                         out.push((w.owner.id, Because::WaitsAhead(w.seq)));
                     }
                 }
             }
         }
-        Graph { waits: records.into_iter().map(|r| (r.owner.id, r)).collect(), edges }
+        Graph {
+            waits: records.into_iter().map(|r| (r.owner.id, r)).collect(),
+            edges,
+        }
     }
 }
 

@@ -12,7 +12,11 @@ pub(crate) fn unlocked<T, R>(guard: &mut MutexGuard<'_, T>, f: impl FnOnce() -> 
 
 /// Waits on `cond` until notified or `deadline` passes (`None`: no deadline).
 #[cfg(not(loom))]
-pub(crate) fn wait_until<T>(cond: &Condvar, guard: &mut MutexGuard<'_, T>, deadline: Option<std::time::Instant>) {
+pub(crate) fn wait_until<T>(
+    cond: &Condvar,
+    guard: &mut MutexGuard<'_, T>,
+    deadline: Option<std::time::Instant>,
+) {
     match deadline {
         Some(deadline) => {
             cond.wait_until(guard, deadline);
@@ -30,7 +34,11 @@ pub(crate) fn unlocked<T, R>(guard: &mut MutexGuard<'_, T>, f: impl FnOnce() -> 
 }
 
 #[cfg(loom)]
-pub(crate) fn wait_until<T>(cond: &Condvar, guard: &mut MutexGuard<'_, T>, _deadline: Option<std::time::Instant>) {
+pub(crate) fn wait_until<T>(
+    cond: &Condvar,
+    guard: &mut MutexGuard<'_, T>,
+    _deadline: Option<std::time::Instant>,
+) {
     // loom does not model time; a timed wait is a wait that may also wake spuriously,
     // which every caller already tolerates by re-checking its condition.
     cond.wait(guard);
@@ -49,7 +57,10 @@ mod loom_shim {
             Mutex(loom::sync::Mutex::new(value))
         }
         pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
-            MutexGuard { mutex: &self.0, inner: Some(self.0.lock().expect("loom mutexes are not poisoned")) }
+            MutexGuard {
+                mutex: &self.0,
+                inner: Some(self.0.lock().expect("loom mutexes are not poisoned")),
+            }
         }
     }
 
@@ -70,13 +81,17 @@ mod loom_shim {
     impl<T> Deref for MutexGuard<'_, T> {
         type Target = T;
         fn deref(&self) -> &T {
-            self.inner.as_ref().expect("the guard is locked outside `unlocked`")
+            self.inner
+                .as_ref()
+                .expect("the guard is locked outside `unlocked`")
         }
     }
 
     impl<T> DerefMut for MutexGuard<'_, T> {
         fn deref_mut(&mut self) -> &mut T {
-            self.inner.as_mut().expect("the guard is locked outside `unlocked`")
+            self.inner
+                .as_mut()
+                .expect("the guard is locked outside `unlocked`")
         }
     }
 

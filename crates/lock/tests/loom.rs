@@ -21,13 +21,20 @@ struct Inside(AtomicUsize);
 
 impl Inside {
     fn enter_write(&self) {
-        assert_eq!(self.0.fetch_add(1000, Ordering::SeqCst), 0, "a writer beside someone");
+        assert_eq!(
+            self.0.fetch_add(1000, Ordering::SeqCst),
+            0,
+            "a writer beside someone"
+        );
     }
     fn leave_write(&self) {
         self.0.fetch_sub(1000, Ordering::SeqCst);
     }
     fn enter_read(&self) {
-        assert!(self.0.fetch_add(1, Ordering::SeqCst) < 1000, "a reader beside a writer");
+        assert!(
+            self.0.fetch_add(1, Ordering::SeqCst) < 1000,
+            "a reader beside a writer"
+        );
     }
     fn leave_read(&self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
@@ -36,7 +43,10 @@ impl Inside {
 
 fn setup() -> (Arc<LockHandle>, Arc<Inside>) {
     let manager = LockManager::with_config(LockConfig::without_leases()).unwrap();
-    (Arc::new(manager.handle("x").unwrap()), Arc::new(Inside::default()))
+    (
+        Arc::new(manager.handle("x").unwrap()),
+        Arc::new(Inside::default()),
+    )
 }
 
 #[test]
@@ -94,8 +104,12 @@ fn upgrade_and_downgrade_keep_exclusion() {
 fn an_expired_lease_hands_over_to_the_waiter() {
     loom::model(|| {
         let clock = ManualClock::new();
-        let config = LockConfig { lease: Some(Duration::from_secs(1)), ..LockConfig::default() };
-        let manager = StdArc::new(LockManager::with_clock(config, StdArc::new(clock.clone())).unwrap());
+        let config = LockConfig {
+            lease: Some(Duration::from_secs(1)),
+            ..LockConfig::default()
+        };
+        let manager =
+            StdArc::new(LockManager::with_clock(config, StdArc::new(clock.clone())).unwrap());
         let handle = Arc::new(manager.handle("x").unwrap());
         let stale = handle.write().unwrap();
         let h = handle.clone();

@@ -151,3 +151,40 @@ fn config_sets_priorities_idle_limits_and_fractions() {
     assert_eq!(report.released[0].id.as_str(), "scratch");
     assert!(tracker.contains("shard"));
 }
+
+#[test]
+fn locked_resources_are_never_released() {
+    use memwarden::lock::{LockConfig, LockManager};
+    use memwarden::reaper::SkipReason;
+
+    let clock = ManualClock::new();
+    let tracker = Arc::new(Tracker::with_clock(Arc::new(clock.clone())));
+    let mut lc = Lifecycle::new(Arc::clone(&tracker), ByteSize::mib(8));
+    let locks = Arc::new(LockManager::with_config(LockConfig::without_leases()).unwrap());
+    lc.set_locks(Arc::clone(&locks));
+    for i in 0..4 {
+        tracker
+            .register(
+                ResourceSpec::new(format!("f{i}"), ResourceKind::TempBuffers, 2 * MIB),
+                (),
+            )
+            .unwrap();
+    }
+    let read = locks.read("f0").unwrap();
+    let write = locks.write("f1").unwrap();
+    clock.advance(Duration::from_secs(1));
+    // Far over the budget: everything unlocked goes, the locked two stay.
+    let report = lc.make_room(&ResourceKind::TempBuffers, 7 * MIB);
+    assert_eq!(report.bytes_freed, 4 * MIB, "{report:?}");
+    assert!(tracker.contains("f0") && tracker.contains("f1"));
+    // The reaper re-checks at release time, whatever the plan said.
+    let direct = lc.reaper().release("f1");
+    assert_eq!(
+        direct.skipped[0].reason,
+        SkipReason::Locked {
+            holder: "write-locked".into()
+        }
+    );
+    drop((read, write));
+    assert_eq!(lc.reaper().release("f1").bytes_freed, 2 * MIB);
+}

@@ -16,14 +16,37 @@ const SHORT: Duration = Duration::from_millis(30);
 fn readers_share_writers_exclude() {
     let m = manager();
     let a = m.read("x").unwrap();
-    let b = thread::scope(|s| s.spawn(|| m.try_read_for("x", SHORT).map(|g| g.token())).join().unwrap());
+    let b = thread::scope(|s| {
+        s.spawn(|| m.try_read_for("x", SHORT).map(|g| g.token()))
+            .join()
+            .unwrap()
+    });
     assert!(b.is_ok(), "a second reader is admitted");
-    let w = thread::scope(|s| s.spawn(|| m.try_write_for("x", SHORT).err()).join().unwrap());
-    assert!(matches!(w, Some(LockError::Timeout { mode: Mode::Write, .. })), "{w:?}");
+    let w = thread::scope(|s| {
+        s.spawn(|| m.try_write_for("x", SHORT).err())
+            .join()
+            .unwrap()
+    });
+    assert!(
+        matches!(
+            w,
+            Some(LockError::Timeout {
+                mode: Mode::Write,
+                ..
+            })
+        ),
+        "{w:?}"
+    );
     drop(a);
     let w = m.try_write_for("x", SHORT).unwrap();
     let r = thread::scope(|s| s.spawn(|| m.try_read_for("x", SHORT).err()).join().unwrap());
-    assert!(matches!(r, Some(LockError::Timeout { mode: Mode::Read, .. })));
+    assert!(matches!(
+        r,
+        Some(LockError::Timeout {
+            mode: Mode::Read,
+            ..
+        })
+    ));
     assert_eq!(m.is_locked("x"), Some(Mode::Write));
     drop(w);
     assert_eq!(m.is_locked("x"), None);
@@ -46,7 +69,10 @@ fn a_waiting_writer_holds_back_new_readers() {
             thread::yield_now();
         }
         let late = s.spawn(|| m.try_read_for("x", SHORT).err()).join().unwrap();
-        assert!(matches!(late, Some(LockError::Timeout { .. })), "writer preference: {late:?}");
+        assert!(
+            matches!(late, Some(LockError::Timeout { .. })),
+            "writer preference: {late:?}"
+        );
         drop(reader);
         assert!(writer.join().unwrap().is_ok());
     });
@@ -54,7 +80,11 @@ fn a_waiting_writer_holds_back_new_readers() {
 
 #[test]
 fn fair_mode_serves_in_arrival_order() {
-    let m = LockManager::with_config(LockConfig { fair: true, ..LockConfig::without_leases() }).unwrap();
+    let m = LockManager::with_config(LockConfig {
+        fair: true,
+        ..LockConfig::without_leases()
+    })
+    .unwrap();
     let first = m.write("x").unwrap();
     let order = Arc::new(parking_lot::Mutex::new(Vec::new()));
     thread::scope(|s| {
@@ -94,11 +124,19 @@ fn upgrade_downgrade_and_conflict() {
             mine.upgrade().map(|w| w.token()).map_err(|f| f.error)
         });
         rx.recv().unwrap();
-        while !m.snapshot().locks[0].waiters.iter().any(|w| w.kind == WaitKind::Upgrade) {
+        while !m.snapshot().locks[0]
+            .waiters
+            .iter()
+            .any(|w| w.kind == WaitKind::Upgrade)
+        {
             thread::yield_now();
         }
         let failed = r.upgrade().unwrap_err();
-        assert!(matches!(failed.error, LockError::UpgradeConflict { .. }), "{}", failed.error);
+        assert!(
+            matches!(failed.error, LockError::UpgradeConflict { .. }),
+            "{}",
+            failed.error
+        );
         assert!(failed.guard.is_valid(), "the shared hold is given back");
         drop(failed);
         assert!(upgrader.join().unwrap().is_ok());
@@ -111,15 +149,31 @@ fn re_entry_is_refused_not_hung() {
     let m = manager();
     let r = m.read("x").unwrap();
     let again = m.read("x").unwrap(); // recursive reads are fine
-    assert!(matches!(m.write("x"), Err(LockError::WouldDeadlock { held: Mode::Read, requested: Mode::Write, .. })));
+    assert!(matches!(
+        m.write("x"),
+        Err(LockError::WouldDeadlock {
+            held: Mode::Read,
+            requested: Mode::Write,
+            ..
+        })
+    ));
     drop((r, again));
     let w = m.write("x").unwrap();
-    assert!(matches!(m.read("x"), Err(LockError::WouldDeadlock { held: Mode::Write, .. })));
+    assert!(matches!(
+        m.read("x"),
+        Err(LockError::WouldDeadlock {
+            held: Mode::Write,
+            ..
+        })
+    ));
     assert!(matches!(m.write("x"), Err(LockError::WouldDeadlock { .. })));
     // Upgrading while holding two reads would leave a reader beside the writer.
     drop(w);
     let (a, _b) = (m.read("y").unwrap(), m.read("y").unwrap());
-    assert!(matches!(a.upgrade().unwrap_err().error, LockError::WouldDeadlock { .. }));
+    assert!(matches!(
+        a.upgrade().unwrap_err().error,
+        LockError::WouldDeadlock { .. }
+    ));
     assert_eq!(m.counters().would_deadlock, 4);
 }
 
@@ -129,9 +183,21 @@ fn forged_releases_are_errors() {
     let w = m.write("x").unwrap();
     let token = w.token();
     let stranger = thread::scope(|s| s.spawn(|| m.release("x", token)).join().unwrap());
-    assert_eq!(stranger, Err(LockError::NotOwner { name: "x".into(), token }));
-    assert!(matches!(m.release("x", token + 100), Err(LockError::NotOwner { .. })));
-    assert!(matches!(m.release("nobody", 1), Err(LockError::NotOwner { .. })));
+    assert_eq!(
+        stranger,
+        Err(LockError::NotOwner {
+            name: "x".into(),
+            token
+        })
+    );
+    assert!(matches!(
+        m.release("x", token + 100),
+        Err(LockError::NotOwner { .. })
+    ));
+    assert!(matches!(
+        m.release("nobody", 1),
+        Err(LockError::NotOwner { .. })
+    ));
     m.release("x", token).unwrap();
     assert!(!w.is_valid());
     drop(w); // a no-op now
@@ -141,7 +207,10 @@ fn forged_releases_are_errors() {
 #[test]
 fn leases_expire_fence_and_hand_over() {
     let clock = ManualClock::new();
-    let config = LockConfig { lease: Some(Duration::from_secs(30)), ..LockConfig::default() };
+    let config = LockConfig {
+        lease: Some(Duration::from_secs(30)),
+        ..LockConfig::default()
+    };
     let m = LockManager::with_clock(config, Arc::new(clock.clone())).unwrap();
     let counter = m.fenced("counter", 0u64).unwrap();
     let stale = m.write("counter").unwrap();
@@ -155,7 +224,13 @@ fn leases_expire_fence_and_hand_over() {
     assert_eq!(m.expire_overdue(), 1);
     assert!(!stale.is_valid());
     let err = counter.with_mut(&stale, |c| *c += 1).unwrap_err();
-    assert_eq!(err, LockError::LeaseExpired { name: "counter".into(), token: stale.token() });
+    assert_eq!(
+        err,
+        LockError::LeaseExpired {
+            name: "counter".into(),
+            token: stale.token()
+        }
+    );
     // The next holder (another thread: this one's stale guard still exists) gets a higher token.
     let next = thread::scope(|s| {
         s.spawn(|| {
@@ -166,9 +241,16 @@ fn leases_expire_fence_and_hand_over() {
         .join()
         .unwrap()
     });
-    assert!(next > stale.token() + 1, "expiry and the new grant both raise the token");
+    assert!(
+        next > stale.token() + 1,
+        "expiry and the new grant both raise the token"
+    );
     drop(stale);
-    assert_eq!(counter.into_inner(), 11, "the stale write after expiry never landed");
+    assert_eq!(
+        counter.into_inner(),
+        11,
+        "the stale write after expiry never landed"
+    );
     assert_eq!(m.counters().expiries, 1);
 }
 
@@ -197,20 +279,41 @@ fn the_lease_monitor_expires_on_its_own_and_stops_on_drop() {
 fn bad_input_is_an_error_not_a_panic() {
     let m = LockManager::new();
     assert_eq!(m.read("").unwrap_err(), LockError::EmptyName);
-    assert!(matches!(m.try_read_for("x", Duration::ZERO), Err(LockError::ZeroDuration { .. })));
+    assert!(matches!(
+        m.try_read_for("x", Duration::ZERO),
+        Err(LockError::ZeroDuration { .. })
+    ));
     let err = m.try_write_for("x", Duration::from_secs(31)).unwrap_err();
-    assert!(matches!(err, LockError::TimeoutExceedsLease { .. }), "{err}");
+    assert!(
+        matches!(err, LockError::TimeoutExceedsLease { .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("longer than the lease"));
     for config in [
-        LockConfig { lease: Some(Duration::ZERO), ..LockConfig::default() },
-        LockConfig { check_delay: Duration::ZERO, ..LockConfig::default() },
-        LockConfig { monitor_interval: Some(Duration::ZERO), ..LockConfig::default() },
+        LockConfig {
+            lease: Some(Duration::ZERO),
+            ..LockConfig::default()
+        },
+        LockConfig {
+            check_delay: Duration::ZERO,
+            ..LockConfig::default()
+        },
+        LockConfig {
+            monitor_interval: Some(Duration::ZERO),
+            ..LockConfig::default()
+        },
     ] {
-        assert!(matches!(LockManager::with_config(config), Err(LockError::ZeroDuration { .. })));
+        assert!(matches!(
+            LockManager::with_config(config),
+            Err(LockError::ZeroDuration { .. })
+        ));
     }
     let w = m.write("a").unwrap();
     let other = m.fenced("b", 1).unwrap();
-    assert!(matches!(other.with(&w, |v| *v), Err(LockError::WrongName { .. })));
+    assert!(matches!(
+        other.with(&w, |v| *v),
+        Err(LockError::WrongName { .. })
+    ));
 }
 
 #[test]
@@ -222,7 +325,10 @@ fn resource_ids_name_locks_and_snapshots_serialise() {
     assert_eq!(snap.locks.len(), 1);
     assert_eq!(snap.locks[0].name, "frame-7");
     assert_eq!(snap.locks[0].holders[0].mode, Mode::Read);
-    assert_eq!(snap.locks[0].holders[0].held_for, None, "no clock is read without leases");
+    assert_eq!(
+        snap.locks[0].holders[0].held_for, None,
+        "no clock is read without leases"
+    );
     let json = serde_json::to_value(&snap).unwrap();
     assert_eq!(json["locks"][0]["holders"][0]["mode"], "read");
     assert_eq!(json["counters"]["grants"], 1);

@@ -41,13 +41,27 @@ fn ring(m: &LockManager, n: usize) -> Vec<(Option<LockError>, Duration)> {
 fn check_ring(n: usize) {
     let m = manager();
     let outcomes = ring(&m, n);
-    let deadlocks: Vec<_> = outcomes.iter().filter(|(e, _)| matches!(e, Some(LockError::Deadlock { .. }))).collect();
-    assert!(!deadlocks.is_empty(), "the cycle of {n} was not detected: {outcomes:?}");
-    let others: Vec<_> = outcomes.iter().filter(|(e, _)| !matches!(e, None | Some(LockError::Deadlock { .. }))).collect();
+    let deadlocks: Vec<_> = outcomes
+        .iter()
+        .filter(|(e, _)| matches!(e, Some(LockError::Deadlock { .. })))
+        .collect();
+    assert!(
+        !deadlocks.is_empty(),
+        "the cycle of {n} was not detected: {outcomes:?}"
+    );
+    let others: Vec<_> = outcomes
+        .iter()
+        .filter(|(e, _)| !matches!(e, None | Some(LockError::Deadlock { .. })))
+        .collect();
     assert!(others.is_empty(), "{others:?}");
     for (error, at) in &deadlocks {
-        assert!(*at <= CHECK_DELAY + Duration::from_millis(100), "detected after {at:?}");
-        let Some(LockError::Deadlock { cycle }) = error else { unreachable!() };
+        assert!(
+            *at <= CHECK_DELAY + Duration::from_millis(100),
+            "detected after {at:?}"
+        );
+        let Some(LockError::Deadlock { cycle }) = error else {
+            unreachable!()
+        };
         assert_eq!(cycle.len(), n, "{cycle:?}");
         let text = error.as_ref().unwrap().to_string();
         assert!(text.contains("worker-") && text.contains("\"n"), "{text}");
@@ -90,7 +104,14 @@ fn a_reader_behind_a_queued_writer_is_on_the_cycle() {
     let m = manager();
     let m = &m;
     let waiting = |n: usize| {
-        while m.snapshot().locks.iter().map(|l| l.waiters.len()).sum::<usize>() < n {
+        while m
+            .snapshot()
+            .locks
+            .iter()
+            .map(|l| l.waiters.len())
+            .sum::<usize>()
+            < n
+        {
             thread::yield_now();
         }
     };
@@ -114,5 +135,10 @@ fn a_reader_behind_a_queued_writer_is_on_the_cycle() {
         b_held.wait();
         vec![t1.join().unwrap(), t2.join().unwrap(), t3.join().unwrap()]
     });
-    assert!(outcomes.iter().any(|e| matches!(e, Some(LockError::Deadlock { .. }))), "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .any(|e| matches!(e, Some(LockError::Deadlock { .. }))),
+        "{outcomes:?}"
+    );
 }

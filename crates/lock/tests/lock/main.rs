@@ -10,6 +10,9 @@ use memwarden_lock::{LockConfig, LockManager};
 
 /// A manager without leases and with a short deadlock check delay.
 pub(crate) fn manager() -> LockManager {
-    LockManager::with_config(LockConfig { check_delay: Duration::from_millis(50), ..LockConfig::without_leases() })
-        .expect("valid config")
+    LockManager::with_config(LockConfig {
+        check_delay: Duration::from_millis(50),
+        ..LockConfig::without_leases()
+    })
+    .expect("valid config")
 }

@@ -15,14 +15,19 @@ const NAMES: usize = 64;
 #[test]
 fn mixed_operations_lose_no_update() {
     let m = manager();
-    let handles: Vec<_> = (0..NAMES).map(|i| m.handle(&format!("name-{i}")).unwrap()).collect();
-    let data: Vec<Fenced<u64>> = (0..NAMES).map(|i| m.fenced(&format!("name-{i}"), 0).unwrap()).collect();
+    let handles: Vec<_> = (0..NAMES)
+        .map(|i| m.handle(&format!("name-{i}")).unwrap())
+        .collect();
+    let data: Vec<Fenced<u64>> = (0..NAMES)
+        .map(|i| m.fenced(&format!("name-{i}"), 0).unwrap())
+        .collect();
     let shadow: Vec<AtomicU64> = (0..NAMES).map(|_| AtomicU64::new(0)).collect();
     let grants = AtomicU64::new(0);
     let refused = AtomicU64::new(0);
     thread::scope(|s| {
         for t in 0..THREADS {
-            let (handles, data, shadow, grants, refused) = (&handles, &data, &shadow, &grants, &refused);
+            let (handles, data, shadow, grants, refused) =
+                (&handles, &data, &shadow, &grants, &refused);
             s.spawn(move || {
                 let mut x = t.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
                 let (mut my_grants, mut my_refused) = (0u64, 0u64);
@@ -55,7 +60,11 @@ fn mixed_operations_lose_no_update() {
                                     my_grants += 1;
                                 }
                                 Err(failed) => {
-                                    assert!(matches!(failed.error, LockError::UpgradeConflict { .. }), "{}", failed.error);
+                                    assert!(
+                                        matches!(failed.error, LockError::UpgradeConflict { .. }),
+                                        "{}",
+                                        failed.error
+                                    );
                                     my_refused += 1;
                                 }
                             }
@@ -78,10 +87,18 @@ fn mixed_operations_lose_no_update() {
     });
     for n in 0..NAMES {
         let g = handles[n].read().unwrap();
-        assert_eq!(data[n].with(&g, |v| *v).unwrap(), shadow[n].load(Ordering::Relaxed), "name-{n}");
+        assert_eq!(
+            data[n].with(&g, |v| *v).unwrap(),
+            shadow[n].load(Ordering::Relaxed),
+            "name-{n}"
+        );
     }
     let counters = m.counters();
-    assert_eq!(counters.grants, grants.load(Ordering::Relaxed) + NAMES as u64, "grants (plus the final reads)");
+    assert_eq!(
+        counters.grants,
+        grants.load(Ordering::Relaxed) + NAMES as u64,
+        "grants (plus the final reads)"
+    );
     assert_eq!(counters.upgrade_conflicts, refused.load(Ordering::Relaxed));
     assert_eq!(counters.deadlocks, 0);
 }

@@ -1,0 +1,23 @@
+//! [`LockGuard`]: the reaper never releases a resource whose name is locked.
+
+use std::sync::Arc;
+
+use memwarden_core::ResourceId;
+use memwarden_lock::LockManager;
+use memwarden_reaper::ReleaseGuard;
+
+/// Protects every resource whose id is read- or write-locked in a [`LockManager`].
+///
+/// Add it to a reaper with [`Reaper::add_guard`](memwarden_reaper::Reaper::add_guard), or
+/// give the manager to [`Lifecycle::set_locks`](crate::Lifecycle::set_locks), which also
+/// keeps locked resources out of its plans.
+#[derive(Debug, Clone)]
+pub struct LockGuard(pub Arc<LockManager>);
+
+impl ReleaseGuard for LockGuard {
+    fn protects(&self, id: &ResourceId) -> Option<String> {
+        self.0
+            .is_locked(id.as_str())
+            .map(|mode| format!("{mode}-locked"))
+    }
+}
