@@ -30,10 +30,12 @@ impl LockHandle {
         &self.lock.name
     }
     /// Waits as long as it takes for a shared lock.
+    #[inline]
     pub fn read(&self) -> Result<ReadGuard, LockError> {
         ReadGuard::acquire(Arc::clone(&self.lock), None)
     }
     /// Waits as long as it takes for an exclusive lock.
+    #[inline]
     pub fn write(&self) -> Result<WriteGuard, LockError> {
         WriteGuard::acquire(Arc::clone(&self.lock), None)
     }
@@ -126,6 +128,7 @@ impl fmt::Display for UpgradeFailed {
 impl std::error::Error for UpgradeFailed {}
 
 impl ReadGuard {
+    #[inline]
     pub(crate) fn acquire(
         lock: Arc<NameLock>,
         timeout: Option<Duration>,
@@ -176,6 +179,7 @@ impl ReadGuard {
 }
 
 impl WriteGuard {
+    #[inline]
     pub(crate) fn acquire(
         lock: Arc<NameLock>,
         timeout: Option<Duration>,
@@ -222,6 +226,7 @@ macro_rules! guard_common {
         }
 
         impl Drop for $guard {
+            #[inline]
             fn drop(&mut self) {
                 if self.armed && !self.lock.release(self.token) {
                     log::debug!(

@@ -226,7 +226,7 @@ impl LockManager {
                     }
                 })
                 .map_err(|e| {
-                    log::error!("cannot start the lease monitor, leases will not expire: {e}")
+                    log::error!("cannot start the lease monitor, leases will not expire: {e}");
                 })
                 .ok();
             Monitor {

@@ -81,6 +81,7 @@ pub(crate) struct State {
 
 impl State {
     /// The strongest mode `owner` holds here.
+    #[inline]
     pub(crate) fn held_by(&self, owner: u64) -> Option<Mode> {
         self.holds
             .iter()
@@ -89,6 +90,7 @@ impl State {
             .max()
     }
 
+    #[inline]
     fn can_grant(&self, kind: WaitKind, owner: u64, ticket: Option<u64>, fair: bool) -> bool {
         let free = match kind {
             WaitKind::Read => {
@@ -133,6 +135,7 @@ impl NameLock {
         }
     }
 
+    #[inline]
     fn grant(&self, st: &mut State, owner: Owner, mode: Mode) -> u64 {
         let (since, deadline) = match self.registry.lease {
             Some(lease) => {
@@ -154,6 +157,7 @@ impl NameLock {
     }
 
     /// Acquires `mode` for `owner`, waiting at most `timeout` (`None`: as long as it takes).
+    #[inline]
     pub(crate) fn acquire(
         self: &Arc<Self>,
         owner: Owner,
@@ -228,6 +232,7 @@ impl NameLock {
     }
 
     /// Releases hold `token`; `false` if it is gone (released or expired).
+    #[inline]
     pub(crate) fn release(&self, token: u64) -> bool {
         let mut st = self.state.lock();
         let Some(at) = st.holds.iter().position(|h| h.token == token) else {
@@ -360,7 +365,8 @@ impl NameLock {
                 });
             }
             if now >= next_check {
-                if let Some(cycle) = sync::unlocked(st, || self.registry.find_cycle(owner.id)) {
+                if let Some(cycle) = sync::unlocked(st, || self.registry.find_cycle(owner.id, seq))
+                {
                     st.counters.deadlocks += 1;
                     break Err(LockError::Deadlock { cycle });
                 }

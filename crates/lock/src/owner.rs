@@ -37,6 +37,7 @@ loom::thread_local! {
 }
 
 /// The calling thread's identity (made once per thread).
+#[inline]
 pub(crate) fn current() -> Owner {
     CURRENT.with(|owner| *owner)
 }

@@ -43,6 +43,8 @@ pub(crate) struct Registry {
     pub(crate) fair: bool,
     pub(crate) clock: Arc<dyn Clock>,
     waits: Mutex<Vec<WaitRecord>>,
+    /// One deadlock search at a time, so that one cycle has one victim.
+    detecting: Mutex<()>,
     next_seq: AtomicU64,
 }
 
@@ -69,6 +71,7 @@ impl Registry {
             fair,
             clock,
             waits: Mutex::new(Vec::new()),
+            detecting: Mutex::new(()),
             next_seq: AtomicU64::new(1),
         }
     }
@@ -109,7 +112,12 @@ impl Registry {
     /// ended, and the cycle was real then. A cycle of waits never resolves by itself
     /// (each member waits for the next), so none goes undetected: the next check of any
     /// member finds it.
-    pub(crate) fn find_cycle(&self, me: u64) -> Option<Vec<CycleStep>> {
+    ///
+    /// Searches run one at a time, and a waiter that finds itself on a cycle withdraws
+    /// its wait (`seq`) before the next search starts, so a cycle found by two of its
+    /// members at once still costs only one of them.
+    pub(crate) fn find_cycle(&self, me: u64, seq: u64) -> Option<Vec<CycleStep>> {
+        let _one_at_a_time = self.detecting.lock();
         let first = self.graph();
         let path = cycle_through(&first, me)?;
         let second = self.graph();
@@ -123,6 +131,7 @@ impl Registry {
         if !confirmed {
             return None;
         }
+        self.end_wait(seq); // the victim withdraws: the cycle is broken for everyone else
         Some(
             path.iter()
                 .map(|(from, _, _)| {
