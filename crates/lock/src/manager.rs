@@ -104,7 +104,8 @@ pub struct WaiterInfo {
     pub thread: String,
     /// What it waits for.
     pub kind: WaitKind,
-    /// How long it has waited.
+    /// How long it has waited, in real time (waits and their timeouts are real time;
+    /// only leases run on the manager's clock).
     pub waited: Duration,
 }
 
