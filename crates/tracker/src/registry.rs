@@ -369,6 +369,11 @@ impl Tracker {
         found
     }
 
+    /// The value of `id` without counting an access (for snapshots and diagnostics).
+    pub fn peek_any(&self, id: &str) -> Option<Arc<dyn Any + Send + Sync>> {
+        self.shard(id).map.read().get(id).map(|entry| Arc::clone(&entry.value))
+    }
+
     /// Whether `id` is registered (not counted as an access).
     pub fn contains(&self, id: &str) -> bool {
         self.shard(id).map.read().contains_key(id)
