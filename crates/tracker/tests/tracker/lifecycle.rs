@@ -90,6 +90,8 @@ fn access_updates_recency_and_count() {
     assert!(t.touch("a"));
     t.get::<u32>("a").unwrap();
     assert!(!t.touch("missing"));
+    assert!(t.peek_any("a").is_some(), "peeking finds the value");
+    assert!(t.peek_any("missing").is_none());
     let info = t.info("a").unwrap();
     assert_eq!(info.accesses, 3, "registration plus two accesses");
     assert_eq!(info.last_access.as_nanos(), 10_000_000_000);
