@@ -1,0 +1,82 @@
+//! Snapshot-before-release for memwarden: per-kind codecs and a verified, crash-safe spill store.
+//!
+//! When the reaper releases a costly resource it can first write a snapshot of it here,
+//! and restore it on the next access instead of recomputing it. The crate has two halves:
+//!
+//! - **Codecs.** [`Snapshot`] turns a value into bytes and back, with a version number.
+//!   Ready codecs: [`RenderFrame`] (render_cache), [`AudioClip`] (audio_cache),
+//!   [`SubtitleIndex`] (subtitle_index) and [`MappedWeights`] (model weights, stored as a
+//!   reference to the file they already live in, mapped again on restore). [`codec`]
+//!   gives a type-erased [`ErasedCodec`] for registries that hold `dyn Any` values.
+//! - **Store.** [`SnapshotStore`] keeps snapshots as files in a directory with a bounded
+//!   memory cache in front, TTL and byte limits with least-recently-used eviction,
+//!   [`gc`](SnapshotStore::gc), and serialisable [`StoreStats`].
+//!
+//! ```
+//! use std::sync::Arc;
+//! use memwarden_core::{ResourceId, ResourceKind, SystemClock};
+//! use memwarden_snapshot::{SnapshotStore, StoreConfig, SubtitleEntry, SubtitleIndex};
+//!
+//! let dir = std::env::temp_dir().join(format!("memwarden-snapshot-doc-{}", std::process::id()));
+//! let store = SnapshotStore::open(StoreConfig::new(&dir), Arc::new(SystemClock::new()))?;
+//! let id = ResourceId::from("subs/en");
+//! let subs = SubtitleIndex {
+//!     entries: vec![SubtitleEntry { start_ms: 0, end_ms: 1_500, text: "Hello".into() }],
+//! };
+//! store.save(&id, &ResourceKind::SubtitleIndex, &subs)?;
+//! drop(store);
+//!
+//! // Reopening recovers the directory; the snapshot is verified before it is returned.
+//! let store = SnapshotStore::open(StoreConfig::new(&dir), Arc::new(SystemClock::new()))?;
+//! assert_eq!(store.load::<SubtitleIndex>(&id, &ResourceKind::SubtitleIndex), Some(subs));
+//! assert_eq!(store.load::<SubtitleIndex>(&id, &ResourceKind::AudioCache), None); // wrong kind: a miss
+//! assert_eq!(store.stats().hits, 1);
+//! # drop(store);
+//! # std::fs::remove_dir_all(&dir).ok();
+//! # Ok::<(), memwarden_snapshot::SnapshotError>(())
+//! ```
+//!
+//! # Tier policy
+//!
+//! **Every put goes to disk; memory is a cache.** A snapshot exists so that memory can
+//! be given back, so [`SnapshotStore::put`] returns only once the snapshot is durable:
+//! written to a temporary file, `fsync`ed, renamed to its final name and the directory
+//! `fsync`ed. A copy of the file image is then kept in the memory tier if it fits in
+//! [`StoreConfig::memory_bytes`] (least recently used copies are dropped first; the disk
+//! copy stays), and a restore from disk is cached the same way. Disk holds at most
+//! [`StoreConfig::disk_bytes`]: beyond it, expired snapshots and then least recently used
+//! ones are deleted. A snapshot larger than the disk limit is refused with
+//! [`SnapshotError::TooLarge`]. The TTL counts from the put (or from reopening, for
+//! recovered snapshots: clock time does not survive a restart) and is enforced lazily on
+//! access and by [`SnapshotStore::gc`].
+//!
+//! # Never wrong data
+//!
+//! Each file carries a header (magic, format version, codec version, kind, resource id,
+//! payload length, a store-wide monotonic sequence) and an xxh3-64 checksum over all of
+//! it. Every restore, from disk or memory, checks all of these against the index; a
+//! truncated, corrupt, wrong-version or wrong-kind file is a miss, counted in
+//! [`StoreStats::corrupt`], logged, and moved to `<dir>/quarantine/`. Each snapshot has
+//! its own file name (id hash and sequence), so a new snapshot of an id never overwrites
+//! the old one in place: the old file is deleted only after the new one is durable, and
+//! if a crash leaves both, reopening keeps the higher sequence. Leftover temporary files
+//! are deleted on open.
+#![deny(missing_docs)]
+#![warn(unreachable_pub, missing_debug_implementations)]
+
+mod codec;
+mod codecs;
+mod error;
+mod failpoint;
+mod format;
+mod store;
+mod weights;
+
+pub use codec::{ErasedCodec, Snapshot, codec};
+pub use codecs::{AudioClip, PixelFormat, RenderFrame, SubtitleEntry, SubtitleIndex};
+pub use error::SnapshotError;
+pub use failpoint::{FailPoint, WriteFault};
+pub use store::{
+    GcReport, QUARANTINE_DIR, SnapshotInfo, SnapshotStore, StoreConfig, StoreStats, Tier,
+};
+pub use weights::MappedWeights;

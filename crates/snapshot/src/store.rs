@@ -1,0 +1,837 @@
+//! [`SnapshotStore`]: durable snapshot files in a directory, a bounded in-memory cache in front, verified on every restore.
+
+use std::collections::hash_map::Entry as MapEntry;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use memwarden_core::{Clock, ResourceId, ResourceKind, Timestamp};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::len_u64;
+use crate::failpoint::{FailPoint, WriteFault};
+use crate::format::{self, Defect, Expected, SNAPSHOT_EXT, TEMP_EXT};
+use crate::{Snapshot, SnapshotError};
+
+/// Name of the subdirectory bad files are moved to.
+pub const QUARANTINE_DIR: &str = "quarantine";
+
+/// Where a snapshot store keeps its files and how much it may hold.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The directory of snapshot files; created if missing, recovered if not empty.
+    pub dir: PathBuf,
+    /// Most bytes of snapshot files kept cached in memory (0: no memory tier).
+    pub memory_bytes: u64,
+    /// Most bytes of snapshot files kept on disk; the least recently used go first.
+    pub disk_bytes: u64,
+    /// How long a snapshot lives after it was written; `None`: until evicted or removed.
+    pub ttl: Option<Duration>,
+    /// Fault injection for tests; disarmed by default.
+    pub fail_point: FailPoint,
+}
+
+impl StoreConfig {
+    /// A store in `dir` with 64 MiB of memory tier, 1 GiB of disk tier and no TTL.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            dir: dir.into(),
+            memory_bytes: 64 << 20,
+            disk_bytes: 1 << 30,
+            ttl: None,
+            fail_point: FailPoint::new(),
+        }
+    }
+}
+
+/// Where [`SnapshotStore::get`] finds a snapshot first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    /// Cached in memory (and on disk).
+    Memory,
+    /// On disk only.
+    Disk,
+}
+
+/// What [`SnapshotStore::put`] stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    /// The snapshot's sequence number: larger is newer, across the store's whole life.
+    pub sequence: u64,
+    /// The size of its file, header included.
+    pub bytes: u64,
+    /// [`Tier::Memory`] if a copy is also cached in memory, else [`Tier::Disk`].
+    pub tier: Tier,
+}
+
+/// What a [`SnapshotStore::gc`] pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcReport {
+    /// Snapshots removed because their TTL ran out.
+    pub expired: u64,
+    /// Snapshots removed to get back under the disk limit.
+    pub evicted: u64,
+    /// Bytes of files deleted.
+    pub bytes_freed: u64,
+    /// Snapshots left.
+    pub remaining: u64,
+}
+
+/// Counters and sizes of a [`SnapshotStore`]; serialisable for reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StoreStats {
+    /// Snapshots held (every one is on disk).
+    pub count: u64,
+    /// Snapshots also cached in memory.
+    pub memory_count: u64,
+    /// Bytes cached in memory.
+    pub memory_bytes: u64,
+    /// Bytes of snapshot files on disk.
+    pub disk_bytes: u64,
+    /// Successful puts.
+    pub writes: u64,
+    /// Puts that failed while writing (full disk, I/O error); nothing of them was kept.
+    pub write_errors: u64,
+    /// Restores that returned data.
+    pub hits: u64,
+    /// Hits served from the memory tier.
+    pub memory_hits: u64,
+    /// Hits read from disk.
+    pub disk_hits: u64,
+    /// Restores that returned nothing (absent, expired, wrong kind asked, bad file, undecodable).
+    pub misses: u64,
+    /// Snapshot files found bad: truncated, corrupt, wrong format version, or not matching the index.
+    pub corrupt: u64,
+    /// Bad files moved to the quarantine directory.
+    pub quarantined: u64,
+    /// Snapshots removed to stay under the disk limit.
+    pub evictions: u64,
+    /// Memory copies dropped to stay under the memory limit (the disk copy stays).
+    pub memory_evictions: u64,
+    /// Snapshots removed because their TTL ran out.
+    pub expired: u64,
+    /// Restores whose bytes were sound but that the codec could not decode (`load`).
+    pub decode_errors: u64,
+    /// Leftover temporary files removed when the directory was opened.
+    pub temp_files_removed: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    kind: ResourceKind,
+    version: u32,
+    sequence: u64,
+    file: PathBuf,
+    file_len: u64,
+    written: Timestamp,
+    tick: u64,
+    image: Option<Arc<[u8]>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    entries: HashMap<ResourceId, Entry>,
+    /// Every entry by last use.
+    lru: BTreeMap<u64, ResourceId>,
+    /// Entries with a memory copy, by last use.
+    memory_lru: BTreeMap<u64, ResourceId>,
+    next_tick: u64,
+    next_sequence: u64,
+    stats: StoreStats,
+}
+
+impl State {
+    fn touch(&mut self, id: &ResourceId) {
+        let tick = self.next_tick;
+        self.next_tick += 1;
+        if let Some(entry) = self.entries.get_mut(id) {
+            self.lru.remove(&entry.tick);
+            self.lru.insert(tick, id.clone());
+            if entry.image.is_some() {
+                self.memory_lru.remove(&entry.tick);
+                self.memory_lru.insert(tick, id.clone());
+            }
+            entry.tick = tick;
+        }
+    }
+
+    fn insert(&mut self, id: ResourceId, mut entry: Entry) {
+        entry.tick = self.next_tick;
+        self.next_tick += 1;
+        self.stats.disk_bytes += entry.file_len;
+        self.stats.count += 1;
+        self.lru.insert(entry.tick, id.clone());
+        if let Some(image) = &entry.image {
+            self.stats.memory_bytes += len_u64(image.len());
+            self.stats.memory_count += 1;
+            self.memory_lru.insert(entry.tick, id.clone());
+        }
+        self.entries.insert(id, entry);
+    }
+
+    /// Takes an entry out of the index; the caller deals with its file.
+    fn take(&mut self, id: &ResourceId) -> Option<Entry> {
+        let mut entry = self.entries.remove(id)?;
+        self.lru.remove(&entry.tick);
+        self.drop_image(&mut entry);
+        self.stats.disk_bytes -= entry.file_len;
+        self.stats.count -= 1;
+        Some(entry)
+    }
+
+    fn drop_image(&mut self, entry: &mut Entry) {
+        if let Some(image) = entry.image.take() {
+            self.memory_lru.remove(&entry.tick);
+            self.stats.memory_bytes -= len_u64(image.len());
+            self.stats.memory_count -= 1;
+        }
+    }
+
+    fn cache(&mut self, id: &ResourceId, image: Arc<[u8]>, limit: u64) {
+        let Some(entry) = self.entries.get_mut(id) else {
+            return;
+        };
+        if entry.image.is_some() || len_u64(image.len()) > limit {
+            return;
+        }
+        self.stats.memory_bytes += len_u64(image.len());
+        self.stats.memory_count += 1;
+        self.memory_lru.insert(entry.tick, id.clone());
+        entry.image = Some(image);
+        self.shrink_memory(limit);
+    }
+
+    fn shrink_memory(&mut self, limit: u64) {
+        while self.stats.memory_bytes > limit {
+            let Some((_, id)) = self.memory_lru.pop_first() else {
+                break;
+            };
+            if self.uncache(&id) {
+                self.stats.memory_evictions += 1;
+            }
+        }
+    }
+
+    /// Drops `id`'s memory copy; whether it had one.
+    fn uncache(&mut self, id: &ResourceId) -> bool {
+        let Some(entry) = self.entries.get_mut(id) else {
+            return false;
+        };
+        let Some(image) = entry.image.take() else {
+            return false;
+        };
+        self.memory_lru.remove(&entry.tick);
+        self.stats.memory_bytes -= len_u64(image.len());
+        self.stats.memory_count -= 1;
+        true
+    }
+
+    fn is_expired(&self, entry: &Entry, ttl: Option<Duration>, now: Timestamp) -> bool {
+        ttl.is_some_and(|ttl| now.saturating_duration_since(entry.written) >= ttl)
+    }
+}
+
+/// A two-tier store of verified snapshots: every snapshot is a file on disk, recent ones
+/// are also cached in memory.
+///
+/// See the [crate documentation](crate) for the tier policy, the file format and what a
+/// restore verifies.
+pub struct SnapshotStore {
+    config: StoreConfig,
+    clock: Arc<dyn Clock>,
+    state: Mutex<State>,
+}
+
+impl fmt::Debug for SnapshotStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SnapshotStore")
+            .field("dir", &self.config.dir)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+enum Source {
+    Memory(Arc<[u8]>),
+    Disk(PathBuf),
+}
+
+impl SnapshotStore {
+    /// Opens (creating if needed) the store directory and recovers what it holds.
+    ///
+    /// Leftover temporary files are deleted; every snapshot file is verified in full and
+    /// indexed, bad ones are quarantined; when several files hold the same id the one with
+    /// the highest sequence wins and the others are deleted. Recovered snapshots count
+    /// their TTL from now, since [`Clock`] time does not survive a restart.
+    pub fn open(config: StoreConfig, clock: Arc<dyn Clock>) -> Result<Self, SnapshotError> {
+        if config.disk_bytes == 0 {
+            return Err(SnapshotError::Config {
+                reason: "disk_bytes is 0, so every snapshot would be refused".into(),
+            });
+        }
+        let dir = &config.dir;
+        fs::create_dir_all(dir).map_err(|e| SnapshotError::io("create", dir, e))?;
+        let store = SnapshotStore {
+            clock,
+            state: Mutex::new(State::default()),
+            config,
+        };
+        store.recover()?;
+        Ok(store)
+    }
+
+    fn recover(&self) -> Result<(), SnapshotError> {
+        let dir = &self.config.dir;
+        let listing = fs::read_dir(dir).map_err(|e| SnapshotError::io("list", dir, e))?;
+        let mut state = self.state.lock();
+        let mut newest: HashMap<ResourceId, (format::Header, u64, PathBuf)> = HashMap::new();
+        let mut changed = false;
+        for item in listing {
+            let item = item.map_err(|e| SnapshotError::io("list", dir, e))?;
+            let path = item.path();
+            if item.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            match path.extension().and_then(|e| e.to_str()) {
+                Some(TEMP_EXT) => {
+                    match fs::remove_file(&path) {
+                        Ok(()) => state.stats.temp_files_removed += 1,
+                        Err(e) => log::warn!("cannot remove leftover temp file {path:?}: {e}"),
+                    }
+                    changed = true;
+                }
+                Some(SNAPSHOT_EXT) => match format::verify_file(&path) {
+                    Ok((header, len)) => {
+                        state.next_sequence = state.next_sequence.max(header.sequence + 1);
+                        let superseded = match newest.entry(header.id.clone()) {
+                            MapEntry::Vacant(slot) => {
+                                slot.insert((header, len, path));
+                                None
+                            }
+                            MapEntry::Occupied(mut slot) => {
+                                if slot.get().0.sequence < header.sequence {
+                                    Some(slot.insert((header, len, path)).2)
+                                } else {
+                                    Some(path)
+                                }
+                            }
+                        };
+                        if let Some(old) = superseded {
+                            log::info!(
+                                "snapshot {old:?} is superseded by a newer one; deleting it"
+                            );
+                            remove_quietly(&old);
+                            changed = true;
+                        }
+                    }
+                    Err(defect) => {
+                        self.condemn(&mut state, &path, &defect);
+                        changed = true;
+                    }
+                },
+                _ => log::debug!("ignoring {path:?} in the snapshot directory"),
+            }
+        }
+        if changed {
+            sync_dir(dir).map_err(|e| SnapshotError::io("sync", dir, e))?;
+        }
+        let mut found: Vec<_> = newest.into_values().collect();
+        // Oldest first, so that the least recently written is the first evicted.
+        found.sort_by_key(|(h, _, _)| h.sequence);
+        let now = self.clock.now();
+        for (header, len, path) in found {
+            state.insert(
+                header.id,
+                Entry {
+                    kind: header.kind,
+                    version: header.version,
+                    sequence: header.sequence,
+                    file: path,
+                    file_len: len,
+                    written: now,
+                    tick: 0,
+                    image: None,
+                },
+            );
+        }
+        log::debug!(
+            "snapshot store {dir:?} recovered {} snapshots ({} bytes)",
+            state.stats.count,
+            state.stats.disk_bytes
+        );
+        self.enforce_disk_limit(&mut state, None);
+        Ok(())
+    }
+
+    /// Stores `payload` (written by codec version `version`) as the snapshot of `id`.
+    ///
+    /// The file is written under a temporary name, synced, renamed into place and the
+    /// directory synced before the index changes; only then is an older snapshot of `id`
+    /// deleted. On any error nothing is kept, no file is left behind, and an older
+    /// snapshot of `id` stays restorable. May evict least recently used snapshots to stay
+    /// under the disk limit.
+    pub fn put(
+        &self,
+        id: &ResourceId,
+        kind: &ResourceKind,
+        version: u32,
+        payload: &[u8],
+    ) -> Result<SnapshotInfo, SnapshotError> {
+        let bytes = format::image_len(kind, id, payload.len());
+        if bytes > self.config.disk_bytes {
+            return Err(SnapshotError::TooLarge {
+                id: id.clone(),
+                bytes,
+                limit: self.config.disk_bytes,
+            });
+        }
+        let sequence = {
+            let mut state = self.state.lock();
+            let s = state.next_sequence;
+            state.next_sequence += 1;
+            s
+        };
+        let image = format::encode(kind, id, version, sequence, payload).ok_or_else(|| {
+            SnapshotError::TooLarge {
+                id: id.clone(),
+                bytes,
+                limit: u64::from(u32::MAX),
+            }
+        })?;
+        let file = self.config.dir.join(format::file_name(id, sequence));
+        if let Err(e) = write_atomically(&self.config.dir, &file, &image, &self.config.fail_point) {
+            log::warn!("snapshot of {id} ({kind}) not written: {e}");
+            self.state.lock().stats.write_errors += 1;
+            return Err(e);
+        }
+        let image: Arc<[u8]> = image.into();
+        let mut state = self.state.lock();
+        if state.entries.get(id).is_some_and(|e| e.sequence > sequence) {
+            // A concurrent put of the same id finished first with a newer sequence.
+            state.stats.writes += 1;
+            drop(state);
+            remove_quietly(&file);
+            return Ok(SnapshotInfo {
+                sequence,
+                bytes,
+                tier: Tier::Disk,
+            });
+        }
+        if let Some(old) = state.take(id) {
+            remove_quietly(&old.file);
+        }
+        state.insert(
+            id.clone(),
+            Entry {
+                kind: kind.clone(),
+                version,
+                sequence,
+                file,
+                file_len: bytes,
+                written: self.clock.now(),
+                tick: 0,
+                image: None,
+            },
+        );
+        state.stats.writes += 1;
+        state.cache(id, image, self.config.memory_bytes);
+        self.enforce_disk_limit(&mut state, Some(id));
+        let tier = match state.entries.get(id) {
+            Some(e) if e.image.is_some() => Tier::Memory,
+            _ => Tier::Disk,
+        };
+        Ok(SnapshotInfo {
+            sequence,
+            bytes,
+            tier,
+        })
+    }
+
+    /// The verified payload and codec version of `id`'s snapshot, if it holds one of `kind`.
+    ///
+    /// Anything wrong is a miss, never wrong data: an absent or expired snapshot, a
+    /// snapshot of another kind (logged; the snapshot stays), or a file that fails
+    /// verification (truncated, corrupt, wrong format version, not what the index says:
+    /// counted, logged and quarantined).
+    pub fn get(&self, id: &ResourceId, kind: &ResourceKind) -> Option<(u32, Vec<u8>)> {
+        let found = self.fetch(id, kind);
+        let mut state = self.state.lock();
+        match &found {
+            Some((_, _, Tier::Memory)) => {
+                state.stats.hits += 1;
+                state.stats.memory_hits += 1;
+            }
+            Some((_, _, Tier::Disk)) => {
+                state.stats.hits += 1;
+                state.stats.disk_hits += 1;
+            }
+            None => state.stats.misses += 1,
+        }
+        found.map(|(version, payload, _)| (version, payload))
+    }
+
+    /// Stores `value` encoded with its [`Snapshot`] codec; see [`put`](Self::put).
+    pub fn save<T: Snapshot>(
+        &self,
+        id: &ResourceId,
+        kind: &ResourceKind,
+        value: &T,
+    ) -> Result<SnapshotInfo, SnapshotError> {
+        let mut payload = Vec::new();
+        value.encode(&mut payload)?;
+        self.put(id, kind, T::VERSION, &payload)
+    }
+
+    /// Restores and decodes `id`'s snapshot; see [`get`](Self::get). A snapshot the codec
+    /// cannot decode is a miss (counted in [`StoreStats::decode_errors`] and logged).
+    pub fn load<T: Snapshot>(&self, id: &ResourceId, kind: &ResourceKind) -> Option<T> {
+        let found = self.fetch(id, kind);
+        let decoded = found.map(|(version, payload, tier)| {
+            (
+                T::decode(&payload, version).map_err(|e| {
+                    log::error!("snapshot of {id} ({kind}) does not decode: {e}");
+                }),
+                tier,
+            )
+        });
+        let mut state = self.state.lock();
+        match decoded {
+            Some((Ok(value), tier)) => {
+                state.stats.hits += 1;
+                match tier {
+                    Tier::Memory => state.stats.memory_hits += 1,
+                    Tier::Disk => state.stats.disk_hits += 1,
+                }
+                Some(value)
+            }
+            Some((Err(()), _)) => {
+                state.stats.decode_errors += 1;
+                state.stats.misses += 1;
+                None
+            }
+            None => {
+                state.stats.misses += 1;
+                None
+            }
+        }
+    }
+
+    /// The kind of the snapshot held for `id`, if any (expired ones are dropped first).
+    pub fn kind_of(&self, id: &ResourceId) -> Option<ResourceKind> {
+        let mut state = self.state.lock();
+        let now = self.clock.now();
+        let entry = state.entries.get(id)?;
+        if state.is_expired(entry, self.config.ttl, now) {
+            self.expire(&mut state, id);
+            return None;
+        }
+        Some(entry.kind.clone())
+    }
+
+    /// Whether a (not yet expired) snapshot of `id` is held.
+    pub fn contains(&self, id: &ResourceId) -> bool {
+        self.kind_of(id).is_some()
+    }
+
+    /// Deletes `id`'s snapshot; whether there was one.
+    pub fn remove(&self, id: &ResourceId) -> bool {
+        let mut state = self.state.lock();
+        match state.take(id) {
+            Some(entry) => {
+                remove_quietly(&entry.file);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes expired snapshots and trims both tiers to their limits.
+    pub fn gc(&self) -> GcReport {
+        let mut state = self.state.lock();
+        let before = state.stats.clone();
+        let now = self.clock.now();
+        let expired: Vec<ResourceId> = state
+            .entries
+            .iter()
+            .filter(|(_, e)| state.is_expired(e, self.config.ttl, now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &expired {
+            self.expire(&mut state, id);
+        }
+        state.shrink_memory(self.config.memory_bytes);
+        self.enforce_disk_limit(&mut state, None);
+        GcReport {
+            expired: state.stats.expired - before.expired,
+            evicted: state.stats.evictions - before.evictions,
+            bytes_freed: before.disk_bytes - state.stats.disk_bytes,
+            remaining: state.stats.count,
+        }
+    }
+
+    /// A copy of the store's counters and sizes.
+    pub fn stats(&self) -> StoreStats {
+        self.state.lock().stats.clone()
+    }
+
+    /// The store's configuration.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// Looks `id` up and verifies its bytes; counts bad files but not hits or misses.
+    fn fetch(&self, id: &ResourceId, kind: &ResourceKind) -> Option<(u32, Vec<u8>, Tier)> {
+        // A concurrent put may replace the file between the lookup and the read; retry then.
+        for _ in 0..4 {
+            let (version, sequence, source) = {
+                let mut state = self.state.lock();
+                let now = self.clock.now();
+                let entry = state.entries.get(id)?;
+                if state.is_expired(entry, self.config.ttl, now) {
+                    self.expire(&mut state, id);
+                    return None;
+                }
+                if entry.kind != *kind {
+                    log::warn!(
+                        "snapshot of {id} asked for as {kind} but stored as {}; a miss",
+                        entry.kind
+                    );
+                    return None;
+                }
+                let found = (
+                    entry.version,
+                    entry.sequence,
+                    match &entry.image {
+                        Some(image) => Source::Memory(Arc::clone(image)),
+                        None => Source::Disk(entry.file.clone()),
+                    },
+                );
+                state.touch(id);
+                found
+            };
+            let expected = Expected {
+                id,
+                kind,
+                version,
+                sequence,
+            };
+            match source {
+                Source::Memory(image) => match format::verify(&image, &expected) {
+                    Ok(payload) => return Some((version, payload.to_vec(), Tier::Memory)),
+                    Err(defect) => {
+                        log::error!("memory copy of snapshot {id} is bad ({defect}); dropping it");
+                        let mut state = self.state.lock();
+                        state.stats.corrupt += 1;
+                        state.uncache(id);
+                    }
+                },
+                Source::Disk(path) => {
+                    let image = match fs::read(&path) {
+                        Ok(image) => image,
+                        Err(e) => {
+                            let mut state = self.state.lock();
+                            if !same_snapshot(&state, id, sequence) {
+                                continue;
+                            }
+                            self.condemn_entry(&mut state, id, &Defect::Unreadable(e.to_string()));
+                            return None;
+                        }
+                    };
+                    let verified = format::verify(&image, &expected).map(<[u8]>::len);
+                    let mut state = self.state.lock();
+                    if !same_snapshot(&state, id, sequence) {
+                        continue;
+                    }
+                    return match verified {
+                        Ok(payload_len) => {
+                            let payload = image[image.len() - payload_len..].to_vec();
+                            state.cache(id, image.into(), self.config.memory_bytes);
+                            Some((version, payload, Tier::Disk))
+                        }
+                        Err(defect) => {
+                            self.condemn_entry(&mut state, id, &defect);
+                            None
+                        }
+                    };
+                }
+            }
+        }
+        None
+    }
+
+    fn expire(&self, state: &mut State, id: &ResourceId) {
+        if let Some(entry) = state.take(id) {
+            log::debug!("snapshot of {id} expired");
+            remove_quietly(&entry.file);
+            state.stats.expired += 1;
+        }
+    }
+
+    /// Drops a bad snapshot from the index and quarantines its file.
+    fn condemn_entry(&self, state: &mut State, id: &ResourceId, defect: &Defect) {
+        if let Some(entry) = state.take(id) {
+            self.condemn(state, &entry.file, defect);
+        }
+    }
+
+    /// Counts, logs and quarantines a bad snapshot file.
+    fn condemn(&self, state: &mut State, path: &Path, defect: &Defect) {
+        log::error!("snapshot file {path:?} is bad ({defect}); quarantining it");
+        state.stats.corrupt += 1;
+        if quarantine(&self.config.dir, path) {
+            state.stats.quarantined += 1;
+        }
+    }
+
+    /// Evicts least recently used snapshots (after expired ones) until under the disk
+    /// limit, never `keep`.
+    fn enforce_disk_limit(&self, state: &mut State, keep: Option<&ResourceId>) {
+        if state.stats.disk_bytes <= self.config.disk_bytes {
+            return;
+        }
+        let now = self.clock.now();
+        let expired: Vec<ResourceId> = state
+            .entries
+            .iter()
+            .filter(|(_, e)| state.is_expired(e, self.config.ttl, now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &expired {
+            self.expire(state, id);
+        }
+        let mut kept = None;
+        while state.stats.disk_bytes > self.config.disk_bytes {
+            let Some((tick, id)) = state.lru.pop_first() else {
+                break;
+            };
+            if Some(&id) == keep {
+                kept = Some((tick, id));
+                continue;
+            }
+            state.lru.insert(tick, id.clone());
+            if let Some(entry) = state.take(&id) {
+                log::debug!("evicting snapshot of {id} to stay under the disk limit");
+                remove_quietly(&entry.file);
+                state.stats.evictions += 1;
+            }
+        }
+        if let Some((tick, id)) = kept {
+            state.lru.insert(tick, id);
+        }
+    }
+}
+
+fn same_snapshot(state: &State, id: &ResourceId, sequence: u64) -> bool {
+    state
+        .entries
+        .get(id)
+        .is_some_and(|e| e.sequence == sequence)
+}
+
+/// Writes `image` to `file` through a synced temporary file and a rename; on error removes
+/// whatever it wrote.
+fn write_atomically(
+    dir: &Path,
+    file: &Path,
+    image: &[u8],
+    fail: &FailPoint,
+) -> Result<(), SnapshotError> {
+    let temp = file.with_extension(TEMP_EXT);
+    let mut renamed = false;
+    let result = (|| -> Result<(), SnapshotError> {
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .map_err(|e| SnapshotError::io("create", &temp, e))?;
+        let write = match fail.write_limit() {
+            Some(limit) => {
+                let n = usize::try_from(limit)
+                    .unwrap_or(usize::MAX)
+                    .min(image.len());
+                out.write_all(&image[..n]).and_then(|()| {
+                    Err(io::Error::new(
+                        io::ErrorKind::StorageFull,
+                        "injected: no space left on device",
+                    ))
+                })
+            }
+            None => out.write_all(image),
+        };
+        write.map_err(|e| SnapshotError::io("write", &temp, e))?;
+        fail.check(WriteFault::SyncFile)
+            .and_then(|()| out.sync_all())
+            .map_err(|e| SnapshotError::io("sync", &temp, e))?;
+        drop(out);
+        fail.check(WriteFault::Rename)
+            .and_then(|()| fs::rename(&temp, file))
+            .map_err(|e| SnapshotError::io("rename", &temp, e))?;
+        renamed = true;
+        fail.check(WriteFault::SyncDir)
+            .and_then(|()| sync_dir(dir))
+            .map_err(|e| SnapshotError::io("sync", dir, e))
+    })();
+    if result.is_err() {
+        remove_quietly(if renamed { file } else { &temp });
+    }
+    result
+}
+
+/// Makes renames and deletions in `dir` durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        // Directories cannot be opened for syncing on other platforms; the rename is
+        // as durable as the platform makes it.
+        let _ = dir;
+        Ok(())
+    }
+}
+
+fn remove_quietly(path: &Path) {
+    if let Err(e) = fs::remove_file(path) {
+        if e.kind() != io::ErrorKind::NotFound {
+            log::warn!("cannot delete snapshot file {path:?}: {e}");
+        }
+    }
+}
+
+/// Moves a bad file to `<dir>/quarantine/`; deletes it if it cannot be moved.
+fn quarantine(dir: &Path, path: &Path) -> bool {
+    let target_dir = dir.join(QUARANTINE_DIR);
+    let moved = fs::create_dir_all(&target_dir).and_then(|()| {
+        let name = path
+            .file_name()
+            .map(std::ffi::OsStr::to_os_string)
+            .unwrap_or_default();
+        let mut target = target_dir.join(&name);
+        let mut n = 1;
+        while target.exists() {
+            let mut numbered = name.clone();
+            numbered.push(format!(".{n}"));
+            target = target_dir.join(numbered);
+            n += 1;
+        }
+        fs::rename(path, &target)
+    });
+    match moved {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !path.exists() => false,
+        Err(e) => {
+            log::error!("cannot quarantine {path:?} ({e}); deleting it");
+            remove_quietly(path);
+            false
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! [`MappedWeights`] (kind `model_weights_cache` / `model_shards`): a reference to a byte range of a weights file, mapped read-only.
+
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::{Mmap, MmapOptions};
+
+use crate::codec::{Reader, check_version, len_u64};
+use crate::{Snapshot, SnapshotError};
+
+/// Model weights that already live on disk: a file, an offset and a length, mapped read-only.
+///
+/// Its snapshot is only the reference (path, offset, length), never a copy of the bytes:
+/// restoring maps the file again and checks that it is still long enough. The weights
+/// file must not be truncated or rewritten in place while a mapping of it is alive (the
+/// same contract as every memory-mapped model loader); replace it by renaming a new file
+/// over it instead.
+pub struct MappedWeights {
+    /// The weights file.
+    pub path: PathBuf,
+    /// Where the range starts in the file.
+    pub offset: u64,
+    /// The range's length in bytes.
+    pub len: u64,
+    map: Option<Mmap>,
+}
+
+impl MappedWeights {
+    /// Maps `len` bytes of `path` starting at `offset`, read-only.
+    ///
+    /// Fails with [`SnapshotError::WeightsLength`] if the file is shorter than `offset + len`.
+    pub fn open(path: impl Into<PathBuf>, offset: u64, len: u64) -> Result<Self, SnapshotError> {
+        let path = path.into();
+        let file = File::open(&path).map_err(|e| SnapshotError::io("open", &path, e))?;
+        let actual = file
+            .metadata()
+            .map_err(|e| SnapshotError::io("stat", &path, e))?
+            .len();
+        let expected = offset.saturating_add(len);
+        if actual < expected {
+            return Err(SnapshotError::WeightsLength {
+                path,
+                expected,
+                actual,
+            });
+        }
+        let map = if len == 0 {
+            None
+        } else {
+            let map_len = usize::try_from(len).map_err(|_| SnapshotError::WeightsLength {
+                path: path.clone(),
+                expected,
+                actual,
+            })?;
+            // SAFETY: the mapping is read-only and private to this value, and the range lies
+            // within the file (checked just above). Mapping a file is undefined behaviour only
+            // if the file is truncated or modified while mapped; the type's documented
+            // contract is that weights files are immutable while mapped (replaced by rename).
+            let map = unsafe { MmapOptions::new().offset(offset).len(map_len).map(&file) }
+                .map_err(|e| SnapshotError::io("map", &path, e))?;
+            if len_u64(map.len()) != len {
+                return Err(SnapshotError::WeightsLength {
+                    path,
+                    expected,
+                    actual: offset.saturating_add(len_u64(map.len())),
+                });
+            }
+            Some(map)
+        };
+        Ok(MappedWeights {
+            path,
+            offset,
+            len,
+            map,
+        })
+    }
+
+    /// The mapped bytes: `len` bytes of the file from `offset`.
+    pub fn bytes(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or(&[])
+    }
+
+    /// The weights file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl fmt::Debug for MappedWeights {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MappedWeights")
+            .field("path", &self.path)
+            .field("offset", &self.offset)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for MappedWeights {
+    /// Same file, same range, same bytes.
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path
+            && self.offset == other.offset
+            && self.len == other.len
+            && self.bytes() == other.bytes()
+    }
+}
+
+#[cfg(unix)]
+fn path_bytes(path: &Path) -> Result<&[u8], SnapshotError> {
+    use std::os::unix::ffi::OsStrExt;
+    Ok(path.as_os_str().as_bytes())
+}
+
+#[cfg(not(unix))]
+fn path_bytes(path: &Path) -> Result<&[u8], SnapshotError> {
+    path.to_str().map(str::as_bytes).ok_or_else(|| {
+        SnapshotError::malformed("MappedWeights", format!("path {path:?} is not UTF-8"))
+    })
+}
+
+#[cfg(unix)]
+fn path_from_bytes(bytes: &[u8]) -> Result<PathBuf, SnapshotError> {
+    use std::os::unix::ffi::OsStrExt;
+    Ok(PathBuf::from(std::ffi::OsStr::from_bytes(bytes)))
+}
+
+#[cfg(not(unix))]
+fn path_from_bytes(bytes: &[u8]) -> Result<PathBuf, SnapshotError> {
+    std::str::from_utf8(bytes)
+        .map(PathBuf::from)
+        .map_err(|e| SnapshotError::malformed("MappedWeights", format!("path: {e}")))
+}
+
+impl Snapshot for MappedWeights {
+    const VERSION: u32 = 1;
+
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), SnapshotError> {
+        let path = path_bytes(&self.path)?;
+        out.extend_from_slice(&len_u64(path.len()).to_le_bytes());
+        out.extend_from_slice(path);
+        out.extend_from_slice(&self.offset.to_le_bytes());
+        out.extend_from_slice(&self.len.to_le_bytes());
+        Ok(())
+    }
+
+    /// Maps the file again; fails if it is missing or shorter than `offset + len`.
+    fn decode(bytes: &[u8], version: u32) -> Result<Self, SnapshotError> {
+        const NAME: &str = "MappedWeights";
+        check_version::<Self>(NAME, version)?;
+        let mut r = Reader::new(bytes, NAME);
+        let n = r.len("path", 1)?;
+        let path = path_from_bytes(r.take(n, "path")?)?;
+        let offset = r.u64("offset")?;
+        let len = r.u64("length")?;
+        r.finish()?;
+        MappedWeights::open(path, offset, len)
+    }
+}
