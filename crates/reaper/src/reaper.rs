@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use memwarden_core::{ResourceId, ResourceKind};
 use memwarden_prioritizer::{ReleasePlan, Urgency};
+use memwarden_snapshot::{ErasedCodec, SnapshotStore};
 use memwarden_tracker::{Tracker, TrackerError};
 use parking_lot::{Mutex, RwLock};
 
@@ -24,7 +25,15 @@ pub struct Reaper {
     resource_handlers: RwLock<HashMap<ResourceId, Arc<dyn ReleaseHandler>>>,
     incremental: RwLock<HashMap<ResourceKind, f64>>,
     guards: RwLock<Vec<Arc<dyn ReleaseGuard>>>,
+    snapshots: RwLock<Snapshots>,
     stats: Mutex<BTreeMap<ResourceKind, KindStats>>,
+}
+
+/// Where snapshots go, and which kinds are snapshotted with which codec.
+#[derive(Default)]
+struct Snapshots {
+    store: Option<Arc<SnapshotStore>>,
+    codecs: HashMap<ResourceKind, Arc<dyn ErasedCodec>>,
 }
 
 impl fmt::Debug for Reaper {
@@ -53,6 +62,7 @@ impl Reaper {
                 DEFAULT_SUBTITLE_FRACTION,
             )])),
             guards: RwLock::new(Vec::new()),
+            snapshots: RwLock::new(Snapshots::default()),
             stats: Mutex::new(BTreeMap::new()),
         }
     }
@@ -87,6 +97,20 @@ impl Reaper {
             fraction.clamp(0.0, 1.0)
         };
         self.incremental.write().insert(kind, fraction);
+    }
+
+    /// Sets the store that snapshots are written to before release.
+    pub fn set_snapshot_store(&self, store: Arc<SnapshotStore>) {
+        self.snapshots.write().store = Some(store);
+    }
+
+    /// Snapshots every resource of `kind` with `codec` before releasing it in full.
+    ///
+    /// A value of another type than the codec's is released without a snapshot. If the
+    /// snapshot cannot be written (encoding fails, the disk is full), the resource is not
+    /// released and the victim is reported as [`SkipReason::SnapshotFailed`].
+    pub fn set_snapshot_codec(&self, kind: ResourceKind, codec: Arc<dyn ErasedCodec>) {
+        self.snapshots.write().codecs.insert(kind, codec);
     }
 
     /// Adds a guard consulted before every release (a lock manager, say).
@@ -183,6 +207,10 @@ impl Reaper {
         if allow_partial && self.try_partial(id, kind, start, report) {
             return;
         }
+        let snapshot = match self.snapshot(id, kind) {
+            Ok(snapshot) => snapshot,
+            Err(reason) => return self.skip(id, kind, reason, report),
+        };
         let detached = match self.tracker.detach(id.as_str()) {
             Ok(detached) => detached,
             Err(TrackerError::Pinned { .. }) => {
@@ -212,6 +240,10 @@ impl Reaper {
             s.bytes_freed += bytes;
             s.failures += failed;
             s.time_spent += elapsed;
+            if let Some(written) = snapshot {
+                s.snapshots += 1;
+                s.snapshot_bytes += written;
+            }
         });
         report.bytes_freed += bytes;
         report.failures += failed;
@@ -220,9 +252,59 @@ impl Reaper {
             kind,
             bytes_freed: bytes,
             partial: false,
+            snapshot_bytes: snapshot,
             handler_error: error,
             elapsed,
         });
+    }
+
+    /// Writes the snapshot of `id` if its kind is snapshotted; the bytes written, `None`
+    /// if there is nothing to snapshot, or why the resource must not be released.
+    fn snapshot(
+        &self,
+        id: &ResourceId,
+        kind: Option<&ResourceKind>,
+    ) -> Result<Option<u64>, SkipReason> {
+        let snapshots = self.snapshots.read();
+        let Some(store) = &snapshots.store else {
+            return Ok(None);
+        };
+        let Some(info) = self.tracker.info(id.as_str()) else {
+            return Ok(None);
+        };
+        if kind.is_some_and(|k| *k != info.kind) || info.pinned {
+            return Ok(None); // detaching will report it
+        }
+        let Some(codec) = snapshots.codecs.get(&info.kind) else {
+            return Ok(None);
+        };
+        let Some(value) = self.tracker.peek_any(id.as_str()) else {
+            return Ok(None);
+        };
+        let mut payload = Vec::new();
+        let failed = |error: String| {
+            log::warn!(
+                "not releasing {id} ({}): its snapshot failed: {error}",
+                info.kind
+            );
+            self.record(&info.kind, |s| s.snapshot_failures += 1);
+            SkipReason::SnapshotFailed { error }
+        };
+        match codec.encode_any(&*value, &mut payload) {
+            None => {
+                log::debug!(
+                    "{id} ({}) is not a {}; released without a snapshot",
+                    info.kind,
+                    codec.type_name()
+                );
+                Ok(None)
+            }
+            Some(Err(e)) => Err(failed(e.to_string())),
+            Some(Ok(())) => match store.put(id, &info.kind, codec.version(), &payload) {
+                Ok(written) => Ok(Some(written.bytes)),
+                Err(e) => Err(failed(e.to_string())),
+            },
+        }
     }
 
     /// Releases part of a shrinkable resource of an incremental kind; `false` if that does
@@ -284,6 +366,7 @@ impl Reaper {
             kind: info.kind,
             bytes_freed: freed,
             partial: true,
+            snapshot_bytes: None,
             handler_error: None,
             elapsed,
         });

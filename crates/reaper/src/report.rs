@@ -17,6 +17,8 @@ pub struct Released {
     pub bytes_freed: u64,
     /// Whether only part of it was released; it stays registered at its smaller size.
     pub partial: bool,
+    /// Bytes of the snapshot written before the release, if one was.
+    pub snapshot_bytes: Option<u64>,
     /// The handler's error or panic message, if it failed (the drop still ran).
     pub handler_error: Option<String>,
     /// Time the release took.
@@ -41,6 +43,11 @@ pub enum SkipReason {
     },
     /// It is no longer registered.
     Gone,
+    /// Its kind is snapshotted before release and the snapshot could not be written.
+    SnapshotFailed {
+        /// Why.
+        error: String,
+    },
 }
 
 /// A planned victim that was left alone.
@@ -90,6 +97,12 @@ pub struct KindStats {
     pub skipped: u64,
     /// Time spent releasing.
     pub time_spent: Duration,
+    /// Snapshots written before releases.
+    pub snapshots: u64,
+    /// Bytes of those snapshots.
+    pub snapshot_bytes: u64,
+    /// Snapshots that failed (their resources were kept).
+    pub snapshot_failures: u64,
 }
 
 impl KindStats {
@@ -100,6 +113,9 @@ impl KindStats {
         self.failures += other.failures;
         self.skipped += other.skipped;
         self.time_spent += other.time_spent;
+        self.snapshots += other.snapshots;
+        self.snapshot_bytes += other.snapshot_bytes;
+        self.snapshot_failures += other.snapshot_failures;
     }
 }
 

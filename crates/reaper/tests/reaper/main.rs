@@ -1,4 +1,5 @@
 //! Integration tests of release execution.
 
 mod execution;
+mod snapshots;
 mod stress;
