@@ -40,11 +40,15 @@ pub use memwarden_lock as lock;
 pub use memwarden_prioritizer as prioritizer;
 #[cfg(feature = "reaper")]
 pub use memwarden_reaper as reaper;
+#[cfg(feature = "snapshot")]
+pub use memwarden_snapshot as snapshot;
 #[cfg(feature = "tracker")]
 pub use memwarden_tracker as tracker;
 
 #[cfg(feature = "reaper")]
 mod lifecycle;
+#[cfg(all(feature = "reaper", feature = "snapshot"))]
+pub use lifecycle::Fetched;
 #[cfg(feature = "reaper")]
 pub use lifecycle::{Lifecycle, RELIEF_MARGIN, Thresholds};
 

@@ -70,6 +70,31 @@ pub struct Lifecycle {
     caps: HashMap<ResourceKind, u64>,
     #[cfg(feature = "lock")]
     locks: Option<Arc<memwarden_lock::LockManager>>,
+    /// Kinds snapshotted before release once a store is set.
+    #[cfg(feature = "snapshot")]
+    snapshot_kinds: Vec<ResourceKind>,
+    #[cfg(feature = "snapshot")]
+    restores: std::sync::atomic::AtomicU64,
+}
+
+/// A value [`Lifecycle::get_or_restore`] found.
+#[cfg(feature = "snapshot")]
+#[derive(Debug)]
+pub enum Fetched<T> {
+    /// It was still held.
+    Held(Arc<T>),
+    /// It had been released and was restored from its snapshot (and registered again).
+    Restored(Arc<T>),
+}
+
+#[cfg(feature = "snapshot")]
+impl<T> Fetched<T> {
+    /// The value, however it was found.
+    pub fn value(&self) -> &Arc<T> {
+        match self {
+            Fetched::Held(v) | Fetched::Restored(v) => v,
+        }
+    }
 }
 
 impl Lifecycle {
@@ -84,6 +109,10 @@ impl Lifecycle {
             caps: HashMap::new(),
             #[cfg(feature = "lock")]
             locks: None,
+            #[cfg(feature = "snapshot")]
+            snapshot_kinds: vec![ResourceKind::RenderCache],
+            #[cfg(feature = "snapshot")]
+            restores: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -109,8 +138,17 @@ impl Lifecycle {
                 .reaper
                 .set_incremental_fraction(kind.clone(), k.incremental_fraction);
             if let Some(cap) = k.max_bytes {
-                lifecycle.caps.insert(kind, cap.as_u64());
+                lifecycle.caps.insert(kind.clone(), cap.as_u64());
             }
+        }
+        #[cfg(feature = "snapshot")]
+        {
+            lifecycle.snapshot_kinds = config
+                .kinds
+                .iter()
+                .filter(|(_, k)| k.snapshot_on_release)
+                .map(|(kind, _)| kind)
+                .collect();
         }
         lifecycle
     }
@@ -154,6 +192,89 @@ impl Lifecycle {
         self.reaper
             .add_guard(Arc::new(crate::LockGuard(Arc::clone(&locks))));
         self.locks = Some(locks);
+    }
+
+    /// Snapshots the snapshot-on-release kinds (from the config; `render_cache` without
+    /// one) into `store` before releasing them, with the built-in codec of each kind:
+    /// [`RenderFrame`](memwarden_snapshot::RenderFrame) for `render_cache`,
+    /// [`AudioClip`](memwarden_snapshot::AudioClip) for `audio_cache`,
+    /// [`SubtitleIndex`](memwarden_snapshot::SubtitleIndex) for `subtitle_index` and
+    /// [`MappedWeights`](memwarden_snapshot::MappedWeights) for the two model kinds. Values
+    /// of other types are released without a snapshot; other kinds take a codec through
+    /// [`Reaper::set_snapshot_codec`].
+    #[cfg(feature = "snapshot")]
+    pub fn set_snapshot_store(&self, store: Arc<memwarden_snapshot::SnapshotStore>) {
+        use memwarden_snapshot::{AudioClip, MappedWeights, RenderFrame, SubtitleIndex, codec};
+        for kind in &self.snapshot_kinds {
+            let codec = match kind {
+                ResourceKind::RenderCache => codec::<RenderFrame>(),
+                ResourceKind::AudioCache => codec::<AudioClip>(),
+                ResourceKind::SubtitleIndex => codec::<SubtitleIndex>(),
+                ResourceKind::ModelShards | ResourceKind::ModelWeightsCache => {
+                    codec::<MappedWeights>()
+                }
+                _ => continue,
+            };
+            self.reaper.set_snapshot_codec(kind.clone(), codec);
+        }
+        self.reaper.set_snapshot_store(store);
+    }
+
+    /// The value of `spec.id`: held, or restored from its snapshot (after making room,
+    /// registered again under `spec`), or `None` when the caller must load it anew.
+    ///
+    /// A snapshot that fails verification, cannot be decoded or holds another type is a
+    /// miss (and logged), never wrong data.
+    #[cfg(feature = "snapshot")]
+    pub fn get_or_restore<T: Send + Sync + 'static>(
+        &self,
+        spec: &memwarden_tracker::ResourceSpec,
+    ) -> Result<Option<Fetched<T>>, memwarden_tracker::TrackerError> {
+        if let Some(value) = self.tracker.get::<T>(spec.id.as_str())? {
+            return Ok(Some(Fetched::Held(value)));
+        }
+        let (Some(store), Some(codec)) = (
+            self.reaper.snapshot_store(),
+            self.reaper.snapshot_codec(&spec.kind),
+        ) else {
+            return Ok(None);
+        };
+        let Some((version, bytes)) = store.get(&spec.id, &spec.kind) else {
+            return Ok(None);
+        };
+        let value = match codec.decode_any(&bytes, version) {
+            Ok(value) => value,
+            Err(e) => {
+                log::warn!("cannot restore {} from its snapshot: {e}", spec.id);
+                return Ok(None);
+            }
+        };
+        let Ok(value) = value.downcast::<T>() else {
+            log::warn!(
+                "the snapshot of {} holds a {}, not the type asked for",
+                spec.id,
+                codec.type_name()
+            );
+            return Ok(None);
+        };
+        self.make_room(&spec.kind, spec.bytes);
+        match self.tracker.register_arc(spec.clone(), Arc::clone(&value)) {
+            Ok(()) => {}
+            // Restored by another thread meanwhile: use that one.
+            Err(memwarden_tracker::TrackerError::AlreadyRegistered { .. }) => {
+                return Ok(self.tracker.get::<T>(spec.id.as_str())?.map(Fetched::Held));
+            }
+            Err(e) => return Err(e),
+        }
+        self.restores
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Some(Fetched::Restored(value)))
+    }
+
+    /// How many resources [`Lifecycle::get_or_restore`] restored from snapshots.
+    #[cfg(feature = "snapshot")]
+    pub fn restores(&self) -> u64 {
+        self.restores.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Caps the bytes of one kind.

@@ -113,6 +113,16 @@ impl Reaper {
         self.snapshots.write().codecs.insert(kind, codec);
     }
 
+    /// The store snapshots are written to, if one is set.
+    pub fn snapshot_store(&self) -> Option<Arc<SnapshotStore>> {
+        self.snapshots.read().store.clone()
+    }
+
+    /// The codec `kind` is snapshotted with, if it is.
+    pub fn snapshot_codec(&self, kind: &ResourceKind) -> Option<Arc<dyn ErasedCodec>> {
+        self.snapshots.read().codecs.get(kind).cloned()
+    }
+
     /// Adds a guard consulted before every release (a lock manager, say).
     pub fn add_guard(&self, guard: Arc<dyn ReleaseGuard>) {
         self.guards.write().push(guard);

@@ -188,3 +188,66 @@ fn locked_resources_are_never_released() {
     drop((read, write));
     assert_eq!(lc.reaper().release("f1").bytes_freed, 2 * MIB);
 }
+
+#[test]
+fn released_frames_come_back_from_their_snapshots() {
+    use memwarden::Fetched;
+    use memwarden::snapshot::{PixelFormat, RenderFrame, SnapshotStore, StoreConfig};
+
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new();
+    let tracker = Arc::new(Tracker::with_clock(Arc::new(clock.clone())));
+    let lc = Lifecycle::new(Arc::clone(&tracker), ByteSize::kib(64));
+    let store = SnapshotStore::open(
+        StoreConfig {
+            memory_bytes: 0,
+            ..StoreConfig::new(dir.path())
+        },
+        Arc::new(clock.clone()),
+    );
+    lc.set_snapshot_store(Arc::new(store.unwrap()));
+    let frame = |i: u64| RenderFrame {
+        width: 64,
+        height: 64,
+        stride: 256,
+        format: PixelFormat::Gray8,
+        index: i,
+        pts_us: i as i64 * 40_000,
+        pixels: vec![i as u8; 4096],
+    };
+    let spec = |i: u64| ResourceSpec::new(format!("frame-{i}"), ResourceKind::RenderCache, 4096);
+    for i in 0..40 {
+        clock.advance(Duration::from_millis(10));
+        lc.make_room(&ResourceKind::RenderCache, 4096);
+        tracker.register(spec(i), frame(i)).unwrap();
+    }
+    assert!(
+        !tracker.contains("frame-0"),
+        "the budget forced early frames out"
+    );
+    let written = lc.reaper().stats().kinds[&ResourceKind::RenderCache].snapshots;
+    assert!(written > 0);
+    match lc.get_or_restore::<RenderFrame>(&spec(0)).unwrap() {
+        Some(Fetched::Restored(f)) => assert_eq!(*f, frame(0)),
+        other => panic!("expected a restore, got {other:?}"),
+    }
+    assert!(
+        tracker.contains("frame-0"),
+        "restored frames are tracked again"
+    );
+    assert!(matches!(
+        lc.get_or_restore::<RenderFrame>(&spec(0)).unwrap(),
+        Some(Fetched::Held(_))
+    ));
+    assert_eq!(lc.restores(), 1);
+    assert!(
+        tracker.totals().bytes <= 64 << 10,
+        "restoring made room first"
+    );
+    // Never snapshotted: the caller must load it.
+    assert!(
+        lc.get_or_restore::<RenderFrame>(&spec(999))
+            .unwrap()
+            .is_none()
+    );
+}
