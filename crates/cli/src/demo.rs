@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use memwarden::Lifecycle;
 use memwarden::core::{ByteSize, ManualClock, ResourceId, ResourceKind};
+use memwarden::snapshot::{PixelFormat, RenderFrame, SnapshotStore, StoreConfig};
 use memwarden::tracker::{ResourceSpec, Shrink, Tracker};
+use memwarden::{Fetched, Lifecycle};
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -58,7 +59,9 @@ const SWEEP_EVERY: u64 = 20;
 const ZIPF_EXPONENT: f64 = 1.0;
 
 const FRAMES: usize = 480;
-const FRAME_BYTES: usize = 1280 * 720 * 4;
+const FRAME_WIDTH: u32 = 1280;
+const FRAME_HEIGHT: u32 = 720;
+const FRAME_BYTES: usize = FRAME_WIDTH as usize * FRAME_HEIGHT as usize * 4;
 const CLIPS: usize = 48;
 const CLIP_BYTES: usize = 10 * 48_000 * 2 * 4;
 const TRACKS: usize = 6;
@@ -123,14 +126,17 @@ impl Shrink for SubtitleTrack {
 #[derive(Debug, Default, Clone, Copy, Serialize)]
 struct Access {
     hits: u64,
+    restores: u64,
     reloads: u64,
 }
 
 #[derive(Debug, Serialize)]
 struct KindReport {
     hits: u64,
+    restores: u64,
     reloads: u64,
     hit_ratio: f64,
+    snapshots_written: u64,
     releases: u64,
     partial_releases: u64,
     bytes_freed: u64,
@@ -164,7 +170,33 @@ struct Report {
     reloads: u64,
     hit_ratio: f64,
     bytes_freed: u64,
+    snapshots: SnapshotReport,
     rss: Option<rss::Rss>,
+}
+
+#[derive(Debug, Serialize)]
+struct SnapshotReport {
+    /// Where the session's snapshot store lived (removed at the end).
+    dir: String,
+    writes: u64,
+    write_failures: u64,
+    restores: u64,
+    files_on_disk: u64,
+    bytes_on_disk: u64,
+}
+
+/// The session's snapshot directory, removed when the session ends however it ends.
+struct ScratchDir(PathBuf);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            log::warn!(
+                "cannot remove the demo's snapshot directory {}: {e}",
+                self.0.display()
+            );
+        }
+    }
 }
 
 struct Session {
@@ -186,9 +218,16 @@ impl Session {
         spec: ResourceSpec,
         load: impl FnOnce(u8) -> T,
     ) -> anyhow::Result<Arc<T>> {
-        if let Some(value) = self.tracker().get::<T>(spec.id.as_str())? {
-            self.access.entry(spec.kind).or_default().hits += 1;
-            return Ok(value);
+        match self.lifecycle.get_or_restore::<T>(&spec)? {
+            Some(Fetched::Held(value)) => {
+                self.access.entry(spec.kind).or_default().hits += 1;
+                return Ok(value);
+            }
+            Some(Fetched::Restored(value)) => {
+                self.access.entry(spec.kind).or_default().restores += 1;
+                return Ok(value);
+            }
+            None => {}
         }
         self.access.entry(spec.kind.clone()).or_default().reloads += 1;
         self.lifecycle.make_room(&spec.kind, spec.bytes);
@@ -202,8 +241,16 @@ impl Session {
             ResourceKind::RenderCache,
             FRAME_BYTES as u64,
         );
-        let frame = self.access(spec, |fill| Payload::new(FRAME_BYTES, fill))?;
-        std::hint::black_box(frame.0[n % frame.0.len()]);
+        let frame = self.access(spec, |fill| RenderFrame {
+            width: FRAME_WIDTH,
+            height: FRAME_HEIGHT,
+            stride: FRAME_WIDTH * 4,
+            format: PixelFormat::Rgba8,
+            index: n as u64,
+            pts_us: n as i64 * 40_000,
+            pixels: vec![fill | 1; FRAME_BYTES],
+        })?;
+        std::hint::black_box(frame.pixels[n % frame.pixels.len()]);
         Ok(())
     }
 
@@ -320,7 +367,22 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let config = crate::load_config(args.config.as_ref())?;
     let clock = ManualClock::new();
     let tracker = Arc::new(Tracker::with_clock(Arc::new(clock.clone())));
-    let mut lifecycle = Lifecycle::from_config(tracker, &config);
+    let mut lifecycle = Lifecycle::from_config(Arc::clone(&tracker), &config);
+    // Render frames are snapshotted before release (the config's snapshot_on_release)
+    // into a store of the session's own, on disk only, so that the budget covers all
+    // the memory the session holds.
+    let scratch =
+        ScratchDir(std::env::temp_dir().join(format!("memwarden-demo-{}", std::process::id())));
+    let store_config = StoreConfig {
+        memory_bytes: 0,
+        disk_bytes: config.snapshot.max_bytes.as_u64(),
+        ..StoreConfig::new(&scratch.0)
+    };
+    let store = Arc::new(
+        SnapshotStore::open(store_config, Arc::clone(tracker.clock()))
+            .with_context(|| format!("opening the snapshot store in {}", scratch.0.display()))?,
+    );
+    lifecycle.set_snapshot_store(Arc::clone(&store));
     if let Some(budget) = args.budget {
         lifecycle.set_budget(budget);
     }
@@ -415,8 +477,10 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             kind.to_string(),
             KindReport {
                 hits: a.hits,
+                restores: a.restores,
                 reloads: a.reloads,
-                hit_ratio: ratio(a.hits, a.hits + a.reloads),
+                hit_ratio: ratio(a.hits, a.hits + a.restores + a.reloads),
+                snapshots_written: r.snapshots,
                 releases: r.releases,
                 partial_releases: r.partial_releases,
                 bytes_freed: r.bytes_freed,
@@ -425,10 +489,18 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             },
         );
     }
-    let (hits, reloads) = session
-        .access
-        .values()
-        .fold((0, 0), |(h, r), a| (h + a.hits, r + a.reloads));
+    let (hits, restores, reloads) = session.access.values().fold((0, 0, 0), |(h, s, r), a| {
+        (h + a.hits, s + a.restores, r + a.reloads)
+    });
+    let store_stats = store.stats();
+    let snapshots = SnapshotReport {
+        dir: scratch.0.display().to_string(),
+        writes: stats.total.snapshots,
+        write_failures: stats.total.snapshot_failures,
+        restores,
+        files_on_disk: store_stats.count,
+        bytes_on_disk: store_stats.disk_bytes,
+    };
     let report = Report {
         seed: args.seed,
         steps: args.steps,
@@ -439,11 +511,12 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         wall_seconds: started.elapsed().as_secs_f64(),
         tracked,
         kinds,
-        accesses: hits + reloads,
+        accesses: hits + restores + reloads,
         hits,
         reloads,
-        hit_ratio: ratio(hits, hits + reloads),
+        hit_ratio: ratio(hits, hits + restores + reloads),
         bytes_freed: stats.total.bytes_freed,
+        snapshots,
         rss: rss::read(),
     };
     match args.format {
@@ -496,34 +569,56 @@ fn render(r: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<20} {:>7} {:>8} {:>9} {:>9} {:>8} {:>12} {:>9}",
-        "kind", "hits", "reloads", "hit ratio", "releases", "partial", "freed", "failures"
+        "{:<20} {:>7} {:>8} {:>8} {:>9} {:>9} {:>8} {:>12} {:>10}",
+        "kind",
+        "hits",
+        "restores",
+        "reloads",
+        "hit ratio",
+        "releases",
+        "partial",
+        "freed",
+        "snapshots"
     );
     for (kind, k) in &r.kinds {
         let _ = writeln!(
             out,
-            "{:<20} {:>7} {:>8} {:>8.1}% {:>9} {:>8} {:>12} {:>9}",
+            "{:<20} {:>7} {:>8} {:>8} {:>8.1}% {:>9} {:>8} {:>12} {:>10}",
             kind,
             k.hits,
+            k.restores,
             k.reloads,
             k.hit_ratio * 100.0,
             k.releases,
             k.partial_releases,
             b(k.bytes_freed).to_string(),
-            k.handler_failures
+            k.snapshots_written
         );
     }
     let _ = writeln!(
         out,
-        "{:<20} {:>7} {:>8} {:>8.1}% {:>9} {:>8} {:>12}",
+        "{:<20} {:>7} {:>8} {:>8} {:>8.1}% {:>9} {:>8} {:>12} {:>10}",
         "all",
         r.hits,
+        r.snapshots.restores,
         r.reloads,
         r.hit_ratio * 100.0,
         r.kinds.values().map(|k| k.releases).sum::<u64>(),
         r.kinds.values().map(|k| k.partial_releases).sum::<u64>(),
-        b(r.bytes_freed).to_string()
+        b(r.bytes_freed).to_string(),
+        r.snapshots.writes
     );
+    let failures: u64 = r.kinds.values().map(|k| k.handler_failures).sum();
+    let _ = writeln!(
+        out,
+        "\nsnapshots: {} written ({} failed), {} restored instead of re-rendered; {} files, {} on disk at the end",
+        r.snapshots.writes,
+        r.snapshots.write_failures,
+        r.snapshots.restores,
+        r.snapshots.files_on_disk,
+        b(r.snapshots.bytes_on_disk)
+    );
+    let _ = writeln!(out, "release handler failures: {failures}");
     match r.rss {
         Some(rss) => {
             let _ = writeln!(

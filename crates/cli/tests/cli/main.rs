@@ -118,16 +118,31 @@ fn demo_holds_its_budget_and_reports_json() {
         "a 128 MiB budget forces releases"
     );
     let accesses = report["accesses"].as_u64().unwrap();
+    let restores = report["snapshots"]["restores"].as_u64().unwrap();
     assert_eq!(
-        report["hits"].as_u64().unwrap() + report["reloads"].as_u64().unwrap(),
+        report["hits"].as_u64().unwrap() + restores + report["reloads"].as_u64().unwrap(),
         accesses
     );
+    let count = |k: &serde_json::Value, field: &str| k[field].as_u64().unwrap();
     let per_kind: u64 = report["kinds"]
         .as_object()
         .unwrap()
         .values()
-        .map(|k| k["hits"].as_u64().unwrap() + k["reloads"].as_u64().unwrap())
+        .map(|k| count(k, "hits") + count(k, "restores") + count(k, "reloads"))
         .sum();
+    assert!(
+        report["snapshots"]["writes"].as_u64().unwrap() > 0,
+        "released frames are snapshotted"
+    );
+    assert!(
+        restores > 0,
+        "a re-visited frame comes back from its snapshot"
+    );
+    let dir = report["snapshots"]["dir"].as_str().unwrap();
+    assert!(
+        !std::path::Path::new(dir).exists(),
+        "the session's snapshot store is removed"
+    );
     assert_eq!(per_kind, accesses);
     if cfg!(target_os = "linux") {
         assert!(
