@@ -463,6 +463,8 @@ fn print_report(report: &ReleaseReport, events: &Events) {
                 format!("still needed by {}", ids.join(", "))
             }
             SkipReason::Gone => "not registered".to_owned(),
+            SkipReason::SnapshotFailed { error } => format!("snapshot failed: {error}"),
+            other => format!("{other:?}"),
         };
         println!("  skipped {}: {why}", s.id);
     }

@@ -28,6 +28,7 @@ pub struct Released {
 /// Why a planned victim was not released.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum SkipReason {
     /// It is pinned.
     Pinned,

@@ -371,7 +371,11 @@ impl Tracker {
 
     /// The value of `id` without counting an access (for snapshots and diagnostics).
     pub fn peek_any(&self, id: &str) -> Option<Arc<dyn Any + Send + Sync>> {
-        self.shard(id).map.read().get(id).map(|entry| Arc::clone(&entry.value))
+        self.shard(id)
+            .map
+            .read()
+            .get(id)
+            .map(|entry| Arc::clone(&entry.value))
     }
 
     /// Whether `id` is registered (not counted as an access).
