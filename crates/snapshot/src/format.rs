@@ -137,8 +137,10 @@ pub(crate) fn image_len(kind: &ResourceKind, id: &ResourceId, payload_len: usize
         .saturating_add(len_u64(payload_len))
 }
 
-/// The complete file image of a snapshot. `None` if the kind or id is longer than 4 GiB.
-pub(crate) fn encode(
+/// Everything in a snapshot file before the payload: the fixed header (with the
+/// checksum over all of the file) and the kind and id. The payload is not copied; the
+/// file is this prefix followed by `payload`. `None` if the kind or id is longer than 4 GiB.
+pub(crate) fn prefix(
     kind: &ResourceKind,
     id: &ResourceId,
     version: u32,
@@ -149,7 +151,7 @@ pub(crate) fn encode(
     let id = id.as_str().as_bytes();
     let kind_len = u32::try_from(kind.len()).ok()?;
     let id_len = u32::try_from(id.len()).ok()?;
-    let mut out = Vec::with_capacity(HEADER_LEN + kind.len() + id.len() + payload.len());
+    let mut out = Vec::with_capacity(HEADER_LEN + kind.len() + id.len());
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&version.to_le_bytes());
@@ -165,7 +167,6 @@ pub(crate) fn encode(
     out.extend_from_slice(&hasher.digest().to_le_bytes());
     out.extend_from_slice(kind);
     out.extend_from_slice(id);
-    out.extend_from_slice(payload);
     Some(out)
 }
 

@@ -398,7 +398,7 @@ impl SnapshotStore {
             state.next_sequence += 1;
             s
         };
-        let image = format::encode(kind, id, version, sequence, payload).ok_or_else(|| {
+        let prefix = format::prefix(kind, id, version, sequence, payload).ok_or_else(|| {
             SnapshotError::TooLarge {
                 id: id.clone(),
                 bytes,
@@ -406,12 +406,19 @@ impl SnapshotStore {
             }
         })?;
         let file = self.config.dir.join(format::file_name(id, sequence));
-        if let Err(e) = write_atomically(&self.config.dir, &file, &image, &self.config.fail_point) {
+        if let Err(e) = write_atomically(
+            &self.config.dir,
+            &file,
+            &[&prefix, payload],
+            &self.config.fail_point,
+        ) {
             log::warn!("snapshot of {id} ({kind}) not written: {e}");
             self.state.lock().stats.write_errors += 1;
             return Err(e);
         }
-        let image: Arc<[u8]> = image.into();
+        // The memory tier gets a copy of the file image only if it can hold it.
+        let image: Option<Arc<[u8]>> =
+            (bytes <= self.config.memory_bytes).then(|| [&prefix[..], payload].concat().into());
         let mut state = self.state.lock();
         if state.entries.get(id).is_some_and(|e| e.sequence > sequence) {
             // A concurrent put of the same id finished first with a newer sequence.
@@ -441,7 +448,9 @@ impl SnapshotStore {
             },
         );
         state.stats.writes += 1;
-        state.cache(id, image, self.config.memory_bytes);
+        if let Some(image) = image {
+            state.cache(id, image, self.config.memory_bytes);
+        }
         self.enforce_disk_limit(&mut state, Some(id));
         let tier = match state.entries.get(id) {
             Some(e) if e.image.is_some() => Tier::Memory,
@@ -651,8 +660,17 @@ impl SnapshotStore {
                     }
                     return match verified {
                         Ok(payload_len) => {
-                            let payload = image[image.len() - payload_len..].to_vec();
-                            state.cache(id, image.into(), self.config.memory_bytes);
+                            let start = image.len() - payload_len;
+                            let payload = if len_u64(image.len()) <= self.config.memory_bytes {
+                                let payload = image[start..].to_vec();
+                                state.cache(id, image.into(), self.config.memory_bytes);
+                                payload
+                            } else {
+                                // Too big to cache: strip the header in place, no second buffer.
+                                let mut image = image;
+                                image.drain(..start);
+                                image
+                            };
                             Some((version, payload, Tier::Disk))
                         }
                         Err(defect) => {
@@ -740,7 +758,7 @@ fn same_snapshot(state: &State, id: &ResourceId, sequence: u64) -> bool {
 fn write_atomically(
     dir: &Path,
     file: &Path,
-    image: &[u8],
+    parts: &[&[u8]],
     fail: &FailPoint,
 ) -> Result<(), SnapshotError> {
     let temp = file.with_extension(TEMP_EXT);
@@ -752,18 +770,24 @@ fn write_atomically(
             .open(&temp)
             .map_err(|e| SnapshotError::io("create", &temp, e))?;
         let write = match fail.write_limit() {
+            // An armed fault writes its first `limit` bytes, then fails as a full disk would.
             Some(limit) => {
-                let n = usize::try_from(limit)
-                    .unwrap_or(usize::MAX)
-                    .min(image.len());
-                out.write_all(&image[..n]).and_then(|()| {
-                    Err(io::Error::new(
-                        io::ErrorKind::StorageFull,
-                        "injected: no space left on device",
-                    ))
-                })
+                let mut left = usize::try_from(limit).unwrap_or(usize::MAX);
+                parts
+                    .iter()
+                    .try_for_each(|part| {
+                        let n = left.min(part.len());
+                        left -= n;
+                        out.write_all(&part[..n])
+                    })
+                    .and_then(|()| {
+                        Err(io::Error::new(
+                            io::ErrorKind::StorageFull,
+                            "injected: no space left on device",
+                        ))
+                    })
             }
-            None => out.write_all(image),
+            None => parts.iter().try_for_each(|part| out.write_all(part)),
         };
         write.map_err(|e| SnapshotError::io("write", &temp, e))?;
         fail.check(WriteFault::SyncFile)
