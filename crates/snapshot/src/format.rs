@@ -268,6 +268,54 @@ pub(crate) fn verify<'a>(image: &'a [u8], expected: &Expected<'_>) -> Result<&'a
     Ok(&image[names_end..])
 }
 
+/// Reads the snapshot at `path` straight into a buffer for its payload alone (no copy
+/// of the whole file), checking everything [`verify`] checks.
+pub(crate) fn read_payload(path: &Path, expected: &Expected<'_>) -> Result<Vec<u8>, Defect> {
+    let unreadable = |e: io::Error| Defect::Unreadable(e.to_string());
+    let mut file = File::open(path).map_err(unreadable)?;
+    let actual = file.metadata().map_err(unreadable)?.len();
+    let mut head = [0u8; HEADER_LEN];
+    if actual < len_u64(HEADER_LEN) {
+        return Err(Defect::Truncated {
+            expected: len_u64(HEADER_LEN),
+            actual,
+        });
+    }
+    file.read_exact(&mut head).map_err(unreadable)?;
+    let fixed = parse_fixed(&head, actual)?;
+    let names_len =
+        usize::try_from(fixed.kind_len + fixed.id_len).map_err(|_| Defect::BadName("id"))?;
+    let mut names_buf = vec![0u8; names_len];
+    file.read_exact(&mut names_buf).map_err(unreadable)?;
+    let payload_len = fixed.total - len_u64(HEADER_LEN) - len_u64(names_len);
+    let mut payload =
+        Vec::with_capacity(usize::try_from(payload_len).map_err(|_| Defect::BadName("id"))?);
+    file.take(payload_len)
+        .read_to_end(&mut payload)
+        .map_err(unreadable)?;
+    if len_u64(payload.len()) != payload_len {
+        // The file shrank while it was read.
+        return Err(Defect::Truncated {
+            expected: fixed.total,
+            actual: fixed.total - payload_len + len_u64(payload.len()),
+        });
+    }
+    let mut hasher = Xxh3::new();
+    hasher.update(&head[..CHECKED_HEADER]);
+    hasher.update(&names_buf);
+    hasher.update(&payload);
+    check_sum(fixed.checksum, hasher.digest())?;
+    let (kind, id) = names(&fixed, &names_buf)?;
+    Header {
+        version: fixed.version,
+        sequence: fixed.sequence,
+        kind,
+        id,
+    }
+    .check(expected)?;
+    Ok(payload)
+}
+
 /// Verifies a file on disk without holding it in memory; returns its header and length.
 pub(crate) fn verify_file(path: &Path) -> Result<(Header, u64), Defect> {
     let unreadable = |e: io::Error| Defect::Unreadable(e.to_string());

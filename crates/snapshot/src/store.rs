@@ -260,7 +260,8 @@ impl fmt::Debug for SnapshotStore {
 
 enum Source {
     Memory(Arc<[u8]>),
-    Disk(PathBuf),
+    /// The file, and whether the memory tier could hold it.
+    Disk(PathBuf, bool),
 }
 
 impl SnapshotStore {
@@ -619,7 +620,10 @@ impl SnapshotStore {
                     entry.sequence,
                     match &entry.image {
                         Some(image) => Source::Memory(Arc::clone(image)),
-                        None => Source::Disk(entry.file.clone()),
+                        None => Source::Disk(
+                            entry.file.clone(),
+                            entry.file_len <= self.config.memory_bytes,
+                        ),
                     },
                 );
                 state.touch(id);
@@ -641,7 +645,22 @@ impl SnapshotStore {
                         state.uncache(id);
                     }
                 },
-                Source::Disk(path) => {
+                Source::Disk(path, cacheable) if !cacheable => {
+                    // Too big for the memory tier: read the payload alone, nothing to copy.
+                    let read = format::read_payload(&path, &expected);
+                    let mut state = self.state.lock();
+                    if !same_snapshot(&state, id, sequence) {
+                        continue;
+                    }
+                    return match read {
+                        Ok(payload) => Some((version, payload, Tier::Disk)),
+                        Err(defect) => {
+                            self.condemn_entry(&mut state, id, &defect);
+                            None
+                        }
+                    };
+                }
+                Source::Disk(path, _) => {
                     let image = match fs::read(&path) {
                         Ok(image) => image,
                         Err(e) => {
@@ -660,17 +679,8 @@ impl SnapshotStore {
                     }
                     return match verified {
                         Ok(payload_len) => {
-                            let start = image.len() - payload_len;
-                            let payload = if len_u64(image.len()) <= self.config.memory_bytes {
-                                let payload = image[start..].to_vec();
-                                state.cache(id, image.into(), self.config.memory_bytes);
-                                payload
-                            } else {
-                                // Too big to cache: strip the header in place, no second buffer.
-                                let mut image = image;
-                                image.drain(..start);
-                                image
-                            };
+                            let payload = image[image.len() - payload_len..].to_vec();
+                            state.cache(id, image.into(), self.config.memory_bytes);
                             Some((version, payload, Tier::Disk))
                         }
                         Err(defect) => {

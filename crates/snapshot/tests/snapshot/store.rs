@@ -444,3 +444,43 @@ proptest! {
         prop_assert_eq!(store.stats().decode_errors, 1);
     }
 }
+
+#[test]
+fn damage_is_caught_on_both_read_paths() {
+    // Disk reads take one of two paths: a snapshot small enough for the memory tier is
+    // read whole and cached; a bigger one is read straight into its payload buffer.
+    for memory_bytes in [0, 1 << 20] {
+        let cases: [(&str, Damage); 3] = [
+            ("truncated payload", |b| b.truncate(b.len() - 1)),
+            ("flipped payload byte", |b| {
+                *b.last_mut().expect("bytes") ^= 1
+            }),
+            ("flipped checksum byte", |b| b[40] ^= 1),
+        ];
+        for (name, change) in cases {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let clock = ManualClock::new();
+            let config = || StoreConfig {
+                memory_bytes,
+                ..disk_only(dir.path())
+            };
+            let a = id("victim");
+            open(config(), &clock)
+                .put(&a, &RENDER, 1, &[7; 300])
+                .expect("put");
+            // Reopened, the file is indexed (it was sound) but not cached; then damaged.
+            let store = open(config(), &clock);
+            rewrite(&files(dir.path(), "snap")[0], change);
+            assert_eq!(
+                store.get(&a, &RENDER),
+                None,
+                "{name} (memory tier {memory_bytes})"
+            );
+            assert_eq!(
+                store.stats().quarantined,
+                1,
+                "{name} (memory tier {memory_bytes})"
+            );
+        }
+    }
+}
