@@ -453,7 +453,7 @@ fn damage_is_caught_on_both_read_paths() {
         let cases: [(&str, Damage); 3] = [
             ("truncated payload", |b| b.truncate(b.len() - 1)),
             ("flipped payload byte", |b| {
-                *b.last_mut().expect("bytes") ^= 1
+                *b.last_mut().expect("bytes") ^= 1;
             }),
             ("flipped checksum byte", |b| b[40] ^= 1),
         ];
