@@ -7,9 +7,13 @@
 //! |---|---|
 //! | `model_shards` | drop, then the device-cache-clear hook ([`Hooks::after_drop`]) |
 //! | `model_weights_cache` | the offload hook ([`Hooks::before_drop`]), then drop |
-//! | `render_cache` | the persist hook for frames ([`Hooks::before_drop`]), then drop |
+//! | `render_cache` | a snapshot to the [`SnapshotStore`](memwarden_snapshot::SnapshotStore) when one is set ([`Reaper::set_snapshot_codec`]), the persist hook ([`Hooks::before_drop`]) if set, then drop |
 //! | `temp_buffers` | immediate drop |
 //! | `audio_cache`, `subtitle_index` | incremental: the configured fraction via [`Shrink`](memwarden_tracker::Shrink), else drop |
+//!
+//! Any kind given a codec with [`Reaper::set_snapshot_codec`] is snapshotted before it is
+//! released in full; when the snapshot cannot be written the resource is kept and the
+//! victim reported as [`SkipReason::SnapshotFailed`].
 //!
 //! ```
 //! use memwarden_core::ResourceKind;
