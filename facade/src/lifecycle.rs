@@ -309,11 +309,9 @@ impl Lifecycle {
         if urgency == Urgency::Low {
             return report;
         }
-        let warning_line = (budget as f64 * self.thresholds.warning) as u64;
-        report.merge(self.run(Request::new(
-            urgency,
-            projected.saturating_sub(warning_line),
-        )));
+        let relief_line =
+            (budget as f64 * (self.thresholds.warning - RELIEF_MARGIN).max(0.0)) as u64;
+        report.merge(self.run(Request::new(urgency, projected.saturating_sub(relief_line))));
         let projected = self.tracker.totals().bytes + incoming;
         if projected > budget && urgency < Urgency::Critical {
             report.merge(self.run(Request::new(Urgency::Critical, projected - budget)));

@@ -251,3 +251,26 @@ fn released_frames_come_back_from_their_snapshots() {
             .is_none()
     );
 }
+
+#[test]
+fn relief_frees_below_the_warning_line_so_the_next_registrations_plan_nothing() {
+    let (lc, clock) = lifecycle(ByteSize::mib(100));
+    let mut releasing_calls = 0;
+    for i in 0..200u64 {
+        clock.advance(Duration::from_millis(10));
+        let report = lc.make_room(&ResourceKind::RenderCache, MIB);
+        releasing_calls += u64::from(report.bytes_freed > 0);
+        lc.tracker()
+            .register(
+                ResourceSpec::new(format!("f{i}"), ResourceKind::RenderCache, MIB),
+                (),
+            )
+            .unwrap();
+    }
+    // 75 MiB warning line, relief down to 70 MiB: one release round per ~5 registrations.
+    assert!(
+        releasing_calls <= 200 / 5,
+        "{releasing_calls} of 200 calls released something"
+    );
+    assert!(lc.tracker().totals().bytes <= 75 * MIB);
+}
