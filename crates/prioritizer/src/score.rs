@@ -32,9 +32,10 @@ pub enum Reason {
 }
 
 impl Reason {
-    /// Whether the resource is due regardless of any byte target.
+    /// Whether the resource goes regardless of any byte target: past its TTL or idle
+    /// limit, or superseded in its mutual-exclusion group.
     pub fn is_due(&self) -> bool {
-        matches!(self, Reason::Expired | Reason::IdlePastLimit)
+        matches!(self, Reason::Expired | Reason::IdlePastLimit | Reason::Superseded { .. })
     }
 }
 

@@ -239,3 +239,14 @@ fn every_victim_explains_itself_on_one_line() {
     );
     assert_eq!(text.lines().count(), 1 + p.victims.len());
 }
+
+#[test]
+fn superseded_members_are_due_even_without_a_target() {
+    let mut a = cand("det-s", ResourceKind::ModelShards, 64 * MIB, 8);
+    let mut b = cand("det-m", ResourceKind::ModelShards, 64 * MIB, 8);
+    a.group = Some("detector".into());
+    b.group = Some("detector".into());
+    b.last_access = Timestamp::ZERO + Duration::from_secs(5);
+    let p = plan(&set(10, vec![a, b]), &Policy::default(), &Request::new(Urgency::Low, 0));
+    assert_eq!(ids(&p), ["det-s"], "a sweep releases what is superseded");
+}
