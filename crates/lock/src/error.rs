@@ -86,6 +86,14 @@ pub enum LockError {
         /// Which duration.
         what: &'static str,
     },
+    /// A configured duration was beyond its limit.
+    #[error("{what} must be at most {limit:?}")]
+    TooLong {
+        /// Which duration.
+        what: &'static str,
+        /// The limit.
+        limit: Duration,
+    },
     /// An acquire timeout was longer than the lease, so the lock could expire before use.
     #[error("a timeout of {timeout:?} on {name:?} is longer than the lease of {lease:?}")]
     TimeoutExceedsLease {

@@ -68,7 +68,10 @@ fn check(lock: &NameLock, timeout: Duration) -> Result<(), LockError> {
 }
 
 mod sealed {
-    pub trait Sealed {}
+    /// Seals [`Held`](super::Held); also names the lock a guard belongs to, as an address.
+    pub trait Sealed {
+        fn lock_id(&self) -> *const ();
+    }
 }
 
 /// What both guards share: a name, a fencing token, and a validity check.
@@ -211,7 +214,11 @@ impl WriteGuard {
 
 macro_rules! guard_common {
     ($guard:ident, $mode:expr) => {
-        impl sealed::Sealed for $guard {}
+        impl sealed::Sealed for $guard {
+            fn lock_id(&self) -> *const () {
+                Arc::as_ptr(&self.lock).cast()
+            }
+        }
 
         impl Held for $guard {
             fn name(&self) -> &str {
@@ -256,61 +263,64 @@ guard_common!(WriteGuard, Mode::Write);
 
 /// Data guarded by a lock name and reached only through a guard whose token validates.
 ///
-/// The check happens on entry to [`Fenced::with`] / [`Fenced::with_mut`]; the data itself
-/// sits behind an internal read-write lock, so even a stale holder that entered just
-/// before its lease expired can never alias a newer writer: the newer writer's access
-/// waits for the stale one to leave. Data is never aliased; a stale holder gets
-/// [`LockError::LeaseExpired`] on its next access.
+/// The data sits behind an internal read-write lock. [`Fenced::with`] and
+/// [`Fenced::with_mut`] first take that lock, then check that the guard belongs to this
+/// very lock (same manager, same name) and that its token still validates, and only then
+/// run the closure. A holder whose lease expired, even one that was already waiting for
+/// the data, gets [`LockError::LeaseExpired`] and never touches the data; a holder admitted
+/// while valid finishes before any newer holder gets in. Data is never aliased.
 pub struct Fenced<T> {
-    name: Arc<str>,
+    lock: Arc<NameLock>,
     data: parking_lot::RwLock<T>,
 }
 
 impl<T> fmt::Debug for Fenced<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Fenced")
-            .field("name", &self.name)
+            .field("name", &self.lock.name)
             .finish_non_exhaustive()
     }
 }
 
 impl<T> Fenced<T> {
-    pub(crate) fn new(name: Arc<str>, value: T) -> Self {
+    pub(crate) fn new(lock: Arc<NameLock>, value: T) -> Self {
         Fenced {
-            name,
+            lock,
             data: parking_lot::RwLock::new(value),
         }
     }
 
     /// The lock name guarding the data.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.lock.name
     }
 
     fn admit(&self, guard: &impl Held) -> Result<(), LockError> {
-        if guard.name() != &*self.name {
+        if guard.lock_id() != Arc::as_ptr(&self.lock).cast() {
             return Err(LockError::WrongName {
-                fenced: self.name.to_string(),
+                fenced: self.lock.name.to_string(),
                 guard: guard.name().to_owned(),
             });
         }
         guard.check()
     }
 
-    /// Reads the data under a valid read or write guard for its name.
+    /// Reads the data under a valid read or write guard of its lock.
     pub fn with<R>(&self, guard: &impl Held, f: impl FnOnce(&T) -> R) -> Result<R, LockError> {
+        let data = self.data.read_recursive();
         self.admit(guard)?;
-        Ok(f(&self.data.read_recursive()))
+        Ok(f(&data))
     }
 
-    /// Changes the data under a valid write guard for its name.
+    /// Changes the data under a valid write guard of its lock.
     pub fn with_mut<R>(
         &self,
         guard: &WriteGuard,
         f: impl FnOnce(&mut T) -> R,
     ) -> Result<R, LockError> {
+        let mut data = self.data.write();
         self.admit(guard)?;
-        Ok(f(&mut self.data.write()))
+        Ok(f(&mut data))
     }
 
     /// The data, once no guard can reach it any more.

@@ -71,7 +71,8 @@ use std::fmt;
 pub use error::{CycleStep, LockError};
 pub use guard::{Fenced, Held, LockHandle, ReadGuard, UpgradeFailed, WriteGuard};
 pub use manager::{
-    HolderInfo, LockConfig, LockCounters, LockInfo, LockManager, LockSnapshot, WaiterInfo,
+    HolderInfo, LockConfig, LockCounters, LockInfo, LockManager, LockSnapshot, MAX_CHECK_DELAY,
+    WaiterInfo,
 };
 pub use name_lock::WaitKind;
 

@@ -14,6 +14,9 @@ use crate::name_lock::{NameCounters, NameLock, WaitKind};
 use crate::registry::Registry;
 use crate::{Fenced, LockError, LockHandle, Mode, ReadGuard, WriteGuard, owner};
 
+/// The longest deadlock check delay accepted (a day): longer is a configuration mistake.
+pub const MAX_CHECK_DELAY: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// How a [`LockManager`] behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockConfig {
@@ -198,6 +201,12 @@ impl LockManager {
                 what: "the deadlock check delay",
             });
         }
+        if config.check_delay > MAX_CHECK_DELAY {
+            return Err(LockError::TooLong {
+                what: "the deadlock check delay",
+                limit: MAX_CHECK_DELAY,
+            });
+        }
         if config.monitor_interval == Some(Duration::ZERO) {
             return Err(LockError::ZeroDuration {
                 what: "the monitor interval",
@@ -319,7 +328,7 @@ impl LockManager {
 
     /// A value reachable only through a valid guard on `name` (see [`Fenced`]).
     pub fn fenced<T>(&self, name: &str, value: T) -> Result<Fenced<T>, LockError> {
-        Ok(Fenced::new(Arc::clone(&self.lock_for(name)?.name), value))
+        Ok(Fenced::new(self.lock_for(name)?, value))
     }
 
     /// Counters over every name.

@@ -332,7 +332,8 @@ impl NameLock {
             });
         }
         st.counters.contended += 1;
-        let deadline = timeout.map(|t| started + t);
+        // A deadline beyond what Instant can hold is no deadline.
+        let deadline = timeout.and_then(|t| started.checked_add(t));
         let seq = self
             .registry
             .begin_wait(owner, Arc::clone(self), kind, started);
@@ -347,7 +348,7 @@ impl NameLock {
             t
         });
         let check_delay = self.registry.check_delay;
-        let mut next_check = started + check_delay;
+        let mut next_check = started.checked_add(check_delay).unwrap_or(started);
         let result = loop {
             if upgrading.is_some_and(|token| !st.holds.iter().any(|h| h.token == token)) {
                 break Err(self.expired(upgrading.unwrap_or_default()));
@@ -370,7 +371,8 @@ impl NameLock {
                     st.counters.deadlocks += 1;
                     break Err(LockError::Deadlock { cycle });
                 }
-                next_check = Instant::now() + check_delay;
+                let now = Instant::now();
+                next_check = now.checked_add(check_delay).unwrap_or(now);
                 continue;
             }
             let wake = deadline.map_or(next_check, |d| d.min(next_check));

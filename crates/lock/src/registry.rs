@@ -172,9 +172,12 @@ impl Registry {
             if r.kind == WaitKind::Read {
                 // Writer preference: a reader also waits for the writers queued on its name.
                 for w in &records {
+                    // In fair mode only writers queued ahead (earlier waits) hold a reader back.
+                    let ahead = !self.fair || w.seq < r.seq;
                     if Arc::ptr_eq(&w.lock, &r.lock)
                         && w.kind != WaitKind::Read
                         && w.owner.id != r.owner.id
+                        && ahead
                     {
                         out.push((w.owner.id, Because::WaitsAhead(w.seq)));
                     }

@@ -333,3 +333,90 @@ fn resource_ids_name_locks_and_snapshots_serialise() {
     assert_eq!(json["locks"][0]["holders"][0]["mode"], "read");
     assert_eq!(json["counters"]["grants"], 1);
 }
+
+#[test]
+fn fenced_data_checks_the_lock_not_just_the_name() {
+    let a = manager();
+    let b = manager();
+    let data = a.fenced("x", 0).unwrap();
+    let foreign = b.write("x").unwrap();
+    assert!(matches!(
+        data.with(&foreign, |v| *v),
+        Err(LockError::WrongName { .. })
+    ));
+    let own = a.write("x").unwrap();
+    data.with_mut(&own, |v| *v += 1).unwrap();
+}
+
+#[test]
+fn a_writer_that_expired_while_waiting_for_the_data_never_writes() {
+    let clock = ManualClock::new();
+    let config = LockConfig {
+        lease: Some(Duration::from_secs(30)),
+        ..LockConfig::default()
+    };
+    let m = LockManager::with_clock(config, Arc::new(clock.clone())).unwrap();
+    let data = m.fenced("x", Vec::<&str>::new()).unwrap();
+    let (m, data, clock) = (&m, &data, &clock);
+    thread::scope(|s| {
+        let (inside_tx, inside_rx) = mpsc::channel();
+        let (leave_tx, leave_rx) = mpsc::channel::<()>();
+        // R reads and stays inside the data.
+        let reader = s.spawn(move || {
+            let r = m.read("x").unwrap();
+            data.with(&r, |_| {
+                inside_tx.send(()).unwrap();
+                leave_rx.recv().unwrap();
+            })
+            .unwrap();
+        });
+        inside_rx.recv().unwrap();
+        // R's lease runs out; writer A is granted and queues for the data behind R.
+        clock.advance(Duration::from_secs(31));
+        assert_eq!(m.expire_overdue(), 1);
+        let (granted_tx, granted_rx) = mpsc::channel();
+        let writer = s.spawn(move || {
+            let w = m.write("x").unwrap();
+            granted_tx.send(()).unwrap();
+            data.with_mut(&w, |d| d.push("A"))
+        });
+        granted_rx.recv().unwrap();
+        // A's lease runs out too before it reaches the data.
+        clock.advance(Duration::from_secs(31));
+        assert_eq!(m.expire_overdue(), 1);
+        leave_tx.send(()).unwrap();
+        reader.join().unwrap();
+        assert!(matches!(
+            writer.join().unwrap(),
+            Err(LockError::LeaseExpired { .. })
+        ));
+    });
+    let w = m.write("x").unwrap();
+    assert!(
+        data.with(&w, |d| d.is_empty()).unwrap(),
+        "the stale write never landed"
+    );
+}
+
+#[test]
+fn huge_durations_are_errors_or_no_deadline_never_panics() {
+    let config = LockConfig {
+        check_delay: Duration::MAX,
+        ..LockConfig::without_leases()
+    };
+    assert!(matches!(
+        LockManager::with_config(config),
+        Err(LockError::TooLong { .. })
+    ));
+    let m = manager();
+    let held = m.write("x").unwrap();
+    let timed = thread::scope(|s| {
+        s.spawn(|| m.try_read_for("x", Duration::from_millis(20)).err())
+            .join()
+            .unwrap()
+    });
+    assert!(matches!(timed, Some(LockError::Timeout { .. })));
+    drop(held);
+    // Without leases a timeout of Duration::MAX is accepted and means "no deadline".
+    assert!(m.try_read_for("x", Duration::MAX).is_ok());
+}
