@@ -393,7 +393,7 @@ fn a_writer_that_expired_while_waiting_for_the_data_never_writes() {
     });
     let w = m.write("x").unwrap();
     assert!(
-        data.with(&w, |d| d.is_empty()).unwrap(),
+        data.with(&w, Vec::is_empty).unwrap(),
         "the stale write never landed"
     );
 }
