@@ -35,7 +35,10 @@ impl Reason {
     /// Whether the resource goes regardless of any byte target: past its TTL or idle
     /// limit, or superseded in its mutual-exclusion group.
     pub fn is_due(&self) -> bool {
-        matches!(self, Reason::Expired | Reason::IdlePastLimit | Reason::Superseded { .. })
+        matches!(
+            self,
+            Reason::Expired | Reason::IdlePastLimit | Reason::Superseded { .. }
+        )
     }
 }
 

@@ -132,9 +132,15 @@ impl Reaper {
     /// resources of incremental kinds are released in part.
     pub fn execute(&self, plan: &ReleasePlan) -> ReleaseReport {
         let mut report = ReleaseReport::default();
-        let allow_partial = plan.urgency < Urgency::Critical;
+        let critical = plan.urgency == Urgency::Critical;
         for victim in &plan.victims {
-            self.release_one(&victim.id, Some(&victim.kind), allow_partial, &mut report);
+            self.release_one(
+                &victim.id,
+                Some(&victim.kind),
+                !critical,
+                critical,
+                &mut report,
+            );
         }
         if !report.released.is_empty() || !report.skipped.is_empty() {
             log::debug!(
@@ -157,7 +163,7 @@ impl Reaper {
     pub fn release_batch<'a>(&self, ids: impl IntoIterator<Item = &'a str>) -> ReleaseReport {
         let mut report = ReleaseReport::default();
         for id in ids {
-            self.release_one(&ResourceId::from(id), None, false, &mut report);
+            self.release_one(&ResourceId::from(id), None, false, false, &mut report);
         }
         report
     }
@@ -203,24 +209,40 @@ impl Reaper {
         id: &ResourceId,
         kind: Option<&ResourceKind>,
         allow_partial: bool,
+        critical: bool,
         report: &mut ReleaseReport,
     ) {
         let start = Instant::now();
-        let holder = self
-            .guards
-            .read()
-            .iter()
-            .find_map(|guard| guard.protects(id));
-        if let Some(holder) = holder {
+        if let Some(holder) = self.protected(id) {
             return self.skip(id, kind, SkipReason::Locked { holder }, report);
+        }
+        // A plan names a resource by id; if the id now holds another kind (released and
+        // registered again meanwhile), it is not the planned victim.
+        if let Some(planned) = kind {
+            if self
+                .tracker
+                .info(id.as_str())
+                .is_some_and(|c| c.kind != *planned)
+            {
+                return self.skip(id, kind, SkipReason::Gone, report);
+            }
         }
         if allow_partial && self.try_partial(id, kind, start, report) {
             return;
         }
         let snapshot = match self.snapshot(id, kind) {
             Ok(snapshot) => snapshot,
+            // Above the budget the memory matters more than the snapshot.
+            Err(SkipReason::SnapshotFailed { error }) if critical => {
+                log::warn!("releasing {id} without a snapshot at critical urgency: {error}");
+                None
+            }
             Err(reason) => return self.skip(id, kind, reason, report),
         };
+        // The snapshot took time (an fsync); a lock may have been taken meanwhile.
+        if let Some(holder) = self.protected(id) {
+            return self.skip(id, kind, SkipReason::Locked { holder }, report);
+        }
         let detached = match self.tracker.detach(id.as_str()) {
             Ok(detached) => detached,
             Err(TrackerError::Pinned { .. }) => {
@@ -288,18 +310,23 @@ impl Reaper {
         let Some(codec) = snapshots.codecs.get(&info.kind) else {
             return Ok(None);
         };
+        let failed = |error: String| {
+            log::warn!("the snapshot of {id} ({}) failed: {error}", info.kind);
+            self.record(&info.kind, |s| s.snapshot_failures += 1);
+            SkipReason::SnapshotFailed { error }
+        };
+        // Do not encode what the store would refuse anyway.
+        if info.bytes > store.config().disk_bytes {
+            return Err(failed(format!(
+                "{} bytes do not fit in the snapshot store's {} byte limit",
+                info.bytes,
+                store.config().disk_bytes
+            )));
+        }
         let Some(value) = self.tracker.peek_any(id.as_str()) else {
             return Ok(None);
         };
         let mut payload = Vec::new();
-        let failed = |error: String| {
-            log::warn!(
-                "not releasing {id} ({}): its snapshot failed: {error}",
-                info.kind
-            );
-            self.record(&info.kind, |s| s.snapshot_failures += 1);
-            SkipReason::SnapshotFailed { error }
-        };
         match codec.encode_any(&*value, &mut payload) {
             None => {
                 log::debug!(
@@ -315,6 +342,13 @@ impl Reaper {
                 Err(e) => Err(failed(e.to_string())),
             },
         }
+    }
+
+    fn protected(&self, id: &ResourceId) -> Option<String> {
+        self.guards
+            .read()
+            .iter()
+            .find_map(|guard| guard.protects(id))
     }
 
     /// Releases part of a shrinkable resource of an incremental kind; `false` if that does
@@ -356,12 +390,7 @@ impl Reaper {
                 return false;
             }
         };
-        if freed == 0
-            || self
-                .tracker
-                .set_bytes(id.as_str(), info.bytes - freed)
-                .is_err()
-        {
+        if freed == 0 || self.tracker.release_bytes(id.as_str(), freed).is_err() {
             return false;
         }
         let elapsed = start.elapsed();

@@ -83,10 +83,12 @@ struct Books {
 }
 
 impl Books {
-    fn add(&mut self, kind: &ResourceKind, count: i64, bytes: i64) {
+    /// Moves the totals of `kind` and the grand total by `count` resources, `added` bytes
+    /// in and `removed` bytes out (unsigned both ways: sizes use all 64 bits).
+    fn add(&mut self, kind: &ResourceKind, count: i64, added: u64, removed: u64) {
         for totals in [self.kinds.entry(kind.clone()).or_default(), &mut self.total] {
             totals.count = totals.count.saturating_add_signed(count);
-            totals.bytes = totals.bytes.saturating_add_signed(bytes);
+            totals.bytes = totals.bytes.saturating_add(added).saturating_sub(removed);
         }
     }
 }
@@ -296,7 +298,7 @@ impl Tracker {
                 .or_default()
                 .push(spec.id.clone());
         }
-        books.add(&spec.kind, 1, spec.bytes as i64);
+        books.add(&spec.kind, 1, spec.bytes, 0);
         books.registered += 1;
         let entry = Entry {
             kind: spec.kind,
@@ -408,8 +410,22 @@ impl Tracker {
             .get_mut(id)
             .ok_or_else(|| TrackerError::NotFound { id: id.into() })?;
         let old = std::mem::replace(&mut entry.bytes, bytes);
-        books.add(&entry.kind, 0, bytes as i64 - old as i64);
+        books.add(&entry.kind, 0, bytes, old);
         Ok(old)
+    }
+
+    /// Lowers the bytes `id` is accounted at by `freed` (saturating at zero), as one step
+    /// under the lock, so that concurrent partial releases add up; returns the new size.
+    pub fn release_bytes(&self, id: &str, freed: u64) -> Result<u64, TrackerError> {
+        let mut books = self.books.lock();
+        let mut map = self.shard(id).map.write();
+        let entry = map
+            .get_mut(id)
+            .ok_or_else(|| TrackerError::NotFound { id: id.into() })?;
+        let freed = freed.min(entry.bytes);
+        entry.bytes -= freed;
+        books.add(&entry.kind, 0, 0, freed);
+        Ok(entry.bytes)
     }
 
     /// The partial-release capability of `id`, if it was registered with one.
@@ -446,7 +462,7 @@ impl Tracker {
                 list.retain(|d| *d != id);
             }
         }
-        books.add(&entry.kind, -1, -(entry.bytes as i64));
+        books.add(&entry.kind, -1, 0, entry.bytes);
         books.detached += 1;
         Ok(Detached {
             id,

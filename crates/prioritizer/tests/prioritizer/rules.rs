@@ -247,6 +247,10 @@ fn superseded_members_are_due_even_without_a_target() {
     a.group = Some("detector".into());
     b.group = Some("detector".into());
     b.last_access = Timestamp::ZERO + Duration::from_secs(5);
-    let p = plan(&set(10, vec![a, b]), &Policy::default(), &Request::new(Urgency::Low, 0));
+    let p = plan(
+        &set(10, vec![a, b]),
+        &Policy::default(),
+        &Request::new(Urgency::Low, 0),
+    );
     assert_eq!(ids(&p), ["det-s"], "a sweep releases what is superseded");
 }

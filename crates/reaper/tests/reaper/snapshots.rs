@@ -100,3 +100,63 @@ fn a_failed_snapshot_keeps_the_resource() {
     assert_eq!(reaper.release("frame-2").bytes_freed, 64);
     assert!(store.contains(&ResourceId::from("frame-2")));
 }
+
+#[test]
+fn at_critical_urgency_a_failed_snapshot_does_not_keep_the_memory() {
+    use memwarden_prioritizer::{Policy, Request, Urgency, plan};
+
+    let fail_point = FailPoint::new();
+    let (_dir, tracker, reaper, _store) = setup(fail_point.clone());
+    tracker
+        .register(
+            ResourceSpec::new("frame-3", ResourceKind::RenderCache, 64),
+            frame(3),
+        )
+        .unwrap();
+    fail_point.arm(WriteFault::SyncFile);
+    let high = plan(
+        &tracker.candidates(),
+        &Policy::default(),
+        &Request::new(Urgency::High, 64),
+    );
+    assert_eq!(
+        reaper.execute(&high).bytes_freed,
+        0,
+        "below critical the snapshot comes first"
+    );
+    let critical = plan(
+        &tracker.candidates(),
+        &Policy::default(),
+        &Request::new(Urgency::Critical, 64),
+    );
+    let report = reaper.execute(&critical);
+    assert_eq!(report.bytes_freed, 64);
+    assert_eq!(report.released[0].snapshot_bytes, None);
+    assert_eq!(
+        reaper.stats().kinds[&ResourceKind::RenderCache].snapshot_failures,
+        2
+    );
+}
+
+#[test]
+fn a_victim_whose_id_now_holds_another_kind_is_not_released() {
+    use memwarden_prioritizer::{Policy, Request, Urgency, plan};
+    use memwarden_reaper::SkipReason;
+
+    let (_dir, tracker, reaper, _store) = setup(FailPoint::new());
+    tracker
+        .register(ResourceSpec::new("x", ResourceKind::TempBuffers, 8), ())
+        .unwrap();
+    let p = plan(
+        &tracker.candidates(),
+        &Policy::default(),
+        &Request::new(Urgency::Critical, 8),
+    );
+    reaper.release("x");
+    tracker
+        .register(ResourceSpec::new("x", ResourceKind::ModelShards, 8), ())
+        .unwrap();
+    let report = reaper.execute(&p);
+    assert_eq!(report.skipped[0].reason, SkipReason::Gone);
+    assert!(tracker.contains("x"));
+}
