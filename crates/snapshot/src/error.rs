@@ -62,6 +62,19 @@ pub enum SnapshotError {
         /// The file's length.
         actual: u64,
     },
+    /// A weights file was replaced since its snapshot (its length or modification time
+    /// differs), so the snapshot no longer describes it.
+    #[error("the weights file {path:?} changed since it was snapshotted")]
+    WeightsChanged {
+        /// The file.
+        path: std::path::PathBuf,
+    },
+    /// Another store already uses the directory.
+    #[error("the snapshot directory {dir:?} is in use by another store")]
+    InUse {
+        /// The directory.
+        dir: std::path::PathBuf,
+    },
     /// The store's configuration cannot work.
     #[error("invalid snapshot store configuration: {reason}")]
     Config {

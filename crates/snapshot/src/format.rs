@@ -56,6 +56,9 @@ pub(crate) enum Defect {
         found: String,
     },
     Unreadable(String),
+    /// Reading failed for a reason that says nothing about the file (out of file
+    /// descriptors or memory, an I/O error): a miss, but the snapshot is kept.
+    Transient(String),
 }
 
 impl fmt::Display for Defect {
@@ -82,6 +85,7 @@ impl fmt::Display for Defect {
                 found,
             } => write!(f, "{field} is {found}, expected {expected}"),
             Defect::Unreadable(e) => write!(f, "unreadable: {e}"),
+            Defect::Transient(e) => write!(f, "not read this time: {e}"),
         }
     }
 }
@@ -268,10 +272,19 @@ pub(crate) fn verify<'a>(image: &'a [u8], expected: &Expected<'_>) -> Result<&'a
     Ok(&image[names_end..])
 }
 
+/// A missing file is a defect of the snapshot; any other read error is transient.
+pub(crate) fn read_error(e: io::Error) -> Defect {
+    if e.kind() == io::ErrorKind::NotFound {
+        Defect::Unreadable(e.to_string())
+    } else {
+        Defect::Transient(e.to_string())
+    }
+}
+
 /// Reads the snapshot at `path` straight into a buffer for its payload alone (no copy
 /// of the whole file), checking everything [`verify`] checks.
 pub(crate) fn read_payload(path: &Path, expected: &Expected<'_>) -> Result<Vec<u8>, Defect> {
-    let unreadable = |e: io::Error| Defect::Unreadable(e.to_string());
+    let unreadable = read_error;
     let mut file = File::open(path).map_err(unreadable)?;
     let actual = file.metadata().map_err(unreadable)?.len();
     let mut head = [0u8; HEADER_LEN];

@@ -77,6 +77,6 @@ pub use codecs::{AudioClip, PixelFormat, RenderFrame, SubtitleEntry, SubtitleInd
 pub use error::SnapshotError;
 pub use failpoint::{FailPoint, WriteFault};
 pub use store::{
-    GcReport, QUARANTINE_DIR, SnapshotInfo, SnapshotStore, StoreConfig, StoreStats, Tier,
+    GcReport, LOCK_FILE, QUARANTINE_DIR, SnapshotInfo, SnapshotStore, StoreConfig, StoreStats, Tier,
 };
 pub use weights::MappedWeights;

@@ -21,6 +21,12 @@ use crate::{Snapshot, SnapshotError};
 /// Name of the subdirectory bad files are moved to.
 pub const QUARANTINE_DIR: &str = "quarantine";
 
+/// How often `open` retries a busy directory lock, 5 ms apart.
+const LOCK_ATTEMPTS: u32 = 40;
+
+/// The file a store locks to keep a second store out of its directory.
+pub const LOCK_FILE: &str = ".lock";
+
 /// Where a snapshot store keeps its files and how much it may hold.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -247,6 +253,8 @@ pub struct SnapshotStore {
     config: StoreConfig,
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
+    /// `<dir>/.lock`, exclusively locked for the store's lifetime: one store per directory.
+    _dir_lock: File,
 }
 
 impl fmt::Debug for SnapshotStore {
@@ -279,10 +287,36 @@ impl SnapshotStore {
         }
         let dir = &config.dir;
         fs::create_dir_all(dir).map_err(|e| SnapshotError::io("create", dir, e))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let dir_lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| SnapshotError::io("create", &lock_path, e))?;
+        // A lock just released can stay held for a moment by a child process forked (and
+        // not yet exec'ed) while it was held, so a busy lock is retried briefly.
+        let mut attempts = 0;
+        loop {
+            match dir_lock.try_lock() {
+                Ok(()) => break,
+                Err(fs::TryLockError::WouldBlock) if attempts < LOCK_ATTEMPTS => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(SnapshotError::InUse { dir: dir.clone() });
+                }
+                Err(fs::TryLockError::Error(e)) => {
+                    return Err(SnapshotError::io("lock", &lock_path, e));
+                }
+            }
+        }
         let store = SnapshotStore {
             clock,
             state: Mutex::new(State::default()),
             config,
+            _dir_lock: dir_lock,
         };
         store.recover()?;
         Ok(store)
@@ -310,7 +344,8 @@ impl SnapshotStore {
                 }
                 Some(SNAPSHOT_EXT) => match format::verify_file(&path) {
                     Ok((header, len)) => {
-                        state.next_sequence = state.next_sequence.max(header.sequence + 1);
+                        state.next_sequence =
+                            state.next_sequence.max(header.sequence.saturating_add(1));
                         let superseded = match newest.entry(header.id.clone()) {
                             MapEntry::Vacant(slot) => {
                                 slot.insert((header, len, path));
@@ -556,6 +591,8 @@ impl SnapshotStore {
         match state.take(id) {
             Some(entry) => {
                 remove_quietly(&entry.file);
+                // Durable, so that a removed snapshot cannot come back after a crash.
+                sync_dir_quietly(&self.config.dir);
                 true
             }
             None => false,
@@ -578,6 +615,9 @@ impl SnapshotStore {
         }
         state.shrink_memory(self.config.memory_bytes);
         self.enforce_disk_limit(&mut state, None);
+        if state.stats.disk_bytes != before.disk_bytes {
+            sync_dir_quietly(&self.config.dir);
+        }
         GcReport {
             expired: state.stats.expired - before.expired,
             evicted: state.stats.evictions - before.evictions,
@@ -654,6 +694,10 @@ impl SnapshotStore {
                     }
                     return match read {
                         Ok(payload) => Some((version, payload, Tier::Disk)),
+                        Err(Defect::Transient(e)) => {
+                            log::warn!("snapshot of {id} not read this time, kept: {e}");
+                            None
+                        }
                         Err(defect) => {
                             self.condemn_entry(&mut state, id, &defect);
                             None
@@ -668,7 +712,12 @@ impl SnapshotStore {
                             if !same_snapshot(&state, id, sequence) {
                                 continue;
                             }
-                            self.condemn_entry(&mut state, id, &Defect::Unreadable(e.to_string()));
+                            match format::read_error(e) {
+                                Defect::Transient(e) => {
+                                    log::warn!("snapshot of {id} not read this time, kept: {e}");
+                                }
+                                defect => self.condemn_entry(&mut state, id, &defect),
+                            }
                             return None;
                         }
                     };
@@ -830,6 +879,12 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
         // as durable as the platform makes it.
         let _ = dir;
         Ok(())
+    }
+}
+
+fn sync_dir_quietly(dir: &Path) {
+    if let Err(e) = sync_dir(dir) {
+        log::warn!("cannot sync snapshot directory {dir:?}: {e}");
     }
 }
 

@@ -11,8 +11,10 @@ use crate::{Snapshot, SnapshotError};
 
 /// Model weights that already live on disk: a file, an offset and a length, mapped read-only.
 ///
-/// Its snapshot is only the reference (path, offset, length), never a copy of the bytes:
-/// restoring maps the file again and checks that it is still long enough. The weights
+/// Its snapshot is only the reference (path, offset, length, and the file's length and
+/// modification time when it was mapped), never a copy of the bytes: restoring maps the
+/// file again and refuses it if it is shorter or if its length or modification time
+/// changed (the file was replaced), so a restore never hands out other weights. The weights
 /// file must not be truncated or rewritten in place while a mapping of it is alive (the
 /// same contract as every memory-mapped model loader); replace it by renaming a new file
 /// over it instead.
@@ -23,6 +25,11 @@ pub struct MappedWeights {
     pub offset: u64,
     /// The range's length in bytes.
     pub len: u64,
+    /// The whole file's length when it was mapped.
+    file_len: u64,
+    /// The file's modification time when it was mapped, in nanoseconds since the Unix
+    /// epoch (0 where the platform does not say).
+    modified_ns: u64,
     map: Option<Mmap>,
 }
 
@@ -33,10 +40,16 @@ impl MappedWeights {
     pub fn open(path: impl Into<PathBuf>, offset: u64, len: u64) -> Result<Self, SnapshotError> {
         let path = path.into();
         let file = File::open(&path).map_err(|e| SnapshotError::io("open", &path, e))?;
-        let actual = file
+        let metadata = file
             .metadata()
-            .map_err(|e| SnapshotError::io("stat", &path, e))?
-            .len();
+            .map_err(|e| SnapshotError::io("stat", &path, e))?;
+        let actual = metadata.len();
+        let modified_ns = metadata
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|d| u64::try_from(d.as_nanos()).ok())
+            .unwrap_or(0);
         let expected = offset.saturating_add(len);
         if actual < expected {
             return Err(SnapshotError::WeightsLength {
@@ -53,10 +66,13 @@ impl MappedWeights {
                 expected,
                 actual,
             })?;
-            // SAFETY: the mapping is read-only and private to this value, and the range lies
-            // within the file (checked just above). Mapping a file is undefined behaviour only
-            // if the file is truncated or modified while mapped; the type's documented
-            // contract is that weights files are immutable while mapped (replaced by rename).
+            // SAFETY: the mapping is read-only and the range lies within the file (checked
+            // just above). It is a shared mapping of a file other processes can reach, so it
+            // is sound only while nobody truncates or rewrites that file in place (a
+            // truncation would raise SIGBUS on access, a rewrite would change bytes under a
+            // `&[u8]`). That is the type's documented contract, the same as every
+            // memory-mapped model loader's: weights files are immutable while mapped and are
+            // replaced by renaming a new file over them.
             let map = unsafe { MmapOptions::new().offset(offset).len(map_len).map(&file) }
                 .map_err(|e| SnapshotError::io("map", &path, e))?;
             if len_u64(map.len()) != len {
@@ -72,6 +88,8 @@ impl MappedWeights {
             path,
             offset,
             len,
+            file_len: actual,
+            modified_ns,
             map,
         })
     }
@@ -134,7 +152,7 @@ fn path_from_bytes(bytes: &[u8]) -> Result<PathBuf, SnapshotError> {
 }
 
 impl Snapshot for MappedWeights {
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
 
     fn encode(&self, out: &mut Vec<u8>) -> Result<(), SnapshotError> {
         let path = path_bytes(&self.path)?;
@@ -142,6 +160,8 @@ impl Snapshot for MappedWeights {
         out.extend_from_slice(path);
         out.extend_from_slice(&self.offset.to_le_bytes());
         out.extend_from_slice(&self.len.to_le_bytes());
+        out.extend_from_slice(&self.file_len.to_le_bytes());
+        out.extend_from_slice(&self.modified_ns.to_le_bytes());
         Ok(())
     }
 
@@ -154,7 +174,13 @@ impl Snapshot for MappedWeights {
         let path = path_from_bytes(r.take(n, "path")?)?;
         let offset = r.u64("offset")?;
         let len = r.u64("length")?;
+        let file_len = r.u64("file length")?;
+        let modified_ns = r.u64("modification time")?;
         r.finish()?;
-        MappedWeights::open(path, offset, len)
+        let weights = MappedWeights::open(path, offset, len)?;
+        if weights.file_len != file_len || weights.modified_ns != modified_ns {
+            return Err(SnapshotError::WeightsChanged { path: weights.path });
+        }
+        Ok(weights)
     }
 }

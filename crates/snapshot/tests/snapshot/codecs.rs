@@ -123,7 +123,7 @@ proptest! {
         prop_assert_eq!(weights.bytes(), &content[offset..offset + len]);
         let bytes = encoded(&weights);
         // Only the reference is written, never the weights themselves.
-        prop_assert!(bytes.len() < file.path().as_os_str().len() + 32);
+        prop_assert!(bytes.len() < file.path().as_os_str().len() + 48);
         let back = MappedWeights::decode(&bytes, MappedWeights::VERSION).expect("decodes");
         prop_assert_eq!(back.bytes(), &content[offset..offset + len]);
         prop_assert_eq!(back, weights);
@@ -236,13 +236,13 @@ fn mapped_weights_check_the_file_length() {
     drop(weights);
     // The file shrank after the snapshot: decode fails instead of mapping past the end.
     std::fs::write(&path, [1u8; 32]).expect("rewrites");
-    let err = MappedWeights::decode(&bytes, 1).expect_err("file shrank");
+    let err = MappedWeights::decode(&bytes, MappedWeights::VERSION).expect_err("file shrank");
     assert!(
         matches!(err, SnapshotError::WeightsLength { actual: 32, .. }),
         "{err}"
     );
     std::fs::remove_file(&path).expect("removes");
-    let err = MappedWeights::decode(&bytes, 1).expect_err("file gone");
+    let err = MappedWeights::decode(&bytes, MappedWeights::VERSION).expect_err("file gone");
     assert!(matches!(err, SnapshotError::Io { op: "open", .. }), "{err}");
 }
 
@@ -274,4 +274,27 @@ fn erased_codecs_encode_only_their_type() {
     assert_eq!(back.downcast_ref::<SubtitleIndex>(), Some(&subs));
     assert!(erased.decode_any(&bytes[1..], 1).is_err());
     assert!(format!("{erased:?}").contains("SubtitleIndex"));
+}
+
+#[test]
+fn replaced_weights_files_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("model.bin");
+    std::fs::write(&path, [1u8; 64]).expect("writes");
+    let weights = MappedWeights::open(&path, 0, 64).expect("maps");
+    let bytes = encoded(&weights);
+    drop(weights);
+    // Same length, other contents, replaced by rename as the docs recommend.
+    let fresh = dir.path().join("model.bin.new");
+    std::fs::write(&fresh, [2u8; 64]).expect("writes");
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+    std::fs::File::options()
+        .write(true)
+        .open(&fresh)
+        .expect("opens")
+        .set_modified(later)
+        .expect("sets mtime");
+    std::fs::rename(&fresh, &path).expect("renames");
+    let err = MappedWeights::decode(&bytes, MappedWeights::VERSION).expect_err("replaced file");
+    assert!(matches!(err, SnapshotError::WeightsChanged { .. }), "{err}");
 }

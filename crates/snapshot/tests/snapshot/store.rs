@@ -484,3 +484,24 @@ fn damage_is_caught_on_both_read_paths() {
         }
     }
 }
+
+#[test]
+fn one_store_per_directory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = ManualClock::new();
+    let first = open(disk_only(dir.path()), &clock);
+    let second = memwarden_snapshot::SnapshotStore::open(
+        disk_only(dir.path()),
+        std::sync::Arc::new(clock.clone()),
+    );
+    assert!(
+        matches!(second, Err(memwarden_snapshot::SnapshotError::InUse { .. })),
+        "{second:?}"
+    );
+    drop(first);
+    assert!(
+        memwarden_snapshot::SnapshotStore::open(disk_only(dir.path()), std::sync::Arc::new(clock))
+            .is_ok(),
+        "free again once dropped"
+    );
+}
