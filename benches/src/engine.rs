@@ -274,7 +274,7 @@ impl Engine for MokaEngine {
         }
         self.cache.insert(id.clone(), Arc::new(Payload { bytes }));
         self.inserts += 1;
-        if self.inserts % self.sync_every == 0 {
+        if self.inserts.is_multiple_of(self.sync_every) {
             self.cache.run_pending_tasks();
             self.peak = self.peak.max(self.cache.weighted_size());
         }

@@ -233,10 +233,10 @@ impl Config {
             source,
         })?;
         let mut config = Config::from_toml_str(&text, &path.display().to_string())?;
-        if config.snapshot.dir.is_relative() {
-            if let Some(base) = path.parent() {
-                config.snapshot.dir = base.join(&config.snapshot.dir);
-            }
+        if config.snapshot.dir.is_relative()
+            && let Some(base) = path.parent()
+        {
+            config.snapshot.dir = base.join(&config.snapshot.dir);
         }
         Ok(config)
     }
@@ -317,26 +317,26 @@ fn read_monitor(report: &mut Report<'_>, mut table: Table<'_, '_>) -> Option<Mon
     let tick = positive_duration(report, &mut table, "tick", Presence::Required);
     table.finish(report, "key");
 
-    if let Some(budget) = &budget {
-        if budget.get_ref().as_u64() == 0 {
-            report.error(
-                table.key("budget"),
-                budget.span(),
-                "the budget must be greater than zero",
-            );
-        }
+    if let Some(budget) = &budget
+        && budget.get_ref().as_u64() == 0
+    {
+        report.error(
+            table.key("budget"),
+            budget.span(),
+            "the budget must be greater than zero",
+        );
     }
-    if let (Some(warning), Some(critical)) = (&warning, &critical) {
-        if warning.get_ref() >= critical.get_ref() {
-            let message = format!(
-                "{} must be greater than {} ({}, line {})",
-                critical.get_ref(),
-                table.key("warning_fraction"),
-                warning.get_ref(),
-                report.line_of(warning.span()),
-            );
-            report.error(table.key("critical_fraction"), critical.span(), message);
-        }
+    if let (Some(warning), Some(critical)) = (&warning, &critical)
+        && warning.get_ref() >= critical.get_ref()
+    {
+        let message = format!(
+            "{} must be greater than {} ({}, line {})",
+            critical.get_ref(),
+            table.key("warning_fraction"),
+            warning.get_ref(),
+            report.line_of(warning.span()),
+        );
+        report.error(table.key("critical_fraction"), critical.span(), message);
     }
     Some(MonitorConfig {
         budget: budget?.into_inner(),

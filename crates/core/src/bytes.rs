@@ -149,7 +149,7 @@ impl fmt::Display for ByteSize {
             unit *= KIB;
             index += 1;
         }
-        if self.0 % unit == 0 {
+        if self.0.is_multiple_of(unit) {
             write!(f, "{} {}", self.0 / unit, NAMES[index])
         } else {
             write!(f, "{:.2} {}", self.0 as f64 / unit as f64, NAMES[index])

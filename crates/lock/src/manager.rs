@@ -143,10 +143,10 @@ struct Monitor {
 impl Drop for Monitor {
     fn drop(&mut self) {
         drop(self.stop.take()); // disconnects the channel: the thread's wait ends at once
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                log::error!("the lock lease monitor panicked");
-            }
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            log::error!("the lock lease monitor panicked");
         }
     }
 }

@@ -218,14 +218,13 @@ impl Reaper {
         }
         // A plan names a resource by id; if the id now holds another kind (released and
         // registered again meanwhile), it is not the planned victim.
-        if let Some(planned) = kind {
-            if self
+        if let Some(planned) = kind
+            && self
                 .tracker
                 .info(id.as_str())
                 .is_some_and(|c| c.kind != *planned)
-            {
-                return self.skip(id, kind, SkipReason::Gone, report);
-            }
+        {
+            return self.skip(id, kind, SkipReason::Gone, report);
         }
         if allow_partial && self.try_partial(id, kind, start, report) {
             return;

@@ -138,7 +138,7 @@ impl AudioClip {
         if channels == 0 {
             return Err(SnapshotError::malformed("AudioClip", "zero channels"));
         }
-        if samples % usize::from(channels) != 0 {
+        if !samples.is_multiple_of(usize::from(channels)) {
             return Err(SnapshotError::malformed(
                 "AudioClip",
                 format!("{samples} samples do not divide into {channels} channels"),

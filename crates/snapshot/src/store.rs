@@ -889,10 +889,10 @@ fn sync_dir_quietly(dir: &Path) {
 }
 
 fn remove_quietly(path: &Path) {
-    if let Err(e) = fs::remove_file(path) {
-        if e.kind() != io::ErrorKind::NotFound {
-            log::warn!("cannot delete snapshot file {path:?}: {e}");
-        }
+    if let Err(e) = fs::remove_file(path)
+        && e.kind() != io::ErrorKind::NotFound
+    {
+        log::warn!("cannot delete snapshot file {path:?}: {e}");
     }
 }
 

@@ -42,7 +42,7 @@ fn id_of(k: u64) -> ResourceId {
 }
 
 fn kind_of(k: u64) -> ResourceKind {
-    if k % 2 == 0 {
+    if k.is_multiple_of(2) {
         ResourceKind::RenderCache
     } else {
         ResourceKind::AudioCache
