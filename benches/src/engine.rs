@@ -113,6 +113,9 @@ impl Default for MemwardenConfig {
             thresholds: Thresholds {
                 warning: 0.95,
                 critical: 0.975,
+                // The replay calls make_room only when an insert would pass the capacity,
+                // which is hysteresis enough; free exactly to the warning line.
+                relief: 0.0,
             },
             tick: Duration::from_millis(1),
             kind: ResourceKind::TempBuffers,

@@ -50,7 +50,7 @@ mod lifecycle;
 #[cfg(all(feature = "reaper", feature = "snapshot"))]
 pub use lifecycle::Fetched;
 #[cfg(feature = "reaper")]
-pub use lifecycle::{Lifecycle, RELIEF_MARGIN, Thresholds};
+pub use lifecycle::{Lifecycle, Thresholds};
 
 #[cfg(all(feature = "reaper", feature = "lock"))]
 mod lock_guard;

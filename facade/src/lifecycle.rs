@@ -8,17 +8,17 @@ use memwarden_prioritizer::{Policy, Request, Urgency, plan};
 use memwarden_reaper::{Reaper, ReleaseReport};
 use memwarden_tracker::Tracker;
 
-/// How far below the warning line a release frees, as a fraction of the budget: the
-/// hysteresis that keeps a process hovering at the line from planning on every allocation.
-pub const RELIEF_MARGIN: f64 = 0.05;
-
 /// Where pressure starts, as fractions of the budget.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Thresholds {
-    /// Above this fraction the urgency is [`Urgency::Medium`]; releases free down to it.
+    /// Above this fraction the urgency is [`Urgency::Medium`].
     pub warning: f64,
     /// Above this fraction the urgency is [`Urgency::High`].
     pub critical: f64,
+    /// How far below the warning line a release frees, as a fraction of the budget: the
+    /// hysteresis that keeps a process hovering at the line from planning on every
+    /// allocation (0.05 by default; 0 frees exactly to the line).
+    pub relief: f64,
 }
 
 impl Default for Thresholds {
@@ -26,6 +26,7 @@ impl Default for Thresholds {
         Thresholds {
             warning: 0.75,
             critical: 0.90,
+            relief: 0.05,
         }
     }
 }
@@ -51,7 +52,7 @@ impl Thresholds {
 ///
 /// Before a new resource is registered, [`Lifecycle::make_room`] brings the new
 /// resource's kind under its cap and, when the total would pass the warning line, frees
-/// down to [`RELIEF_MARGIN`] of the budget below it (so that the next registrations do not
+/// down to [`Thresholds::relief`] of the budget below it (so that the next registrations do not
 /// each trigger a plan): first at the urgency the projected usage calls for, then, if the budget
 /// itself would still be exceeded, at [`Urgency::Critical`]. It costs one read of the
 /// totals when there is room, and one candidate scan per plan when there is not.
@@ -124,6 +125,7 @@ impl Lifecycle {
         lifecycle.thresholds = Thresholds {
             warning: config.monitor.warning_fraction,
             critical: config.monitor.critical_fraction,
+            ..Thresholds::default()
         };
         for (kind, k) in config.kinds.iter() {
             lifecycle.tracker.set_kind_policy(
@@ -300,7 +302,7 @@ impl Lifecycle {
     }
 
     /// If the tracked total (plus `incoming`) is above the warning line, frees down to
-    /// [`RELIEF_MARGIN`] below it; returns what was released.
+    /// [`Thresholds::relief`] below it; returns what was released.
     pub fn relieve(&self, incoming: u64) -> ReleaseReport {
         let budget = self.budget.as_u64();
         let mut report = ReleaseReport::default();
@@ -310,7 +312,7 @@ impl Lifecycle {
             return report;
         }
         let relief_line =
-            (budget as f64 * (self.thresholds.warning - RELIEF_MARGIN).max(0.0)) as u64;
+            (budget as f64 * (self.thresholds.warning - self.thresholds.relief).max(0.0)) as u64;
         report.merge(self.run(Request::new(urgency, projected.saturating_sub(relief_line))));
         let projected = self.tracker.totals().bytes + incoming;
         if projected > budget && urgency < Urgency::Critical {

@@ -22,6 +22,7 @@ fn thresholds_map_usage_to_urgency() {
     let t = Thresholds {
         warning: 0.5,
         critical: 0.8,
+        relief: 0.05,
     };
     let check = |used, want| assert_eq!(t.urgency(used, 100), want, "{used} of 100");
     check(0, Urgency::Low);
