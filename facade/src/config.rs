@@ -100,7 +100,8 @@ pub struct MonitorConfig {
     /// expendable resources.
     pub warning_fraction: f64,
     /// The share of the budget, in `(0, 1]` and above `warning_fraction`, above which
-    /// memwarden releases whatever it must to get back under the warning threshold.
+    /// memwarden also releases important resources (priority up to 7) to get back under
+    /// the warning threshold; above the budget itself anything unpinned may go.
     pub critical_fraction: f64,
     /// How often usage is checked against the budget; greater than zero.
     #[serde(serialize_with = "duration::serialize")]
@@ -392,7 +393,16 @@ fn read_snapshot(report: &mut Report<'_>, mut table: Table<'_, '_>) -> Option<Sn
     let max_bytes = table.required::<ByteSize>(report, "max_bytes");
     table.finish(report, "key");
     let dir = dir?;
-    if dir.get_ref().is_empty() {
+    if let Some(max) = &max_bytes
+        && max.get_ref().as_u64() == 0
+    {
+        report.error(
+            table.key("max_bytes"),
+            max.span(),
+            "the snapshot store needs more than 0 bytes",
+        );
+    }
+    if dir.get_ref().trim().is_empty() {
         report.error(
             table.key("dir"),
             dir.span(),

@@ -167,6 +167,7 @@ struct Report {
     kinds: BTreeMap<String, KindReport>,
     accesses: u64,
     hits: u64,
+    restores: u64,
     reloads: u64,
     hit_ratio: f64,
     bytes_freed: u64,
@@ -365,6 +366,7 @@ impl Popularity {
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let config = crate::load_config(args.config.as_ref())?;
+    crate::init_logging(config.logging.level);
     let clock = ManualClock::new();
     let tracker = Arc::new(Tracker::with_clock(Arc::new(clock.clone())));
     let mut lifecycle = Lifecycle::from_config(Arc::clone(&tracker), &config);
@@ -513,6 +515,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         kinds,
         accesses: hits + restores + reloads,
         hits,
+        restores,
         reloads,
         hit_ratio: ratio(hits, hits + restores + reloads),
         bytes_freed: stats.total.bytes_freed,

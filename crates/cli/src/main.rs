@@ -50,7 +50,6 @@ pub(crate) enum Format {
 const BAD_INPUT: u8 = 2;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
@@ -67,7 +66,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// Starts logging at the config's `[logging] level`; `RUST_LOG` overrides it.
+pub(crate) fn init_logging(level: log::LevelFilter) {
+    let default = level.to_string().to_lowercase();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default)).init();
+}
+
 fn check_config(path: Option<PathBuf>) -> ExitCode {
+    init_logging(log::LevelFilter::Warn);
     let loaded = match &path {
         Some(path) => Config::from_path(path),
         None => Ok(Config::shipped()),
@@ -78,7 +84,8 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("{e}");
+            // The whole chain: "cannot read config file x.toml: No such file or directory".
+            eprintln!("{:#}", anyhow::Error::from(e));
             ExitCode::from(BAD_INPUT)
         }
     }

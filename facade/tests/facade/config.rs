@@ -288,6 +288,18 @@ fn bad_values() {
         36,
         "must not be empty",
     );
+    check(
+        &edit("dir = \"snaps\"", "dir = \"   \""),
+        "snapshot.dir",
+        36,
+        "must not be empty",
+    );
+    check(
+        &edit("max_bytes = \"256MiB\"", "max_bytes = 0"),
+        "snapshot.max_bytes",
+        37,
+        "more than 0 bytes",
+    );
 }
 
 #[test]
