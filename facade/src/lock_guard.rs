@@ -11,6 +11,11 @@ use memwarden_reaper::ReleaseGuard;
 /// Add it to a reaper with [`Reaper::add_guard`](memwarden_reaper::Reaper::add_guard), or
 /// give the manager to [`Lifecycle::set_locks`](crate::Lifecycle::set_locks), which also
 /// keeps locked resources out of its plans.
+///
+/// The reaper consults the guard before a release and again right before detaching
+/// (after any snapshot write). A lock taken in the microseconds between that last check
+/// and the detach is not seen; the value stays valid for its holder either way (it is an
+/// `Arc`), only the registry's reference goes.
 #[derive(Debug, Clone)]
 pub struct LockGuard(pub Arc<LockManager>);
 
