@@ -133,14 +133,12 @@ impl fmt::Display for ReleasePlan {
 ///
 /// Rules, in order:
 /// - pinned resources are never planned;
-/// - resources that are *due* (past their TTL or idle limit, or superseded by a more
-///   recently used member of their mutual-exclusion group) are always planned, whatever
+/// - resources that are *due* (past their TTL or idle limit) are always planned, whatever
 ///   the byte target;
-/// - other resources are eligible if the urgency allows their priority
-///   ([`Policy::allows`]); they are taken by descending score until `bytes_to_free` is
-///   covered, scores falling in the same band of width [`Policy::tie_band`]
-///   (`floor(score / tie_band)`) counting as tied and going to the larger resource (fewer,
-///   larger victims);
+/// - other resources are eligible if superseded in their mutual-exclusion group or if the
+///   urgency allows their priority ([`Policy::allows`]); they are taken by descending
+///   score until `bytes_to_free` is covered, scores within [`Policy::tie_band`] of each
+///   other counting as tied and going to the larger resource (fewer, larger victims);
 /// - a resource is planned only together with, and after, every live resource that
 ///   depends on it; if one of those may not go, the resource is skipped and reported.
 ///

@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Urgency {
-    /// Only resources that are due: past their TTL or idle limit, or superseded in their
-    /// mutual-exclusion group.
+    /// Only resources that are due (past their TTL or idle limit, planned whatever the
+    /// target) and, when bytes are needed, members superseded in their mutual-exclusion
+    /// group.
     Low,
     /// Also resources of priority up to [`Policy::medium_max_priority`].
     Medium,

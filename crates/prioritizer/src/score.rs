@@ -33,12 +33,9 @@ pub enum Reason {
 
 impl Reason {
     /// Whether the resource goes regardless of any byte target: past its TTL or idle
-    /// limit, or superseded in its mutual-exclusion group.
+    /// limit. (A superseded group member goes first when bytes are needed, not before.)
     pub fn is_due(&self) -> bool {
-        matches!(
-            self,
-            Reason::Expired | Reason::IdlePastLimit | Reason::Superseded { .. }
-        )
+        matches!(self, Reason::Expired | Reason::IdlePastLimit)
     }
 }
 

@@ -241,16 +241,29 @@ fn every_victim_explains_itself_on_one_line() {
 }
 
 #[test]
-fn superseded_members_are_due_even_without_a_target() {
+fn superseded_members_go_when_bytes_are_needed_not_before() {
     let mut a = cand("det-s", ResourceKind::ModelShards, 64 * MIB, 8);
     let mut b = cand("det-m", ResourceKind::ModelShards, 64 * MIB, 8);
     a.group = Some("detector".into());
     b.group = Some("detector".into());
     b.last_access = Timestamp::ZERO + Duration::from_secs(5);
-    let p = plan(
-        &set(10, vec![a, b]),
+    let sweep = plan(
+        &set(10, vec![a.clone(), b.clone()]),
         &Policy::default(),
         &Request::new(Urgency::Low, 0),
     );
-    assert_eq!(ids(&p), ["det-s"], "a sweep releases what is superseded");
+    assert!(
+        sweep.is_empty(),
+        "a sweep leaves the alternative loaded: {sweep}"
+    );
+    let needed = plan(
+        &set(10, vec![a, b]),
+        &Policy::default(),
+        &Request::new(Urgency::Low, 1),
+    );
+    assert_eq!(
+        ids(&needed),
+        ["det-s"],
+        "it is the first to go once bytes are needed"
+    );
 }
