@@ -26,7 +26,7 @@
 //! no more than one clock read per acquire; the summary prints each goal against the
 //! measured figures, then one `ratio` line per comparison, memwarden first.
 
-use std::cell::Cell;
+use memwarden_benches::report::{self, Goal, Rate, Ratios};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
@@ -45,17 +45,6 @@ const WRITE_PERCENT: u64 = 5;
 /// Operations a throughput thread does between looks at the stop flag.
 const BATCH: u64 = 256;
 
-/// Lines of the final summary, one per ratio.
-#[derive(Default)]
-struct Ratios(Vec<String>);
-
-impl Ratios {
-    fn add(&mut self, what: &str, ours: &str, theirs: &str, ratio: f64) {
-        self.0
-            .push(format!("ratio {what} {ours}/{theirs} = {ratio:.3}x"));
-    }
-}
-
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let started = Instant::now();
@@ -70,42 +59,7 @@ fn main() {
     criterion.final_summary();
     read_heavy(full, &mut ratios);
 
-    println!();
-    println!(
-        "== summary ({} mode, {:.0} s)",
-        if full { "bench" } else { "test" },
-        started.elapsed().as_secs_f64()
-    );
-    for (line, met) in &goals {
-        let verdict = match (full, met) {
-            (false, _) => "not judged in test mode",
-            (true, true) => "met",
-            (true, false) => "MISSED",
-        };
-        println!("{line}: {verdict}");
-    }
-    for line in &ratios.0 {
-        println!("{line}");
-    }
-}
-
-/// Operations and time accumulated over every call of one benchmark routine.
-#[derive(Default)]
-struct Rate {
-    ops: Cell<u64>,
-    time: Cell<Duration>,
-}
-
-impl Rate {
-    fn record(&self, ops: u64, time: Duration) -> Duration {
-        self.ops.set(self.ops.get() + ops);
-        self.time.set(self.time.get() + time);
-        time
-    }
-
-    fn ns_per_op(&self) -> f64 {
-        self.time.get().as_secs_f64() * 1e9 / self.ops.get().max(1) as f64
-    }
+    report::print_summary(full, started, &goals, &ratios);
 }
 
 /// Benchmarks `op` as `name` in `group`, adding every timed call to `rate`.
@@ -145,9 +99,6 @@ fn expect<T, E: std::fmt::Display>(result: Result<T, E>) -> T {
 }
 
 /// Part one: one acquire and release at a time, on one thread.
-/// A goal of the issue, as a line for the summary, and whether the figures meet it.
-type Goal = (String, bool);
-
 fn uncontended(c: &mut Criterion, ratios: &mut Ratios, goals: &mut Vec<Goal>) {
     let plain = LockManager::with_config(LockConfig::without_leases()).expect("valid config");
     let plain_handle = plain.handle(NAME).expect("a non-empty name");

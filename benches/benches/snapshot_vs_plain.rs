@@ -36,6 +36,7 @@
 //! checksum included. The summary prints each goal against the measured figures, then
 //! one `ratio` line per comparison, memwarden first.
 
+use memwarden_benches::report::{self, Ratios, times};
 use std::fs::{self, File};
 use std::hint::black_box;
 use std::io::Write as _;
@@ -58,17 +59,6 @@ const GOAL: f64 = 0.8;
 struct Case {
     mib: usize,
     rounds: usize,
-}
-
-/// Lines of the final summary, one per ratio.
-#[derive(Default)]
-struct Ratios(Vec<String>);
-
-impl Ratios {
-    fn add(&mut self, what: &str, ours: &str, theirs: &str, ratio: f64) {
-        self.0
-            .push(format!("ratio {what} {ours}/{theirs} = {ratio:.3}x"));
-    }
 }
 
 fn main() {
@@ -132,23 +122,7 @@ fn main() {
     }
     root.close().expect("the temporary directory is removable");
 
-    println!();
-    println!(
-        "== summary ({} mode, {:.0} s)",
-        if full { "bench" } else { "test" },
-        started.elapsed().as_secs_f64()
-    );
-    for (line, met) in &goals {
-        let verdict = match (full, met) {
-            (false, _) => "not judged in test mode",
-            (true, true) => "met",
-            (true, false) => "MISSED",
-        };
-        println!("{line}: {verdict}");
-    }
-    for line in &ratios.0 {
-        println!("{line}");
-    }
+    report::print_summary(full, started, &goals, &ratios);
 }
 
 /// Median throughputs of one size, MiB of payload per second.
@@ -336,9 +310,4 @@ fn write_plain(dir: &Path, file: &Path, payload: &[u8]) -> std::io::Result<()> {
 fn median(times: &mut [Duration]) -> Duration {
     times.sort_unstable();
     times[times.len() / 2]
-}
-
-/// A ratio as `1.234x`.
-fn times(ratio: f64) -> String {
-    format!("{ratio:.3}x")
 }

@@ -24,7 +24,6 @@
 //! resources, against collecting the same (key, weight) snapshot from moka with `iter()`.
 //! The summary ends with one `ratio` line per comparison, memwarden first.
 
-use std::cell::Cell;
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::sync::Arc;
@@ -34,6 +33,7 @@ use criterion::{Criterion, Throughput};
 use memwarden::core::{ByteSize, ResourceId, ResourceKind};
 use memwarden::prioritizer::{Policy, Request, Urgency, plan};
 use memwarden::tracker::{ResourceSpec, Tracker};
+use memwarden_benches::report::{self, Rate, Ratios, times};
 use memwarden_benches::{
     MemwardenConfig, MemwardenEngine, MokaEngine, MokaPolicy, Outcome, Pattern, Payload, Trace,
     TraceConfig, replay,
@@ -55,17 +55,6 @@ fn tuned_policy() -> Policy {
     policy
 }
 
-/// Lines of the final summary, one per ratio.
-#[derive(Default)]
-struct Ratios(Vec<String>);
-
-impl Ratios {
-    fn add(&mut self, what: &str, ours: &str, theirs: &str, ratio: f64) {
-        self.0
-            .push(format!("ratio {what} {ours}/{theirs} = {}", times(ratio)));
-    }
-}
-
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let started = Instant::now();
@@ -81,15 +70,7 @@ fn main() {
     criterion.final_summary();
     tick_cost(full, &mut ratios);
 
-    println!();
-    println!(
-        "== summary ({} mode, {:.0} s)",
-        if full { "bench" } else { "test" },
-        started.elapsed().as_secs_f64()
-    );
-    for line in &ratios.0 {
-        println!("{line}");
-    }
+    report::print_summary(full, started, &[], &ratios);
 }
 
 /// One engine's replay of one trace.
@@ -199,15 +180,6 @@ fn print_table(trace: &Trace, distinct: u64, capacity: u64, rows: &[Row]) {
     print!("{out}");
 }
 
-/// A ratio as `1.234x`, or `inf` when the denominator is zero.
-fn times(ratio: f64) -> String {
-    if ratio.is_finite() {
-        format!("{ratio:.3}x")
-    } else {
-        "inf (no hits)".to_owned()
-    }
-}
-
 /// `1234567.0` as `1.23 M`.
 fn si(x: f64) -> String {
     if x >= 1e6 {
@@ -223,25 +195,6 @@ fn si(x: f64) -> String {
 const LOOKUP_KEYS: usize = 10_000;
 /// Lookups per criterion iteration.
 const LOOKUP_BATCH: usize = 1024;
-
-/// Operations and time accumulated over every call of one benchmark routine.
-#[derive(Default)]
-struct Rate {
-    ops: Cell<u64>,
-    time: Cell<Duration>,
-}
-
-impl Rate {
-    fn record(&self, ops: u64, time: Duration) -> Duration {
-        self.ops.set(self.ops.get() + ops);
-        self.time.set(self.time.get() + time);
-        time
-    }
-
-    fn per_sec(&self) -> f64 {
-        self.ops.get() as f64 / self.time.get().as_secs_f64().max(1e-12)
-    }
-}
 
 /// Times `iters` batches of lookups, each batch the next window of `stream`.
 fn timed(iters: u64, stream: &[&str], rate: &Rate, mut lookup: impl FnMut(&str)) -> Duration {

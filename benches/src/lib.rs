@@ -26,6 +26,7 @@
 //! ratios reproducible.
 
 mod engine;
+pub mod report;
 mod trace;
 
 pub use engine::{

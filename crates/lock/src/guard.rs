@@ -41,17 +41,18 @@ impl LockHandle {
     }
     /// Waits at most `timeout` for a shared lock.
     pub fn try_read_for(&self, timeout: Duration) -> Result<ReadGuard, LockError> {
-        check(&self.lock, timeout)?;
+        check_timeout(&self.lock, timeout)?;
         ReadGuard::acquire(Arc::clone(&self.lock), Some(timeout))
     }
     /// Waits at most `timeout` for an exclusive lock.
     pub fn try_write_for(&self, timeout: Duration) -> Result<WriteGuard, LockError> {
-        check(&self.lock, timeout)?;
+        check_timeout(&self.lock, timeout)?;
         WriteGuard::acquire(Arc::clone(&self.lock), Some(timeout))
     }
 }
 
-fn check(lock: &NameLock, timeout: Duration) -> Result<(), LockError> {
+/// Refuses a zero timeout and one longer than the lease.
+pub(crate) fn check_timeout(lock: &NameLock, timeout: Duration) -> Result<(), LockError> {
     if timeout.is_zero() {
         return Err(LockError::ZeroDuration {
             what: "an acquire timeout",
@@ -158,7 +159,7 @@ impl ReadGuard {
 
     /// Like [`ReadGuard::upgrade`], waiting at most `timeout`.
     pub fn try_upgrade_for(self, timeout: Duration) -> Result<WriteGuard, UpgradeFailed> {
-        if let Err(error) = check(&self.lock, timeout) {
+        if let Err(error) = check_timeout(&self.lock, timeout) {
             return Err(UpgradeFailed { guard: self, error });
         }
         self.upgrade_within(Some(timeout))

@@ -10,6 +10,7 @@ use memwarden_core::{Clock, ResourceId, SystemClock};
 use parking_lot::RwLock;
 use serde::Serialize;
 
+use crate::guard::check_timeout;
 use crate::name_lock::{NameCounters, NameLock, WaitKind};
 use crate::registry::Registry;
 use crate::{Fenced, LockError, LockHandle, Mode, ReadGuard, WriteGuard, owner};
@@ -386,22 +387,6 @@ impl LockManager {
         }
         locks.sort_by(|a, b| a.name.cmp(&b.name));
         LockSnapshot { locks, counters }
-    }
-}
-
-fn check_timeout(lock: &NameLock, timeout: Duration) -> Result<(), LockError> {
-    if timeout.is_zero() {
-        return Err(LockError::ZeroDuration {
-            what: "an acquire timeout",
-        });
-    }
-    match lock.registry.lease {
-        Some(lease) if timeout > lease => Err(LockError::TimeoutExceedsLease {
-            name: lock.name.to_string(),
-            timeout,
-            lease,
-        }),
-        _ => Ok(()),
     }
 }
 
