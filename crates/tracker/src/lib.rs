@@ -1,6 +1,6 @@
 //! The resource registry of memwarden: what is held, how big it is, how it is used.
 //!
-//! A [`Tracker`] records every releasable resource a process holds: its [`ResourceKind`],
+//! A [`Tracker`] records every releasable resource a process holds: its [`ResourceKind`](memwarden_core::ResourceKind),
 //! its size in bytes, when it was registered and last used, how often it was used, and
 //! the limits that apply to it (TTL, max idle time, priority, pinning, dependencies,
 //! mutual-exclusion group). From that record it answers the questions a memory governor
