@@ -156,7 +156,7 @@ pub fn plan(set: &CandidateSet, policy: &Policy, request: &Request) -> ReleasePl
     let scale = Scale::of(candidates.iter());
 
     // Sort keys are computed once per candidate, not once per comparison.
-    let mut order: Vec<(usize, Reason, Score, SortKey)> = candidates
+    let order: Vec<(usize, Reason, Score, SortKey)> = candidates
         .iter()
         .enumerate()
         .filter(|(_, c)| request.kind.as_ref().is_none_or(|k| *k == c.kind))
@@ -172,7 +172,7 @@ pub fn plan(set: &CandidateSet, policy: &Policy, request: &Request) -> ReleasePl
             (i, r, s, key)
         })
         .collect();
-    order.sort_unstable_by(|a, b| {
+    let mut order = SortedPrefix::new(order, |a, b| {
         a.3.cmp(&b.3)
             .then_with(|| candidates[a.0].id.cmp(&candidates[b.0].id))
     });
@@ -187,7 +187,7 @@ pub fn plan(set: &CandidateSet, policy: &Policy, request: &Request) -> ReleasePl
         considered: candidates.len(),
         pinned: candidates.iter().filter(|c| c.pinned).count(),
     };
-    for (i, reason, s, _) in order {
+    while let Some((i, reason, s, _)) = order.next() {
         if planned[i] {
             continue;
         }
@@ -243,6 +243,48 @@ fn push(
         reason,
         score,
     });
+}
+
+/// The elements of a vector in the order of `cmp`, sorted only as far as they are taken.
+///
+/// A plan usually needs a few percent of the candidates, so sorting all of them is wasted
+/// work: each step partitions the unsorted rest with `select_nth_unstable_by` and sorts
+/// only the next chunk, doubling the chunk each time. `cmp` must be a total order (ties
+/// broken by id), so the elements come out exactly as a full sort would give them.
+struct SortedPrefix<T, F> {
+    items: std::vec::IntoIter<T>,
+    rest: Vec<T>,
+    chunk: usize,
+    cmp: F,
+}
+
+impl<T, F: FnMut(&T, &T) -> std::cmp::Ordering> SortedPrefix<T, F> {
+    fn new(rest: Vec<T>, cmp: F) -> Self {
+        SortedPrefix {
+            items: Vec::new().into_iter(),
+            rest,
+            chunk: 32,
+            cmp,
+        }
+    }
+
+    fn next(&mut self) -> Option<T> {
+        if let Some(item) = self.items.next() {
+            return Some(item);
+        }
+        if self.rest.is_empty() {
+            return None;
+        }
+        let take = self.chunk.min(self.rest.len());
+        if take < self.rest.len() {
+            self.rest.select_nth_unstable_by(take - 1, &mut self.cmp);
+        }
+        let mut head: Vec<T> = self.rest.drain(..take).collect();
+        head.sort_unstable_by(&mut self.cmp);
+        self.chunk = self.chunk.saturating_mul(2);
+        self.items = head.into_iter();
+        self.items.next()
+    }
 }
 
 /// Release order: due first, then higher score band, then larger (ties then go by id).
@@ -346,4 +388,23 @@ fn collect_dependents(
         chain.push((d, i));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SortedPrefix;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn sorted_prefix_yields_exactly_a_full_sort(mut items in prop::collection::vec(any::<(u8, u16)>(), 0..600)) {
+            let mut prefix = SortedPrefix::new(items.clone(), |a: &(u8, u16), b: &(u8, u16)| a.cmp(b));
+            let mut out = Vec::new();
+            while let Some(item) = prefix.next() {
+                out.push(item);
+            }
+            items.sort_unstable();
+            prop_assert_eq!(out, items);
+        }
+    }
 }
