@@ -603,16 +603,7 @@ impl SnapshotStore {
     pub fn gc(&self) -> GcReport {
         let mut state = self.state.lock();
         let before = state.stats.clone();
-        let now = self.clock.now();
-        let expired: Vec<ResourceId> = state
-            .entries
-            .iter()
-            .filter(|(_, e)| state.is_expired(e, self.config.ttl, now))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in &expired {
-            self.expire(&mut state, id);
-        }
+        self.expire_all(&mut state);
         state.shrink_memory(self.config.memory_bytes);
         self.enforce_disk_limit(&mut state, None);
         if state.stats.disk_bytes != before.disk_bytes {
@@ -685,52 +676,34 @@ impl SnapshotStore {
                         state.uncache(id);
                     }
                 },
-                Source::Disk(path, cacheable) if !cacheable => {
-                    // Too big for the memory tier: read the payload alone, nothing to copy.
-                    let read = format::read_payload(&path, &expected);
+                Source::Disk(path, cacheable) => {
+                    // A file the memory tier can hold is read whole (and cached); a bigger
+                    // one has its payload read straight into its own buffer, no copy.
+                    let read = if cacheable {
+                        fs::read(&path)
+                            .map_err(format::read_error)
+                            .and_then(|image| {
+                                let payload_len = format::verify(&image, &expected)?.len();
+                                let payload = image[image.len() - payload_len..].to_vec();
+                                Ok((payload, Some(image)))
+                            })
+                    } else {
+                        format::read_payload(&path, &expected).map(|payload| (payload, None))
+                    };
                     let mut state = self.state.lock();
                     if !same_snapshot(&state, id, sequence) {
                         continue;
                     }
                     return match read {
-                        Ok(payload) => Some((version, payload, Tier::Disk)),
+                        Ok((payload, image)) => {
+                            if let Some(image) = image {
+                                state.cache(id, image.into(), self.config.memory_bytes);
+                            }
+                            Some((version, payload, Tier::Disk))
+                        }
                         Err(Defect::Transient(e)) => {
                             log::warn!("snapshot of {id} not read this time, kept: {e}");
                             None
-                        }
-                        Err(defect) => {
-                            self.condemn_entry(&mut state, id, &defect);
-                            None
-                        }
-                    };
-                }
-                Source::Disk(path, _) => {
-                    let image = match fs::read(&path) {
-                        Ok(image) => image,
-                        Err(e) => {
-                            let mut state = self.state.lock();
-                            if !same_snapshot(&state, id, sequence) {
-                                continue;
-                            }
-                            match format::read_error(e) {
-                                Defect::Transient(e) => {
-                                    log::warn!("snapshot of {id} not read this time, kept: {e}");
-                                }
-                                defect => self.condemn_entry(&mut state, id, &defect),
-                            }
-                            return None;
-                        }
-                    };
-                    let verified = format::verify(&image, &expected).map(<[u8]>::len);
-                    let mut state = self.state.lock();
-                    if !same_snapshot(&state, id, sequence) {
-                        continue;
-                    }
-                    return match verified {
-                        Ok(payload_len) => {
-                            let payload = image[image.len() - payload_len..].to_vec();
-                            state.cache(id, image.into(), self.config.memory_bytes);
-                            Some((version, payload, Tier::Disk))
                         }
                         Err(defect) => {
                             self.condemn_entry(&mut state, id, &defect);
@@ -767,12 +740,8 @@ impl SnapshotStore {
         }
     }
 
-    /// Evicts least recently used snapshots (after expired ones) until under the disk
-    /// limit, never `keep`.
-    fn enforce_disk_limit(&self, state: &mut State, keep: Option<&ResourceId>) {
-        if state.stats.disk_bytes <= self.config.disk_bytes {
-            return;
-        }
+    /// Expires every snapshot past its TTL.
+    fn expire_all(&self, state: &mut State) {
         let now = self.clock.now();
         let expired: Vec<ResourceId> = state
             .entries
@@ -783,6 +752,15 @@ impl SnapshotStore {
         for id in &expired {
             self.expire(state, id);
         }
+    }
+
+    /// Evicts least recently used snapshots (after expired ones) until under the disk
+    /// limit, never `keep`.
+    fn enforce_disk_limit(&self, state: &mut State, keep: Option<&ResourceId>) {
+        if state.stats.disk_bytes <= self.config.disk_bytes {
+            return;
+        }
+        self.expire_all(state);
         let mut kept = None;
         while state.stats.disk_bytes > self.config.disk_bytes {
             let Some((tick, id)) = state.lru.pop_first() else {
