@@ -2,7 +2,8 @@
 //!
 //! A [`Config`] holds the memory budget and its thresholds ([`MonitorConfig`]), one release
 //! policy per built-in [`ResourceKind`] ([`KindsConfig`], [`KindConfig`]), where snapshots go
-//! ([`SnapshotConfig`]) and how much to log ([`LoggingConfig`]). [`Config::shipped`] is the
+//! ([`SnapshotConfig`]), how much to log ([`LoggingConfig`]) and when to return freed heap
+//! to the operating system ([`DefragSettings`]). [`Config::shipped`] is the
 //! file that ships with memwarden, which keeps to a 1 GiB budget.
 //!
 //! ```
@@ -15,19 +16,19 @@
 //! let render = config.kinds.get(&ResourceKind::RenderCache).expect("a built-in kind");
 //! assert!(render.snapshot_on_release);
 //!
-//! let text = memwarden::config::SHIPPED_TOML.replace(r#"tick = "500ms""#, "tick = 500");
+//! let text = memwarden::config::SHIPPED_TOML.replace(r#"tick = "100ms""#, "tick = 100");
 //! let Err(ConfigError::Invalid { diagnostics, .. }) = Config::from_toml_str(&text, "edited.toml") else {
 //!     panic!("a bare number is not a duration");
 //! };
 //! assert_eq!(diagnostics[0].key, "monitor.tick");
-//! assert!(diagnostics[0].message.contains(r#"write "500s""#));
+//! assert!(diagnostics[0].message.contains(r#"write "100s""#));
 //! ```
 //!
 //! # File format
 //!
-//! Four tables. `[monitor]` and `[kinds]` are required, with all six kinds; `[snapshot]`
-//! and `[logging]` may be left out, giving [`SnapshotConfig::default`] and
-//! [`LoggingConfig::default`]. Every key of a table that is present is required, except a
+//! Five tables. `[monitor]` and `[kinds]` are required, with all six kinds; `[snapshot]`,
+//! `[logging]` and `[defrag]` may be left out, giving [`SnapshotConfig::default`],
+//! [`LoggingConfig::default`] and [`DefragSettings::default`]. Every key of a table that is present is required, except a
 //! kind's `ttl`, `max_idle` and `max_bytes`; a key the loader does not know is an error.
 //!
 //! - Sizes are byte counts or strings with units: `1073741824`, `"1GiB"`, `"512 MiB"`
@@ -89,13 +90,65 @@ pub struct Config {
     pub snapshot: SnapshotConfig,
     /// How much memwarden logs (`[logging]`).
     pub logging: LoggingConfig,
+    /// When freed heap is returned to the operating system (`[defrag]`).
+    pub defrag: DefragSettings,
+}
+
+/// When the defragmenter returns freed heap to the operating system (`[defrag]`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DefragSettings {
+    /// Whether the automatic triggers run at all (a manual compaction always does).
+    pub enabled: bool,
+    /// Compact once this many bytes have been released since the last compaction.
+    pub released_threshold: ByteSize,
+    /// Compact at least this often; `None` for no timer.
+    #[serde(
+        serialize_with = "duration::serialize_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub interval: Option<Duration>,
+    /// Trim repeatedly and also release the allocator's caches (see `memwarden-defrag`).
+    pub aggressive: bool,
+}
+
+#[cfg(feature = "defrag")]
+impl From<&DefragSettings> for memwarden_defrag::DefragConfig {
+    fn from(settings: &DefragSettings) -> Self {
+        memwarden_defrag::DefragConfig {
+            released_threshold: settings.released_threshold.as_u64(),
+            interval: settings.interval,
+            aggressive: settings.aggressive,
+            enabled: settings.enabled,
+            ..memwarden_defrag::DefragConfig::default()
+        }
+    }
+}
+
+impl Default for DefragSettings {
+    /// The values used when a file has no `[defrag]` table: on, every 500 MB released
+    /// and every hour, not aggressive.
+    fn default() -> Self {
+        DefragSettings {
+            enabled: true,
+            released_threshold: ByteSize::b(500_000_000),
+            interval: Some(Duration::from_secs(3600)),
+            aggressive: false,
+        }
+    }
 }
 
 /// The memory budget and the thresholds at which memwarden starts releasing (`[monitor]`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MonitorConfig {
-    /// The most memory the tracked resources may hold together; greater than zero.
+    /// The most memory the process may use (its resident set, as the governor watches it;
+    /// the tracked resources share it). Greater than zero. Written in the file as a size,
+    /// or as a share of this machine's memory such as `"25%"`, which is resolved to bytes
+    /// when the file is loaded.
     pub budget: ByteSize,
+    /// The share of the machine's memory the budget was given as, in `(0, 1]`; `None`
+    /// when it was given in bytes.
+    #[serde(skip)]
+    pub budget_share: Option<f64>,
     /// The share of the budget, in `(0, 1]`, above which memwarden releases the most
     /// expendable resources.
     pub warning_fraction: f64,
@@ -272,15 +325,22 @@ impl Config {
             Some(table) => read_logging(&mut report, table),
             None => Some(LoggingConfig::default()),
         };
+        let defrag = match root.optional_table(&mut report, "defrag") {
+            Some(table) => read_defrag(&mut report, table),
+            None => Some(DefragSettings::default()),
+        };
         root.finish(&mut report, "top-level key");
 
-        match (monitor, kinds, snapshot, logging) {
-            (Some(monitor), Some(kinds), Some(snapshot), Some(logging)) if report.is_clean() => {
+        match (monitor, kinds, snapshot, logging, defrag) {
+            (Some(monitor), Some(kinds), Some(snapshot), Some(logging), Some(defrag))
+                if report.is_clean() =>
+            {
                 Ok(Config {
                     monitor,
                     kinds,
                     snapshot,
                     logging,
+                    defrag,
                 })
             }
             _ => {
@@ -312,21 +372,47 @@ fn invalid(origin: &str, report: Report<'_>) -> ConfigError {
 }
 
 fn read_monitor(report: &mut Report<'_>, mut table: Table<'_, '_>) -> Option<MonitorConfig> {
-    let budget = table.required::<ByteSize>(report, "budget");
+    let budget = table.required::<BudgetSetting>(report, "budget");
     let warning = fraction(report, &mut table, "warning_fraction", Zero::Rejected);
     let critical = fraction(report, &mut table, "critical_fraction", Zero::Rejected);
     let tick = positive_duration(report, &mut table, "tick", Presence::Required);
     table.finish(report, "key");
 
-    if let Some(budget) = &budget
-        && budget.get_ref().as_u64() == 0
-    {
-        report.error(
-            table.key("budget"),
-            budget.span(),
-            "the budget must be greater than zero",
-        );
-    }
+    let budget = budget.and_then(|budget| {
+        let (bytes, share) = match *budget.get_ref() {
+            BudgetSetting::Bytes(bytes) => (bytes, None),
+            BudgetSetting::Share(share) if share > 0.0 && share <= 1.0 => {
+                let Some(total) = machine_memory() else {
+                    report.error(
+                        table.key("budget"),
+                        budget.span(),
+                        "cannot read this machine's memory size to resolve a share of it; give the budget in bytes",
+                    );
+                    return None;
+                };
+                (ByteSize::b((total as f64 * share) as u64), Some(share))
+            }
+            BudgetSetting::Share(share) => {
+                report.error(
+                    table.key("budget"),
+                    budget.span(),
+                    format!(
+                        "{}% is out of range: a share of the machine's memory must be greater than 0% and at most 100%",
+                        share * 100.0
+                    ),
+                );
+                return None;
+            }
+        };
+        if bytes.as_u64() == 0 {
+            report.error(
+                table.key("budget"),
+                budget.span(),
+                "the budget must be greater than zero",
+            );
+        }
+        Some((bytes, share))
+    });
     if let (Some(warning), Some(critical)) = (&warning, &critical)
         && warning.get_ref() >= critical.get_ref()
     {
@@ -339,8 +425,10 @@ fn read_monitor(report: &mut Report<'_>, mut table: Table<'_, '_>) -> Option<Mon
         );
         report.error(table.key("critical_fraction"), critical.span(), message);
     }
+    let (budget, budget_share) = budget?;
     Some(MonitorConfig {
-        budget: budget?.into_inner(),
+        budget,
+        budget_share,
         warning_fraction: warning?.into_inner(),
         critical_fraction: critical?.into_inner(),
         tick: tick?,
@@ -423,6 +511,29 @@ fn read_logging(report: &mut Report<'_>, mut table: Table<'_, '_>) -> Option<Log
     })
 }
 
+fn read_defrag(report: &mut Report<'_>, mut table: Table<'_, '_>) -> Option<DefragSettings> {
+    let enabled = table.required::<bool>(report, "enabled");
+    let threshold = table.required::<ByteSize>(report, "released_threshold");
+    let interval = positive_duration(report, &mut table, "interval", Presence::Optional);
+    let aggressive = table.required::<bool>(report, "aggressive");
+    table.finish(report, "key");
+    if let Some(threshold) = &threshold
+        && threshold.get_ref().as_u64() == 0
+    {
+        report.error(
+            table.key("released_threshold"),
+            threshold.span(),
+            "must be greater than zero (set enabled = false to turn the triggers off)",
+        );
+    }
+    Some(DefragSettings {
+        enabled: enabled?.into_inner(),
+        released_threshold: threshold?.into_inner(),
+        interval,
+        aggressive: aggressive?.into_inner(),
+    })
+}
+
 /// Whether a fraction may be zero.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Zero {
@@ -487,6 +598,63 @@ fn positive_duration(
         return None;
     }
     Some(value.into_inner().0)
+}
+
+/// The total memory of this machine, from the operating system.
+pub fn machine_memory() -> Option<u64> {
+    let mut system = sysinfo::System::new();
+    system.refresh_memory();
+    Some(system.total_memory()).filter(|&total| total > 0)
+}
+
+/// `monitor.budget`: a size, or a share of the machine's memory written `"25%"`.
+enum BudgetSetting {
+    Bytes(ByteSize),
+    Share(f64),
+}
+
+impl<'de> Deserialize<'de> for BudgetSetting {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BudgetVisitor;
+
+        impl Visitor<'_> for BudgetVisitor {
+            type Value = BudgetSetting;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a byte count such as 1048576, a size such as \"512MiB\", or a share of the machine's memory such as \"25%\"",
+                )
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<BudgetSetting, E> {
+                Ok(BudgetSetting::Bytes(ByteSize::b(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<BudgetSetting, E> {
+                u64::try_from(v)
+                    .map(|v| BudgetSetting::Bytes(ByteSize::b(v)))
+                    .map_err(|_| {
+                        E::custom(format!("invalid byte size {v}: a size cannot be negative"))
+                    })
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<BudgetSetting, E> {
+                match v.trim().strip_suffix('%') {
+                    Some(percent) => percent
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|p| p.is_finite())
+                        .map(|p| BudgetSetting::Share(p / 100.0))
+                        .ok_or_else(|| {
+                            E::custom(format!(
+                                "invalid share {v:?}: expected a percentage such as \"25%\""
+                            ))
+                        }),
+                    None => v.parse().map(BudgetSetting::Bytes).map_err(E::custom),
+                }
+            }
+        }
+
+        deserializer.deserialize_any(BudgetVisitor)
+    }
 }
 
 /// A [`Priority`] read from an integer, with a message that speaks of priorities rather

@@ -34,6 +34,8 @@ pub use memwarden_core as core;
 
 #[cfg(feature = "config")]
 pub mod config;
+#[cfg(feature = "defrag")]
+pub use memwarden_defrag as defrag;
 #[cfg(feature = "lock")]
 pub use memwarden_lock as lock;
 #[cfg(feature = "prioritizer")]
@@ -56,3 +58,13 @@ pub use lifecycle::{Lifecycle, Thresholds};
 mod lock_guard;
 #[cfg(all(feature = "reaper", feature = "lock"))]
 pub use lock_guard::LockGuard;
+
+#[cfg(feature = "registry")]
+pub mod registry;
+#[cfg(feature = "registry")]
+pub use registry::ModelRegistry;
+
+#[cfg(feature = "governor")]
+pub mod governor;
+#[cfg(feature = "governor")]
+pub use governor::Governor;

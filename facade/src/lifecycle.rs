@@ -326,6 +326,12 @@ impl Lifecycle {
         self.run(Request::new(Urgency::Low, 0))
     }
 
+    /// Plans for `request` over the current candidates (locked resources count as pinned)
+    /// and executes the plan: the one step every other method here is made of.
+    pub fn release(&self, request: Request) -> ReleaseReport {
+        self.run(request)
+    }
+
     fn run(&self, request: Request) -> ReleaseReport {
         #[cfg_attr(
             not(feature = "lock"),

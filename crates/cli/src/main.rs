@@ -7,7 +7,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 use memwarden::config::Config;
 
 mod demo;
-mod rss;
 
 /// Keep a memory-hungry process inside its memory budget.
 #[derive(Debug, Parser)]
@@ -58,7 +57,7 @@ fn main() -> ExitCode {
         } => return check_config(path),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(BAD_INPUT)

@@ -721,3 +721,72 @@ fn diagnostics_serialise() {
         "{json}"
     );
 }
+
+#[test]
+fn budget_as_a_share_of_the_machine() {
+    let toml = edit("budget = \"1GiB\"", "budget = \"25%\"");
+    let config = Config::from_toml_str(&toml, "t").unwrap_or_else(|e| panic!("{e}"));
+    let total = memwarden::config::machine_memory().expect("this machine reports its memory");
+    assert_eq!(config.monitor.budget.as_u64(), total / 4);
+    assert_eq!(config.monitor.budget_share, Some(0.25));
+    assert_eq!(
+        Config::from_toml_str(BASE, "t")
+            .unwrap()
+            .monitor
+            .budget_share,
+        None
+    );
+    check(
+        &edit("budget = \"1GiB\"", "budget = \"150%\""),
+        "monitor.budget",
+        2,
+        "150% is out of range",
+    );
+    check(
+        &edit("budget = \"1GiB\"", "budget = \"0%\""),
+        "monitor.budget",
+        2,
+        "greater than 0%",
+    );
+    check(
+        &edit("budget = \"1GiB\"", "budget = \"lots%\""),
+        "monitor.budget",
+        2,
+        "invalid share \"lots%\"",
+    );
+}
+
+#[test]
+fn defrag_table() {
+    let toml = format!(
+        "{BASE}[defrag]\nenabled = false\nreleased_threshold = \"64MiB\"\ninterval = \"10m\"\naggressive = true\n"
+    );
+    let config = Config::from_toml_str(&toml, "t").unwrap_or_else(|e| panic!("{e}"));
+    assert!(!config.defrag.enabled);
+    assert_eq!(config.defrag.released_threshold, ByteSize::mib(64));
+    assert_eq!(config.defrag.interval, Some(Duration::from_secs(600)));
+    assert!(config.defrag.aggressive);
+    // Left out: the defaults, which the shipped file spells out.
+    let defaults = Config::from_toml_str(BASE, "t").unwrap().defrag;
+    assert_eq!(defaults, memwarden::config::DefragSettings::default());
+    assert_eq!(Config::shipped().defrag, defaults);
+    assert_eq!(defaults.released_threshold.as_u64(), 500_000_000);
+    assert_eq!(defaults.interval, Some(Duration::from_secs(3600)));
+
+    let bad = format!(
+        "{BASE}[defrag]\nenabled = true\nreleased_threshold = 0\ninterval = \"0s\"\naggressive = 1\nevery = \"1h\"\n"
+    );
+    let keys: Vec<(String, usize)> = diagnostics(&bad)
+        .into_iter()
+        .map(|d| (d.key, d.line))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("defrag.released_threshold".to_owned(), 42),
+            ("defrag.interval".to_owned(), 43),
+            ("defrag.aggressive".to_owned(), 44),
+            ("defrag.every".to_owned(), 45),
+        ]
+    );
+}

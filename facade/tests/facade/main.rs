@@ -2,5 +2,9 @@
 
 #[cfg(feature = "config")]
 mod config;
+#[cfg(all(feature = "governor", feature = "config"))]
+mod governor;
 #[cfg(feature = "runtime")]
 mod lifecycle;
+#[cfg(feature = "registry")]
+mod registry;

@@ -1,0 +1,1687 @@
+//! [`ModelRegistry`]: models declared up front, mapped from disk on first use, and unloaded
+//! least recently used first.
+//!
+//! A model is declared with [`ModelRegistry::declare`] by id and path ([`ModelDecl`]); that
+//! records metadata and touches no file, so declaring a hundred models costs a hundred small
+//! structs. The first [`ModelRegistry::get`] of a model opens its file, maps it read-only
+//! with `memmap2`, parses and checks the [safetensors] header (reading only the header's
+//! pages), and registers the [`Model`] in the [`Lifecycle`]'s tracker as a
+//! `model_weights_cache` resource (or `model_shards`, per declaration) accounted at the
+//! file's length. The weights themselves are paged in by the kernel when they are first
+//! read, so a model that is mapped but unused costs address space, not memory. Later `get`s
+//! are hits: one tracker lookup, which also tells the prioritizer the model is in use.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use memwarden::core::ByteSize;
+//! use memwarden::registry::{ModelDecl, ModelRegistry, RegistryConfig, write_model_file};
+//! use memwarden::tracker::Tracker;
+//! use memwarden::Lifecycle;
+//! use std::sync::Arc;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let lifecycle = Arc::new(Lifecycle::new(Arc::new(Tracker::new()), ByteSize::mib(64)));
+//! // Room for one 1 MiB model at a time.
+//! let config = RegistryConfig { cap: Some(ByteSize::mib(1)), ..RegistryConfig::default() };
+//! let registry = ModelRegistry::new(Arc::clone(&lifecycle), config);
+//! for (i, name) in ["detector", "segmenter"].into_iter().enumerate() {
+//!     let path = dir.path().join(format!("{name}.safetensors"));
+//!     write_model_file(&path, 1 << 20, i as u64)?;
+//!     registry.declare(ModelDecl::new(name, path))?; // no I/O yet
+//! }
+//!
+//! let detector = registry.get("detector")?; // mapped and checked now
+//! let embed = detector.tensor("embed.weight").expect("write_model_file writes one");
+//! assert_eq!(embed.data.len(), embed.elements() * embed.dtype.size());
+//!
+//! registry.get("segmenter")?; // over the cap: the reaper releases the detector
+//! assert!(!registry.is_loaded("detector") && registry.is_loaded("segmenter"));
+//! assert_eq!(embed.shape[1], 256, "a model still held stays mapped and valid");
+//!
+//! let status = registry.status();
+//! assert_eq!(status.loaded_bytes, 1 << 20);
+//! assert_eq!((status.models[0].loads, status.models[0].unloads), (1, 0));
+//! drop(detector); // the last handle: now the detector's pages go
+//! assert_eq!(registry.status().models[0].unloads, 1);
+//! # Ok(()) }
+//! ```
+//!
+//! # Unloading
+//!
+//! **Only the reaper releases.** The registry never drops a model from the tracker itself:
+//!
+//! - under its own [`RegistryConfig::cap`], before admitting a model it picks victims among
+//!   its loaded, unpinned models, lowest priority first and, within a priority, least
+//!   recently used first (by a registry-wide counter bumped on every `get`, so the order is
+//!   exact whatever the clock's resolution), and has the reaper release each
+//!   ([`Reaper::release`](memwarden_reaper::Reaper::release));
+//! - before admitting a model it asks [`Lifecycle::make_room`] for the file's length, so the
+//!   lifecycle's budget and kind caps hold;
+//! - under pressure (the lifecycle's budget, a governor watching the RSS) models are ordinary
+//!   tracker resources: the prioritizer ranks them with everything else and the reaper
+//!   releases them through the normal plan path. The registry notices on the next `get`.
+//!
+//! Releasing drops the tracker's reference only. A caller holding an `Arc<Model>` keeps a
+//! valid mapping, and a `get` while it is still held registers that same mapping again
+//! rather than mapping the file twice. A model is **unloaded** when its mapping is actually
+//! unmapped, that is when the last `Arc<Model>` drops; [`ModelStatus::unloads`] counts those
+//! (a `Drop` on [`Model`] bumps it), so `loads - unloads` is the number of live mappings.
+//!
+//! A model that cannot fit under the cap because the rest is pinned (or the model alone is
+//! larger than the cap) is loaded anyway, with a warning: like [`Lifecycle::make_room`], the
+//! registry frees what it may and does not refuse work.
+//!
+//! # Concurrency
+//!
+//! Each declared model has its own load lock: concurrent first `get`s of one model load it
+//! once (the others wait, then hit), while `get`s of other models proceed. Admission (cap
+//! eviction, `make_room`, registration) is serialised by one registry-wide lock, taken after
+//! the file is mapped and checked, so a slow disk does not hold up other models and a bad
+//! file evicts nothing. [`ModelRegistry::preload`] loads a list in the background on a
+//! thread that the registry joins on drop; it checks for cancellation between models, so
+//! dropping the registry mid-preload waits for at most the one load in progress.
+//!
+//! # Model files
+//!
+//! Models are [safetensors] files, so real weight files work as they are: 8 bytes of
+//! little-endian header length `N`, `N` bytes of JSON header
+//! `{"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...,
+//! "__metadata__": {"key": "value"}}` (trailing spaces allowed), then the data, tensors
+//! row-major and little-endian. A file is refused, with an error naming its path, unless:
+//! the header length fits in the file and under [`MAX_HEADER_BYTES`]; the header starts
+//! with `{` and parses; every dtype is known; each tensor's shape times its dtype's size is
+//! its byte length; and the tensors cover the data section exactly, without gaps or
+//! overlaps (the format's own rule, which rejects truncated files and files with bytes no
+//! tensor describes). A failed load leaves nothing behind: the error is returned (and kept
+//! as [`ModelStatus::last_error`]), and the next `get` tries the file again.
+//!
+//! **Model files must not be truncated or rewritten in place while mapped**; replace a
+//! model by renaming a new file over its path (existing mappings keep the old file), as
+//! [`write_model_file`] does. This is the contract of every memory-mapped weights loader:
+//! a truncated mapping raises `SIGBUS` when a lost page is read.
+//!
+//! [safetensors]: https://github.com/huggingface/safetensors
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use memmap2::Mmap;
+use memwarden_core::{ByteSize, Priority, ResourceId, ResourceKind};
+use memwarden_reaper::ReleaseReport;
+use memwarden_tracker::{Candidate, ResourceSpec, TrackerError};
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+
+use crate::Lifecycle;
+
+/// The largest JSON header a model file may have (100 MB, the reference implementation's
+/// limit): a header length above it means the file is not a safetensors file.
+pub const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+// ---------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------
+
+/// Why the registry refused a request or could not load a model.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// No model with this id is declared.
+    #[error("no model {id} is declared")]
+    Unknown {
+        /// The id asked for.
+        id: ResourceId,
+    },
+    /// A model with this id is already declared.
+    #[error("model {id} is already declared")]
+    AlreadyDeclared {
+        /// The id declared twice.
+        id: ResourceId,
+    },
+    /// A file operation on a model file failed (it is missing, unreadable, ...).
+    #[error("cannot {op} model file {path:?}: {source}")]
+    Io {
+        /// What was being done (`"open"`, `"map"`, `"write"`, `"rename"`, ...).
+        op: &'static str,
+        /// The model file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// A model file is not a valid safetensors file.
+    #[error("model file {path:?} is not a valid safetensors file: {problem}")]
+    Format {
+        /// The model file.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        problem: FormatError,
+    },
+    /// The model's id is registered in the tracker by something other than this registry.
+    #[error("resource {id} is registered in the tracker, but not as this registry's model")]
+    IdTaken {
+        /// The model's id.
+        id: ResourceId,
+    },
+    /// The tracker refused to register the model.
+    #[error("the tracker refused model {id}: {source}")]
+    Tracker {
+        /// The model's id.
+        id: ResourceId,
+        /// The tracker's reason.
+        #[source]
+        source: TrackerError,
+    },
+    /// The preload thread could not be started.
+    #[error("cannot start the preload thread: {source}")]
+    Spawn {
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// [`write_model_file`] was asked for a file too small to hold a header.
+    #[error(
+        "a model file of {requested} bytes at {path:?} cannot hold its header: {minimum} bytes at least"
+    )]
+    TooSmall {
+        /// The file that was to be written.
+        path: PathBuf,
+        /// The size asked for.
+        requested: u64,
+        /// The smallest size that works.
+        minimum: u64,
+    },
+}
+
+impl RegistryError {
+    fn io(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> RegistryError {
+        let path = path.to_path_buf();
+        move |source| RegistryError::Io { op, path, source }
+    }
+}
+
+/// What is wrong with a model file that is not valid safetensors.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FormatError {
+    /// The file is shorter than the 8-byte header length.
+    #[error("the file is {file_len} bytes, too short for the 8-byte header length")]
+    TooShort {
+        /// The file's length.
+        file_len: u64,
+    },
+    /// The header length runs past the end of the file (a truncated file, or not a
+    /// safetensors file at all).
+    #[error("the header length {header_len} runs past the end of the {file_len}-byte file")]
+    HeaderPastEnd {
+        /// The header length the file starts with.
+        header_len: u64,
+        /// The file's length.
+        file_len: u64,
+    },
+    /// The header length is above [`MAX_HEADER_BYTES`].
+    #[error("the header length {header_len} is above the limit of {limit} bytes")]
+    HeaderTooLarge {
+        /// The header length the file starts with.
+        header_len: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The header does not start with `{`.
+    #[error("the header does not start with '{{'")]
+    HeaderStart,
+    /// The header is not JSON, or not the safetensors schema.
+    #[error("the header is not a safetensors JSON header: {reason}")]
+    HeaderJson {
+        /// The JSON parser's message.
+        reason: String,
+    },
+    /// Two tensors have the same name.
+    #[error("tensor {tensor:?} is described twice")]
+    DuplicateTensor {
+        /// The name.
+        tensor: String,
+    },
+    /// A tensor's dtype is not one the registry knows.
+    #[error("tensor {tensor:?} has the unknown dtype {dtype:?}")]
+    UnknownDtype {
+        /// The tensor.
+        tensor: String,
+        /// The dtype found.
+        dtype: String,
+    },
+    /// A tensor's `data_offsets` end before they begin.
+    #[error("tensor {tensor:?} has data_offsets [{begin}, {end}], which end before they begin")]
+    ReversedOffsets {
+        /// The tensor.
+        tensor: String,
+        /// The first offset.
+        begin: u64,
+        /// The second offset.
+        end: u64,
+    },
+    /// A tensor ends past the end of the data section.
+    #[error("tensor {tensor:?} ends at byte {end} of a {data_len}-byte data section")]
+    TensorPastEnd {
+        /// The tensor.
+        tensor: String,
+        /// Where it ends, from the start of the data section.
+        end: u64,
+        /// The data section's length.
+        data_len: u64,
+    },
+    /// A tensor's shape times its dtype's size is not its byte length.
+    #[error(
+        "tensor {tensor:?} of shape {shape:?} and dtype {dtype} does not fill its {bytes} bytes"
+    )]
+    ShapeMismatch {
+        /// The tensor.
+        tensor: String,
+        /// Its shape.
+        shape: Vec<u64>,
+        /// Its dtype.
+        dtype: Dtype,
+        /// Its byte length from its offsets.
+        bytes: u64,
+    },
+    /// Tensors overlap, or leave a gap between them.
+    #[error(
+        "tensor {tensor:?} starts at byte {begin} of the data section, not at {expected} where the previous one ends (tensors must not overlap or leave gaps)"
+    )]
+    NotContiguous {
+        /// The tensor.
+        tensor: String,
+        /// Where it starts.
+        begin: u64,
+        /// Where the previous tensor ends.
+        expected: u64,
+    },
+    /// The data section has bytes after the last tensor.
+    #[error("the tensors cover {covered} bytes of the {data_len}-byte data section")]
+    Uncovered {
+        /// The bytes the tensors cover.
+        covered: u64,
+        /// The data section's length.
+        data_len: u64,
+    },
+}
+
+// ---------------------------------------------------------------------------------------
+// Tensors and models
+// ---------------------------------------------------------------------------------------
+
+/// The element type of a tensor, as safetensors names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Dtype {
+    /// `BOOL`: one byte.
+    Bool,
+    /// `U8`.
+    U8,
+    /// `I8`.
+    I8,
+    /// `F8_E5M2`: 8-bit float, 5 exponent bits.
+    F8E5M2,
+    /// `F8_E4M3`: 8-bit float, 4 exponent bits.
+    F8E4M3,
+    /// `F8_E8M0`: 8-bit scale (exponent only).
+    F8E8M0,
+    /// `I16`.
+    I16,
+    /// `U16`.
+    U16,
+    /// `F16`: IEEE half precision.
+    F16,
+    /// `BF16`: bfloat16.
+    BF16,
+    /// `I32`.
+    I32,
+    /// `U32`.
+    U32,
+    /// `F32`.
+    F32,
+    /// `C64`: complex of two `F32`.
+    C64,
+    /// `I64`.
+    I64,
+    /// `U64`.
+    U64,
+    /// `F64`.
+    F64,
+}
+
+/// Every dtype with its name and size in bytes.
+const DTYPES: [(Dtype, &str, usize); 17] = [
+    (Dtype::Bool, "BOOL", 1),
+    (Dtype::U8, "U8", 1),
+    (Dtype::I8, "I8", 1),
+    (Dtype::F8E5M2, "F8_E5M2", 1),
+    (Dtype::F8E4M3, "F8_E4M3", 1),
+    (Dtype::F8E8M0, "F8_E8M0", 1),
+    (Dtype::I16, "I16", 2),
+    (Dtype::U16, "U16", 2),
+    (Dtype::F16, "F16", 2),
+    (Dtype::BF16, "BF16", 2),
+    (Dtype::I32, "I32", 4),
+    (Dtype::U32, "U32", 4),
+    (Dtype::F32, "F32", 4),
+    (Dtype::C64, "C64", 8),
+    (Dtype::I64, "I64", 8),
+    (Dtype::U64, "U64", 8),
+    (Dtype::F64, "F64", 8),
+];
+
+impl Dtype {
+    fn entry(self) -> &'static (Dtype, &'static str, usize) {
+        DTYPES
+            .iter()
+            .find(|(d, _, _)| *d == self)
+            .expect("every dtype is listed in DTYPES")
+    }
+    /// The size of one element in bytes.
+    pub fn size(self) -> usize {
+        self.entry().2
+    }
+    /// The name safetensors gives it (`"F32"`, `"F8_E4M3"`).
+    pub fn as_str(self) -> &'static str {
+        self.entry().1
+    }
+    /// The dtype named `name`, if it is one the registry knows.
+    pub fn from_name(name: &str) -> Option<Dtype> {
+        DTYPES
+            .iter()
+            .find(|(_, n, _)| *n == name)
+            .map(|(d, _, _)| *d)
+    }
+}
+
+impl fmt::Display for Dtype {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One tensor of a [`Model`]: its description and its bytes, borrowed from the mapping.
+///
+/// `data` is row-major and little-endian, as safetensors stores it. Reading it pages the
+/// tensor in; describing it (name, dtype, shape) does not.
+#[derive(Clone, Copy)]
+pub struct TensorView<'a> {
+    /// The tensor's name.
+    pub name: &'a str,
+    /// Its element type.
+    pub dtype: Dtype,
+    /// Its shape.
+    pub shape: &'a [usize],
+    /// Its bytes.
+    pub data: &'a [u8],
+}
+
+impl TensorView<'_> {
+    /// The number of elements: the product of the shape.
+    pub fn elements(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+impl fmt::Debug for TensorView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TensorView")
+            .field("name", &self.name)
+            .field("dtype", &self.dtype)
+            .field("shape", &self.shape)
+            .field("bytes", &self.data.len())
+            .finish()
+    }
+}
+
+/// A tensor's description, with its byte range in the file.
+#[derive(Debug)]
+struct TensorInfo {
+    name: Box<str>,
+    dtype: Dtype,
+    shape: Box<[usize]>,
+    begin: usize,
+    end: usize,
+}
+
+/// A loaded model: a read-only mapping of its file and its parsed header.
+///
+/// Shared as `Arc<Model>`. The mapping lives until the last `Arc` drops, whether or not the
+/// registry still holds the model; dropping the last one unmaps the file and counts an
+/// unload.
+pub struct Model {
+    id: ResourceId,
+    path: PathBuf,
+    kind: ResourceKind,
+    map: Mmap,
+    /// Sorted by name.
+    tensors: Vec<TensorInfo>,
+    metadata: BTreeMap<String, String>,
+    counters: Arc<Counters>,
+}
+
+impl Model {
+    /// The model's id.
+    pub fn id(&self) -> &ResourceId {
+        &self.id
+    }
+    /// The model file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// The kind it is tracked as.
+    pub fn kind(&self) -> &ResourceKind {
+        &self.kind
+    }
+    /// The file's length in bytes: what the model is accounted at.
+    pub fn bytes(&self) -> u64 {
+        len_u64(self.map.len())
+    }
+    /// The whole file, mapped (header included).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.map
+    }
+    /// The tensor called `name`, if there is one.
+    pub fn tensor(&self, name: &str) -> Option<TensorView<'_>> {
+        let i = self
+            .tensors
+            .binary_search_by(|t| (*t.name).cmp(name))
+            .ok()?;
+        Some(self.view(&self.tensors[i]))
+    }
+    /// Every tensor, in name order.
+    pub fn tensors(&self) -> impl ExactSizeIterator<Item = TensorView<'_>> + '_ {
+        self.tensors.iter().map(|t| self.view(t))
+    }
+    /// The header's `__metadata__` (empty if it has none).
+    pub fn metadata(&self) -> &BTreeMap<String, String> {
+        &self.metadata
+    }
+    /// Asks the kernel to read the whole file ahead, in the background (`madvise(WILLNEED)`;
+    /// a no-op where the platform has no such call). The pages land in the page cache and
+    /// are mapped in as they are read, so this saves the first reader the disk's latency.
+    pub fn prefetch(&self) {
+        #[cfg(unix)]
+        if let Err(e) = self.map.advise(memmap2::Advice::WillNeed) {
+            log::debug!("cannot prefetch model {} ({:?}): {e}", self.id, self.path);
+        }
+    }
+
+    fn view<'a>(&'a self, t: &'a TensorInfo) -> TensorView<'a> {
+        TensorView {
+            name: &t.name,
+            dtype: t.dtype,
+            shape: &t.shape,
+            data: &self.map[t.begin..t.end],
+        }
+    }
+}
+
+impl Drop for Model {
+    fn drop(&mut self) {
+        self.counters.unloads.fetch_add(1, Ordering::Relaxed);
+        log::debug!("model {} unmapped ({:?})", self.id, self.path);
+    }
+}
+
+impl fmt::Debug for Model {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Model")
+            .field("id", &self.id)
+            .field("path", &self.path)
+            .field("kind", &self.kind)
+            .field("bytes", &self.map.len())
+            .field("tensors", &self.tensors.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn len_u64(len: usize) -> u64 {
+    u64::try_from(len).expect("a usize fits in a u64 on every supported platform")
+}
+
+// ---------------------------------------------------------------------------------------
+// Header parsing
+// ---------------------------------------------------------------------------------------
+
+/// One tensor as the JSON header describes it.
+#[derive(serde::Deserialize)]
+struct RawTensor {
+    dtype: String,
+    shape: Vec<u64>,
+    data_offsets: [u64; 2],
+}
+
+/// The JSON header, tensors in file order, duplicates kept (so that they can be refused).
+struct RawHeader {
+    tensors: Vec<(String, RawTensor)>,
+    metadata: Option<BTreeMap<String, String>>,
+}
+
+impl<'de> serde::Deserialize<'de> for RawHeader {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawHeader;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of tensor names to tensor descriptions")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawHeader, A::Error> {
+                let mut header = RawHeader {
+                    tensors: Vec::new(),
+                    metadata: None,
+                };
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "__metadata__" {
+                        if header.metadata.is_some() {
+                            return Err(serde::de::Error::duplicate_field("__metadata__"));
+                        }
+                        header.metadata = Some(map.next_value::<Option<_>>()?.unwrap_or_default());
+                    } else {
+                        let tensor = map.next_value()?;
+                        header.tensors.push((key, tensor));
+                    }
+                }
+                Ok(header)
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+/// A checked header: the tensors sorted by name, with absolute byte ranges.
+struct Parsed {
+    tensors: Vec<TensorInfo>,
+    metadata: BTreeMap<String, String>,
+}
+
+/// Parses and checks the safetensors header of `file`, reading only the header's bytes.
+fn parse(file: &[u8]) -> Result<Parsed, FormatError> {
+    let file_len = len_u64(file.len());
+    let Some(prefix) = file.first_chunk::<8>() else {
+        return Err(FormatError::TooShort { file_len });
+    };
+    let header_len = u64::from_le_bytes(*prefix);
+    if header_len > file_len - 8 {
+        return Err(FormatError::HeaderPastEnd {
+            header_len,
+            file_len,
+        });
+    }
+    if header_len > MAX_HEADER_BYTES {
+        return Err(FormatError::HeaderTooLarge {
+            header_len,
+            limit: MAX_HEADER_BYTES,
+        });
+    }
+    // Both fit in usize: the header length is below the file's length, a usize.
+    let data_start = 8 + header_len as usize;
+    let header = &file[8..data_start];
+    if header.first() != Some(&b'{') {
+        return Err(FormatError::HeaderStart);
+    }
+    let raw: RawHeader = serde_json::from_slice(header).map_err(|e| FormatError::HeaderJson {
+        reason: e.to_string(),
+    })?;
+    let data_len = file_len - 8 - header_len;
+    let mut names = HashSet::with_capacity(raw.tensors.len());
+    let mut tensors = Vec::with_capacity(raw.tensors.len());
+    for (name, t) in raw.tensors {
+        if !names.insert(name.clone()) {
+            return Err(FormatError::DuplicateTensor { tensor: name });
+        }
+        let Some(dtype) = Dtype::from_name(&t.dtype) else {
+            return Err(FormatError::UnknownDtype {
+                tensor: name,
+                dtype: t.dtype,
+            });
+        };
+        let [begin, end] = t.data_offsets;
+        if end < begin {
+            return Err(FormatError::ReversedOffsets {
+                tensor: name,
+                begin,
+                end,
+            });
+        }
+        if end > data_len {
+            return Err(FormatError::TensorPastEnd {
+                tensor: name,
+                end,
+                data_len,
+            });
+        }
+        let bytes = end - begin;
+        let shape: Option<Vec<usize>> = t.shape.iter().map(|&d| usize::try_from(d).ok()).collect();
+        let fills = shape.as_ref().is_some_and(|shape| {
+            shape
+                .iter()
+                .try_fold(dtype.size(), |acc, &d| acc.checked_mul(d))
+                .is_some_and(|size| len_u64(size) == bytes)
+        });
+        let (true, Some(shape)) = (fills, shape) else {
+            return Err(FormatError::ShapeMismatch {
+                tensor: name,
+                shape: t.shape,
+                dtype,
+                bytes,
+            });
+        };
+        // Both below the file's length, a usize.
+        tensors.push(TensorInfo {
+            name: name.into(),
+            dtype,
+            shape: shape.into(),
+            begin: data_start + begin as usize,
+            end: data_start + end as usize,
+        });
+    }
+    // The format's rule: the tensors cover the data section exactly, in offset order.
+    tensors.sort_unstable_by_key(|t| (t.begin, t.end));
+    let mut covered = data_start;
+    for t in &tensors {
+        if t.begin != covered {
+            return Err(FormatError::NotContiguous {
+                tensor: t.name.to_string(),
+                begin: len_u64(t.begin - data_start),
+                expected: len_u64(covered - data_start),
+            });
+        }
+        covered = t.end;
+    }
+    if covered != file.len() {
+        return Err(FormatError::Uncovered {
+            covered: len_u64(covered - data_start),
+            data_len,
+        });
+    }
+    tensors.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    Ok(Parsed {
+        tensors,
+        metadata: raw.metadata.unwrap_or_default(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Declarations, configuration, status
+// ---------------------------------------------------------------------------------------
+
+/// A model as declared: an id, a file, and how it is tracked. Built with chained setters.
+///
+/// ```
+/// # use memwarden::core::{Priority, ResourceKind};
+/// # use memwarden::registry::ModelDecl;
+/// let decl = ModelDecl::new("yolo-v8", "/models/yolo-v8.safetensors")
+///     .kind(ResourceKind::ModelShards)
+///     .priority(Priority::new(9).unwrap())
+///     .pinned(true);
+/// assert_eq!(decl.id.as_str(), "yolo-v8");
+/// ```
+#[derive(Debug, Clone)]
+pub struct ModelDecl {
+    /// The model's id; it is also its id in the tracker.
+    pub id: ResourceId,
+    /// The safetensors file.
+    pub path: PathBuf,
+    /// The kind it is tracked as: `model_weights_cache` unless set.
+    pub kind: ResourceKind,
+    /// Its priority; the kind's policy applies when `None`.
+    pub priority: Option<Priority>,
+    /// A pinned model is never unloaded while loaded.
+    pub pinned: bool,
+    /// Unloaded by [`Lifecycle::sweep`] after this long without a `get`.
+    pub max_idle: Option<Duration>,
+}
+
+impl ModelDecl {
+    /// A `model_weights_cache` model with its kind's priority, unpinned, with no idle limit.
+    pub fn new(id: impl Into<ResourceId>, path: impl Into<PathBuf>) -> Self {
+        ModelDecl {
+            id: id.into(),
+            path: path.into(),
+            kind: ResourceKind::ModelWeightsCache,
+            priority: None,
+            pinned: false,
+            max_idle: None,
+        }
+    }
+    /// Sets the kind (`model_shards` for weights resident for inference).
+    pub fn kind(mut self, kind: ResourceKind) -> Self {
+        self.kind = kind;
+        self
+    }
+    /// Sets the priority.
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+    /// Pins (or unpins) the model.
+    pub fn pinned(mut self, pinned: bool) -> Self {
+        self.pinned = pinned;
+        self
+    }
+    /// Sets the idle limit.
+    pub fn max_idle(mut self, max_idle: Duration) -> Self {
+        self.max_idle = Some(max_idle);
+        self
+    }
+}
+
+/// How a [`ModelRegistry`] behaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistryConfig {
+    /// The most bytes (file lengths) of models the registry keeps loaded; `None` leaves it
+    /// to the lifecycle's budget. Pinned models count against it.
+    pub cap: Option<ByteSize>,
+    /// Whether [`ModelRegistry::preload`] also reads each model ahead
+    /// ([`Model::prefetch`]); on by default.
+    pub prefetch_preloaded: bool,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            cap: None,
+            prefetch_preloaded: true,
+        }
+    }
+}
+
+/// One declared model in a [`RegistryStatus`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelStatus {
+    /// Its id.
+    pub id: ResourceId,
+    /// Its file (lossily converted to UTF-8 when serialised).
+    #[serde(serialize_with = "lossy_path")]
+    pub path: PathBuf,
+    /// The kind it is tracked as.
+    pub kind: ResourceKind,
+    /// Its priority: declared, else its kind's.
+    pub priority: Priority,
+    /// Whether it is pinned.
+    pub pinned: bool,
+    /// Whether the tracker holds it (it counts against the budget and the cap).
+    pub loaded: bool,
+    /// Whether it is mapped: loaded, or released but still held by a caller.
+    pub mapped: bool,
+    /// The file's length when it was last loaded; `None` until the first load.
+    pub bytes: Option<u64>,
+    /// `get`s served without mapping the file.
+    pub hits: u64,
+    /// Times the file was mapped.
+    pub loads: u64,
+    /// Times a mapping was unmapped (its last `Arc<Model>` dropped).
+    pub unloads: u64,
+    /// The error of the last failed load, cleared by the next successful one.
+    pub last_error: Option<String>,
+}
+
+/// What a [`ModelRegistry`] holds: every declared model, in declaration order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RegistryStatus {
+    /// Every declared model.
+    pub models: Vec<ModelStatus>,
+    /// Bytes of the models the tracker holds.
+    pub loaded_bytes: u64,
+    /// The registry's cap.
+    pub cap: Option<ByteSize>,
+}
+
+fn lossy_path<S: serde::Serializer>(path: &Path, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&path.to_string_lossy())
+}
+
+/// What a preload did.
+#[derive(Debug, Default)]
+pub struct PreloadReport {
+    /// Models loaded (or found already loaded), in order.
+    pub loaded: Vec<ResourceId>,
+    /// Models that failed to load, with why.
+    pub failed: Vec<(ResourceId, RegistryError)>,
+    /// Models not tried because the preload was cancelled.
+    pub skipped: Vec<ResourceId>,
+}
+
+impl PreloadReport {
+    fn merge(&mut self, other: PreloadReport) {
+        self.loaded.extend(other.loaded);
+        self.failed.extend(other.failed);
+        self.skipped.extend(other.skipped);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The registry
+// ---------------------------------------------------------------------------------------
+
+/// Per-model counters, shared by the slot and every mapping of the model.
+#[derive(Debug, Default)]
+struct Counters {
+    hits: AtomicU64,
+    loads: AtomicU64,
+    unloads: AtomicU64,
+    /// The registry's use counter at the last `get`: the LRU order.
+    last_used: AtomicU64,
+}
+
+/// What changes about a model besides its counters.
+#[derive(Debug, Default)]
+struct SlotState {
+    /// The last mapping, so that a mapping still held elsewhere is reused.
+    mapping: Weak<Model>,
+    bytes: Option<u64>,
+    last_error: Option<String>,
+}
+
+/// One declared model.
+#[derive(Debug)]
+struct Slot {
+    decl: ModelDecl,
+    pinned: AtomicBool,
+    counters: Arc<Counters>,
+    /// Held while the model is loaded, so that concurrent first `get`s load it once.
+    load: Mutex<()>,
+    state: Mutex<SlotState>,
+}
+
+impl Slot {
+    fn id(&self) -> &str {
+        self.decl.id.as_str()
+    }
+    /// Whether `model` is a mapping of this slot (and not another registry's of the same id).
+    fn owns(&self, model: &Model) -> bool {
+        Arc::ptr_eq(&self.counters, &model.counters)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Models {
+    index: HashMap<ResourceId, usize>,
+    slots: Vec<Arc<Slot>>,
+}
+
+/// How a `get` counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// A caller's `get`: a hit if loaded, and an access in the tracker.
+    Use,
+    /// A preload: loads if needed, counts nothing if loaded.
+    Preload,
+}
+
+#[derive(Debug)]
+struct Inner {
+    lifecycle: Arc<Lifecycle>,
+    config: RegistryConfig,
+    models: RwLock<Models>,
+    /// Serialises cap eviction, `make_room` and registration.
+    admission: Mutex<()>,
+    /// Bumped on every `get`: the LRU clock.
+    uses: AtomicU64,
+}
+
+/// A background preload.
+#[derive(Debug)]
+struct Preload {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<PreloadReport>,
+}
+
+/// Models declared up front and loaded on first use; see the [module docs](self).
+///
+/// Thread-safe: share it by reference or as an `Arc<ModelRegistry>`. Dropping it cancels
+/// and joins its preloads, then has the reaper release the models it loaded (pinned ones
+/// are unpinned first), so that a dropped registry leaves nothing in the tracker.
+#[derive(Debug)]
+pub struct ModelRegistry {
+    inner: Arc<Inner>,
+    preloads: Mutex<Vec<Preload>>,
+}
+
+impl ModelRegistry {
+    /// A registry with no models, admitting them into `lifecycle`'s tracker.
+    pub fn new(lifecycle: Arc<Lifecycle>, config: RegistryConfig) -> Self {
+        ModelRegistry {
+            inner: Arc::new(Inner {
+                lifecycle,
+                config,
+                models: RwLock::new(Models::default()),
+                admission: Mutex::new(()),
+                uses: AtomicU64::new(0),
+            }),
+            preloads: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The lifecycle models are admitted into.
+    pub fn lifecycle(&self) -> &Arc<Lifecycle> {
+        &self.inner.lifecycle
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RegistryConfig {
+        &self.inner.config
+    }
+
+    /// Declares a model. Records the declaration only: the file is not opened, mapped or
+    /// even looked at until the first [`get`](Self::get).
+    pub fn declare(&self, decl: ModelDecl) -> Result<(), RegistryError> {
+        let mut models = self.inner.models.write();
+        if models.index.contains_key(&decl.id) {
+            return Err(RegistryError::AlreadyDeclared { id: decl.id });
+        }
+        let index = models.slots.len();
+        models.index.insert(decl.id.clone(), index);
+        models.slots.push(Arc::new(Slot {
+            pinned: AtomicBool::new(decl.pinned),
+            decl,
+            counters: Arc::default(),
+            load: Mutex::new(()),
+            state: Mutex::new(SlotState::default()),
+        }));
+        Ok(())
+    }
+
+    /// The model `id`, loaded if it is not: mapped, checked, and admitted into the tracker
+    /// after the cap and the lifecycle's budget have made room for it.
+    ///
+    /// An error names the path of a model file that is missing or invalid; nothing is kept
+    /// of a failed load, so the next `get` tries again.
+    pub fn get(&self, id: &str) -> Result<Arc<Model>, RegistryError> {
+        let slot = self.inner.slot(id)?;
+        self.inner.get(&slot, Access::Use)
+    }
+
+    /// Whether the tracker holds the model `id` (it counts against the budget and the cap).
+    pub fn is_loaded(&self, id: &str) -> bool {
+        self.inner
+            .slot(id)
+            .is_ok_and(|slot| self.inner.tracked(&slot).is_some())
+    }
+
+    /// Has the reaper release the model `id` now; an empty report if it is not loaded.
+    ///
+    /// Callers still holding the model keep it mapped until they drop it.
+    pub fn unload(&self, id: &str) -> Result<ReleaseReport, RegistryError> {
+        let slot = self.inner.slot(id)?;
+        if self.inner.tracked(&slot).is_none() {
+            return Ok(ReleaseReport::default());
+        }
+        Ok(self.inner.lifecycle.reaper().release(slot.id()))
+    }
+
+    /// Pins or unpins the model `id`, now and for its future loads.
+    pub fn set_pinned(&self, id: &str, pinned: bool) -> Result<(), RegistryError> {
+        let slot = self.inner.slot(id)?;
+        // Under the admission lock, so that a load in progress registers the new value.
+        let _admission = self.inner.admission.lock();
+        slot.pinned.store(pinned, Ordering::Relaxed);
+        if self.inner.tracked(&slot).is_some() {
+            self.inner
+                .lifecycle
+                .tracker()
+                .set_pinned(slot.id(), pinned)
+                .map_err(|source| RegistryError::Tracker {
+                    id: slot.decl.id.clone(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Loads `ids` in the background, in order, on a thread of its own; models already
+    /// loaded are left as they are (and counted as neither hit nor load). With
+    /// [`RegistryConfig::prefetch_preloaded`], each model is also read ahead.
+    ///
+    /// Fails without starting anything if an id is not declared. Collect the outcome with
+    /// [`wait_preload`](Self::wait_preload); failures are also logged and kept as each
+    /// model's [`ModelStatus::last_error`].
+    pub fn preload<I, S>(&self, ids: I) -> Result<(), RegistryError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let slots = ids
+            .into_iter()
+            .map(|id| self.inner.slot(id.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let inner = Arc::clone(&self.inner);
+        let thread_stop = Arc::clone(&stop);
+        let handle = std::thread::Builder::new()
+            .name("memwarden-preload".into())
+            .spawn(move || inner.preload(&slots, &thread_stop))
+            .map_err(|source| RegistryError::Spawn { source })?;
+        self.preloads.lock().push(Preload { stop, handle });
+        Ok(())
+    }
+
+    /// Asks running preloads to stop after the model each is loading; does not wait.
+    pub fn cancel_preload(&self) {
+        for preload in self.preloads.lock().iter() {
+            preload.stop.store(true, Ordering::Release);
+        }
+    }
+
+    /// Waits for every preload started so far and returns what they did, together.
+    pub fn wait_preload(&self) -> PreloadReport {
+        let preloads = std::mem::take(&mut *self.preloads.lock());
+        let mut report = PreloadReport::default();
+        for preload in preloads {
+            match preload.handle.join() {
+                Ok(done) => report.merge(done),
+                Err(_) => log::error!("a model preload thread panicked"),
+            }
+        }
+        report
+    }
+
+    /// Every declared model, in declaration order, with the registry's totals.
+    pub fn status(&self) -> RegistryStatus {
+        let slots = self.inner.models.read().slots.clone();
+        let tracker = self.inner.lifecycle.tracker();
+        let mut loaded_bytes = 0;
+        let models = slots
+            .iter()
+            .map(|slot| {
+                let info = self.inner.tracked(slot);
+                if let Some(info) = &info {
+                    loaded_bytes += info.bytes;
+                }
+                let state = slot.state.lock();
+                ModelStatus {
+                    id: slot.decl.id.clone(),
+                    path: slot.decl.path.clone(),
+                    kind: slot.decl.kind.clone(),
+                    priority: info.as_ref().map_or_else(
+                        || {
+                            slot.decl
+                                .priority
+                                .unwrap_or_else(|| tracker.kind_policy(&slot.decl.kind).priority)
+                        },
+                        Candidate::effective_priority,
+                    ),
+                    pinned: info
+                        .as_ref()
+                        .map_or_else(|| slot.pinned.load(Ordering::Relaxed), |i| i.pinned),
+                    loaded: info.is_some(),
+                    mapped: state.mapping.strong_count() > 0,
+                    bytes: state.bytes,
+                    hits: slot.counters.hits.load(Ordering::Relaxed),
+                    loads: slot.counters.loads.load(Ordering::Relaxed),
+                    unloads: slot.counters.unloads.load(Ordering::Relaxed),
+                    last_error: state.last_error.clone(),
+                }
+            })
+            .collect();
+        RegistryStatus {
+            models,
+            loaded_bytes,
+            cap: self.inner.config.cap,
+        }
+    }
+}
+
+impl Drop for ModelRegistry {
+    fn drop(&mut self) {
+        self.cancel_preload();
+        let report = self.wait_preload();
+        if !report.skipped.is_empty() {
+            log::debug!(
+                "registry dropped: {} preloads not started",
+                report.skipped.len()
+            );
+        }
+        let slots = self.inner.models.read().slots.clone();
+        let tracker = self.inner.lifecycle.tracker();
+        for slot in slots {
+            let Some(info) = self.inner.tracked(&slot) else {
+                continue;
+            };
+            // Pinned by its declaration, `set_pinned`, or straight in the tracker.
+            if info.pinned {
+                // Fails only if the model was released meanwhile: nothing left to unpin.
+                let _ = tracker.set_pinned(slot.id(), false);
+            }
+            let report = self.inner.lifecycle.reaper().release(slot.id());
+            if report.released.is_empty() {
+                log::warn!(
+                    "model {} stays in the tracker after its registry was dropped: {:?}",
+                    slot.id(),
+                    report.skipped
+                );
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn slot(&self, id: &str) -> Result<Arc<Slot>, RegistryError> {
+        let models = self.models.read();
+        models
+            .index
+            .get(id)
+            .map(|&i| Arc::clone(&models.slots[i]))
+            .ok_or_else(|| RegistryError::Unknown { id: id.into() })
+    }
+
+    /// The tracker's record of the slot's model, if the tracker holds a mapping of it.
+    fn tracked(&self, slot: &Slot) -> Option<Candidate> {
+        let tracker = self.lifecycle.tracker();
+        let value = tracker.peek_any(slot.id())?;
+        if !value.downcast_ref::<Model>().is_some_and(|m| slot.owns(m)) {
+            return None;
+        }
+        tracker.info(slot.id())
+    }
+
+    /// The slot's model if the tracker holds it, counted as a hit and an access.
+    fn hit(&self, slot: &Slot, access: Access) -> Result<Option<Arc<Model>>, RegistryError> {
+        let tracker = self.lifecycle.tracker();
+        let value = match access {
+            Access::Use => tracker.get_any(slot.id()),
+            Access::Preload => tracker.peek_any(slot.id()),
+        };
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        match value.downcast::<Model>() {
+            Ok(model) if slot.owns(&model) => {
+                if access == Access::Use {
+                    slot.counters.hits.fetch_add(1, Ordering::Relaxed);
+                    self.used(slot);
+                }
+                Ok(Some(model))
+            }
+            _ => Err(RegistryError::IdTaken {
+                id: slot.decl.id.clone(),
+            }),
+        }
+    }
+
+    fn used(&self, slot: &Slot) {
+        let now = self.uses.fetch_add(1, Ordering::Relaxed) + 1;
+        slot.counters.last_used.fetch_max(now, Ordering::Relaxed);
+    }
+
+    fn get(&self, slot: &Slot, access: Access) -> Result<Arc<Model>, RegistryError> {
+        if let Some(model) = self.hit(slot, access)? {
+            return Ok(model);
+        }
+        let _loading = slot.load.lock();
+        // Another thread may have loaded it while this one waited.
+        if let Some(model) = self.hit(slot, access)? {
+            return Ok(model);
+        }
+        let held = slot.state.lock().mapping.upgrade();
+        let result = match held {
+            // Released, but a caller still holds the mapping: admit that one again.
+            Some(model) => self.admit(slot, &model).map(|()| {
+                if access == Access::Use {
+                    slot.counters.hits.fetch_add(1, Ordering::Relaxed);
+                }
+                model
+            }),
+            None => self.map(slot).map(Arc::new).and_then(|model| {
+                self.admit(slot, &model)?;
+                Ok(model)
+            }),
+        };
+        let mut state = slot.state.lock();
+        match &result {
+            Ok(model) => {
+                state.mapping = Arc::downgrade(model);
+                state.bytes = Some(model.bytes());
+                state.last_error = None;
+                drop(state);
+                self.used(slot);
+            }
+            Err(e) => {
+                // The caller gets the error; a preload logs it at `warn`.
+                log::debug!("cannot load model {}: {e}", slot.id());
+                state.last_error = Some(e.to_string());
+            }
+        }
+        result
+    }
+
+    /// Opens, maps and checks the slot's file.
+    fn map(&self, slot: &Slot) -> Result<Model, RegistryError> {
+        let path = &slot.decl.path;
+        let file = File::open(path).map_err(RegistryError::io("open", path))?;
+        let file_len = file
+            .metadata()
+            .map_err(RegistryError::io("stat", path))?
+            .len();
+        if file_len < 8 {
+            // Too short to map usefully (and an empty file cannot be mapped at all).
+            return Err(RegistryError::Format {
+                path: path.clone(),
+                problem: FormatError::TooShort { file_len },
+            });
+        }
+        // SAFETY: `Mmap::map` is unsafe because the mapping is shared with the file: if
+        // the file is truncated while mapped, reading a lost page raises SIGBUS, and if it
+        // is written, the bytes behind our `&[u8]` change. The mapping is read-only and the
+        // registry never writes model files; the module documents that model files must
+        // not be truncated or rewritten in place while mapped, only replaced by renaming a
+        // new file over them (which leaves existing mappings on the old file). That is the
+        // contract of every memory-mapped weights loader, and of `MappedWeights`.
+        let map = unsafe { Mmap::map(&file) }.map_err(RegistryError::io("map", path))?;
+        let parsed = parse(&map).map_err(|problem| RegistryError::Format {
+            path: path.clone(),
+            problem,
+        })?;
+        slot.counters.loads.fetch_add(1, Ordering::Relaxed);
+        log::debug!(
+            "model {} mapped: {} bytes, {} tensors ({:?})",
+            slot.id(),
+            map.len(),
+            parsed.tensors.len(),
+            path
+        );
+        Ok(Model {
+            id: slot.decl.id.clone(),
+            path: path.clone(),
+            kind: slot.decl.kind.clone(),
+            map,
+            tensors: parsed.tensors,
+            metadata: parsed.metadata,
+            counters: Arc::clone(&slot.counters),
+        })
+    }
+
+    /// Makes room for `model` under the cap and the budget, then registers it.
+    fn admit(&self, slot: &Slot, model: &Arc<Model>) -> Result<(), RegistryError> {
+        let bytes = model.bytes();
+        let _admission = self.admission.lock();
+        if let Some(cap) = self.config.cap {
+            self.evict_for(slot, bytes, cap.as_u64());
+        }
+        self.lifecycle.make_room(&slot.decl.kind, bytes);
+        let decl = &slot.decl;
+        let mut spec = ResourceSpec::new(decl.id.clone(), decl.kind.clone(), bytes)
+            .pinned(slot.pinned.load(Ordering::Relaxed));
+        if let Some(priority) = decl.priority {
+            spec = spec.priority(priority);
+        }
+        if let Some(max_idle) = decl.max_idle {
+            spec = spec.max_idle(max_idle);
+        }
+        match self
+            .lifecycle
+            .tracker()
+            .register_arc(spec, Arc::clone(model))
+        {
+            Ok(()) => Ok(()),
+            Err(TrackerError::AlreadyRegistered { .. }) => Err(RegistryError::IdTaken {
+                id: decl.id.clone(),
+            }),
+            Err(source) => Err(RegistryError::Tracker {
+                id: decl.id.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Has the reaper release loaded models, lowest priority and least recently used
+    /// first, until `incoming` more bytes fit under `cap`. Called under the admission lock.
+    fn evict_for(&self, incoming_slot: &Slot, incoming: u64, cap: u64) {
+        let slots = self.models.read().slots.clone();
+        let mut refused: HashSet<ResourceId> = HashSet::new();
+        loop {
+            let loaded: Vec<(&Arc<Slot>, Candidate)> = slots
+                .iter()
+                .filter(|s| !std::ptr::eq(s.as_ref(), incoming_slot))
+                .filter_map(|s| Some((s, self.tracked(s)?)))
+                .collect();
+            let used: u64 = loaded.iter().map(|(_, c)| c.bytes).sum();
+            if used.saturating_add(incoming) <= cap {
+                return;
+            }
+            let victim = loaded
+                .iter()
+                .filter(|(_, c)| !c.pinned && !refused.contains(&c.id))
+                .min_by_key(|(s, c)| {
+                    (
+                        c.effective_priority(),
+                        s.counters.last_used.load(Ordering::Relaxed),
+                    )
+                });
+            let Some((_, victim)) = victim else {
+                log::warn!(
+                    "model {} ({incoming} bytes) goes over the registry's cap of {cap} bytes: \
+                     the {used} bytes loaded are pinned or protected",
+                    incoming_slot.id()
+                );
+                return;
+            };
+            let report = self.lifecycle.reaper().release(victim.id.as_str());
+            if report.released.is_empty() {
+                refused.insert(victim.id.clone());
+            } else {
+                log::debug!(
+                    "model {} released to make room for {} under the cap",
+                    victim.id,
+                    incoming_slot.id()
+                );
+            }
+        }
+    }
+
+    fn preload(&self, slots: &[Arc<Slot>], stop: &AtomicBool) -> PreloadReport {
+        let mut report = PreloadReport::default();
+        for (i, slot) in slots.iter().enumerate() {
+            if stop.load(Ordering::Acquire) {
+                report
+                    .skipped
+                    .extend(slots[i..].iter().map(|s| s.decl.id.clone()));
+                break;
+            }
+            match self.get(slot, Access::Preload) {
+                Ok(model) => {
+                    if self.config.prefetch_preloaded {
+                        model.prefetch();
+                    }
+                    report.loaded.push(slot.decl.id.clone());
+                }
+                Err(e) => {
+                    log::warn!("cannot preload model {}: {e}", slot.id());
+                    report.failed.push((slot.decl.id.clone(), e));
+                }
+            }
+        }
+        report
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Writing model files
+// ---------------------------------------------------------------------------------------
+
+/// Columns of a generated `F32` layer: rows of 4 KiB.
+const LAYER_COLS: usize = 1024;
+/// The most bytes of one generated `F32` layer.
+const LAYER_BYTES: u64 = 4 << 20;
+/// Columns of the generated `F16` embedding: rows of 512 bytes.
+const EMBED_COLS: usize = 256;
+/// The generator's write buffer.
+const WRITE_CHUNK: usize = 256 << 10;
+
+/// A tensor [`write_model_file`] will write.
+struct Planned {
+    name: String,
+    dtype: Dtype,
+    shape: [usize; 2],
+    bytes: u64,
+}
+
+/// Splits `data_len` (a multiple of 8) into an `F16` embedding of up to an eighth of it,
+/// `F32` layers of up to 4 MiB, and an `F32` tail.
+fn plan_tensors(data_len: u64) -> Vec<Planned> {
+    let row = |cols: usize, dtype: Dtype| len_u64(cols * dtype.size());
+    let mut planned = Vec::new();
+    let mut rest = data_len;
+    let embed_row = row(EMBED_COLS, Dtype::F16);
+    let embed = (rest / 8).min(LAYER_BYTES) / embed_row * embed_row;
+    if embed > 0 {
+        planned.push(Planned {
+            name: "embed.weight".into(),
+            dtype: Dtype::F16,
+            shape: [(embed / embed_row) as usize, EMBED_COLS],
+            bytes: embed,
+        });
+        rest -= embed;
+    }
+    let layer_row = row(LAYER_COLS, Dtype::F32);
+    while rest >= layer_row {
+        let bytes = rest.min(LAYER_BYTES) / layer_row * layer_row;
+        planned.push(Planned {
+            name: format!("layers.{}.weight", planned.len() - usize::from(embed > 0)),
+            dtype: Dtype::F32,
+            shape: [(bytes / layer_row) as usize, LAYER_COLS],
+            bytes,
+        });
+        rest -= bytes;
+    }
+    if rest > 0 {
+        planned.push(Planned {
+            name: "head.bias".into(),
+            dtype: Dtype::F32,
+            shape: [1, (rest / 4) as usize],
+            bytes: rest,
+        });
+    }
+    planned
+}
+
+fn header_json(tensors: &[Planned], seed: u64) -> String {
+    let mut json =
+        format!(r#"{{"__metadata__":{{"format":"pt","generator":"memwarden","seed":"{seed}"}}"#);
+    let mut offset = 0;
+    for t in tensors {
+        json.push_str(&format!(
+            r#","{}":{{"dtype":"{}","shape":[{},{}],"data_offsets":[{},{}]}}"#,
+            t.name,
+            t.dtype,
+            t.shape[0],
+            t.shape[1],
+            offset,
+            offset + t.bytes
+        ));
+        offset += t.bytes;
+    }
+    json.push('}');
+    json
+}
+
+/// The header (padded with spaces) and tensors of a `total`-byte file, if one fits.
+fn layout(total: u64, seed: u64) -> Result<(String, Vec<Planned>), u64> {
+    let minimum = 8 + len_u64(header_json(&[], seed).len());
+    if total < minimum {
+        return Err(minimum);
+    }
+    let mut data_len = (total - minimum) / 8 * 8;
+    loop {
+        let tensors = plan_tensors(data_len);
+        let mut json = header_json(&tensors, seed);
+        let room = total - 8 - data_len;
+        let len = len_u64(json.len());
+        if len <= room {
+            // Room is below `total`, and the header is built in memory: it fits a usize.
+            json.extend(std::iter::repeat_n(' ', (room - len) as usize));
+            return Ok((json, tensors));
+        }
+        data_len = data_len.saturating_sub((len - room).div_ceil(8) * 8);
+    }
+}
+
+/// Writes a valid safetensors model file of exactly `total_bytes` bytes at `path`, with
+/// pseudo-random weights determined by `seed`.
+///
+/// The tensors are an `F16` embedding `embed.weight` (`[rows, 256]`, about an eighth of the
+/// data, at most 4 MiB), `F32` layers `layers.{i}.weight` (`[rows, 1024]`, 4 MiB each but
+/// the last) and, when bytes are left, an `F32` `head.bias` (`[1, n]`); values are in
+/// `-0.5..0.5`. The header is padded with spaces so that the file has the size asked for;
+/// when `total_bytes` is a multiple of 8, so is the data's offset. The file is streamed
+/// (no buffer of its size is built), written to a temporary name in the same directory,
+/// synced and renamed over `path`, so no reader ever sees half a file.
+///
+/// Fails with [`RegistryError::TooSmall`] below the size of a header with no tensors
+/// (about 80 bytes).
+pub fn write_model_file(
+    path: impl AsRef<Path>,
+    total_bytes: u64,
+    seed: u64,
+) -> Result<(), RegistryError> {
+    let path = path.as_ref();
+    let (header, tensors) =
+        layout(total_bytes, seed).map_err(|minimum| RegistryError::TooSmall {
+            path: path.to_path_buf(),
+            requested: total_bytes,
+            minimum,
+        })?;
+    static TEMP: AtomicU64 = AtomicU64::new(0);
+    let name = path.file_name().ok_or_else(|| RegistryError::Io {
+        op: "name",
+        path: path.to_path_buf(),
+        source: io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name"),
+    })?;
+    let temp = path.with_file_name(format!(
+        ".{}.{}-{}.tmp",
+        name.to_string_lossy(),
+        std::process::id(),
+        TEMP.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = write_to(&temp, &header, &tensors, seed)
+        .and_then(|()| fs::rename(&temp, path).map_err(|e| ("rename", e)));
+    written.map_err(|(op, source)| {
+        // Best effort: the temporary file may not exist (create failed).
+        let _ = fs::remove_file(&temp);
+        RegistryError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    })
+}
+
+fn write_to(
+    temp: &Path,
+    header: &str,
+    tensors: &[Planned],
+    seed: u64,
+) -> Result<(), (&'static str, io::Error)> {
+    let mut file = File::create_new(temp).map_err(|e| ("create", e))?;
+    let write = |e| ("write", e);
+    file.write_all(&len_u64(header.len()).to_le_bytes())
+        .map_err(write)?;
+    file.write_all(header.as_bytes()).map_err(write)?;
+    let mut chunk = vec![0u8; WRITE_CHUNK];
+    for (i, t) in tensors.iter().enumerate() {
+        let mut rng = SplitMix(seed ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut left = t.bytes;
+        while left > 0 {
+            // Below WRITE_CHUNK, a usize.
+            let n = left.min(len_u64(chunk.len())) as usize;
+            fill(&mut chunk[..n], t.dtype, &mut rng);
+            file.write_all(&chunk[..n]).map_err(write)?;
+            left -= len_u64(n);
+        }
+    }
+    file.sync_all().map_err(|e| ("sync", e))
+}
+
+/// Fills `out` (a multiple of 8 bytes) with little-endian values in `-0.5..0.5`.
+fn fill(out: &mut [u8], dtype: Dtype, rng: &mut SplitMix) {
+    for word in out.chunks_exact_mut(8) {
+        let r = rng.next();
+        let floats = [r >> 41, (r >> 9) & 0x7f_ffff].map(|m| {
+            // 23 random mantissa bits: a float in 1..2, moved to -0.5..0.5.
+            f32::from_bits(0x3f80_0000 | m as u32) - 1.5
+        });
+        match dtype {
+            Dtype::F16 => {
+                let r2 = rng.next();
+                let more = [r2 >> 41, (r2 >> 9) & 0x7f_ffff]
+                    .map(|m| f32::from_bits(0x3f80_0000 | m as u32) - 1.5);
+                for (bytes, x) in word.chunks_exact_mut(2).zip(floats.into_iter().chain(more)) {
+                    bytes.copy_from_slice(&f16_bits(x).to_le_bytes());
+                }
+            }
+            _ => {
+                for (bytes, x) in word.chunks_exact_mut(4).zip(floats) {
+                    bytes.copy_from_slice(&x.to_le_bytes());
+                }
+            }
+        }
+    }
+}
+
+/// `x` as IEEE half-precision bits, truncating the mantissa; magnitudes below the
+/// smallest normal half flush to zero (`x` is in `-0.5..0.5`, so nothing overflows).
+fn f16_bits(x: f32) -> u16 {
+    let bits = x.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    let exponent = ((bits >> 23) & 0xff) as i32 - 127 + 15;
+    if exponent <= 0 {
+        return sign;
+    }
+    sign | ((exponent as u16) << 10) | ((bits >> 13) & 0x3ff) as u16
+}
+
+/// The splitmix64 generator: fast, and fully determined by its seed.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_fill_the_size_asked_for() {
+        for total in [
+            88,
+            89,
+            100,
+            4096,
+            4097,
+            (1 << 20) + 3,
+            (3 << 20) + 8,
+            64 << 20,
+        ] {
+            let Ok((header, tensors)) = layout(total, 7) else {
+                panic!("{total} bytes should fit a header");
+            };
+            let data: u64 = tensors.iter().map(|t| t.bytes).sum();
+            assert_eq!(8 + len_u64(header.len()) + data, total, "{total}");
+            assert_eq!(data % 8, 0, "{total}");
+            for t in &tensors {
+                let elements = len_u64(t.shape[0] * t.shape[1]);
+                assert_eq!(elements * len_u64(t.dtype.size()), t.bytes, "{}", t.name);
+            }
+            // Padding is at most what dropping the last tensor's entry freed.
+            assert!(header.len() - header.trim_end().len() < 128, "{total}");
+        }
+        assert_eq!(
+            layout(10, 0).err(),
+            Some(8 + len_u64(header_json(&[], 0).len()))
+        );
+    }
+
+    #[test]
+    fn f16_conversion_matches_known_values() {
+        for (x, bits) in [
+            (0.0f32, 0x0000u16),
+            (-0.0, 0x8000),
+            (0.5, 0x3800),
+            (-0.25, 0xb400),
+            (0.333_333_34, 0x3555),
+            (1e-9, 0x0000),
+        ] {
+            assert_eq!(f16_bits(x), bits, "{x}");
+        }
+    }
+}

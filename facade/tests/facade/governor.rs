@@ -1,0 +1,339 @@
+//! The governor against a fake RSS source and the test clock: pressure levels, plan
+//! sizes, listeners, bounded reports, and a monitor thread that stops when told.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use memwarden::core::{ByteSize, ManualClock, Priority, ResourceKind};
+use memwarden::governor::{Cause, Governor, GovernorConfig, PressureChange};
+use memwarden::prioritizer::Urgency;
+use memwarden::tracker::{ResourceSpec, Tracker};
+use memwarden::{Lifecycle, Thresholds};
+use parking_lot::Mutex;
+
+const MIB: u64 = 1 << 20;
+
+/// A process whose RSS is a fixed overhead plus whatever the tracker holds, as if every
+/// released byte went straight back to the OS.
+struct Fixture {
+    tracker: Arc<Tracker>,
+    lifecycle: Arc<Lifecycle>,
+    clock: ManualClock,
+    overhead: Arc<AtomicU64>,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let clock = ManualClock::new();
+        let tracker = Arc::new(Tracker::with_clock(Arc::new(clock.clone())));
+        let lifecycle = Arc::new(Lifecycle::new(Arc::clone(&tracker), ByteSize::gib(64)));
+        Fixture {
+            tracker,
+            lifecycle,
+            clock,
+            overhead: Arc::new(AtomicU64::new(5 * MIB)),
+        }
+    }
+
+    fn governor(&self, budget_mib: u64) -> Governor {
+        let tracker = Arc::clone(&self.tracker);
+        let overhead = Arc::clone(&self.overhead);
+        Governor::builder(
+            Arc::clone(&self.lifecycle),
+            GovernorConfig::new(ByteSize::mib(budget_mib)),
+        )
+        .source(move || Some(overhead.load(Ordering::Relaxed) + tracker.totals().bytes))
+        .manual()
+        .start()
+    }
+
+    fn add(&self, id: &str, kind: ResourceKind, mib: u64) {
+        self.clock.advance(Duration::from_secs(1));
+        self.tracker
+            .register(ResourceSpec::new(id, kind, mib * MIB), ())
+            .expect("fresh id");
+    }
+}
+
+#[test]
+fn below_the_warning_line_nothing_is_released() {
+    let f = Fixture::new();
+    let governor = f.governor(100);
+    for i in 0..7 {
+        f.add(&format!("frame-{i}"), ResourceKind::RenderCache, 10);
+    }
+    // 5 + 70 = 75 MiB: exactly the warning line.
+    let released = governor.tick();
+    assert_eq!(released.bytes_freed, 0);
+    assert_eq!(governor.level(), Urgency::Low);
+    let report = governor.report();
+    assert_eq!(report.ticks, 1);
+    assert_eq!(report.release_count, 0);
+    assert_eq!(report.samples.len(), 1);
+    assert_eq!(report.samples[0].rss, 75 * MIB);
+    assert_eq!(report.samples[0].tracked, 70 * MIB);
+}
+
+#[test]
+fn a_tick_above_the_warning_line_frees_to_the_relief_line() {
+    let f = Fixture::new();
+    let governor = f.governor(100);
+    for i in 0..8 {
+        f.add(&format!("frame-{i}"), ResourceKind::RenderCache, 10);
+    }
+    // 85 MiB: medium pressure. The relief line is 70 MiB (warning 75 % minus 5 %), so
+    // 15 MiB must go: two 10 MiB frames, the two least recently used.
+    let released = governor.tick();
+    assert_eq!(released.bytes_freed, 20 * MIB);
+    let ids: Vec<&str> = released.released.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["frame-0", "frame-1"]);
+    assert_eq!(governor.level(), Urgency::Low, "65 MiB after the release");
+    let report = governor.report();
+    assert_eq!(report.release_count, 1);
+    let event = report.releases[0];
+    assert_eq!(event.cause, Cause::Tick);
+    assert_eq!(event.level, Urgency::Medium);
+    assert_eq!((event.rss_before, event.rss_after), (85 * MIB, 65 * MIB));
+    assert_eq!(event.released, 2);
+    let levels: Vec<(Urgency, Urgency)> = report
+        .pressure_changes
+        .iter()
+        .map(|c| (c.from, c.to))
+        .collect();
+    assert_eq!(
+        levels,
+        [
+            (Urgency::Low, Urgency::Medium),
+            (Urgency::Medium, Urgency::Low)
+        ]
+    );
+}
+
+#[test]
+fn admission_counts_the_incoming_bytes() {
+    let f = Fixture::new();
+    let governor = f.governor(100);
+    for i in 0..5 {
+        f.add(&format!("clip-{i}"), ResourceKind::AudioCache, 10);
+    }
+    // 55 MiB resident, 30 MiB coming: 85 MiB, over the warning line before the
+    // allocation happens. 15 MiB must go.
+    let released = governor.make_room(&ResourceKind::AudioCache, 30 * MIB);
+    assert_eq!(released.bytes_freed, 20 * MIB);
+    let report = governor.report();
+    assert_eq!(report.admissions, 1);
+    assert_eq!(report.releases[0].cause, Cause::Admit);
+    assert_eq!(report.releases[0].incoming, 30 * MIB);
+    // Room made: the same admission now passes untouched.
+    assert_eq!(
+        governor
+            .make_room(&ResourceKind::AudioCache, 30 * MIB)
+            .bytes_freed,
+        0
+    );
+}
+
+#[test]
+fn over_the_budget_anything_unpinned_may_go() {
+    let f = Fixture::new();
+    let governor = f.governor(100);
+    f.add("model", ResourceKind::ModelShards, 60);
+    f.add("weights", ResourceKind::ModelWeightsCache, 30);
+    f.add("pinned", ResourceKind::ModelShards, 10);
+    f.tracker.set_pinned("pinned", true).unwrap();
+    // 105 MiB: critical. Only the pinned model stays.
+    let released = governor.tick();
+    assert_eq!(released.bytes_freed, 90 * MIB);
+    assert!(f.tracker.contains("pinned"));
+    assert_eq!(governor.report().releases[0].level, Urgency::Critical);
+    assert_eq!(governor.level(), Urgency::Low);
+}
+
+#[test]
+fn high_pressure_spares_the_most_important_kinds_until_the_budget_is_passed() {
+    let f = Fixture::new();
+    let governor = f.governor(100);
+    f.tracker.set_kind_policy(
+        ResourceKind::ModelShards,
+        memwarden::tracker::KindPolicy {
+            priority: Priority::new(9).unwrap(),
+            ttl: None,
+            max_idle: None,
+        },
+    );
+    f.add("model", ResourceKind::ModelShards, 80);
+    f.add("frame", ResourceKind::RenderCache, 7);
+    // 92 MiB: high pressure, under the budget. The frame goes; the model (priority 9,
+    // above what high pressure may touch) stays although the relief line is not reached.
+    let released = governor.tick();
+    assert_eq!(released.bytes_freed, 7 * MIB);
+    assert!(f.tracker.contains("model"));
+    assert_eq!(governor.level(), Urgency::Medium, "85 MiB left");
+}
+
+#[test]
+fn listeners_hear_every_change() {
+    let f = Fixture::new();
+    let governor = f.governor(100);
+    let heard: Arc<Mutex<Vec<PressureChange>>> = Arc::default();
+    let sink = Arc::clone(&heard);
+    governor.on_pressure(move |change| sink.lock().push(*change));
+    f.overhead.store(80 * MIB, Ordering::Relaxed); // untracked: nothing can be freed
+    governor.tick();
+    f.overhead.store(95 * MIB, Ordering::Relaxed);
+    governor.tick();
+    f.overhead.store(101 * MIB, Ordering::Relaxed);
+    governor.tick();
+    f.overhead.store(10 * MIB, Ordering::Relaxed);
+    governor.tick();
+    governor.tick();
+    let heard: Vec<(Urgency, Urgency, u64)> = heard
+        .lock()
+        .iter()
+        .map(|c| (c.from, c.to, c.rss / MIB))
+        .collect();
+    assert_eq!(
+        heard,
+        [
+            (Urgency::Low, Urgency::Medium, 80),
+            (Urgency::Medium, Urgency::High, 95),
+            (Urgency::High, Urgency::Critical, 101),
+            (Urgency::Critical, Urgency::Low, 10),
+        ]
+    );
+    let report = governor.report();
+    assert_eq!(report.pressure_changes.len(), 4);
+    assert_eq!(report.release_count, 0, "nothing tracked, nothing released");
+    assert_eq!((report.rss_min, report.rss_max), (10 * MIB, 101 * MIB));
+}
+
+#[test]
+fn failed_reads_are_counted_and_release_nothing() {
+    let f = Fixture::new();
+    f.add("frame", ResourceKind::RenderCache, 10);
+    let governor = Governor::builder(
+        Arc::clone(&f.lifecycle),
+        GovernorConfig::new(ByteSize::mib(1)),
+    )
+    .source(|| None)
+    .manual()
+    .start();
+    assert_eq!(governor.tick().bytes_freed, 0);
+    assert!(f.tracker.contains("frame"));
+    let report = governor.report();
+    assert_eq!(report.failed_reads, 1);
+    assert!(report.samples.is_empty());
+    assert_eq!((report.rss_min, report.rss_max), (0, 0));
+}
+
+#[test]
+fn samples_stay_bounded_and_even() {
+    let f = Fixture::new();
+    let tracker = Arc::clone(&f.tracker);
+    let governor = Governor::builder(
+        Arc::clone(&f.lifecycle),
+        GovernorConfig {
+            max_samples: 8,
+            ..GovernorConfig::new(ByteSize::gib(1))
+        },
+    )
+    .source(move || Some(tracker.totals().bytes))
+    .manual()
+    .start();
+    for i in 0..100u64 {
+        f.clock.advance(Duration::from_secs(1));
+        governor.tick();
+        assert!(governor.report().samples.len() < 8, "after tick {i}");
+    }
+    let report = governor.report();
+    assert_eq!(report.ticks, 100);
+    let at: Vec<u64> = report.samples.iter().map(|s| s.at.as_secs()).collect();
+    let gaps: Vec<u64> = at.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.windows(2).all(|g| g[0] == g[1]),
+        "evenly spaced: {at:?}"
+    );
+    assert!(at.len() >= 3, "{at:?}");
+}
+
+#[test]
+fn the_monitor_ticks_on_its_own_and_shutdown_joins_it() {
+    let f = Fixture::new();
+    let ticks = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&ticks);
+    let governor = Governor::builder(
+        Arc::clone(&f.lifecycle),
+        GovernorConfig::new(ByteSize::gib(1)).tick(Duration::from_millis(5)),
+    )
+    .source(move || {
+        counted.fetch_add(1, Ordering::SeqCst);
+        Some(MIB)
+    })
+    .start();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while governor.report().ticks < 3 {
+        assert!(Instant::now() < deadline, "the monitor never ticked");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let report = governor.shutdown();
+    assert!(report.ticks >= 3);
+    let after = ticks.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(
+        ticks.load(Ordering::SeqCst),
+        after,
+        "no reading after shutdown returned"
+    );
+}
+
+#[test]
+fn dropping_a_governor_with_a_long_tick_returns_at_once() {
+    let f = Fixture::new();
+    let governor = Governor::builder(
+        Arc::clone(&f.lifecycle),
+        GovernorConfig::new(ByteSize::gib(1)).tick(Duration::from_secs(3600)),
+    )
+    .source(|| Some(MIB))
+    .start();
+    std::thread::sleep(Duration::from_millis(20));
+    let started = Instant::now();
+    drop(governor);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "drop waited for the hour-long tick"
+    );
+}
+
+#[test]
+fn thresholds_come_from_the_config() {
+    let config = memwarden::config::Config::shipped();
+    let governor_config = GovernorConfig::from_config(&config);
+    assert_eq!(governor_config.budget, config.monitor.budget);
+    assert_eq!(
+        governor_config.thresholds,
+        Thresholds {
+            warning: config.monitor.warning_fraction,
+            critical: config.monitor.critical_fraction,
+            ..Thresholds::default()
+        }
+    );
+    assert_eq!(governor_config.tick, config.monitor.tick);
+}
+
+#[test]
+fn the_real_rss_is_read_by_default() {
+    let f = Fixture::new();
+    let governor = Governor::builder(
+        Arc::clone(&f.lifecycle),
+        GovernorConfig::new(ByteSize::gib(64)),
+    )
+    .manual()
+    .start();
+    governor.tick();
+    let report = governor.report();
+    if cfg!(target_os = "linux") {
+        assert_eq!(report.failed_reads, 0);
+        assert!(report.rss_max > MIB, "a running test binary is resident");
+    }
+}
