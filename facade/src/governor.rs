@@ -15,10 +15,10 @@
 //! Usage maps to a pressure level with the lifecycle's [`Thresholds`]: low up to the
 //! warning line, medium up to the critical line, high up to the budget, critical above
 //! it. Above the warning line the governor asks the prioritizer for a plan covering the
-//! excess plus a margin (down to [`Thresholds::relief`] below the warning line), runs it
-//! through the reaper, tells the defragmenter how many bytes were released, and, when the
-//! RSS did not fall with them (the allocator kept the freed pages), compacts the heap at
-//! once. If the process would still be over its budget, it plans again at
+//! excess plus a margin (down to [`Thresholds::relief`] below the warning line) and runs it
+//! through the reaper (which tells the defragmenter how many bytes were released), and,
+//! when the RSS did not fall with them (the allocator kept the freed pages), compacts the
+//! heap at once. If the process would still be over its budget, it plans again at
 //! [`Urgency::Critical`], which may release anything that is not pinned or locked.
 //!
 //! Every tick and every release is recorded in a [`GovernorReport`] (bounded: samples are
@@ -316,10 +316,17 @@ impl GovernorBuilder {
         self
     }
 
-    /// Tells `defrag` of released bytes, and compacts through it when a release does not
-    /// show in the RSS.
+    /// Tells `defrag` of every byte the lifecycle's reaper releases (whoever asked for
+    /// the release), and compacts through it at once when a release of the governor's
+    /// does not show in the RSS.
     #[must_use]
     pub fn defrag(mut self, defrag: Arc<Defragmenter>) -> Self {
+        let weak = Arc::downgrade(&defrag);
+        self.lifecycle.reaper().on_released(move |report| {
+            if let Some(defrag) = weak.upgrade() {
+                defrag.notify_released(report.bytes_freed);
+            }
+        });
         self.defrag = Some(defrag);
         self
     }
@@ -671,7 +678,6 @@ impl Inner {
         if report.bytes_freed > 0
             && let Some(defrag) = &self.defrag
         {
-            defrag.notify_released(report.bytes_freed);
             // The allocator kept what was freed: hand it back now, not at the next
             // threshold, or the next reading would release more for nothing.
             if after + incoming > relief_line && after + report.bytes_freed / 2 > rss {
@@ -687,9 +693,6 @@ impl Inner {
                 (after + incoming).saturating_sub(relief_line),
             ));
             if more.bytes_freed > 0 {
-                if let Some(defrag) = &self.defrag {
-                    defrag.notify_released(more.bytes_freed);
-                }
                 after = self.source.resident_bytes().unwrap_or(after);
             }
             report.merge(more);

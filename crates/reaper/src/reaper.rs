@@ -27,7 +27,11 @@ pub struct Reaper {
     guards: RwLock<Vec<Arc<dyn ReleaseGuard>>>,
     snapshots: RwLock<Snapshots>,
     stats: Mutex<BTreeMap<ResourceKind, KindStats>>,
+    observers: RwLock<Vec<Observer>>,
 }
+
+/// Called with the report of every execution that released something.
+type Observer = Arc<dyn Fn(&ReleaseReport) + Send + Sync>;
 
 /// Where snapshots go, and which kinds are snapshotted with which codec.
 #[derive(Default)]
@@ -64,6 +68,7 @@ impl Reaper {
             guards: RwLock::new(Vec::new()),
             snapshots: RwLock::new(Snapshots::default()),
             stats: Mutex::new(BTreeMap::new()),
+            observers: RwLock::new(Vec::new()),
         }
     }
 
@@ -128,6 +133,24 @@ impl Reaper {
         self.guards.write().push(guard);
     }
 
+    /// Calls `observer` after every [`execute`](Self::execute), [`release`](Self::release)
+    /// or [`release_batch`](Self::release_batch) that released anything, with its report:
+    /// how a defragmenter hears of released bytes. Observers run on the releasing thread
+    /// and must not release through this reaper themselves.
+    pub fn on_released(&self, observer: impl Fn(&ReleaseReport) + Send + Sync + 'static) {
+        self.observers.write().push(Arc::new(observer));
+    }
+
+    fn notify(&self, report: &ReleaseReport) {
+        if report.released.is_empty() {
+            return;
+        }
+        let observers = self.observers.read().clone();
+        for observer in observers {
+            observer(report);
+        }
+    }
+
     /// Releases a plan's victims front to back. Below [`Urgency::Critical`], shrinkable
     /// resources of incremental kinds are released in part.
     pub fn execute(&self, plan: &ReleasePlan) -> ReleaseReport {
@@ -151,6 +174,7 @@ impl Reaper {
                 report.failures
             );
         }
+        self.notify(&report);
         report
     }
 
@@ -165,6 +189,7 @@ impl Reaper {
         for id in ids {
             self.release_one(&ResourceId::from(id), None, false, false, &mut report);
         }
+        self.notify(&report);
         report
     }
 

@@ -337,3 +337,40 @@ fn the_real_rss_is_read_by_default() {
         assert!(report.rss_max > MIB, "a running test binary is resident");
     }
 }
+
+#[test]
+fn the_defragmenter_hears_every_release_and_compacts_when_the_rss_stays_up() {
+    use memwarden::defrag::{DefragConfig, Defragmenter, Trigger};
+    let f = Fixture::new();
+    let defrag = Arc::new(Defragmenter::new(DefragConfig::manual()).expect("a manual config"));
+    // An RSS that does not fall when resources are released: the allocator kept them.
+    let governor = Governor::builder(
+        Arc::clone(&f.lifecycle),
+        GovernorConfig::new(ByteSize::mib(100)),
+    )
+    .source(|| Some(90 * MIB))
+    .defrag(Arc::clone(&defrag))
+    .manual()
+    .start();
+    for i in 0..8 {
+        f.add(&format!("frame-{i}"), ResourceKind::RenderCache, 10);
+    }
+    let released = governor.tick();
+    assert!(released.bytes_freed >= 20 * MIB);
+    let report = governor.report();
+    assert_eq!(report.compactions, 1);
+    assert!(report.releases[0].compacted);
+    assert_eq!(defrag.stats().by_trigger.get(Trigger::Pressure), 1);
+
+    // A release nobody asked the governor for is heard too.
+    let before = defrag.pending_released();
+    let left = f
+        .tracker
+        .candidates()
+        .candidates
+        .first()
+        .map(|c| c.id.clone())
+        .expect("frames left");
+    f.lifecycle.reaper().release(left.as_str());
+    assert_eq!(defrag.pending_released(), before + 10 * MIB);
+}

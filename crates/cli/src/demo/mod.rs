@@ -19,6 +19,7 @@
 //! budget by more than 5 %.
 
 mod models;
+mod overhead;
 mod timeline;
 mod workload;
 
@@ -76,6 +77,39 @@ pub(crate) struct Args {
     /// Report format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// Measure what memwarden costs: run the same steps without memwarden, with
+    /// memwarden but a budget it never reaches, and under the budget, each in its own
+    /// process, and print the time ratios. The run without memwarden keeps everything,
+    /// so it needs about 2 GiB (under 1 GiB with --small).
+    #[arg(long)]
+    overhead: bool,
+    /// With --overhead: runs of each session; the fastest counts.
+    #[arg(long, default_value_t = 5, requires = "overhead")]
+    repeat: u32,
+    /// Which session to run (--overhead starts the other two).
+    #[arg(long, value_enum, default_value_t = Mode::Governed, hide = true)]
+    mode: Mode,
+}
+
+/// The three sessions `--overhead` compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Mode {
+    /// Under the budget: the demo.
+    Governed,
+    /// Through memwarden, with a budget and caps it never reaches.
+    Unbounded,
+    /// Without memwarden.
+    Plain,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Governed => "governed",
+            Mode::Unbounded => "unbounded",
+            Mode::Plain => "plain",
+        }
+    }
 }
 
 /// Simulated time per step.
@@ -146,6 +180,8 @@ struct GovernorSummary {
 struct DefragSummary {
     runs: u64,
     bytes_returned: u64,
+    /// Time spent compacting, all runs together.
+    seconds: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -158,6 +194,8 @@ struct Report {
     critical_fraction: f64,
     simulated_seconds: f64,
     wall_seconds: f64,
+    /// CPU time of the session's steps, all threads (the governor's monitor included).
+    cpu_seconds: Option<f64>,
     rss: RssReport,
     tracked: Tracked,
     kinds: BTreeMap<String, KindReport>,
@@ -308,8 +346,11 @@ impl Session {
             .with_context(|| format!("loading model {}", model.name))?;
         // In use until the step ends: making room for the scratch space must not unload it.
         self.tracker().set_pinned(model.name, true)?;
+        // Scratch space counts against the budget while the inference runs, and is
+        // handed back (through the reaper, like every release) when it ends.
+        let scratch_id = format!("scratch-{n}");
         let spec = ResourceSpec::new(
-            format!("scratch-{n}"),
+            scratch_id.as_str(),
             ResourceKind::TempBuffers,
             workload::SCRATCH_BYTES as u64,
         );
@@ -317,9 +358,12 @@ impl Session {
             Mutex::new(Scratch::new(fill))
         });
         let result = scratch.map(|scratch| {
-            let mut scratch = scratch.lock();
-            workload::consume(workload::run_model(weights.as_bytes(), &mut scratch.0));
+            workload::consume(workload::run_model(
+                weights.as_bytes(),
+                &mut scratch.lock().0,
+            ));
         });
+        self.lifecycle.reaper().release(&scratch_id);
         // The registry may have been told to unload it meanwhile; that is not an error.
         let _ = self.tracker().set_pinned(model.name, false);
         result
@@ -341,10 +385,32 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         );
     }
 
+    if args.overhead {
+        overhead::compare(args, &models_dir, budget)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.mode == Mode::Plain {
+        let report = overhead::run_plain(args, &models_dir)?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let unbounded = args.mode == Mode::Unbounded;
+    // A budget and caps the session never reaches: only the bookkeeping runs.
+    let budget = if unbounded {
+        ByteSize::gib(1 << 20)
+    } else {
+        budget
+    };
+
     let clock = ManualClock::new();
     let tracker = Arc::new(Tracker::with_clock(Arc::new(clock.clone())));
     let mut lifecycle = Lifecycle::from_config(Arc::clone(&tracker), &config);
     lifecycle.set_budget(budget);
+    if unbounded {
+        for kind in ResourceKind::BUILTIN {
+            lifecycle.set_kind_cap(kind, budget);
+        }
+    }
     // Render frames are snapshotted before release (the config's snapshot_on_release)
     // into a store of the session's own, on disk only, so that the budget covers all
     // the memory the session holds.
@@ -376,7 +442,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let registry = ModelRegistry::new(
         Arc::clone(&lifecycle),
         RegistryConfig {
-            cap: config.kinds.model_shards.max_bytes,
+            cap: config.kinds.model_shards.max_bytes.filter(|_| !unbounded),
             ..RegistryConfig::default()
         },
     );
@@ -405,6 +471,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     );
     let reader = OsRss::new();
     let started = Instant::now();
+    let cpu_started = overhead::cpu_seconds();
     let mut points = Vec::with_capacity(args.steps.min(100_000) as usize);
     let mut tracked = Tracked {
         min_bytes: u64::MAX,
@@ -439,6 +506,9 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     progress.finish_and_clear();
     let wall_seconds = started.elapsed().as_secs_f64();
+    let cpu_seconds = overhead::cpu_seconds()
+        .zip(cpu_started)
+        .map(|(end, start)| end - start);
     tracked.final_bytes = session.tracker().totals().bytes;
     if args.steps == 0 {
         tracked.min_bytes = 0;
@@ -465,7 +535,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         models,
         tracked,
         points,
-        wall_seconds,
+        (wall_seconds, cpu_seconds),
     );
     if let Some(path) = &args.timeline {
         let marks: Vec<Mark> = governor_report
@@ -520,7 +590,7 @@ fn build_report(
     models: serde_json::Value,
     tracked: Tracked,
     mut points: Vec<Point>,
-    wall_seconds: f64,
+    (wall_seconds, cpu_seconds): (f64, Option<f64>),
 ) -> Report {
     let stats = lifecycle.reaper().stats();
     let mut kinds = BTreeMap::new();
@@ -590,6 +660,7 @@ fn build_report(
         critical_fraction: lifecycle.thresholds().critical,
         simulated_seconds: (STEP * args.steps as u32).as_secs_f64(),
         wall_seconds,
+        cpu_seconds,
         rss,
         tracked,
         kinds,
@@ -621,6 +692,7 @@ fn build_report(
         defrag: DefragSummary {
             runs: defrag_stats.runs,
             bytes_returned: defrag_stats.total_returned,
+            seconds: defrag_stats.total_duration.as_secs_f64(),
         },
         models,
         snapshots,
@@ -732,9 +804,10 @@ fn render(r: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "defrag: {} runs returned {} to the OS",
+        "defrag: {} runs returned {} to the OS in {:.0} ms",
         r.defrag.runs,
-        b(r.defrag.bytes_returned)
+        b(r.defrag.bytes_returned),
+        r.defrag.seconds * 1000.0
     );
     let _ = writeln!(
         out,

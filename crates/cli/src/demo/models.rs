@@ -45,7 +45,7 @@ impl DemoModel {
         (if small { self.mib.1 } else { self.mib.0 }) << 20
     }
 
-    fn file_name(&self, small: bool) -> String {
+    pub(crate) fn file_name(&self, small: bool) -> String {
         format!("{}-{}MiB.safetensors", self.name, self.bytes(small) >> 20)
     }
 }

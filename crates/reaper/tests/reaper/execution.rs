@@ -300,3 +300,29 @@ fn incremental_kinds_release_a_fraction_below_critical() {
     let json = serde_json::to_value(&stats).unwrap();
     assert_eq!(json["kinds"]["subtitle_index"]["partial_releases"], 2);
 }
+
+#[test]
+fn observers_hear_every_execution_that_released_something() {
+    let (tracker, reaper) = setup();
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&heard);
+    reaper.on_released(move |report| {
+        sink.lock()
+            .push((report.released.len(), report.bytes_freed));
+    });
+    for (id, bytes) in [("a", 10), ("b", 20), ("c", 40)] {
+        tracker
+            .register(ResourceSpec::new(id, ResourceKind::TempBuffers, bytes), ())
+            .unwrap();
+    }
+    reaper.release("a");
+    reaper.release("missing"); // nothing released: not heard
+    let candidates = tracker.candidates();
+    let plan = plan(
+        &candidates,
+        &Policy::default(),
+        &Request::new(Urgency::High, 60),
+    );
+    reaper.execute(&plan);
+    assert_eq!(*heard.lock(), [(1, 10), (2, 60)]);
+}
