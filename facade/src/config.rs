@@ -600,12 +600,7 @@ fn positive_duration(
     Some(value.into_inner().0)
 }
 
-/// The total memory of this machine, from the operating system.
-pub fn machine_memory() -> Option<u64> {
-    let mut system = sysinfo::System::new();
-    system.refresh_memory();
-    Some(system.total_memory()).filter(|&total| total > 0)
-}
+pub use crate::machine_memory;
 
 /// `monitor.budget`: a size, or a share of the machine's memory written `"25%"`.
 enum BudgetSetting {

@@ -12,8 +12,8 @@
 //!   what keeps the *peak* under the budget: a monitor alone only sees a spike after it
 //!   happened.
 //!
-//! Usage maps to a pressure level with the lifecycle's [`Thresholds`]: low up to the
-//! warning line, medium up to the critical line, high up to the budget, critical above
+//! Usage maps to a pressure level with [`GovernorConfig::thresholds`] (the same
+//! [`Thresholds`] type the lifecycle uses for tracked bytes): low up to the warning line, medium up to the critical line, high up to the budget, critical above
 //! it. Above the warning line the governor asks the prioritizer for a plan covering the
 //! excess plus a margin (down to [`Thresholds::relief`] below the warning line) and runs it
 //! through the reaper (which tells the defragmenter how many bytes were released), and,
@@ -37,17 +37,19 @@
 //! let tracker = Arc::new(Tracker::new());
 //! let lifecycle = Arc::new(Lifecycle::new(tracker, ByteSize::gib(2)));
 //! let config = GovernorConfig::new(ByteSize::gib(2)).tick(Duration::from_millis(20));
-//! let governor = Governor::builder(lifecycle, config).start();
+//! let governor = Governor::builder(lifecycle, config).start()?;
 //! // Before each load: room for what is about to be allocated.
 //! governor.make_room(&ResourceKind::RenderCache, 8 << 20);
 //! let frame = vec![1u8; 8 << 20];
 //! # drop(frame);
 //! let report = governor.shutdown(); // stops and joins the monitor thread
 //! assert_eq!(report.admissions, 1);
+//! # Ok::<(), memwarden::governor::GovernorError>(())
 //! ```
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -149,6 +151,43 @@ impl GovernorConfig {
         }
     }
 
+    /// A budget of `share` (in `(0, 1]`) of this machine's memory, as the OS reports it.
+    pub fn share_of_machine(share: f64) -> Result<Self, GovernorError> {
+        if !(share > 0.0 && share <= 1.0) {
+            return Err(GovernorError::Invalid(format!(
+                "a share of the machine's memory must be in (0, 1], not {share}"
+            )));
+        }
+        let total = crate::machine_memory().ok_or(GovernorError::MachineMemory)?;
+        Ok(GovernorConfig::new(ByteSize::b(
+            (total as f64 * share) as u64,
+        )))
+    }
+
+    /// Checks the settings: a budget above zero, a tick above zero, thresholds with
+    /// `0 < warning < critical <= 1` and a relief in `[0, warning)`.
+    pub fn validate(&self) -> Result<(), GovernorError> {
+        let t = self.thresholds;
+        let problem = if self.budget.as_u64() == 0 {
+            Some("the budget must be greater than zero".to_owned())
+        } else if self.tick.is_zero() {
+            Some("the tick must be greater than zero".to_owned())
+        } else if !(t.warning > 0.0 && t.warning < t.critical && t.critical <= 1.0) {
+            Some(format!(
+                "thresholds need 0 < warning < critical <= 1, not warning {} and critical {}",
+                t.warning, t.critical
+            ))
+        } else if !(t.relief >= 0.0 && t.relief < t.warning) {
+            Some(format!(
+                "the relief must be in [0, warning), not {}",
+                t.relief
+            ))
+        } else {
+            None
+        };
+        problem.map_or(Ok(()), |p| Err(GovernorError::Invalid(p)))
+    }
+
     /// Replaces the tick.
     #[must_use]
     pub fn tick(mut self, tick: Duration) -> Self {
@@ -238,10 +277,13 @@ pub struct GovernorReport {
     pub config: GovernorConfig,
     /// Readings over time (thinned out evenly past [`GovernorConfig::max_samples`]).
     pub samples: Vec<Sample>,
-    /// Every change of pressure level (the most recent [`GovernorConfig::max_samples`]).
-    pub pressure_changes: Vec<PressureChange>,
-    /// Every release, in order (the most recent [`GovernorConfig::max_samples`]).
-    pub releases: Vec<ReleaseEvent>,
+    /// The changes of pressure level, oldest first (the most recent
+    /// [`GovernorConfig::max_samples`]).
+    pub pressure_changes: VecDeque<PressureChange>,
+    /// All changes of pressure level, including any no longer in `pressure_changes`.
+    pub pressure_change_count: u64,
+    /// The releases, oldest first (the most recent [`GovernorConfig::max_samples`]).
+    pub releases: VecDeque<ReleaseEvent>,
     /// Monitor ticks.
     pub ticks: u64,
     /// Admission checks ([`Governor::make_room`] calls).
@@ -252,9 +294,9 @@ pub struct GovernorReport {
     pub bytes_freed: u64,
     /// Compactions run because the RSS did not fall after a release.
     pub compactions: u64,
-    /// The lowest and highest RSS read.
+    /// The lowest RSS read (0 before the first reading).
     pub rss_min: u64,
-    /// The highest RSS read.
+    /// The highest RSS read, before or after a release.
     pub rss_max: u64,
     /// The pressure level at the last reading.
     pub level: Urgency,
@@ -321,12 +363,6 @@ impl GovernorBuilder {
     /// does not show in the RSS.
     #[must_use]
     pub fn defrag(mut self, defrag: Arc<Defragmenter>) -> Self {
-        let weak = Arc::downgrade(&defrag);
-        self.lifecycle.reaper().on_released(move |report| {
-            if let Some(defrag) = weak.upgrade() {
-                defrag.notify_released(report.bytes_freed);
-            }
-        });
         self.defrag = Some(defrag);
         self
     }
@@ -340,7 +376,20 @@ impl GovernorBuilder {
     }
 
     /// Starts the governor (and its monitor thread, unless [`manual`](Self::manual)).
-    pub fn start(self) -> Governor {
+    ///
+    /// Fails on a configuration [`GovernorConfig::validate`] rejects, or when the OS
+    /// cannot start the thread.
+    pub fn start(self) -> Result<Governor, GovernorError> {
+        self.config.validate()?;
+        if let Some(defrag) = &self.defrag {
+            // Weak: the reaper outlives neither the defragmenter nor its thread.
+            let weak = Arc::downgrade(defrag);
+            self.lifecycle.reaper().on_released(move |report| {
+                if let Some(defrag) = weak.upgrade() {
+                    defrag.notify_released(report.bytes_freed);
+                }
+            });
+        }
         let clock = Arc::clone(self.lifecycle.tracker().clock());
         let source = self.source.unwrap_or_else(|| Box::new(OsRss::new()));
         let inner = Arc::new(Inner {
@@ -357,18 +406,58 @@ impl GovernorBuilder {
             wake: Condvar::new(),
             listeners: RwLock::new(Vec::new()),
         });
-        let monitor = self.monitor.then(|| {
+        let monitor = if self.monitor {
             let inner = Arc::clone(&inner);
-            std::thread::Builder::new()
+            let thread = std::thread::Builder::new()
                 .name("memwarden-governor".into())
                 .spawn(move || inner.run_monitor())
-                .expect("the OS can start a thread")
-        });
-        Governor { inner, monitor }
+                .map_err(GovernorError::Spawn)?;
+            Some(thread)
+        } else {
+            None
+        };
+        Ok(Governor { inner, monitor })
     }
 }
 
-type Listener = Box<dyn Fn(&PressureChange) + Send + Sync>;
+/// Makes room through a [`Governor`] without keeping it alive; from [`Governor::handle`].
+#[derive(Clone)]
+pub struct GovernorHandle(Weak<Inner>);
+
+impl std::fmt::Debug for GovernorHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("GovernorHandle")
+            .field(&(self.0.strong_count() > 0))
+            .finish()
+    }
+}
+
+impl GovernorHandle {
+    /// [`Governor::make_room`], or nothing (an empty report) once the governor is gone.
+    pub fn make_room(&self, kind: &ResourceKind, incoming: u64) -> ReleaseReport {
+        match self.0.upgrade() {
+            Some(inner) => inner.check(Cause::Admit, Some((kind, incoming))),
+            None => ReleaseReport::default(),
+        }
+    }
+}
+
+/// Why a governor would not start or take a setting.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GovernorError {
+    /// A setting out of range; the message names it.
+    #[error("invalid governor setting: {0}")]
+    Invalid(String),
+    /// The machine's memory size could not be read, for a budget given as a share of it.
+    #[error("cannot read this machine's memory size to resolve a share of it")]
+    MachineMemory,
+    /// The monitor thread could not be started.
+    #[error("cannot start the governor's monitor thread")]
+    Spawn(#[source] std::io::Error),
+}
+
+type Listener = Arc<dyn Fn(&PressureChange) + Send + Sync>;
 
 struct Inner {
     clock: Arc<dyn Clock>,
@@ -404,8 +493,9 @@ impl Record {
             report: GovernorReport {
                 config,
                 samples: Vec::new(),
-                pressure_changes: Vec::new(),
-                releases: Vec::new(),
+                pressure_changes: VecDeque::new(),
+                pressure_change_count: 0,
+                releases: VecDeque::new(),
                 ticks: 0,
                 admissions: 0,
                 release_count: 0,
@@ -424,8 +514,6 @@ impl Record {
 
     fn sample(&mut self, sample: Sample, max: usize) {
         let report = &mut self.report;
-        report.rss_min = report.rss_min.min(sample.rss);
-        report.rss_max = report.rss_max.max(sample.rss);
         report.level = sample.level;
         let n = self.readings;
         self.readings += 1;
@@ -488,9 +576,23 @@ impl Governor {
         *self.inner.config.read()
     }
 
-    /// Replaces the budget (the next reading acts on it).
-    pub fn set_budget(&self, budget: ByteSize) {
-        self.inner.config.write().budget = budget;
+    /// Replaces the budget (the next reading acts on it); a zero budget is refused.
+    pub fn set_budget(&self, budget: ByteSize) -> Result<(), GovernorError> {
+        let config = GovernorConfig {
+            budget,
+            ..self.config()
+        };
+        config.validate()?;
+        *self.inner.config.write() = config;
+        self.inner.record.lock().report.config = config;
+        Ok(())
+    }
+
+    /// A handle that makes room through this governor without owning it (for a
+    /// [`ModelRegistry`](crate::ModelRegistry)'s admission hook, say); it does nothing
+    /// once the governor is gone.
+    pub fn handle(&self) -> GovernorHandle {
+        GovernorHandle(Arc::downgrade(&self.inner))
     }
 
     /// The pressure level at the last reading.
@@ -500,8 +602,11 @@ impl Governor {
 
     /// Calls `listener` on every change of pressure level, on the thread that saw it,
     /// after that thread has acted on it.
+    ///
+    /// A listener may call back into the governor; one that panics is logged and
+    /// skipped, and the governor goes on.
     pub fn on_pressure(&self, listener: impl Fn(&PressureChange) + Send + Sync + 'static) {
-        self.inner.listeners.write().push(Box::new(listener));
+        self.inner.listeners.write().push(Arc::new(listener));
     }
 
     /// Reads the RSS now and releases if it is above the warning line: what the monitor
@@ -513,11 +618,13 @@ impl Governor {
     /// Makes room for `incoming` bytes of `kind` that are about to be allocated: first
     /// what [`Lifecycle::make_room`] does for the tracked bytes (per-kind caps, the
     /// tracked budget), then the same for the resident memory: if the RSS plus `incoming`
-    /// would pass the warning line, releases until it would not.
+    /// would pass the warning line, releases until it would not. Both steps run under the
+    /// lock the monitor takes, so the two never plan over the same bytes.
+    ///
+    /// The pressure level (and what listeners hear) follows the RSS itself, not the
+    /// projection: an allocation that never happens is no pressure event.
     pub fn make_room(&self, kind: &ResourceKind, incoming: u64) -> ReleaseReport {
-        let mut report = self.inner.lifecycle.make_room(kind, incoming);
-        report.merge(self.inner.check(Cause::Admit, Some(incoming)));
-        report
+        self.inner.check(Cause::Admit, Some((kind, incoming)))
     }
 
     /// A copy of the report so far.
@@ -555,7 +662,14 @@ impl Inner {
         let mut stop = self.stop.lock();
         while !*stop {
             drop(stop);
-            self.check(Cause::Tick, None);
+            // A panicking release handler or observer must not end the monitoring.
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.check(Cause::Tick, None)
+            }))
+            .is_err()
+            {
+                log::error!("a governor tick panicked; the monitor goes on");
+            }
             let tick = self.config.read().tick;
             stop = self.stop.lock();
             if !*stop {
@@ -576,68 +690,94 @@ impl Inner {
         rss
     }
 
-    /// One reading, and a release when it calls for one. `incoming` is `Some` for an
-    /// admission.
-    fn check(&self, cause: Cause, incoming: Option<u64>) -> ReleaseReport {
+    /// One reading, and a release when it calls for one. `admit` is the kind and bytes
+    /// about to be allocated, for an admission.
+    fn check(&self, cause: Cause, admit: Option<(&ResourceKind, u64)>) -> ReleaseReport {
         let act = self.act.lock();
         let config = *self.config.read();
         let budget = config.budget.as_u64();
-        let extra = incoming.unwrap_or(0);
-        let mut report = ReleaseReport::default();
+        let thresholds = config.thresholds;
+        let mut report = match admit {
+            Some((kind, incoming)) => self.lifecycle.make_room(kind, incoming),
+            None => ReleaseReport::default(),
+        };
+        let incoming = admit.map_or(0, |(_, bytes)| bytes);
         let Some(rss) = self.read() else {
+            self.count(cause);
             return report;
         };
-        let level = config.thresholds.urgency(rss + extra, budget);
-        let mut changes: Vec<PressureChange> =
-            self.set_level(level, rss + extra).into_iter().collect();
-        if level > Urgency::Low {
-            let (released, event) = self.release(cause, &config, rss, extra, level);
-            report = released;
-            if event.released > 0 || event.compacted {
-                let mut record = self.record.lock();
-                record.report.release_count += 1;
-                record.report.bytes_freed += event.bytes_freed;
-                record.report.compactions += u64::from(event.compacted);
-                if record.report.releases.len() >= config.max_samples.max(1) {
-                    record.report.releases.remove(0);
-                }
-                record.report.releases.push(event);
-            }
+        let mut changes: Vec<PressureChange> = self
+            .set_level(thresholds.urgency(rss, budget), rss)
+            .into_iter()
+            .collect();
+        let mut rss_now = rss;
+        let wanted = thresholds.urgency(rss.saturating_add(incoming), budget);
+        let mut event = None;
+        if wanted > Urgency::Low {
+            let prior_freed = report.bytes_freed;
+            let (released, e) = self.release(cause, &config, (rss, incoming), prior_freed, wanted);
+            report.merge(released);
+            rss_now = e.rss_after;
             // The level the process is left at, so listeners hear it fall too.
-            let after = config.thresholds.urgency(event.rss_after + extra, budget);
-            changes.extend(self.set_level(after, event.rss_after + extra));
+            changes.extend(self.set_level(thresholds.urgency(rss_now, budget), rss_now));
+            event = (e.released > 0 || e.compacted).then_some(e);
         }
         let tracked = self.lifecycle.tracker().totals().bytes;
         {
             let mut record = self.record.lock();
+            let r = &mut record.report;
             match cause {
-                Cause::Tick => record.report.ticks += 1,
-                Cause::Admit => record.report.admissions += 1,
+                Cause::Tick => r.ticks += 1,
+                Cause::Admit => r.admissions += 1,
+            }
+            r.rss_min = r.rss_min.min(rss).min(rss_now);
+            r.rss_max = r.rss_max.max(rss).max(rss_now);
+            if let Some(e) = event {
+                r.release_count += 1;
+                r.bytes_freed += e.bytes_freed;
+                r.compactions += u64::from(e.compacted);
+                if r.releases.len() >= config.max_samples.max(1) {
+                    r.releases.pop_front();
+                }
+                r.releases.push_back(e);
+            }
+            r.pressure_change_count += changes.len() as u64;
+            r.pressure_changes.extend(changes.iter().copied());
+            while r.pressure_changes.len() > config.max_samples.max(2) {
+                r.pressure_changes.pop_front();
             }
             let sample = Sample {
                 at: self.since_start(),
-                rss: self.source.resident_bytes().unwrap_or(rss),
+                rss: rss_now,
                 tracked,
                 level: self.level_now(),
             };
             record.sample(sample, config.max_samples);
-            let changes_kept = &mut record.report.pressure_changes;
-            changes_kept.extend_from_slice(&changes);
-            if changes_kept.len() > config.max_samples.max(2) {
-                let excess = changes_kept.len() - config.max_samples.max(2);
-                changes_kept.drain(..excess);
-            }
         }
         drop(act);
         if !changes.is_empty() {
-            let listeners = self.listeners.read();
+            // Cloned out, so a listener may register another or call back in.
+            let listeners = self.listeners.read().clone();
             for change in &changes {
-                for listener in listeners.iter() {
-                    listener(change);
+                for listener in &listeners {
+                    let heard = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        listener(change);
+                    }));
+                    if heard.is_err() {
+                        log::error!("a pressure listener panicked on {change:?}");
+                    }
                 }
             }
         }
         report
+    }
+
+    fn count(&self, cause: Cause) {
+        let mut record = self.record.lock();
+        match cause {
+            Cause::Tick => record.report.ticks += 1,
+            Cause::Admit => record.report.admissions += 1,
+        }
     }
 
     fn level_now(&self) -> Urgency {
@@ -662,40 +802,46 @@ impl Inner {
         &self,
         cause: Cause,
         config: &GovernorConfig,
-        rss: u64,
-        incoming: u64,
+        (rss, incoming): (u64, u64),
+        prior_freed: u64,
         mut level: Urgency,
     ) -> (ReleaseReport, ReleaseEvent) {
         let budget = config.budget.as_u64();
         let t = config.thresholds;
         let relief_line = (budget as f64 * (t.warning - t.relief).max(0.0)) as u64;
-        let mut report = self.lifecycle.release(Request::new(
-            level,
-            (rss + incoming).saturating_sub(relief_line),
-        ));
+        let mut report = ReleaseReport::default();
         let mut compacted = false;
-        let mut after = self.source.resident_bytes().unwrap_or(rss);
-        if report.bytes_freed > 0
-            && let Some(defrag) = &self.defrag
-        {
-            // The allocator kept what was freed: hand it back now, not at the next
+        let mut after = rss;
+        // At most two plans: at the level the projection calls for, then, if the budget
+        // itself would still be passed, at critical urgency over what is left.
+        for pass in 0..2 {
+            if pass == 1 {
+                if after.saturating_add(incoming) <= budget {
+                    break;
+                }
+                level = Urgency::Critical;
+            }
+            let released = self.lifecycle.release(Request::new(
+                level,
+                after.saturating_add(incoming).saturating_sub(relief_line),
+            ));
+            // Bytes the admission's own `Lifecycle::make_room` freed just before count
+            // with the first pass: the allocator may be keeping those too.
+            let freed = released.bytes_freed + if pass == 0 { prior_freed } else { 0 };
+            report.merge(released);
+            if freed == 0 {
+                continue;
+            }
+            after = self.source.resident_bytes().unwrap_or(after);
+            // The allocator kept some of what was freed: hand it back now, not at the next
             // threshold, or the next reading would release more for nothing.
-            if after + incoming > relief_line && after + report.bytes_freed / 2 > rss {
-                defrag.compact(Trigger::Pressure);
+            if after.saturating_add(incoming) > relief_line
+                && let Some(defrag) = &self.defrag
+            {
+                defrag.compact_with(Trigger::Pressure, true);
                 compacted = true;
                 after = self.source.resident_bytes().unwrap_or(after);
             }
-        }
-        if after + incoming > budget && level < Urgency::Critical {
-            level = Urgency::Critical;
-            let more = self.lifecycle.release(Request::new(
-                level,
-                (after + incoming).saturating_sub(relief_line),
-            ));
-            if more.bytes_freed > 0 {
-                after = self.source.resident_bytes().unwrap_or(after);
-            }
-            report.merge(more);
         }
         if report.bytes_freed > 0 {
             log::debug!(

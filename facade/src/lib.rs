@@ -68,3 +68,13 @@ pub use registry::ModelRegistry;
 pub mod governor;
 #[cfg(feature = "governor")]
 pub use governor::Governor;
+
+/// The total memory of this machine, as the operating system reports it (through
+/// sysinfo); `None` where it cannot say. A budget given as a share of the machine is a
+/// share of this.
+#[cfg(any(feature = "config", feature = "governor"))]
+pub fn machine_memory() -> Option<u64> {
+    let mut system = sysinfo::System::new();
+    system.refresh_memory();
+    Some(system.total_memory()).filter(|&total| total > 0)
+}

@@ -922,15 +922,30 @@ enum Access {
     Preload,
 }
 
-#[derive(Debug)]
+/// Makes room for a model's bytes before it is registered; see
+/// [`ModelRegistry::set_admission`].
+type AdmissionHook = Arc<dyn Fn(&ResourceKind, u64) + Send + Sync>;
+
 struct Inner {
     lifecycle: Arc<Lifecycle>,
     config: RegistryConfig,
     models: RwLock<Models>,
     /// Serialises cap eviction, `make_room` and registration.
     admission: Mutex<()>,
+    /// What makes room before a load; `Lifecycle::make_room` when `None`.
+    admit_hook: RwLock<Option<AdmissionHook>>,
     /// Bumped on every `get`: the LRU clock.
     uses: AtomicU64,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("config", &self.config)
+            .field("models", &self.models)
+            .field("admit_hook", &self.admit_hook.read().is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A background preload.
@@ -960,10 +975,20 @@ impl ModelRegistry {
                 config,
                 models: RwLock::new(Models::default()),
                 admission: Mutex::new(()),
+                admit_hook: RwLock::new(None),
                 uses: AtomicU64::new(0),
             }),
             preloads: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Makes room for each model through `hook` (kind and file length) instead of
+    /// [`Lifecycle::make_room`]: give it a [`Governor`](crate::Governor)'s
+    /// [`handle`](crate::Governor::handle) so that loads — preloads included — are
+    /// admitted against the process's RSS, not just the tracked bytes. The hook runs
+    /// under the registry's admission lock and must not call back into the registry.
+    pub fn set_admission(&self, hook: impl Fn(&ResourceKind, u64) + Send + Sync + 'static) {
+        *self.inner.admit_hook.write() = Some(Arc::new(hook));
     }
 
     /// The lifecycle models are admitted into.
@@ -1261,6 +1286,16 @@ impl Inner {
     /// Opens, maps and checks the slot's file.
     fn map(&self, slot: &Slot) -> Result<Model, RegistryError> {
         let path = &slot.decl.path;
+        // Not a regular file (a FIFO would block the open forever, a directory cannot be
+        // mapped): refuse before opening.
+        let meta = std::fs::metadata(path).map_err(RegistryError::io("open", path))?;
+        if !meta.is_file() {
+            return Err(RegistryError::Io {
+                op: "open",
+                path: path.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"),
+            });
+        }
         let file = File::open(path).map_err(RegistryError::io("open", path))?;
         let file_len = file
             .metadata()
@@ -1311,7 +1346,13 @@ impl Inner {
         if let Some(cap) = self.config.cap {
             self.evict_for(slot, bytes, cap.as_u64());
         }
-        self.lifecycle.make_room(&slot.decl.kind, bytes);
+        let hook = self.admit_hook.read().clone();
+        match hook {
+            Some(hook) => hook(&slot.decl.kind, bytes),
+            None => {
+                self.lifecycle.make_room(&slot.decl.kind, bytes);
+            }
+        }
         let decl = &slot.decl;
         let mut spec = ResourceSpec::new(decl.id.clone(), decl.kind.clone(), bytes)
             .pinned(slot.pinned.load(Ordering::Relaxed));

@@ -373,8 +373,16 @@ impl Defragmenter {
     /// Trims now, whatever the triggers say, waiting for a run in progress to end first.
     /// Resets the released-bytes counter and restarts the timer.
     pub fn compact(&self, trigger: Trigger) -> RunReport {
+        let aggressive = self.shared.config.read().aggressive;
+        self.compact_with(trigger, aggressive)
+    }
+
+    /// [`compact`](Self::compact), aggressive or not whatever the config says: the
+    /// governor trims aggressively when a release did not show in the RSS, because it
+    /// needs the memory back before the allocation it is making room for.
+    pub fn compact_with(&self, trigger: Trigger, aggressive: bool) -> RunReport {
         let running = self.shared.run_lock.lock();
-        self.shared.run(&running, trigger)
+        self.shared.run_as(&running, trigger, aggressive)
     }
 
     /// Records that `bytes` were released (by the reaper, a cache, the governor). Cheap:
@@ -502,8 +510,17 @@ impl Shared {
     }
 
     /// One compaction; the caller holds the run lock.
-    fn run(&self, _running: &MutexGuard<'_, ()>, trigger: Trigger) -> RunReport {
+    fn run(&self, running: &MutexGuard<'_, ()>, trigger: Trigger) -> RunReport {
         let aggressive = self.config.read().aggressive;
+        self.run_as(running, trigger, aggressive)
+    }
+
+    fn run_as(
+        &self,
+        _running: &MutexGuard<'_, ()>,
+        trigger: Trigger,
+        aggressive: bool,
+    ) -> RunReport {
         let at = self.clock.now();
         let released_since_last = self.released.swap(0, Ordering::Relaxed);
         let rss_before = self.rss_now();

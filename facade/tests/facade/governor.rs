@@ -46,6 +46,7 @@ impl Fixture {
         .source(move || Some(overhead.load(Ordering::Relaxed) + tracker.totals().bytes))
         .manual()
         .start()
+        .expect("a valid config")
     }
 
     fn add(&self, id: &str, kind: ResourceKind, mib: u64) {
@@ -218,7 +219,8 @@ fn failed_reads_are_counted_and_release_nothing() {
     )
     .source(|| None)
     .manual()
-    .start();
+    .start()
+    .expect("a valid config");
     assert_eq!(governor.tick().bytes_freed, 0);
     assert!(f.tracker.contains("frame"));
     let report = governor.report();
@@ -240,7 +242,8 @@ fn samples_stay_bounded_and_even() {
     )
     .source(move || Some(tracker.totals().bytes))
     .manual()
-    .start();
+    .start()
+    .expect("a valid config");
     for i in 0..100u64 {
         f.clock.advance(Duration::from_secs(1));
         governor.tick();
@@ -270,7 +273,8 @@ fn the_monitor_ticks_on_its_own_and_shutdown_joins_it() {
         counted.fetch_add(1, Ordering::SeqCst);
         Some(MIB)
     })
-    .start();
+    .start()
+    .expect("a valid config");
     let deadline = Instant::now() + Duration::from_secs(30);
     while governor.report().ticks < 3 {
         assert!(Instant::now() < deadline, "the monitor never ticked");
@@ -295,7 +299,8 @@ fn dropping_a_governor_with_a_long_tick_returns_at_once() {
         GovernorConfig::new(ByteSize::gib(1)).tick(Duration::from_secs(3600)),
     )
     .source(|| Some(MIB))
-    .start();
+    .start()
+    .expect("a valid config");
     std::thread::sleep(Duration::from_millis(20));
     let started = Instant::now();
     drop(governor);
@@ -329,7 +334,8 @@ fn the_real_rss_is_read_by_default() {
         GovernorConfig::new(ByteSize::gib(64)),
     )
     .manual()
-    .start();
+    .start()
+    .expect("a valid config");
     governor.tick();
     let report = governor.report();
     if cfg!(target_os = "linux") {
@@ -351,7 +357,8 @@ fn the_defragmenter_hears_every_release_and_compacts_when_the_rss_stays_up() {
     .source(|| Some(90 * MIB))
     .defrag(Arc::clone(&defrag))
     .manual()
-    .start();
+    .start()
+    .expect("a valid config");
     for i in 0..8 {
         f.add(&format!("frame-{i}"), ResourceKind::RenderCache, 10);
     }
@@ -373,4 +380,140 @@ fn the_defragmenter_hears_every_release_and_compacts_when_the_rss_stays_up() {
         .expect("frames left");
     f.lifecycle.reaper().release(left.as_str());
     assert_eq!(defrag.pending_released(), before + 10 * MIB);
+}
+
+#[test]
+fn bad_settings_are_refused() {
+    let f = Fixture::new();
+    let start = |config: GovernorConfig| {
+        Governor::builder(Arc::clone(&f.lifecycle), config)
+            .source(|| Some(MIB))
+            .manual()
+            .start()
+            .map(drop)
+            .map_err(|e| e.to_string())
+    };
+    let base = GovernorConfig::new(ByteSize::mib(100));
+    assert!(start(base).is_ok());
+    let cases = [
+        (GovernorConfig::new(ByteSize::b(0)), "budget"),
+        (base.tick(Duration::ZERO), "tick"),
+        (
+            base.thresholds(Thresholds {
+                warning: 0.9,
+                critical: 0.8,
+                relief: 0.05,
+            }),
+            "warning < critical",
+        ),
+        (
+            base.thresholds(Thresholds {
+                warning: f64::NAN,
+                ..Thresholds::default()
+            }),
+            "warning < critical",
+        ),
+        (
+            base.thresholds(Thresholds {
+                relief: 0.8,
+                ..Thresholds::default()
+            }),
+            "relief",
+        ),
+    ];
+    for (config, word) in cases {
+        let err = start(config).expect_err("refused");
+        assert!(err.contains(word), "{err}");
+    }
+    assert!(GovernorConfig::share_of_machine(1.5).is_err());
+    let quarter = GovernorConfig::share_of_machine(0.25).expect("the machine's memory");
+    assert_eq!(
+        quarter.budget.as_u64(),
+        memwarden::machine_memory().unwrap() / 4
+    );
+}
+
+#[test]
+fn a_listener_may_call_back_in_and_a_panicking_one_is_contained() {
+    let f = Fixture::new();
+    let governor = Arc::new(f.governor(100));
+    let inner = Arc::downgrade(&governor);
+    let levels: Arc<Mutex<Vec<Urgency>>> = Arc::default();
+    let sink = Arc::clone(&levels);
+    governor.on_pressure(move |_| {
+        if let Some(governor) = inner.upgrade() {
+            // Re-entry: reads and registers from inside a notification.
+            sink.lock().push(governor.level());
+            governor.on_pressure(|_| {});
+        }
+    });
+    governor.on_pressure(|_| panic!("a listener bug"));
+    f.overhead.store(95 * MIB, Ordering::Relaxed);
+    governor.tick();
+    f.overhead.store(MIB, Ordering::Relaxed);
+    governor.tick();
+    assert_eq!(*levels.lock(), [Urgency::High, Urgency::Low]);
+    assert_eq!(governor.report().pressure_change_count, 2);
+}
+
+#[test]
+fn an_admission_that_needs_no_release_is_no_pressure_event() {
+    let f = Fixture::new();
+    let governor = f.governor(100);
+    f.add("frame", ResourceKind::RenderCache, 10);
+    // 15 MiB resident and 70 MiB announced: the projection passes the warning line, so
+    // the frame is released to make room, but the process itself never did: the level
+    // follows the RSS it really has.
+    governor.make_room(&ResourceKind::AudioCache, 70 * MIB);
+    let report = governor.report();
+    assert_eq!(
+        report.pressure_change_count, 0,
+        "{:?}",
+        report.pressure_changes
+    );
+    assert_eq!(governor.level(), Urgency::Low);
+    assert_eq!(report.admissions, 1);
+}
+
+#[test]
+fn set_budget_takes_effect_and_refuses_zero() {
+    let f = Fixture::new();
+    let governor = f.governor(1000);
+    f.add("frame", ResourceKind::RenderCache, 10);
+    governor.tick();
+    assert_eq!(governor.level(), Urgency::Low);
+    governor
+        .set_budget(ByteSize::mib(16))
+        .expect("a valid budget");
+    assert_eq!(governor.report().config.budget, ByteSize::mib(16));
+    governor.tick();
+    assert!(
+        !f.tracker.contains("frame"),
+        "15 MiB of 16 is past the warning line"
+    );
+    assert!(governor.set_budget(ByteSize::b(0)).is_err());
+    assert_eq!(governor.config().budget, ByteSize::mib(16));
+}
+
+#[test]
+fn a_handle_makes_room_until_the_governor_is_gone() {
+    let f = Fixture::new();
+    let governor = f.governor(100);
+    let handle = governor.handle();
+    for i in 0..7 {
+        f.add(&format!("clip-{i}"), ResourceKind::AudioCache, 10);
+    }
+    assert!(
+        handle
+            .make_room(&ResourceKind::AudioCache, 20 * MIB)
+            .bytes_freed
+            > 0
+    );
+    drop(governor);
+    assert_eq!(
+        handle
+            .make_room(&ResourceKind::AudioCache, 500 * MIB)
+            .bytes_freed,
+        0
+    );
 }

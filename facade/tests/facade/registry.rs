@@ -1025,3 +1025,47 @@ fn ids_taken_by_others_are_refused() {
     assert_eq!(second.unload("b").unwrap().released.len(), 0);
     assert!(first.is_loaded("b"));
 }
+
+#[test]
+fn a_path_that_is_not_a_regular_file_is_refused_without_blocking() {
+    let fx = Fixture::new(ByteSize::gib(1));
+    let registry = fx.registry(None);
+    let fifo = fx.path("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|s| s.success()) {
+        return; // no mkfifo on this system
+    }
+    registry.declare(ModelDecl::new("fifo", &fifo)).unwrap();
+    registry
+        .declare(ModelDecl::new("dir", fx.dir.path()))
+        .unwrap();
+    for id in ["fifo", "dir"] {
+        // Opening a FIFO for reading would wait for a writer forever.
+        let err = registry.get(id).expect_err("not a model file");
+        assert!(
+            matches!(&err, RegistryError::Io { op: "open", .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+}
+
+#[test]
+fn loads_are_admitted_through_the_hook() {
+    let fx = Fixture::new(ByteSize::gib(1));
+    let registry = fx.registry(None);
+    let seen: Arc<Mutex<Vec<(ResourceKind, u64)>>> = Arc::default();
+    let sink = Arc::clone(&seen);
+    registry.set_admission(move |kind, bytes| sink.lock().unwrap().push((kind.clone(), bytes)));
+    let path = fx.path("m");
+    write_model_file(&path, 1 << 20, 1).unwrap();
+    registry
+        .declare(ModelDecl::new("m", &path).kind(ResourceKind::ModelShards))
+        .unwrap();
+    registry.get("m").unwrap();
+    registry.get("m").unwrap(); // a hit: no admission
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [(ResourceKind::ModelShards, 1 << 20)]
+    );
+}

@@ -36,7 +36,7 @@ use memwarden::defrag::{DefragConfig, Defragmenter, rss};
 use memwarden::governor::{Governor, GovernorConfig, GovernorReport, OsRss, RssSource};
 use memwarden::registry::{ModelRegistry, RegistryConfig};
 use memwarden::snapshot::{SnapshotStore, StoreConfig};
-use memwarden::tracker::{ResourceSpec, Tracker};
+use memwarden::tracker::{ResourceSpec, Tracker, TrackerError};
 use memwarden::{Fetched, Lifecycle};
 use parking_lot::Mutex;
 use rand::SeedableRng;
@@ -50,10 +50,10 @@ use workload::{Clip, Scratch, Script, Step, SubtitleTrack};
 /// Arguments of `memwarden demo`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The most resident memory the whole process may use (e.g. "384MiB"); the config's
-    /// `monitor.budget` by default.
+    /// The most resident memory the whole process may use: a size ("384MiB") or a share
+    /// of this machine's memory ("25%"); the config's `monitor.budget` by default.
     #[arg(long)]
-    budget: Option<ByteSize>,
+    budget: Option<BudgetArg>,
     /// Seed of the access pattern.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -89,6 +89,42 @@ pub(crate) struct Args {
     /// Which session to run (--overhead starts the other two).
     #[arg(long, value_enum, default_value_t = Mode::Governed, hide = true)]
     mode: Mode,
+}
+
+/// `--budget`: a size, or a share of the machine's memory.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum BudgetArg {
+    Bytes(ByteSize),
+    Share(f64),
+}
+
+impl std::str::FromStr for BudgetArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().strip_suffix('%') {
+            Some(percent) => match percent.trim().parse::<f64>() {
+                Ok(p) if p > 0.0 && p <= 100.0 => Ok(BudgetArg::Share(p / 100.0)),
+                _ => Err(format!(
+                    "invalid share {s:?}: expected a percentage above 0 and at most 100, such as \"25%\""
+                )),
+            },
+            None => s.parse().map(BudgetArg::Bytes).map_err(|e| format!("{e}")),
+        }
+    }
+}
+
+impl BudgetArg {
+    fn resolve(self) -> anyhow::Result<ByteSize> {
+        match self {
+            BudgetArg::Bytes(bytes) => Ok(bytes),
+            BudgetArg::Share(share) => {
+                let total = memwarden::machine_memory()
+                    .context("cannot read this machine's memory size for a --budget share")?;
+                Ok(ByteSize::b((total as f64 * share) as u64))
+            }
+        }
+    }
 }
 
 /// The three sessions `--overhead` compares.
@@ -143,7 +179,7 @@ struct KindReport {
 #[derive(Debug, Serialize)]
 struct RssReport {
     budget_bytes: u64,
-    /// Lowest, median and highest RSS read after a step.
+    /// Lowest and highest RSS read after a step, and the median of the kept samples.
     min_bytes: u64,
     median_bytes: u64,
     max_bytes: u64,
@@ -171,7 +207,7 @@ struct GovernorSummary {
     releases: u64,
     bytes_freed: u64,
     compactions: u64,
-    pressure_events: usize,
+    pressure_events: u64,
     /// Each change of pressure level: (simulated seconds, from, to).
     pressure_changes: Vec<(f64, String, String)>,
 }
@@ -209,7 +245,7 @@ struct Report {
     defrag: DefragSummary,
     models: serde_json::Value,
     snapshots: SnapshotReport,
-    /// RSS and tracked bytes after each step (thinned to at most 2000 points).
+    /// RSS and tracked bytes after each step (thinned evenly to under 4000 points).
     samples: Vec<Point>,
 }
 
@@ -224,16 +260,39 @@ struct SnapshotReport {
     bytes_on_disk: u64,
 }
 
-/// The session's snapshot directory, removed when the session ends however it ends.
-struct ScratchDir(PathBuf);
+/// RSS and tracked bytes after each step, thinned evenly as they accumulate (every
+/// other point dropped and the stride doubled past [`Series::MAX`]), with the exact
+/// extremes kept aside.
+struct Series {
+    points: Vec<Point>,
+    stride: u64,
+    min_rss: u64,
+    max_rss: u64,
+}
 
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.0) {
-            log::warn!(
-                "cannot remove the demo's snapshot directory {}: {e}",
-                self.0.display()
-            );
+impl Series {
+    const MAX: usize = 4000;
+
+    fn new() -> Self {
+        Series {
+            points: Vec::new(),
+            stride: 1,
+            min_rss: u64::MAX,
+            max_rss: 0,
+        }
+    }
+
+    fn push(&mut self, point: Point) {
+        self.min_rss = self.min_rss.min(point.rss);
+        self.max_rss = self.max_rss.max(point.rss);
+        if !point.step.is_multiple_of(self.stride) {
+            return;
+        }
+        self.points.push(point);
+        if self.points.len() >= Self::MAX {
+            self.stride *= 2;
+            let stride = self.stride;
+            self.points.retain(|p| p.step.is_multiple_of(stride));
         }
     }
 }
@@ -242,7 +301,6 @@ struct Session {
     lifecycle: Arc<Lifecycle>,
     governor: Governor,
     registry: ModelRegistry,
-    small: bool,
     clock: ManualClock,
     access: BTreeMap<ResourceKind, Access>,
     fill: u8,
@@ -328,52 +386,72 @@ impl Session {
     }
 
     fn inference(&mut self, m: usize, n: u64) -> anyhow::Result<()> {
-        let model = &models::MODELS[m];
-        let bytes = model.bytes(self.small);
-        if self.tracker().contains(model.name) {
-            self.count(&model.kind).hits += 1;
-        } else {
-            self.count(&model.kind).reloads += 1;
-            // Inference will make every page of the file resident, next to its scratch
-            // space: room for both at once, since the mapped pages only show in the RSS
-            // once they are read.
-            self.governor
-                .make_room(&model.kind, bytes + workload::SCRATCH_BYTES as u64);
-        }
-        let weights = self
-            .registry
-            .get(model.name)
-            .with_context(|| format!("loading model {}", model.name))?;
-        // In use until the step ends: making room for the scratch space must not unload it.
-        self.tracker().set_pinned(model.name, true)?;
-        // Scratch space counts against the budget while the inference runs, and is
-        // handed back (through the reaper, like every release) when it ends.
+        // Scratch space first, pinned while the inference runs: it is resident when the
+        // model is admitted, and nothing releases it from under the step. It is handed
+        // back (through the reaper, like every release) when the step ends.
         let scratch_id = format!("scratch-{n}");
-        let spec = ResourceSpec::new(
-            scratch_id.as_str(),
-            ResourceKind::TempBuffers,
-            workload::SCRATCH_BYTES as u64,
-        );
-        let scratch = self.fetch(spec, workload::SCRATCH_BYTES as u64, |fill| {
-            Mutex::new(Scratch::new(fill))
-        });
-        let result = scratch.map(|scratch| {
+        let bytes = workload::SCRATCH_BYTES as u64;
+        let spec =
+            ResourceSpec::new(scratch_id.as_str(), ResourceKind::TempBuffers, bytes).pinned(true);
+        let scratch = self.fetch(spec, bytes, |fill| Mutex::new(Scratch::new(fill)))?;
+        let result = self.run_model(&models::MODELS[m], &scratch);
+        drop(scratch);
+        if self.tracker().contains(&scratch_id) {
+            self.tracker().set_pinned(&scratch_id, false)?;
+            self.lifecycle.reaper().release(&scratch_id);
+        }
+        result
+    }
+
+    /// Loads (if need be) and runs one model. The registry admits a load through the
+    /// governor (its admission hook), so the file's bytes are counted before inference
+    /// makes its pages resident.
+    fn run_model(
+        &mut self,
+        model: &models::DemoModel,
+        scratch: &Mutex<Scratch>,
+    ) -> anyhow::Result<()> {
+        let held = self.tracker().contains(model.name);
+        // The monitor may release the model between `get` and the pin: then get it again
+        // (the registry re-admits the mapping it still has).
+        for _ in 0..3 {
+            let weights = self
+                .registry
+                .get(model.name)
+                .with_context(|| format!("loading model {}", model.name))?;
+            match self.tracker().set_pinned(model.name, true) {
+                Ok(()) => {}
+                Err(TrackerError::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            let count = self.count(&model.kind);
+            if held {
+                count.hits += 1;
+            } else {
+                count.reloads += 1;
+            }
             workload::consume(workload::run_model(
                 weights.as_bytes(),
                 &mut scratch.lock().0,
             ));
-        });
-        self.lifecycle.reaper().release(&scratch_id);
-        // The registry may have been told to unload it meanwhile; that is not an error.
-        let _ = self.tracker().set_pinned(model.name, false);
-        result
+            // Released meanwhile is fine: unpinned is what it would be.
+            let _ = self.tracker().set_pinned(model.name, false);
+            return Ok(());
+        }
+        anyhow::bail!(
+            "model {} was released between loading and use three times in a row",
+            model.name
+        )
     }
 }
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let config = crate::load_config(args.config.as_ref())?;
     crate::init_logging(config.logging.level);
-    let budget = args.budget.unwrap_or(config.monitor.budget);
+    let budget = match args.budget {
+        Some(budget) => budget.resolve()?,
+        None => config.monitor.budget,
+    };
     anyhow::ensure!(budget.as_u64() > 0, "--budget must be more than 0 bytes");
 
     let models_dir = args.models_dir.clone().unwrap_or_else(models::default_dir);
@@ -414,16 +492,20 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     // Render frames are snapshotted before release (the config's snapshot_on_release)
     // into a store of the session's own, on disk only, so that the budget covers all
     // the memory the session holds.
-    let scratch =
-        ScratchDir(std::env::temp_dir().join(format!("memwarden-demo-{}", std::process::id())));
+    // A fresh directory, removed when the session ends however it ends.
+    let scratch = tempfile::Builder::new()
+        .prefix("memwarden-demo-")
+        .tempdir()
+        .context("cannot create a directory for the session's snapshots")?;
     let store_config = StoreConfig {
         memory_bytes: 0,
         disk_bytes: config.snapshot.max_bytes.as_u64(),
-        ..StoreConfig::new(&scratch.0)
+        ..StoreConfig::new(scratch.path())
     };
     let store = Arc::new(
-        SnapshotStore::open(store_config, Arc::clone(tracker.clock()))
-            .with_context(|| format!("opening the snapshot store in {}", scratch.0.display()))?,
+        SnapshotStore::open(store_config, Arc::clone(tracker.clock())).with_context(|| {
+            format!("opening the snapshot store in {}", scratch.path().display())
+        })?,
     );
     lifecycle.set_snapshot_store(Arc::clone(&store));
     let lifecycle = Arc::new(lifecycle);
@@ -438,7 +520,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     };
     let governor = Governor::builder(Arc::clone(&lifecycle), governor_config)
         .defrag(Arc::clone(&defrag))
-        .start();
+        .start()?;
     let registry = ModelRegistry::new(
         Arc::clone(&lifecycle),
         RegistryConfig {
@@ -446,6 +528,10 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             ..RegistryConfig::default()
         },
     );
+    let admission = governor.handle();
+    registry.set_admission(move |kind, bytes| {
+        admission.make_room(kind, bytes);
+    });
     models::declare(&registry, &models_dir, args.small)?;
 
     let mut script = Script::new(StdRng::seed_from_u64(args.seed), models::MODELS.len())?;
@@ -453,7 +539,6 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         lifecycle,
         governor,
         registry,
-        small: args.small,
         clock,
         access: BTreeMap::new(),
         fill: 0,
@@ -472,7 +557,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let reader = OsRss::new();
     let started = Instant::now();
     let cpu_started = overhead::cpu_seconds();
-    let mut points = Vec::with_capacity(args.steps.min(100_000) as usize);
+    let mut series = Series::new();
     let mut tracked = Tracked {
         min_bytes: u64::MAX,
         max_bytes: 0,
@@ -489,9 +574,9 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         tracked.min_bytes = tracked.min_bytes.min(bytes);
         tracked.max_bytes = tracked.max_bytes.max(bytes);
         let rss = reader.resident_bytes().unwrap_or(0);
-        points.push(Point {
+        series.push(Point {
             step: n,
-            at_s: (STEP * (n + 1) as u32).as_secs_f64(),
+            at_s: STEP.as_secs_f64() * (n + 1) as f64,
             rss,
             tracked: bytes,
         });
@@ -534,7 +619,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         &defrag,
         models,
         tracked,
-        points,
+        series,
         (wall_seconds, cpu_seconds),
     );
     if let Some(path) = &args.timeline {
@@ -577,19 +662,22 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the report gathers every part of the session once, at the end"
+)]
 fn build_report(
     args: &Args,
     budget: u64,
     lifecycle: &Lifecycle,
     store: &SnapshotStore,
-    scratch: &ScratchDir,
+    scratch: &tempfile::TempDir,
     access: &BTreeMap<ResourceKind, Access>,
     governor: &GovernorReport,
     defrag: &Defragmenter,
     models: serde_json::Value,
     tracked: Tracked,
-    mut points: Vec<Point>,
+    series: Series,
     (wall_seconds, cpu_seconds): (f64, Option<f64>),
 ) -> Report {
     let stats = lifecycle.reaper().stats();
@@ -618,7 +706,7 @@ fn build_report(
     });
     let store_stats = store.stats();
     let snapshots = SnapshotReport {
-        dir: scratch.0.display().to_string(),
+        dir: scratch.path().display().to_string(),
         writes: stats.total.snapshots,
         write_failures: stats.total.snapshot_failures,
         restores,
@@ -626,30 +714,34 @@ fn build_report(
         bytes_on_disk: store_stats.disk_bytes,
     };
 
-    let mut rss_values: Vec<u64> = points.iter().map(|p| p.rss).collect();
+    let mut rss_values: Vec<u64> = series.points.iter().map(|p| p.rss).collect();
     rss_values.sort_unstable();
     let final_rss = rss::current().unwrap_or(0);
-    let peak = rss::peak()
-        .unwrap_or(0)
-        .max(rss_values.last().copied().unwrap_or(0));
+    let steps_seen = !series.points.is_empty();
+    let peak = rss::peak().unwrap_or(0).max(series.max_rss);
     let peak_over_budget = peak as f64 / budget as f64;
     let rss = RssReport {
         budget_bytes: budget,
-        min_bytes: rss_values.first().copied().unwrap_or(final_rss),
+        min_bytes: if steps_seen {
+            series.min_rss
+        } else {
+            final_rss
+        },
         median_bytes: rss_values
             .get(rss_values.len() / 2)
             .copied()
             .unwrap_or(final_rss),
-        max_bytes: rss_values.last().copied().unwrap_or(final_rss),
+        max_bytes: if steps_seen {
+            series.max_rss
+        } else {
+            final_rss
+        },
         peak_bytes: peak,
         peak_over_budget,
         within_budget: peak_over_budget <= TOLERANCE,
         final_bytes: final_rss,
     };
-    let stride = points.len().div_ceil(2000).max(1);
-    if stride > 1 {
-        points = points.into_iter().step_by(stride).collect();
-    }
+    let points = series.points;
     let defrag_stats = defrag.stats();
     Report {
         seed: args.seed,
@@ -658,7 +750,7 @@ fn build_report(
         budget_bytes: budget,
         warning_fraction: lifecycle.thresholds().warning,
         critical_fraction: lifecycle.thresholds().critical,
-        simulated_seconds: (STEP * args.steps as u32).as_secs_f64(),
+        simulated_seconds: STEP.as_secs_f64() * args.steps as f64,
         wall_seconds,
         cpu_seconds,
         rss,
@@ -676,7 +768,7 @@ fn build_report(
             releases: governor.release_count,
             bytes_freed: governor.bytes_freed,
             compactions: governor.compactions,
-            pressure_events: governor.pressure_changes.len(),
+            pressure_events: governor.pressure_change_count,
             pressure_changes: governor
                 .pressure_changes
                 .iter()

@@ -67,6 +67,7 @@ fn draw(
     let top = points
         .iter()
         .map(|p| p.rss.max(p.tracked))
+        .chain(marks.iter().map(|m| m.rss_before))
         .chain([budget])
         .max()
         .unwrap_or(1) as f64

@@ -152,7 +152,6 @@ fn demo_holds_a_real_rss_budget_and_reports_json() {
         "a 192 MiB budget forces releases: {governor}"
     );
     assert!(governor["admissions"].as_u64().unwrap() > 0);
-    assert!(governor["pressure_events"].as_u64().unwrap() > 0);
     assert!(report["bytes_freed"].as_u64().unwrap() > 0);
 
     let accesses = report["accesses"].as_u64().unwrap();
