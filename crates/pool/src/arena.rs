@@ -1,0 +1,768 @@
+//! The unsynchronised allocator core shared by [`MemoryPool`](crate::MemoryPool) and
+//! [`LocalPool`](crate::LocalPool): segments, blocks, best fit, splitting, merging,
+//! limits and statistics.
+//!
+//! Blocks live in a slab (`nodes`) and are linked to their neighbours inside their
+//! segment, so a free finds and merges its neighbours in O(1). Free blocks are indexed
+//! per class in a `BTreeSet` ordered by `(size, address)`: best fit is one range query.
+
+use std::collections::BTreeSet;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::backend::{self, Backend};
+use crate::error::PoolError;
+use crate::profiler::{Event, EventKind, Profiler};
+use crate::stats::PoolStats;
+
+/// Every block size is a multiple of this, and so is every block address within its
+/// segment (torch's `kMinBlockSize`).
+pub(crate) const MIN_BLOCK: usize = 512;
+/// Requests up to this size (rounded) come from the small class (torch's `kSmallSize`).
+pub(crate) const SMALL_SIZE: usize = 1 << 20;
+/// Default segment size of the small class (torch's `kSmallBuffer`).
+pub(crate) const SMALL_SEGMENT: usize = 2 << 20;
+/// Default segment size of the large class for requests under [`MIN_LARGE_ALLOC`]
+/// (torch's `kLargeBuffer`).
+pub(crate) const LARGE_SEGMENT: usize = 20 << 20;
+/// Large requests of at least this size get a segment of their own, rounded up to
+/// [`ROUND_LARGE`] (torch's `kMinLargeAlloc`).
+pub(crate) const MIN_LARGE_ALLOC: usize = 10 << 20;
+/// Granularity of a large request's own segment (torch's `kRoundLarge`).
+pub(crate) const ROUND_LARGE: usize = 2 << 20;
+
+const NONE: u32 = u32::MAX;
+
+/// The pool's tunables, as the core sees them.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub(crate) limit: Option<u64>,
+    pub(crate) release_threshold: Option<u64>,
+    pub(crate) max_overhead: Option<f64>,
+    pub(crate) small_segment: usize,
+    pub(crate) large_segment: usize,
+}
+
+/// One block: a range of a segment, free or handed out.
+#[derive(Debug)]
+struct Node {
+    addr: usize,
+    size: usize,
+    requested: usize,
+    seg: u32,
+    prev: u32,
+    next: u32,
+    used: bool,
+    vacant: bool,
+    label: Option<Arc<str>>,
+}
+
+/// One segment from the backend.
+#[derive(Debug)]
+struct Seg {
+    base: NonNull<u8>,
+    size: usize,
+    align: usize,
+    class: usize,
+    /// Blocks handed out from this segment.
+    used: u32,
+    /// The first block (its address is the segment's; it is never merged away).
+    head: u32,
+    live: bool,
+}
+
+/// A block handed out: where it is and the slab slot to return it by.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Allocation {
+    pub(crate) ptr: NonNull<u8>,
+    pub(crate) node: u32,
+}
+
+/// One segment in a [`snapshot`](crate::MemoryPool::snapshot).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SegmentInfo {
+    /// The segment's address.
+    pub addr: usize,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Whether it belongs to the large class (requests over 1 MiB).
+    pub large: bool,
+    /// Whether it is page-locked.
+    pub pinned: bool,
+    /// Its blocks in address order; they tile the segment.
+    pub blocks: Vec<BlockInfo>,
+}
+
+/// One block in a [`SegmentInfo`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BlockInfo {
+    /// The block's address.
+    pub addr: usize,
+    /// Its rounded size in bytes.
+    pub size: u64,
+    /// Bytes its caller asked for (0 when free).
+    pub requested: u64,
+    /// Whether a caller holds it.
+    pub allocated: bool,
+    /// The caller's label, if any.
+    pub label: Option<Arc<str>>,
+}
+
+/// The allocator state. Not synchronised: the pools wrap it in a mutex or a `RefCell`.
+#[derive(Debug)]
+pub(crate) struct Arena {
+    nodes: Vec<Node>,
+    vacant: Vec<u32>,
+    segs: Vec<Seg>,
+    vacant_segs: Vec<u32>,
+    /// Free blocks per class (`pinned << 1 | large`), ordered by `(size, addr)`.
+    free: [BTreeSet<(usize, usize, u32)>; 4],
+    stats: PoolStats,
+    pub(crate) limits: Limits,
+    backend: Arc<dyn Backend>,
+    pub(crate) profiler: Option<Arc<Profiler>>,
+    page: usize,
+}
+
+// SAFETY: the raw segment pointers are owned by the arena alone (blocks handed out are
+// reached through `Allocation`s whose owners synchronise through the pool); nothing in
+// the arena is tied to a thread, and the backend is `Send + Sync`.
+unsafe impl Send for Arena {}
+
+fn round_size(size: usize) -> Option<usize> {
+    if size < MIN_BLOCK {
+        Some(MIN_BLOCK)
+    } else {
+        size.checked_next_multiple_of(MIN_BLOCK)
+    }
+}
+
+impl Arena {
+    pub(crate) fn new(limits: Limits, backend: Arc<dyn Backend>) -> Self {
+        Self {
+            nodes: Vec::new(),
+            vacant: Vec::new(),
+            segs: Vec::new(),
+            vacant_segs: Vec::new(),
+            free: Default::default(),
+            stats: PoolStats::default(),
+            limits,
+            backend,
+            profiler: None,
+            page: backend::page_size(),
+        }
+    }
+
+    pub(crate) fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// Hands out a block of at least `size` bytes aligned to `align`.
+    pub(crate) fn allocate(
+        &mut self,
+        size: usize,
+        align: usize,
+        pinned: bool,
+        label: Option<Arc<str>>,
+    ) -> Result<Allocation, PoolError> {
+        if !align.is_power_of_two() {
+            return Err(PoolError::InvalidAlignment { align });
+        }
+        let too_large = || PoolError::TooLarge {
+            requested: size as u64,
+            align,
+        };
+        let rounded = round_size(size)
+            .filter(|r| r.checked_add(align).is_some_and(|r| r <= isize::MAX as usize))
+            .ok_or_else(too_large)?;
+        let class = (usize::from(pinned) << 1) | usize::from(rounded > SMALL_SIZE);
+        let node = match self.find_free(class, rounded, align) {
+            Some(node) => {
+                self.stats.reuses += 1;
+                node
+            }
+            None => self.grow(class, size, rounded, align)?,
+        };
+        let node = self.carve(node, class, rounded, align);
+        let seg = {
+            let n = &mut self.nodes[node as usize];
+            n.used = true;
+            n.requested = size;
+            n.label = label;
+            n.seg
+        };
+        self.segs[seg as usize].used += 1;
+        let s = &mut self.stats;
+        s.allocs += 1;
+        let block = self.nodes[node as usize].size as u64;
+        s.allocated.add(block);
+        s.active.add(block);
+        s.requested.add(size as u64);
+        s.active_blocks.add(1);
+        self.sync_inactive();
+        self.record_block(EventKind::Alloc, node);
+        Ok(Allocation {
+            ptr: self.ptr_of(node),
+            node,
+        })
+    }
+
+    /// Returns a block handed out by [`allocate`](Self::allocate).
+    pub(crate) fn free(&mut self, node: u32) {
+        let (size, requested, seg) = {
+            let n = &self.nodes[node as usize];
+            debug_assert!(n.used && !n.vacant, "a block is freed once");
+            (n.size, n.requested, n.seg)
+        };
+        let s = &mut self.stats;
+        s.frees += 1;
+        s.allocated.sub(size as u64);
+        s.active.sub(size as u64);
+        s.requested.sub(requested as u64);
+        s.active_blocks.sub(1);
+        self.sync_inactive();
+        self.record_block(EventKind::Free, node);
+        {
+            let n = &mut self.nodes[node as usize];
+            n.used = false;
+            n.requested = 0;
+            n.label = None;
+        }
+        let class = self.segs[seg as usize].class;
+        let mut node = node;
+        let prev = self.nodes[node as usize].prev;
+        if prev != NONE && !self.nodes[prev as usize].used {
+            self.remove_free(class, prev);
+            self.absorb_next(prev);
+            node = prev;
+        }
+        let next = self.nodes[node as usize].next;
+        if next != NONE && !self.nodes[next as usize].used {
+            self.remove_free(class, next);
+            self.absorb_next(node);
+        }
+        self.insert_free(class, node);
+        let segment = &mut self.segs[seg as usize];
+        segment.used -= 1;
+        if segment.used == 0
+            && let Some(threshold) = self.limits.release_threshold
+            && self.stats.inactive.current > threshold
+        {
+            let excess = self.stats.inactive.current - threshold;
+            let released = self.release_free(excess, Some(seg));
+            log::debug!("released {released} cached bytes over the release threshold");
+        }
+    }
+
+    /// Returns every entirely free segment to the backend; the bytes released.
+    pub(crate) fn empty_cache(&mut self) -> u64 {
+        let mut released = 0;
+        for seg in 0..self.segs.len() as u32 {
+            let s = &self.segs[seg as usize];
+            if s.live && s.used == 0 {
+                released += s.size as u64;
+                self.release_segment(seg);
+            }
+        }
+        released
+    }
+
+    pub(crate) fn stats(&self) -> PoolStats {
+        let mut stats = self.stats.clone();
+        stats.cache_hit_rate = if stats.allocs == 0 {
+            0.0
+        } else {
+            stats.reuses as f64 / stats.allocs as f64
+        };
+        stats.fragmentation = if stats.reserved.current == 0 {
+            0.0
+        } else {
+            1.0 - stats.allocated.current as f64 / stats.reserved.current as f64
+        };
+        stats.largest_free_block = self
+            .free
+            .iter()
+            .filter_map(|set| set.last().map(|&(size, _, _)| size as u64))
+            .max()
+            .unwrap_or(0);
+        stats
+    }
+
+    pub(crate) fn reset_peak(&mut self) {
+        self.stats.reset_peak();
+    }
+
+    /// The segments and their blocks, in address order.
+    pub(crate) fn snapshot(&self) -> Vec<SegmentInfo> {
+        let mut segs: Vec<SegmentInfo> = self
+            .segs
+            .iter()
+            .filter(|s| s.live)
+            .map(|s| {
+                let mut blocks = Vec::new();
+                let mut at = s.head;
+                while at != NONE {
+                    let n = &self.nodes[at as usize];
+                    blocks.push(BlockInfo {
+                        addr: n.addr,
+                        size: n.size as u64,
+                        requested: n.requested as u64,
+                        allocated: n.used,
+                        label: n.label.clone(),
+                    });
+                    at = n.next;
+                }
+                SegmentInfo {
+                    addr: s.base.as_ptr() as usize,
+                    size: s.size as u64,
+                    large: s.class & 1 == 1,
+                    pinned: s.class & 2 == 2,
+                    blocks,
+                }
+            })
+            .collect();
+        segs.sort_by_key(|s| s.addr);
+        segs
+    }
+
+    /// Checks every structural invariant and that the statistics match the blocks.
+    pub(crate) fn check_invariants(&self) -> Result<(), String> {
+        let (mut allocated, mut requested, mut reserved, mut blocks, mut segments) =
+            (0u64, 0u64, 0u64, 0u64, 0u64);
+        let mut free_blocks = 0usize;
+        for (i, s) in self.segs.iter().enumerate() {
+            if !s.live {
+                continue;
+            }
+            segments += 1;
+            reserved += s.size as u64;
+            let base = s.base.as_ptr() as usize;
+            if base % s.align != 0 {
+                return Err(format!("segment {i} at {base:#x} not aligned to {}", s.align));
+            }
+            let (mut at, mut addr, mut prev, mut prev_free, mut used) =
+                (s.head, base, NONE, false, 0u32);
+            while at != NONE {
+                let n = &self.nodes[at as usize];
+                if n.vacant || n.seg as usize != i || n.prev != prev || n.addr != addr {
+                    return Err(format!("segment {i}: broken block list at block {at}"));
+                }
+                if n.size == 0 || n.size % MIN_BLOCK != 0 {
+                    return Err(format!("segment {i}: block {at} has size {}", n.size));
+                }
+                if n.used {
+                    used += 1;
+                    allocated += n.size as u64;
+                    requested += n.requested as u64;
+                    blocks += 1;
+                    prev_free = false;
+                } else {
+                    if prev_free {
+                        return Err(format!("segment {i}: two adjacent free blocks at {addr:#x}"));
+                    }
+                    if !self.free[s.class].contains(&(n.size, n.addr, at)) {
+                        return Err(format!("segment {i}: free block {at} not indexed"));
+                    }
+                    free_blocks += 1;
+                    prev_free = true;
+                }
+                addr += n.size;
+                prev = at;
+                at = n.next;
+            }
+            if addr != base + s.size {
+                return Err(format!("segment {i}: blocks cover {} of {} bytes", addr - base, s.size));
+            }
+            if used != s.used {
+                return Err(format!("segment {i}: {used} blocks in use, counted {}", s.used));
+            }
+        }
+        let indexed: usize = self.free.iter().map(BTreeSet::len).sum();
+        if indexed != free_blocks {
+            return Err(format!("{indexed} free blocks indexed, {free_blocks} found"));
+        }
+        let st = &self.stats;
+        let checks = [
+            ("allocated", st.allocated.current, allocated),
+            ("active", st.active.current, allocated),
+            ("requested", st.requested.current, requested),
+            ("reserved", st.reserved.current, reserved),
+            ("inactive", st.inactive.current, reserved - allocated),
+            ("active_blocks", st.active_blocks.current, blocks),
+            ("segments", st.segments.current, segments),
+        ];
+        for (name, counted, found) in checks {
+            if counted != found {
+                return Err(format!("stat {name} is {counted}, the blocks say {found}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn ptr_of(&self, node: u32) -> NonNull<u8> {
+        let n = &self.nodes[node as usize];
+        let seg = &self.segs[n.seg as usize];
+        let offset = n.addr - seg.base.as_ptr() as usize;
+        // SAFETY: every block lies inside its segment (`check_invariants`), so `offset`
+        // is within the segment's allocation and the result is non-null.
+        unsafe { seg.base.add(offset) }
+    }
+
+    /// Best fit: the smallest free block of the class that holds `rounded` bytes at
+    /// `align`, lowest address first among equals.
+    fn find_free(&self, class: usize, rounded: usize, align: usize) -> Option<u32> {
+        let set = &self.free[class];
+        let mut candidates = set.range((rounded, 0, 0)..);
+        if align <= MIN_BLOCK {
+            return candidates.next().map(|&(_, _, node)| node);
+        }
+        // Blocks start at multiples of 512 only: look for one with room for the padding.
+        // Bounded, so a pathological cache cannot make one allocation scan it all.
+        candidates
+            .take(64)
+            .find(|&&(size, addr, _)| addr.next_multiple_of(align) + rounded <= addr + size)
+            .map(|&(_, _, node)| node)
+    }
+
+    /// Takes free block `node` out of the index and cuts it to `rounded` bytes at
+    /// `align`: an unaligned head stays free, and a tail goes back to the cache when it
+    /// is large enough to be worth keeping separately (torch's `should_split`).
+    fn carve(&mut self, node: u32, class: usize, rounded: usize, align: usize) -> u32 {
+        self.remove_free(class, node);
+        let mut node = node;
+        let addr = self.nodes[node as usize].addr;
+        let head = addr.next_multiple_of(align) - addr;
+        if head > 0 {
+            let body = self.split(node, head);
+            self.insert_free(class, node);
+            node = body;
+        }
+        let remaining = self.nodes[node as usize].size - rounded;
+        let worth = if class & 1 == 0 {
+            remaining >= MIN_BLOCK
+        } else {
+            remaining > SMALL_SIZE
+        };
+        if worth {
+            let tail = self.split(node, rounded);
+            self.insert_free(class, tail);
+        }
+        node
+    }
+
+    /// Splits `node` after `at` bytes; returns the new node holding the rest.
+    fn split(&mut self, node: u32, at: usize) -> u32 {
+        let (addr, size, seg, next) = {
+            let n = &self.nodes[node as usize];
+            (n.addr, n.size, n.seg, n.next)
+        };
+        let rest = self.new_node(Node {
+            addr: addr + at,
+            size: size - at,
+            requested: 0,
+            seg,
+            prev: node,
+            next,
+            used: false,
+            vacant: false,
+            label: None,
+        });
+        if next != NONE {
+            self.nodes[next as usize].prev = rest;
+        }
+        let n = &mut self.nodes[node as usize];
+        n.size = at;
+        n.next = rest;
+        rest
+    }
+
+    /// Merges the (free, unindexed) block after `node` into `node`.
+    fn absorb_next(&mut self, node: u32) {
+        let next = self.nodes[node as usize].next;
+        let (size, after) = {
+            let n = &mut self.nodes[next as usize];
+            n.vacant = true;
+            n.label = None;
+            (n.size, n.next)
+        };
+        self.vacant.push(next);
+        if after != NONE {
+            self.nodes[after as usize].prev = node;
+        }
+        let n = &mut self.nodes[node as usize];
+        n.size += size;
+        n.next = after;
+    }
+
+    fn new_node(&mut self, node: Node) -> u32 {
+        match self.vacant.pop() {
+            Some(slot) => {
+                self.nodes[slot as usize] = node;
+                slot
+            }
+            None => {
+                self.nodes.push(node);
+                (self.nodes.len() - 1) as u32
+            }
+        }
+    }
+
+    fn insert_free(&mut self, class: usize, node: u32) {
+        let n = &self.nodes[node as usize];
+        self.free[class].insert((n.size, n.addr, node));
+    }
+
+    fn remove_free(&mut self, class: usize, node: u32) {
+        let n = &self.nodes[node as usize];
+        let removed = self.free[class].remove(&(n.size, n.addr, node));
+        debug_assert!(removed, "a free block is indexed");
+    }
+
+    /// The segment size for a request: torch's choice (2 MiB small, 20 MiB large, or
+    /// the request rounded to 2 MiB from 10 MiB on), or the request rounded to a page
+    /// when that would take the reservation over the overhead cap or the limit.
+    fn grow(
+        &mut self,
+        class: usize,
+        size: usize,
+        rounded: usize,
+        align: usize,
+    ) -> Result<u32, PoolError> {
+        let seg_align = align.max(self.page);
+        let exact = rounded.next_multiple_of(self.page);
+        let mut seg_size = if class & 1 == 0 {
+            self.limits.small_segment.max(exact)
+        } else if rounded < MIN_LARGE_ALLOC {
+            self.limits.large_segment.max(exact)
+        } else {
+            rounded.next_multiple_of(ROUND_LARGE)
+        };
+        let reserved = |arena: &Self| arena.stats.reserved.current;
+        if let Some(overhead) = self.limits.max_overhead {
+            let want = (self.stats.requested.current + size as u64).max(self.stats.requested.peak);
+            let cap = (want as f64 * (1.0 + overhead)) as u64;
+            if reserved(self) + seg_size as u64 > cap {
+                seg_size = exact;
+                let over = (reserved(self) + seg_size as u64).saturating_sub(cap);
+                if over > 0 {
+                    self.release_free(over, None);
+                }
+            }
+        }
+        let oom = |arena: &mut Self, limit: u64| {
+            arena.stats.ooms += 1;
+            log::debug!("pool out of memory: {size} bytes requested, limit {limit}");
+            PoolError::OutOfMemory {
+                requested: size as u64,
+                limit,
+                reserved: arena.stats.reserved.current,
+                allocated: arena.stats.allocated.current,
+            }
+        };
+        if let Some(limit) = self.limits.limit {
+            if reserved(self) + seg_size as u64 > limit {
+                seg_size = exact;
+            }
+            if reserved(self) + seg_size as u64 > limit {
+                self.stats.alloc_retries += 1;
+                let over = reserved(self) + seg_size as u64 - limit;
+                self.release_free(over, None);
+                if reserved(self) + seg_size as u64 > limit {
+                    return Err(oom(self, limit));
+                }
+            }
+        }
+        let base = match self.backend.allocate(seg_size, seg_align) {
+            Some(base) => base,
+            None => {
+                self.stats.alloc_retries += 1;
+                self.empty_cache();
+                match self.backend.allocate(seg_size, seg_align) {
+                    Some(base) => base,
+                    None => return Err(oom(self, self.limits.limit.unwrap_or(u64::MAX))),
+                }
+            }
+        };
+        let pinned = class & 2 == 2;
+        if pinned && let Err(source) = self.backend.lock(base, seg_size) {
+            // SAFETY: `base` came from this backend's `allocate` with these arguments just
+            // now and was handed to nobody.
+            unsafe { self.backend.deallocate(base, seg_size, seg_align) };
+            return Err(PoolError::PinFailed {
+                bytes: seg_size as u64,
+                memlock_limit: backend::memlock_limit(),
+                source,
+            });
+        }
+        let seg = match self.vacant_segs.pop() {
+            Some(seg) => seg,
+            None => {
+                self.segs.push(Seg {
+                    base,
+                    size: 0,
+                    align: 0,
+                    class: 0,
+                    used: 0,
+                    head: NONE,
+                    live: false,
+                });
+                (self.segs.len() - 1) as u32
+            }
+        };
+        let head = self.new_node(Node {
+            addr: base.as_ptr() as usize,
+            size: seg_size,
+            requested: 0,
+            seg,
+            prev: NONE,
+            next: NONE,
+            used: false,
+            vacant: false,
+            label: None,
+        });
+        self.segs[seg as usize] = Seg {
+            base,
+            size: seg_size,
+            align: seg_align,
+            class,
+            used: 0,
+            head,
+            live: true,
+        };
+        self.insert_free(class, head);
+        let s = &mut self.stats;
+        s.segment_allocs += 1;
+        s.reserved.add(seg_size as u64);
+        s.segments.add(1);
+        if pinned {
+            s.pinned_reserved.add(seg_size as u64);
+        }
+        self.sync_inactive();
+        self.record_segment(EventKind::SegmentAlloc, seg);
+        Ok(head)
+    }
+
+    /// Returns entirely free segments until `need` bytes are released or none is left:
+    /// `first` if given and free, then the smallest single segment that covers the rest,
+    /// else the largest ones first. Returns the bytes released.
+    fn release_free(&mut self, need: u64, first: Option<u32>) -> u64 {
+        let mut released = 0u64;
+        if let Some(seg) = first
+            && self.segs[seg as usize].live
+            && self.segs[seg as usize].used == 0
+        {
+            released += self.segs[seg as usize].size as u64;
+            self.release_segment(seg);
+        }
+        while released < need {
+            let missing = need - released;
+            let candidates = self
+                .segs
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.live && s.used == 0)
+                .map(|(i, s)| (s.size as u64, i as u32));
+            let mut covering = None;
+            let mut largest = None;
+            for (size, seg) in candidates {
+                if size >= missing && covering.is_none_or(|(c, _)| size < c) {
+                    covering = Some((size, seg));
+                }
+                if largest.is_none_or(|(l, _)| size > l) {
+                    largest = Some((size, seg));
+                }
+            }
+            let Some((size, seg)) = covering.or(largest) else {
+                break;
+            };
+            released += size;
+            self.release_segment(seg);
+        }
+        released
+    }
+
+    fn release_segment(&mut self, seg: u32) {
+        let (base, size, align, class, head) = {
+            let s = &self.segs[seg as usize];
+            debug_assert!(s.live && s.used == 0, "only free segments are released");
+            (s.base, s.size, s.align, s.class, s.head)
+        };
+        self.remove_free(class, head);
+        self.nodes[head as usize].vacant = true;
+        self.vacant.push(head);
+        self.segs[seg as usize].live = false;
+        self.vacant_segs.push(seg);
+        let pinned = class & 2 == 2;
+        if pinned {
+            self.backend.unlock(base, size);
+        }
+        // SAFETY: the segment came from this backend's `allocate` with this size and
+        // alignment, no block of it is handed out (`used == 0`), and it is now forgotten.
+        unsafe { self.backend.deallocate(base, size, align) };
+        let s = &mut self.stats;
+        s.segment_frees += 1;
+        s.reserved.sub(size as u64);
+        s.segments.sub(1);
+        if pinned {
+            s.pinned_reserved.sub(size as u64);
+        }
+        self.sync_inactive();
+        self.record_segment(EventKind::SegmentFree, seg);
+    }
+
+    fn sync_inactive(&mut self) {
+        let s = &mut self.stats;
+        s.inactive.current = s.reserved.current - s.allocated.current;
+        s.inactive.peak = s.inactive.peak.max(s.inactive.current);
+    }
+
+    fn record_block(&self, kind: EventKind, node: u32) {
+        if let Some(profiler) = &self.profiler
+            && profiler.is_recording()
+        {
+            let n = &self.nodes[node as usize];
+            profiler.record(Event {
+                kind,
+                addr: n.addr,
+                size: n.size as u64,
+                requested: n.requested as u64,
+                label: n.label.clone(),
+                allocated: self.stats.allocated.current,
+                reserved: self.stats.reserved.current,
+            });
+        }
+    }
+
+    fn record_segment(&self, kind: EventKind, seg: u32) {
+        if let Some(profiler) = &self.profiler
+            && profiler.is_recording()
+        {
+            let s = &self.segs[seg as usize];
+            profiler.record(Event {
+                kind,
+                addr: s.base.as_ptr() as usize,
+                size: s.size as u64,
+                requested: 0,
+                label: None,
+                allocated: self.stats.allocated.current,
+                reserved: self.stats.reserved.current,
+            });
+        }
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        // Blocks borrow or co-own the pool, so none is live when the arena drops.
+        let released = self.empty_cache();
+        if self.stats.segments.current > 0 {
+            log::error!(
+                "memory pool dropped with {} live blocks; their segments are leaked",
+                self.stats.active_blocks.current
+            );
+        }
+        log::trace!("memory pool dropped, {released} bytes returned");
+    }
+}

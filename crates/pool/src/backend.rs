@@ -1,0 +1,213 @@
+//! [`Backend`]: where the pool's segments come from, and the two host backends.
+//!
+//! The allocator logic only sees addresses and sizes; everything that touches a real
+//! memory system (the heap, `mmap`, `mlock`, and later a device driver) lives behind
+//! this trait.
+
+use std::alloc::Layout;
+use std::fmt;
+use std::io;
+use std::ptr::NonNull;
+
+/// A source of large memory segments for a [`MemoryPool`](crate::MemoryPool).
+///
+/// The pool asks for few, large segments (2 MiB, 20 MiB or the exact size of a large
+/// request) and carves blocks out of them itself; a backend never sees single blocks.
+///
+/// # Safety
+///
+/// An implementation must return from [`allocate`](Backend::allocate) either `None` or a
+/// pointer to `size` bytes aligned to `align`, valid for reads and writes from this
+/// process and not used by anything else until the pool hands it back through
+/// [`deallocate`](Backend::deallocate). A backend whose memory the host cannot address
+/// (a GPU's) must say so in [`host_accessible`](Backend::host_accessible); the pool then
+/// refuses to make slices of its blocks.
+pub unsafe trait Backend: Send + Sync + fmt::Debug {
+    /// A short name for logs and reports (`"system"`, `"mmap"`).
+    fn name(&self) -> &'static str;
+
+    /// Allocates one segment of `size` bytes aligned to `align` (a power of two, at least
+    /// 4096); `None` when the memory system has none left.
+    fn allocate(&self, size: usize, align: usize) -> Option<NonNull<u8>>;
+
+    /// Returns a segment.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` came from [`allocate`](Backend::allocate) of this backend with the same
+    /// `size` and `align`, and has not been returned yet.
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, size: usize, align: usize);
+
+    /// Whether the process can read and write the memory directly (slices of blocks).
+    fn host_accessible(&self) -> bool {
+        true
+    }
+
+    /// Page-locks a whole segment so that it is never swapped out ("pinned" memory).
+    /// The default calls `mlock` on Unix and reports `Unsupported` elsewhere.
+    fn lock(&self, ptr: NonNull<u8>, size: usize) -> io::Result<()> {
+        mlock(ptr, size)
+    }
+
+    /// Undoes [`lock`](Backend::lock) before the segment is returned.
+    fn unlock(&self, ptr: NonNull<u8>, size: usize) {
+        munlock(ptr, size);
+    }
+}
+
+/// Segments from the process heap through [`std::alloc`] (the global allocator).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemBackend;
+
+// SAFETY: `std::alloc::alloc` returns null or `size` fresh bytes with the layout's
+// alignment, owned by the caller until `dealloc` with the same layout.
+unsafe impl Backend for SystemBackend {
+    fn name(&self) -> &'static str {
+        "system"
+    }
+
+    fn allocate(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        let layout = Layout::from_size_align(size, align).ok()?;
+        if layout.size() == 0 {
+            return None;
+        }
+        // SAFETY: the layout has a non-zero size (checked above).
+        NonNull::new(unsafe { std::alloc::alloc(layout) })
+    }
+
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, size: usize, align: usize) {
+        let layout =
+            Layout::from_size_align(size, align).expect("the layout was valid at allocation");
+        // SAFETY: the caller guarantees `ptr` came from `allocate` with this very layout.
+        unsafe { std::alloc::dealloc(ptr.as_ptr(), layout) };
+    }
+}
+
+/// Segments mapped straight from the kernel with anonymous `mmap` (Unix only): each
+/// segment is its own mapping and `munmap` returns it to the system at once, whatever
+/// the heap allocator would do.
+#[cfg(unix)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MmapBackend;
+
+#[cfg(unix)]
+// SAFETY: a successful anonymous private `mmap` returns fresh, zeroed, readable and
+// writable pages owned by nobody else; alignments above a page are obtained by mapping
+// more and unmapping the unaligned head and tail.
+unsafe impl Backend for MmapBackend {
+    fn name(&self) -> &'static str {
+        "mmap"
+    }
+
+    fn allocate(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        let page = page_size();
+        let size = size.checked_next_multiple_of(page)?;
+        let extra = align.saturating_sub(page);
+        let map_len = size.checked_add(extra)?;
+        // SAFETY: an anonymous private mapping of `map_len` bytes at an address the kernel
+        // chooses; no existing memory is affected.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return None;
+        }
+        let start = (base as usize).next_multiple_of(align);
+        let head = start - base as usize;
+        let tail = map_len - head - size;
+        if head > 0 {
+            // SAFETY: `[base, base + head)` is the page-aligned head of our own mapping.
+            unsafe { libc::munmap(base, head) };
+        }
+        if tail > 0 {
+            // SAFETY: `[start + size, start + size + tail)` is the page-aligned tail of our
+            // own mapping (start and size are multiples of the page size).
+            unsafe { libc::munmap((start + size) as *mut libc::c_void, tail) };
+        }
+        NonNull::new(start as *mut u8)
+    }
+
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, size: usize, _align: usize) {
+        let size = size.next_multiple_of(page_size());
+        // SAFETY: the caller guarantees this is a mapping `allocate` made of this size
+        // (rounded the same way), not unmapped yet.
+        let rc = unsafe { libc::munmap(ptr.as_ptr().cast(), size) };
+        if rc != 0 {
+            log::error!(
+                "munmap of a {size}-byte pool segment failed: {}",
+                io::Error::last_os_error()
+            );
+        }
+    }
+}
+
+/// The system's page size (4096 where it cannot be read).
+pub(crate) fn page_size() -> usize {
+    #[cfg(unix)]
+    {
+        // SAFETY: `sysconf` only reads a system constant.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        if page > 0 {
+            return page as usize;
+        }
+    }
+    4096
+}
+
+#[cfg(unix)]
+fn mlock(ptr: NonNull<u8>, size: usize) -> io::Result<()> {
+    // SAFETY: `mlock` only changes the residency of the pages of `[ptr, ptr + size)`,
+    // which the pool owns; it never touches their contents.
+    if unsafe { libc::mlock(ptr.as_ptr().cast(), size) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(unix))]
+fn mlock(_ptr: NonNull<u8>, _size: usize) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "page-locking is implemented for Unix only",
+    ))
+}
+
+#[cfg(unix)]
+fn munlock(ptr: NonNull<u8>, size: usize) {
+    // SAFETY: as for `mlock`: residency only, of pages the pool owns.
+    if unsafe { libc::munlock(ptr.as_ptr().cast(), size) } != 0 {
+        log::warn!(
+            "munlock of a {size}-byte pool segment failed: {}",
+            io::Error::last_os_error()
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn munlock(_ptr: NonNull<u8>, _size: usize) {}
+
+/// The `RLIMIT_MEMLOCK` soft limit in bytes; `None` when unlimited or unknown.
+pub(crate) fn memlock_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `getrlimit` writes one `rlimit` into the struct we pass.
+        if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } == 0
+            && limit.rlim_cur != libc::RLIM_INFINITY
+        {
+            return Some(limit.rlim_cur as u64);
+        }
+    }
+    None
+}
