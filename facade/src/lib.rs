@@ -36,10 +36,10 @@ pub use memwarden_core as core;
 pub mod config;
 #[cfg(feature = "defrag")]
 pub use memwarden_defrag as defrag;
-#[cfg(feature = "pool")]
-pub use memwarden_pool as pool;
 #[cfg(feature = "lock")]
 pub use memwarden_lock as lock;
+#[cfg(feature = "pool")]
+pub use memwarden_pool as pool;
 #[cfg(feature = "prioritizer")]
 pub use memwarden_prioritizer as prioritizer;
 #[cfg(feature = "reaper")]

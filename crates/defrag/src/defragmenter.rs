@@ -386,7 +386,7 @@ impl Defragmenter {
     }
 
     /// Records that `bytes` were released (by the reaper, a cache, the governor). Cheap:
-    /// an atomic (saturating) add and a load. When the total since the last run reaches
+    /// a saturating compare-and-swap add and a load. When the total since the last run reaches
     /// [`DefragConfig::released_threshold`] (and triggers are enabled), wakes the monitor
     /// thread, or without one compacts on this thread. If a run is already in progress
     /// then, this call does not wait: bytes it missed stay counted, and the next call (or

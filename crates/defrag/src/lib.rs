@@ -82,7 +82,7 @@
 //! statistics, because the RSS is what the budget is about and what the OS will kill
 //! for. Runs are serialised (one lock held for the whole run), so two triggers at once
 //! make one run and then a check that finds nothing due, and the statistics never
-//! interleave. The hot path, [`Defragmenter::notify_released`], is an atomic add and a
+//! interleave. The hot path, [`Defragmenter::notify_released`], is an atomic update and a
 //! load; the monitor thread is woken only when the threshold is reached.
 //!
 //! # Features

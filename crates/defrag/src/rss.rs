@@ -123,6 +123,9 @@ pub(crate) fn page_size() -> u64 {
 /// Keeps `/proc/self/statm` open and re-reads it with `pread` at offset 0: one system
 /// call per reading, no allocation, callable from any thread at once (`&self`).
 ///
+/// `/proc/self` is resolved when the file is opened: a reader inherited across `fork`
+/// goes on reading the parent's figure, so a child opens its own.
+///
 /// ```
 /// # #[cfg(target_os = "linux")] {
 /// use memwarden_defrag::rss::RssReader;

@@ -175,7 +175,10 @@ impl Arena {
             align,
         };
         let rounded = round_size(size)
-            .filter(|r| r.checked_add(align).is_some_and(|r| r <= isize::MAX as usize))
+            .filter(|r| {
+                r.checked_add(align)
+                    .is_some_and(|r| r <= isize::MAX as usize)
+            })
             .ok_or_else(too_large)?;
         let class = (usize::from(pinned) << 1) | usize::from(rounded > SMALL_SIZE);
         let node = match self.find_free(class, rounded, align) {
@@ -340,7 +343,10 @@ impl Arena {
             reserved += s.size as u64;
             let base = s.base.as_ptr() as usize;
             if base % s.align != 0 {
-                return Err(format!("segment {i} at {base:#x} not aligned to {}", s.align));
+                return Err(format!(
+                    "segment {i} at {base:#x} not aligned to {}",
+                    s.align
+                ));
             }
             let (mut at, mut addr, mut prev, mut prev_free, mut used) =
                 (s.head, base, NONE, false, 0u32);
@@ -360,7 +366,9 @@ impl Arena {
                     prev_free = false;
                 } else {
                     if prev_free {
-                        return Err(format!("segment {i}: two adjacent free blocks at {addr:#x}"));
+                        return Err(format!(
+                            "segment {i}: two adjacent free blocks at {addr:#x}"
+                        ));
                     }
                     if !self.free[s.class].contains(&(n.size, n.addr, at)) {
                         return Err(format!("segment {i}: free block {at} not indexed"));
@@ -373,15 +381,24 @@ impl Arena {
                 at = n.next;
             }
             if addr != base + s.size {
-                return Err(format!("segment {i}: blocks cover {} of {} bytes", addr - base, s.size));
+                return Err(format!(
+                    "segment {i}: blocks cover {} of {} bytes",
+                    addr - base,
+                    s.size
+                ));
             }
             if used != s.used {
-                return Err(format!("segment {i}: {used} blocks in use, counted {}", s.used));
+                return Err(format!(
+                    "segment {i}: {used} blocks in use, counted {}",
+                    s.used
+                ));
             }
         }
         let indexed: usize = self.free.iter().map(BTreeSet::len).sum();
         if indexed != free_blocks {
-            return Err(format!("{indexed} free blocks indexed, {free_blocks} found"));
+            return Err(format!(
+                "{indexed} free blocks indexed, {free_blocks} found"
+            ));
         }
         let st = &self.stats;
         let checks = [

@@ -12,9 +12,9 @@ mod stats;
 pub mod tracking;
 
 pub use arena::{BlockInfo, SegmentInfo};
-pub use backend::{Backend, SystemBackend};
 #[cfg(unix)]
 pub use backend::MmapBackend;
+pub use backend::{Backend, SystemBackend};
 pub use error::PoolError;
 pub use pool::{Block, LocalBlock, LocalPool, MemoryPool, PoolConfig};
 pub use stats::{PoolStats, Stat};

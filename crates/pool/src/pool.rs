@@ -329,7 +329,10 @@ macro_rules! block_common {
         ///
         /// When the backend's memory is not host-accessible.
         pub fn as_slice(&self) -> &[u8] {
-            assert!($host(self), "the pool's backend memory is not host-accessible");
+            assert!(
+                $host(self),
+                "the pool's backend memory is not host-accessible"
+            );
             // SAFETY: the block owns `len` initialised bytes (backends hand out zeroed or
             // previously written memory) at `ptr`, readable from the host (checked).
             unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
@@ -341,7 +344,10 @@ macro_rules! block_common {
         ///
         /// When the backend's memory is not host-accessible.
         pub fn as_mut_slice(&mut self) -> &mut [u8] {
-            assert!($host(self), "the pool's backend memory is not host-accessible");
+            assert!(
+                $host(self),
+                "the pool's backend memory is not host-accessible"
+            );
             // SAFETY: as in `as_slice`; `&mut self` makes the access unique, and no other
             // live block overlaps this one.
             unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
@@ -437,11 +443,7 @@ impl LocalPool {
     /// # Errors
     ///
     /// As [`MemoryPool::allocate_pinned`].
-    pub fn allocate_pinned(
-        &self,
-        size: usize,
-        align: usize,
-    ) -> Result<LocalBlock<'_>, PoolError> {
+    pub fn allocate_pinned(&self, size: usize, align: usize) -> Result<LocalBlock<'_>, PoolError> {
         self.allocate_with(size, align, true, None)
     }
 

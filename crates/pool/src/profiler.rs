@@ -281,12 +281,20 @@ impl Timeline {
 
     /// The most bytes the pool had allocated after any event of the window.
     pub fn peak_allocated(&self) -> u64 {
-        self.events.iter().map(|e| e.event.allocated).max().unwrap_or(0)
+        self.events
+            .iter()
+            .map(|e| e.event.allocated)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The most bytes the pool had reserved after any event of the window.
     pub fn peak_reserved(&self) -> u64 {
-        self.events.iter().map(|e| e.event.reserved).max().unwrap_or(0)
+        self.events
+            .iter()
+            .map(|e| e.event.reserved)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The timeline as JSON: `{"duration_ns", "dropped", "events": [{"at_ns", "kind",
@@ -335,9 +343,7 @@ impl Timeline {
         for group in &mut groups {
             group.blocks.sort_by_key(|b| (b.at_ns, b.addr));
         }
-        groups.sort_by(|a, b| {
-            (Reverse(a.bytes), &a.label).cmp(&(Reverse(b.bytes), &b.label))
-        });
+        groups.sort_by(|a, b| (Reverse(a.bytes), &a.label).cmp(&(Reverse(b.bytes), &b.label)));
         LeakReport {
             blocks: groups.iter().map(|g| g.blocks.len()).sum(),
             bytes: groups.iter().map(|g| g.bytes).sum(),
@@ -919,9 +925,15 @@ mod tests {
         // without leaving anything.
         let empty = dir.path().join("empty.svg");
         Timeline::default().write_svg(&empty).expect("written");
-        assert!(std::fs::read_to_string(&empty).expect("readable").starts_with("<svg"));
+        assert!(
+            std::fs::read_to_string(&empty)
+                .expect("readable")
+                .starts_with("<svg")
+        );
         let missing = dir.path().join("no such dir").join("t.svg");
-        let err = Timeline::default().write_svg(&missing).expect_err("no directory");
+        let err = Timeline::default()
+            .write_svg(&missing)
+            .expect_err("no directory");
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
         assert!(err.to_string().contains("t.svg"), "{err}");
     }
@@ -937,7 +949,11 @@ mod tests {
         let timeline = script.timeline();
         let end_ms = timeline.duration_ns() as f64 / 1e6;
         let points = thin_steps(timeline.events(), end_ms, MIB as f64, |e| e.allocated);
-        assert!(points.len() <= 4 * (SVG_WIDTH as usize + 1) + 1, "{}", points.len());
+        assert!(
+            points.len() <= 4 * (SVG_WIDTH as usize + 1) + 1,
+            "{}",
+            points.len()
+        );
         assert!(points.iter().any(|&(_, y)| y >= 64.0), "the spike is kept");
         assert!(points.windows(2).all(|w| w[0].0 <= w[1].0), "time order");
 

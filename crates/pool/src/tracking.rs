@@ -276,7 +276,12 @@ mod tests {
     fn failed_requests_are_not_counted() {
         let tracking = TrackingAllocator::new(Refusing);
         // SAFETY: `Refusing` returns null for every request; nothing is freed.
-        let (a, z) = unsafe { (tracking.alloc(layout(64)), tracking.alloc_zeroed(layout(64))) };
+        let (a, z) = unsafe {
+            (
+                tracking.alloc(layout(64)),
+                tracking.alloc_zeroed(layout(64)),
+            )
+        };
         assert!(a.is_null() && z.is_null());
         assert_eq!(tracking.stats(), AllocStats::default());
     }

@@ -31,12 +31,18 @@ fn the_global_allocator_counts_the_whole_process() {
     let buffer = vec![1u8; MIB as usize];
     let with = stats();
     assert!(with.current >= start.current + MIB, "{start:?} -> {with:?}");
-    assert!(with.current <= start.current + MIB + SLACK, "{start:?} -> {with:?}");
+    assert!(
+        with.current <= start.current + MIB + SLACK,
+        "{start:?} -> {with:?}"
+    );
     assert!(with.allocations > start.allocations);
     assert!(with.peak >= with.current);
     drop(buffer);
     let without = stats();
-    assert!(without.current + MIB <= with.current, "{with:?} -> {without:?}");
+    assert!(
+        without.current + MIB <= with.current,
+        "{with:?} -> {without:?}"
+    );
     assert!(without.deallocations > with.deallocations);
 
     // A growing vector reallocates, and its bytes follow its capacity.
@@ -46,20 +52,35 @@ fn the_global_allocator_counts_the_whole_process() {
         grown.push(i);
     }
     let after = stats();
-    assert!(after.reallocations >= before.reallocations + 10, "{after:?}");
+    assert!(
+        after.reallocations >= before.reallocations + 10,
+        "{after:?}"
+    );
     let bytes = (grown.capacity() * size_of::<u64>()) as u64;
-    assert!(after.current >= before.current + bytes, "{before:?} -> {after:?}");
+    assert!(
+        after.current >= before.current + bytes,
+        "{before:?} -> {after:?}"
+    );
     drop(grown);
 
     // The peak remembers a short-lived 8 MiB buffer until it is reset.
     let before = stats();
     drop(std::hint::black_box(vec![0u8; 8 * MIB as usize]));
     let after = stats();
-    assert!(after.peak >= before.current + 8 * MIB, "{before:?} -> {after:?}");
-    assert!(after.current < before.current + SLACK, "{before:?} -> {after:?}");
+    assert!(
+        after.peak >= before.current + 8 * MIB,
+        "{before:?} -> {after:?}"
+    );
+    assert!(
+        after.current < before.current + SLACK,
+        "{before:?} -> {after:?}"
+    );
     GLOBAL.reset_peak();
     let reset = stats();
-    assert!(reset.peak < after.peak && reset.peak <= reset.current + SLACK, "{reset:?}");
+    assert!(
+        reset.peak < after.peak && reset.peak <= reset.current + SLACK,
+        "{reset:?}"
+    );
 
     // Small objects from two threads: strings in a vector and boxed values in a map, all
     // freed again. Allocations and frees balance out.
@@ -78,7 +99,13 @@ fn the_global_allocator_counts_the_whole_process() {
         }
     });
     let after = stats();
-    assert!(after.allocations >= before.allocations + 20_000, "{after:?}");
-    assert!(after.current < before.current + SLACK, "{before:?} -> {after:?}");
+    assert!(
+        after.allocations >= before.allocations + 20_000,
+        "{after:?}"
+    );
+    assert!(
+        after.current < before.current + SLACK,
+        "{before:?} -> {after:?}"
+    );
     assert!(after.live() < before.live() + 64, "{before:?} -> {after:?}");
 }

@@ -1,0 +1,389 @@
+//! memwarden's caching pool against glibc `malloc`/`free` and mimalloc: alloc+free
+//! throughput on recorded tensor traces and a synthetic small-object mix, and the pool's
+//! memory overhead (peak reserved over peak requested bytes).
+//!
+//! Run with `cargo bench -p memwarden-benches --bench pool_vs_malloc`. Under `cargo test
+//! --benches` (no `--bench` argument) every workload replays once per peer: the figures
+//! print, but are a smoke test, not a measurement.
+//!
+//! The traces are `workspace/../shared/data/traces/*.trace` (lines `a,ID,BYTES` and
+//! `f,ID,BYTES`, `#` comments): per-operator allocations of four vision models at batch
+//! 1 and a serving run of 200 requests alternating two models at batch sizes 1..8. The
+//! synthetic mix allocates and frees log-uniform 16 B..64 KiB objects at random with
+//! about 2 000 live. A missing trace directory is reported and skipped.
+//!
+//! Peers, all in this process and run in turn within each round (the order rotates per
+//! round; a figure is the median round):
+//! - `pool`: [`MemoryPool`] with its default configuration (torch's design plus the
+//!   10 % overhead cap), one pool per workload kept across rounds, as in a process that
+//!   serves request after request;
+//! - `local`: the same allocator as a [`LocalPool`] (no mutex), which shows what the
+//!   uncontended lock costs;
+//! - `torch`: [`MemoryPool`] with [`PoolConfig::torch`] (no overhead cap): the design as
+//!   published, for the memory overhead comparison;
+//! - `glibc`: `libc::malloc` / `libc::free`;
+//! - `mimalloc`: `mi_malloc_aligned(size, 16)` / `mi_free`, called directly (not as the
+//!   global allocator).
+//!
+//! Every peer allocates with alignment 16 and writes the first byte of each allocation,
+//! so a peer that hands out fresh pages pays for faulting one in. An operation is one
+//! allocation or one free.
+//!
+//! Goals from the issue: on every trace the pool's throughput at least 2x glibc's and
+//! at least 1x mimalloc's, and on `serving_mixed_batches` peak reserved over peak
+//! requested at most 1.10.
+
+use memwarden_benches::report::{self, Ratios, times};
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use memwarden_pool::{LocalPool, MemoryPool, PoolConfig};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Alignment every peer allocates with (glibc's `malloc` guarantees 16).
+const ALIGN: usize = 16;
+/// The overhead goal on the serving trace.
+const OVERHEAD_GOAL: f64 = 1.10;
+
+/// One operation of a workload; `slot` is a dense index for the allocation's id.
+#[derive(Debug, Clone, Copy)]
+struct Op {
+    alloc: bool,
+    slot: u32,
+    size: usize,
+}
+
+struct Workload {
+    name: String,
+    ops: Vec<Op>,
+    slots: usize,
+    is_trace: bool,
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let started = Instant::now();
+    let mut workloads = load_traces();
+    workloads.push(small_mix(if full { 200_000 } else { 20_000 }));
+    println!(
+        "pool_vs_malloc: {} workloads, peers pool / local / torch / glibc / mimalloc, \
+         alignment {ALIGN}, first byte written",
+        workloads.len()
+    );
+    println!(
+        "\n| workload | ops | pool Mops/s | local Mops/s | torch Mops/s | glibc Mops/s | mimalloc Mops/s | pool/glibc | pool/mimalloc | reserved/requested pool | torch |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+
+    let mut ratios = Ratios::default();
+    let mut goals = Vec::new();
+    for workload in &workloads {
+        let rounds = if full {
+            (4_000_000 / workload.ops.len()).clamp(9, 2_001)
+        } else {
+            1
+        };
+        let figures = measure(workload, rounds);
+        let vs_glibc = figures.pool / figures.glibc;
+        let vs_mi = figures.pool / figures.mimalloc;
+        println!(
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:.3} | {:.3} |",
+            workload.name,
+            workload.ops.len(),
+            figures.pool / 1e6,
+            figures.local / 1e6,
+            figures.torch / 1e6,
+            figures.glibc / 1e6,
+            figures.mimalloc / 1e6,
+            times(vs_glibc),
+            times(vs_mi),
+            figures.overhead,
+            figures.torch_overhead,
+        );
+        if workload.is_trace {
+            goals.push((
+                format!("goal {} pool >= 2x glibc: {}", workload.name, times(vs_glibc)),
+                vs_glibc >= 2.0,
+            ));
+            goals.push((
+                format!("goal {} pool >= 1x mimalloc: {}", workload.name, times(vs_mi)),
+                vs_mi >= 1.0,
+            ));
+        }
+        if workload.name == "serving_mixed_batches" {
+            goals.push((
+                format!(
+                    "goal serving_mixed_batches peak reserved / peak requested <= {OVERHEAD_GOAL}: \
+                     {:.3} (torch design: {:.3})",
+                    figures.overhead, figures.torch_overhead
+                ),
+                figures.overhead <= OVERHEAD_GOAL,
+            ));
+        }
+        let what = format!("ops/s {}", workload.name);
+        ratios.add(&what, "pool", "glibc", vs_glibc);
+        ratios.add(&what, "pool", "mimalloc", vs_mi);
+        ratios.add(&what, "local", "mimalloc", figures.local / figures.mimalloc);
+        ratios.add(&what, "pool", "local", figures.pool / figures.local);
+    }
+    report::print_summary(full, started, &goals, &ratios);
+}
+
+/// Median throughputs (ops/s) and the pools' overheads.
+struct Figures {
+    pool: f64,
+    local: f64,
+    torch: f64,
+    glibc: f64,
+    mimalloc: f64,
+    overhead: f64,
+    torch_overhead: f64,
+}
+
+fn measure(workload: &Workload, rounds: usize) -> Figures {
+    let pool = MemoryPool::new();
+    let local = LocalPool::new();
+    let torch = MemoryPool::with_config(PoolConfig::torch());
+    let mut pool_slots: Vec<Option<memwarden_pool::Block>> = Vec::new();
+    pool_slots.resize_with(workload.slots, || None);
+    let mut torch_slots: Vec<Option<memwarden_pool::Block>> = Vec::new();
+    torch_slots.resize_with(workload.slots, || None);
+    let mut raw_slots = vec![std::ptr::null_mut::<u8>(); workload.slots];
+
+    let mut times: [Vec<Duration>; 5] = Default::default();
+    // Round 0 warms every peer up and is not timed.
+    for round in 0..=rounds {
+        for k in 0..5 {
+            let peer = (k + round) % 5;
+            let took = match peer {
+                0 => replay_pool(&workload.ops, &mut pool_slots, |size| {
+                    pool.allocate(size, ALIGN).expect("no limit")
+                }),
+                1 => replay_local(&workload.ops, &local, workload.slots),
+                2 => replay_pool(&workload.ops, &mut torch_slots, |size| {
+                    torch.allocate(size, ALIGN).expect("no limit")
+                }),
+                3 => replay_raw(&workload.ops, &mut raw_slots, glibc_alloc, glibc_free),
+                _ => replay_raw(&workload.ops, &mut raw_slots, mi_alloc, mi_free),
+            };
+            if round > 0 {
+                times[peer].push(took);
+            }
+        }
+    }
+    for p in [&pool, &torch] {
+        p.check_invariants().expect("the pool is consistent");
+    }
+    let overhead = |stats: memwarden_pool::PoolStats| {
+        stats.reserved.peak as f64 / stats.requested.peak.max(1) as f64
+    };
+    let ops = workload.ops.len() as f64;
+    let rate = |t: &mut Vec<Duration>| {
+        t.sort_unstable();
+        ops / t[t.len() / 2].as_secs_f64().max(1e-12)
+    };
+    let [p, l, t, g, m] = &mut times;
+    Figures {
+        pool: rate(p),
+        local: rate(l),
+        torch: rate(t),
+        glibc: rate(g),
+        mimalloc: rate(m),
+        overhead: overhead(pool.stats()),
+        torch_overhead: overhead(torch.stats()),
+    }
+}
+
+fn touch(ptr: *mut u8) {
+    // SAFETY: every caller passes the first byte of a live allocation of at least one
+    // byte (trace sizes and mix sizes are at least 16).
+    unsafe { ptr.write_volatile(1) };
+}
+
+fn replay_pool(
+    ops: &[Op],
+    slots: &mut [Option<memwarden_pool::Block>],
+    allocate: impl Fn(usize) -> memwarden_pool::Block,
+) -> Duration {
+    let start = Instant::now();
+    for op in ops {
+        let slot = &mut slots[op.slot as usize];
+        if op.alloc {
+            let mut block = allocate(op.size);
+            touch(block.as_mut_ptr());
+            *slot = Some(block);
+        } else {
+            drop(black_box(slot.take()));
+        }
+    }
+    start.elapsed()
+}
+
+fn replay_local(ops: &[Op], pool: &LocalPool, slots: usize) -> Duration {
+    let mut live: Vec<Option<memwarden_pool::LocalBlock<'_>>> = Vec::new();
+    live.resize_with(slots, || None);
+    let start = Instant::now();
+    for op in ops {
+        let slot = &mut live[op.slot as usize];
+        if op.alloc {
+            let mut block = pool.allocate(op.size, ALIGN).expect("no limit");
+            touch(block.as_mut_ptr());
+            *slot = Some(block);
+        } else {
+            drop(black_box(slot.take()));
+        }
+    }
+    start.elapsed()
+}
+
+fn replay_raw(
+    ops: &[Op],
+    slots: &mut [*mut u8],
+    alloc: fn(usize) -> *mut u8,
+    free: fn(*mut u8),
+) -> Duration {
+    let start = Instant::now();
+    for op in ops {
+        let slot = &mut slots[op.slot as usize];
+        if op.alloc {
+            let ptr = alloc(op.size);
+            assert!(!ptr.is_null(), "the peer allocator ran out of memory");
+            touch(ptr);
+            *slot = ptr;
+        } else {
+            free(black_box(*slot));
+            *slot = std::ptr::null_mut();
+        }
+    }
+    start.elapsed()
+}
+
+fn glibc_alloc(size: usize) -> *mut u8 {
+    // SAFETY: plain `malloc`; the result is checked for null by the caller.
+    unsafe { libc::malloc(size).cast() }
+}
+
+fn glibc_free(ptr: *mut u8) {
+    // SAFETY: `ptr` came from `glibc_alloc` and is freed once (its slot is cleared).
+    unsafe { libc::free(ptr.cast()) }
+}
+
+fn mi_alloc(size: usize) -> *mut u8 {
+    // SAFETY: plain aligned allocation; the result is checked for null by the caller.
+    unsafe { libmimalloc_sys::mi_malloc_aligned(size, ALIGN).cast() }
+}
+
+fn mi_free(ptr: *mut u8) {
+    // SAFETY: `ptr` came from `mi_alloc` and is freed once (its slot is cleared).
+    unsafe { libmimalloc_sys::mi_free(ptr.cast()) }
+}
+
+/// The trace files, sorted by name; empty (with a note) when the directory is missing.
+fn load_traces() -> Vec<Workload> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/traces");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        println!("pool_vs_malloc: no trace directory at {}", dir.display());
+        return Vec::new();
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "trace"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path).expect("a readable trace");
+            let name = path
+                .file_stem()
+                .expect("a file name")
+                .to_string_lossy()
+                .into_owned();
+            parse_trace(name, &text)
+        })
+        .collect()
+}
+
+/// Parses `a,ID,BYTES` / `f,ID,BYTES` lines; ids become dense slots. Allocations still
+/// live at the end are freed, so that every replay starts from nothing live.
+fn parse_trace(name: String, text: &str) -> Workload {
+    let mut ids = std::collections::HashMap::new();
+    let mut live = std::collections::BTreeMap::new();
+    let mut ops = Vec::new();
+    for (no, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut fields = line.split(',');
+        let (Some(kind), Some(id), Some(bytes)) = (fields.next(), fields.next(), fields.next())
+        else {
+            panic!("{name}:{}: expected op,id,bytes", no + 1);
+        };
+        let size: usize = bytes.trim().parse().expect("a byte count");
+        let next = ids.len() as u32;
+        let slot = *ids.entry(id.trim().to_owned()).or_insert(next);
+        let alloc = match kind.trim() {
+            "a" => true,
+            "f" => false,
+            other => panic!("{name}:{}: unknown op {other:?}", no + 1),
+        };
+        if alloc {
+            live.insert(slot, size);
+        } else {
+            live.remove(&slot);
+        }
+        ops.push(Op {
+            alloc,
+            slot,
+            size: size.max(1),
+        });
+    }
+    ops.extend(live.into_iter().map(|(slot, size)| Op {
+        alloc: false,
+        slot,
+        size,
+    }));
+    Workload {
+        name,
+        slots: ids.len(),
+        ops,
+        is_trace: true,
+    }
+}
+
+/// Random allocations and frees of log-uniform 16 B..64 KiB objects over 4 096 slots
+/// (about half live), seeded, ending with everything freed.
+fn small_mix(ops: usize) -> Workload {
+    const SLOTS: usize = 4096;
+    let mut rng = StdRng::seed_from_u64(0x600d_5eed);
+    let mut live = vec![false; SLOTS];
+    let mut out = Vec::with_capacity(ops + SLOTS);
+    for _ in 0..ops {
+        let slot = rng.random_range(0..SLOTS);
+        let size = 2f64.powf(rng.random_range(4.0..16.0)) as usize;
+        out.push(Op {
+            alloc: !live[slot],
+            slot: slot as u32,
+            size,
+        });
+        live[slot] = !live[slot];
+    }
+    out.extend(
+        (0..SLOTS)
+            .filter(|&s| live[s])
+            .map(|slot| Op {
+                alloc: false,
+                slot: slot as u32,
+                size: 0,
+            }),
+    );
+    Workload {
+        name: "small_mix_16B_64KiB".to_owned(),
+        ops: out,
+        slots: SLOTS,
+        is_trace: false,
+    }
+}
