@@ -13,6 +13,11 @@
 //!   caps it never reaches. Its time over the plain run's is the bookkeeping overhead.
 //! - **budgeted**: the real session under the budget. Its time over the plain run's is
 //!   the price of the budget: what was released has to be restored or rebuilt.
+//!
+//! Most of each run's time is page faults, whose cost on a shared virtual machine moves
+//! from run to run by more than the overhead being measured; for a repeatable figure,
+//! `benches/scripts/demo_overhead_instructions.sh` counts the instructions of the plain
+//! and unbounded runs with callgrind.
 
 use std::collections::HashMap;
 use std::path::Path;
