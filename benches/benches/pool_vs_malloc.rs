@@ -15,8 +15,9 @@
 //! Peers, all in this process and run in turn within each round (the order rotates per
 //! round; a figure is the median round):
 //! - `pool`: [`MemoryPool`] with its default configuration (torch's design plus the
-//!   10 % overhead cap), one pool per workload kept across rounds, as in a process that
-//!   serves request after request;
+//!   10 % overhead cap, under which large requests get snug segments of their own), one
+//!   pool per workload kept across rounds, as in a process that serves request after
+//!   request;
 //! - `local`: the same allocator as a [`LocalPool`] (no mutex), which shows what the
 //!   uncontended lock costs;
 //! - `torch`: [`MemoryPool`] with [`PoolConfig::torch`] (no overhead cap): the design as
@@ -104,11 +105,19 @@ fn main() {
         );
         if workload.is_trace {
             goals.push((
-                format!("goal {} pool >= 2x glibc: {}", workload.name, times(vs_glibc)),
+                format!(
+                    "goal {} pool >= 2x glibc: {}",
+                    workload.name,
+                    times(vs_glibc)
+                ),
                 vs_glibc >= 2.0,
             ));
             goals.push((
-                format!("goal {} pool >= 1x mimalloc: {}", workload.name, times(vs_mi)),
+                format!(
+                    "goal {} pool >= 1x mimalloc: {}",
+                    workload.name,
+                    times(vs_mi)
+                ),
                 vs_mi >= 1.0,
             ));
         }
@@ -371,15 +380,11 @@ fn small_mix(ops: usize) -> Workload {
         });
         live[slot] = !live[slot];
     }
-    out.extend(
-        (0..SLOTS)
-            .filter(|&s| live[s])
-            .map(|slot| Op {
-                alloc: false,
-                slot: slot as u32,
-                size: 0,
-            }),
-    );
+    out.extend((0..SLOTS).filter(|&s| live[s]).map(|slot| Op {
+        alloc: false,
+        slot: slot as u32,
+        size: 0,
+    }));
     Workload {
         name: "small_mix_16B_64KiB".to_owned(),
         ops: out,

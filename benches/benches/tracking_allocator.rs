@@ -2,9 +2,8 @@
 //! allocation of the process costs.
 //!
 //! Run with `cargo bench -p memwarden-benches --bench tracking_allocator`. Under `cargo
-//! test --benches` (criterion's test mode) every routine runs once and the two-thread
-//! part runs one short round: the figures print, but are a smoke test, not a
-//! measurement.
+//! test --benches` (criterion's test mode) every routine runs once and each workload
+//! part runs one round: the figures print, but are a smoke test, not a measurement.
 //!
 //! # How this measures
 //!
@@ -21,7 +20,7 @@
 //! goes through it:
 //!
 //! - a `Vec<String>` of 20 000 strings of 8-120 bytes: each string is allocated when
-//!   its first bytes are written and half of them grow once or twice (`realloc`), the
+//!   its first bytes are written and half of them grow once (`realloc`), the
 //!   vector itself grows by doubling;
 //! - a `HashMap<u64, Box<[u8; 48]>>` of 10 000 entries: one 48-byte block per value
 //!   and an open-addressed table that is reallocated (new table, entries moved, old one
@@ -30,13 +29,14 @@
 //! - everything dropped again, strings in order.
 //!
 //! About 30 000 allocations, 10 000 reallocations and 30 000 frees per round. Part one
-//! (criterion, one thread) times a round through each allocator, and a 64-byte
-//! `alloc` + `dealloc` pair: the worst case, an allocator call with no work around it.
-//! Part two runs the round on two threads at once through the same allocator, so the
-//! counters' cache line is shared, alternating the allocators round by round and keeping
-//! each one's median. Each ratio is tracking over system: above 1 means tracking is
-//! slower. Before timing, the bench checks through the tracking allocator's counters
-//! that a round allocates what it should and frees everything.
+//! (criterion) times a 64-byte `alloc` + `dealloc` pair through each allocator: the
+//! worst case, an allocator call with no work around it. Part two times the workload,
+//! 20 rounds per thread, on one thread and then on two threads at once through the same
+//! allocator (so the counters' cache line is shared between cores), alternating the two
+//! allocators run by run (and which goes first), 16 runs each, and keeps each one's
+//! median: on a shared machine the alternation spreads other load over both. Each ratio is tracking over system:
+//! above 1 means tracking is slower. Before timing, the bench checks through the tracking
+//! allocator's counters that a round allocates what it should and frees everything.
 
 use memwarden_benches::report::{self, Rate, Ratios};
 use std::alloc::{GlobalAlloc, Layout, System, handle_alloc_error};
@@ -55,8 +55,8 @@ const STRINGS: usize = 20_000;
 const ENTRIES: u64 = 10_000;
 /// The large buffers of a round.
 const LARGE: [usize; 3] = [256 << 10, 1 << 20, 4 << 20];
-/// Threads of part two.
-const THREADS: usize = 2;
+/// Thread counts of part two.
+const THREADS: [usize; 2] = [1, 2];
 /// Page size for touching the large buffers.
 const PAGE: usize = 4096;
 
@@ -71,9 +71,11 @@ fn main() {
         .measurement_time(Duration::from_secs(2))
         .sample_size(20);
     let mut ratios = Ratios::default();
-    single_thread(&mut criterion, &mut ratios);
+    pair_cost(&mut criterion, &mut ratios);
     criterion.final_summary();
-    two_threads(full, &mut ratios);
+    for threads in THREADS {
+        workload_runs(full, threads, &mut ratios);
+    }
 
     report::print_summary(full, started, &[], &ratios);
 }
@@ -97,31 +99,9 @@ fn check_workload() {
     );
 }
 
-/// Part one: a workload round and a bare alloc + dealloc pair, one thread.
-fn single_thread(c: &mut Criterion, ratios: &mut Ratios) {
-    let [round_system, round_tracking, pair_system, pair_tracking] =
-        std::array::from_fn(|_| Rate::default());
-    let mut group = c.benchmark_group("workload");
-    group.bench_function("system", |b| {
-        b.iter_custom(|iters| {
-            let start = Instant::now();
-            for i in 0..iters {
-                black_box(workload(&System, i));
-            }
-            round_system.record(iters, start.elapsed())
-        });
-    });
-    group.bench_function("tracking", |b| {
-        b.iter_custom(|iters| {
-            let start = Instant::now();
-            for i in 0..iters {
-                black_box(workload(&TRACKING, i));
-            }
-            round_tracking.record(iters, start.elapsed())
-        });
-    });
-    group.finish();
-
+/// Part one: a bare 64-byte alloc + dealloc pair, one thread, under criterion.
+fn pair_cost(c: &mut Criterion, ratios: &mut Ratios) {
+    let [system, tracking] = std::array::from_fn(|_| Rate::default());
     let mut group = c.benchmark_group("alloc_dealloc_64B");
     group.bench_function("system", |b| {
         b.iter_custom(|iters| {
@@ -129,7 +109,7 @@ fn single_thread(c: &mut Criterion, ratios: &mut Ratios) {
             for _ in 0..iters {
                 pair(&System);
             }
-            pair_system.record(iters, start.elapsed())
+            system.record(iters, start.elapsed())
         });
     });
     group.bench_function("tracking", |b| {
@@ -138,74 +118,62 @@ fn single_thread(c: &mut Criterion, ratios: &mut Ratios) {
             for _ in 0..iters {
                 pair(&TRACKING);
             }
-            pair_tracking.record(iters, start.elapsed())
+            tracking.record(iters, start.elapsed())
         });
     });
     group.finish();
-
-    println!("\n### one thread");
-    println!("| what                      |     system |   tracking | tracking/system |");
-    println!("|---------------------------|------------|------------|-----------------|");
+    let ratio = tracking.ns_per_op() / system.ns_per_op();
     println!(
-        "| workload round            | {:>7.0} us | {:>7.0} us | {:>15} |",
-        round_system.ns_per_op() / 1e3,
-        round_tracking.ns_per_op() / 1e3,
-        report::times(round_tracking.ns_per_op() / round_system.ns_per_op())
+        "\n### 64-byte alloc + dealloc, one thread: system {:.1} ns, tracking {:.1} ns, \
+         tracking/system {}",
+        system.ns_per_op(),
+        tracking.ns_per_op(),
+        report::times(ratio)
     );
-    println!(
-        "| 64-byte alloc + dealloc   | {:>7.1} ns | {:>7.1} ns | {:>15} |",
-        pair_system.ns_per_op(),
-        pair_tracking.ns_per_op(),
-        report::times(pair_tracking.ns_per_op() / pair_system.ns_per_op())
-    );
-    ratios.add(
-        "workload-1thread-time",
-        "tracking",
-        "system",
-        round_tracking.ns_per_op() / round_system.ns_per_op(),
-    );
-    ratios.add(
-        "alloc-dealloc-64B-time",
-        "tracking",
-        "system",
-        pair_tracking.ns_per_op() / pair_system.ns_per_op(),
-    );
+    ratios.add("alloc-dealloc-64B-time", "tracking", "system", ratio);
 }
 
-/// Part two: the workload on two threads at once through one allocator.
-fn two_threads(full: bool, ratios: &mut Ratios) {
-    let (rounds, per_thread) = if full { (15, 20) } else { (1, 1) };
+/// Part two: the workload on `threads` threads at once through one allocator, the two
+/// allocators alternating run by run.
+fn workload_runs(full: bool, threads: usize, ratios: &mut Ratios) {
+    let (runs, per_thread) = if full { (16, 20) } else { (1, 1) };
     let mut system = Vec::new();
     let mut tracking = Vec::new();
-    for _ in 0..rounds {
-        system.push(concurrent(&System, per_thread));
-        tracking.push(concurrent(&TRACKING, per_thread));
+    for run in 0..runs {
+        // Who goes first alternates too, so neither always runs after the other.
+        if run % 2 == 0 {
+            system.push(concurrent(&System, threads, per_thread));
+            tracking.push(concurrent(&TRACKING, threads, per_thread));
+        } else {
+            tracking.push(concurrent(&TRACKING, threads, per_thread));
+            system.push(concurrent(&System, threads, per_thread));
+        }
     }
     let (system, tracking) = (median(system), median(tracking));
     let per_round = |wall: Duration| wall.as_secs_f64() * 1e6 / per_thread as f64;
+    let ratio = tracking.as_secs_f64() / system.as_secs_f64();
     println!(
-        "\n### {THREADS} threads, one allocator, {per_thread} workload rounds per thread, \
-         median of {rounds} alternating runs"
+        "\n### workload, {threads} thread(s), one allocator, {per_thread} rounds per thread, \
+         median of {runs} alternating runs"
     );
     println!("| allocator | wall per round |");
     println!("|-----------|----------------|");
     println!("| system    | {:>11.0} us |", per_round(system));
     println!("| tracking  | {:>11.0} us |", per_round(tracking));
-    let ratio = tracking.as_secs_f64() / system.as_secs_f64();
     println!("tracking/system: {}", report::times(ratio));
     ratios.add(
-        &format!("workload-{THREADS}threads-time"),
+        &format!("workload-{threads}thread-time"),
         "tracking",
         "system",
         ratio,
     );
 }
 
-/// Wall time of `THREADS` threads each running `per_thread` rounds through `heap`.
-fn concurrent<A: GlobalAlloc + Sync>(heap: &A, per_thread: u64) -> Duration {
+/// Wall time of `threads` threads each running `per_thread` rounds through `heap`.
+fn concurrent<A: GlobalAlloc + Sync>(heap: &A, threads: usize, per_thread: u64) -> Duration {
     let start = Instant::now();
     std::thread::scope(|s| {
-        for t in 0..THREADS as u64 {
+        for t in 0..threads as u64 {
             s.spawn(move || {
                 for i in 0..per_thread {
                     black_box(workload(heap, t * 1_000 + i));
@@ -273,18 +241,15 @@ fn workload<A: GlobalAlloc>(heap: &A, seed: u64) -> u64 {
     }
 
     // Large buffers, one byte written per page.
-    let large: Vec<RawVec<'_, u8, A>> = LARGE
-        .iter()
-        .map(|&size| {
-            let buffer = RawVec::with_capacity(heap, size);
-            for offset in (0..size).step_by(PAGE) {
-                // SAFETY: `offset` is below the buffer's capacity; the byte is written,
-                // never read.
-                unsafe { buffer.ptr.add(offset).write(1) };
-            }
-            buffer
-        })
-        .collect();
+    let large = LARGE.map(|size| {
+        let buffer = RawVec::<u8, A>::with_capacity(heap, size);
+        for offset in (0..size).step_by(PAGE) {
+            // SAFETY: `offset` is below the buffer's capacity; the byte is written, never
+            // read.
+            unsafe { buffer.ptr.add(offset).write(1) };
+        }
+        buffer
+    });
     sum += large.len() as u64;
 
     drop(large);
@@ -399,10 +364,13 @@ impl<T, A: GlobalAlloc> Drop for RawVec<'_, T, A> {
     }
 }
 
+/// The slots of a [`Map`]: a key and its value's block, or nothing.
+type Table<'a, A> = RawVec<'a, Option<(u64, RawVec<'a, u8, A>)>, A>;
+
 /// An open-addressed map from `u64` to a heap block, as `HashMap<u64, Box<[u8; 48]>>`
 /// allocates: one table, replaced by one twice its size when 7/8 full.
 struct Map<'a, A: GlobalAlloc> {
-    slots: RawVec<'a, Option<(u64, RawVec<'a, u8, A>)>, A>,
+    slots: Table<'a, A>,
     items: usize,
 }
 
@@ -414,7 +382,7 @@ impl<'a, A: GlobalAlloc> Map<'a, A> {
         }
     }
 
-    fn table(heap: &'a A, cap: usize) -> RawVec<'a, Option<(u64, RawVec<'a, u8, A>)>, A> {
+    fn table(heap: &'a A, cap: usize) -> Table<'a, A> {
         let mut slots = RawVec::with_capacity(heap, cap);
         for _ in 0..cap {
             slots.push(None);
@@ -436,22 +404,17 @@ impl<'a, A: GlobalAlloc> Map<'a, A> {
     fn insert(&mut self, key: u64, value: RawVec<'a, u8, A>) {
         if (self.items + 1) * 8 > self.slots.len * 7 {
             let bigger = Self::table(self.slots.heap, self.slots.len * 2);
-            let old = std::mem::replace(&mut self.slots, bigger);
+            let mut old = std::mem::replace(&mut self.slots, bigger);
             self.items = 0;
-            let len = old.len;
-            let mut old = std::mem::ManuallyDrop::new(old);
+            // From here `old` owns no elements: its drop frees the buffer alone.
+            let len = std::mem::take(&mut old.len);
             for i in 0..len {
                 // SAFETY: each of the old table's `len` initialised slots is read once,
-                // moving its entry out; the buffer is then freed without dropping them
-                // again.
+                // moving its entry out; `old.len` is 0, so nothing is dropped twice.
                 if let Some((k, v)) = unsafe { old.ptr.add(i).read() } {
                     self.insert(k, v);
                 }
             }
-            old.len = 0;
-            // SAFETY: `old` is not used after this; with `len` 0 its drop frees only the
-            // buffer.
-            unsafe { std::mem::ManuallyDrop::drop(&mut old) };
         }
         let i = self.slot(key);
         // SAFETY: `i` is below `len`, an initialised slot; assigning through the pointer

@@ -5,6 +5,9 @@
 //! Blocks live in a slab (`nodes`) and are linked to their neighbours inside their
 //! segment, so a free finds and merges its neighbours in O(1). Free blocks are indexed
 //! per class in a `BTreeSet` ordered by `(size, address)`: best fit is one range query.
+//! Parked blocks (deferred coalescing) sit per class in bins of their rounded request
+//! size, kept sorted by size: an exact hit is a binary search and a pop, and a best
+//! fit among them is a scan from the first bin large enough.
 
 use std::collections::BTreeSet;
 use std::ptr::NonNull;
@@ -34,6 +37,12 @@ pub(crate) const MIN_LARGE_ALLOC: usize = 10 << 20;
 pub(crate) const ROUND_LARGE: usize = 2 << 20;
 
 const NONE: u32 = u32::MAX;
+/// Above this many bins per class, the (then empty) bins are dropped when parked blocks
+/// are merged, so a workload of ever new sizes cannot grow the bin list without bound.
+const MAX_BINS: usize = 256;
+/// How many candidates a fit search looks at before giving up (alignment padding, or
+/// whole segments the overhead cap does not want split).
+const MAX_CANDIDATES: usize = 64;
 
 /// The pool's tunables, as the core sees them.
 #[derive(Debug, Clone)]
@@ -41,6 +50,7 @@ pub(crate) struct Limits {
     pub(crate) limit: Option<u64>,
     pub(crate) release_threshold: Option<u64>,
     pub(crate) max_overhead: Option<f64>,
+    pub(crate) defer_merge: bool,
     pub(crate) small_segment: usize,
     pub(crate) large_segment: usize,
 }
@@ -54,9 +64,21 @@ struct Node {
     seg: u32,
     prev: u32,
     next: u32,
-    used: bool,
-    vacant: bool,
+    state: State,
     label: Option<Arc<str>>,
+}
+
+/// Where a block stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Handed out.
+    Used,
+    /// Free, merged with its free neighbours and in the best-fit index.
+    Free,
+    /// Free, waiting in its exact-size bin; merged later (deferred coalescing).
+    Parked,
+    /// A slab slot with no block.
+    Vacant,
 }
 
 /// One segment from the backend.
@@ -66,7 +88,7 @@ struct Seg {
     size: usize,
     align: usize,
     class: usize,
-    /// Blocks handed out from this segment.
+    /// Blocks handed out or parked in this segment.
     used: u32,
     /// The first block (its address is the segment's; it is never merged away).
     head: u32,
@@ -106,6 +128,8 @@ pub struct BlockInfo {
     pub requested: u64,
     /// Whether a caller holds it.
     pub allocated: bool,
+    /// Whether it is free but waiting in its exact-size bin, not merged yet.
+    pub parked: bool,
     /// The caller's label, if any.
     pub label: Option<Arc<str>>,
 }
@@ -119,6 +143,11 @@ pub(crate) struct Arena {
     vacant_segs: Vec<u32>,
     /// Free blocks per class (`pinned << 1 | large`), ordered by `(size, addr)`.
     free: [BTreeSet<(usize, usize, u32)>; 4],
+    /// Parked blocks per class in bins of their rounded request size, sorted by size;
+    /// in a bin, most recently freed last.
+    parked: [Vec<Bin>; 4],
+    /// How many blocks are parked.
+    parked_count: usize,
     stats: PoolStats,
     pub(crate) limits: Limits,
     backend: Arc<dyn Backend>,
@@ -130,6 +159,14 @@ pub(crate) struct Arena {
 // reached through `Allocation`s whose owners synchronise through the pool); nothing in
 // the arena is tied to a thread, and the backend is `Send + Sync`.
 unsafe impl Send for Arena {}
+
+/// Parked blocks freed with one rounded request size. Every block in it is at least
+/// that large (a large block keeps a remainder of up to 1 MiB unsplit).
+#[derive(Debug)]
+struct Bin {
+    size: usize,
+    nodes: Vec<u32>,
+}
 
 fn round_size(size: usize) -> Option<usize> {
     if size < MIN_BLOCK {
@@ -147,6 +184,8 @@ impl Arena {
             segs: Vec::new(),
             vacant_segs: Vec::new(),
             free: Default::default(),
+            parked: Default::default(),
+            parked_count: 0,
             stats: PoolStats::default(),
             limits,
             backend,
@@ -181,25 +220,28 @@ impl Arena {
             })
             .ok_or_else(too_large)?;
         let class = (usize::from(pinned) << 1) | usize::from(rounded > SMALL_SIZE);
-        let node = match self.find_free(class, rounded, align) {
-            Some(node) => {
-                self.stats.reuses += 1;
-                node
-            }
-            None => self.grow(class, size, rounded, align)?,
+        let node = if let Some(node) = self.unpark(class, rounded, align) {
+            self.stats.reuses += 1;
+            node
+        } else {
+            let (node, from) = match self.find_cached(class, size, rounded, align) {
+                Some(found) => {
+                    self.stats.reuses += 1;
+                    found
+                }
+                None => (self.grow(class, size, rounded, align)?, class),
+            };
+            let node = self.carve(node, from, rounded, align);
+            self.segs[self.nodes[node as usize].seg as usize].used += 1;
+            node
         };
-        let node = self.carve(node, class, rounded, align);
-        let seg = {
-            let n = &mut self.nodes[node as usize];
-            n.used = true;
-            n.requested = size;
-            n.label = label;
-            n.seg
-        };
-        self.segs[seg as usize].used += 1;
+        let n = &mut self.nodes[node as usize];
+        n.state = State::Used;
+        n.requested = size;
+        n.label = label;
+        let block = n.size as u64;
         let s = &mut self.stats;
         s.allocs += 1;
-        let block = self.nodes[node as usize].size as u64;
         s.allocated.add(block);
         s.active.add(block);
         s.requested.add(size as u64);
@@ -214,10 +256,10 @@ impl Arena {
 
     /// Returns a block handed out by [`allocate`](Self::allocate).
     pub(crate) fn free(&mut self, node: u32) {
-        let (size, requested, seg) = {
+        let (size, requested) = {
             let n = &self.nodes[node as usize];
-            debug_assert!(n.used && !n.vacant, "a block is freed once");
-            (n.size, n.requested, n.seg)
+            debug_assert!(n.state == State::Used, "a block is freed once");
+            (n.size, n.requested)
         };
         let s = &mut self.stats;
         s.frees += 1;
@@ -227,40 +269,223 @@ impl Arena {
         s.active_blocks.sub(1);
         self.sync_inactive();
         self.record_block(EventKind::Free, node);
-        {
-            let n = &mut self.nodes[node as usize];
-            n.used = false;
-            n.requested = 0;
-            n.label = None;
+        let n = &mut self.nodes[node as usize];
+        n.requested = 0;
+        n.label = None;
+        let over_threshold = self
+            .limits
+            .release_threshold
+            .is_some_and(|t| self.stats.inactive.current > t);
+        if self.limits.defer_merge && !over_threshold {
+            n.state = State::Parked;
+            let class = self.segs[n.seg as usize].class;
+            let rounded = round_size(requested).expect("it was rounded when allocated");
+            let bins = &mut self.parked[class];
+            let at = match bins.binary_search_by_key(&rounded, |b| b.size) {
+                Ok(at) => at,
+                Err(at) => {
+                    bins.insert(
+                        at,
+                        Bin {
+                            size: rounded,
+                            nodes: Vec::new(),
+                        },
+                    );
+                    at
+                }
+            };
+            bins[at].nodes.push(node);
+            self.parked_count += 1;
+            return;
         }
+        self.merge_free(node);
+        if let Some(threshold) = self.limits.release_threshold
+            && self.stats.inactive.current > threshold
+        {
+            self.flush_parked();
+            let excess = self.stats.inactive.current - threshold;
+            let released = self.release_free(excess, None);
+            log::debug!("released {released} cached bytes over the release threshold");
+        }
+    }
+
+    /// Marks a used or parked block free, merges it with its free neighbours and indexes
+    /// the result, which it returns.
+    fn merge_free(&mut self, node: u32) -> u32 {
+        let seg = self.nodes[node as usize].seg;
+        self.nodes[node as usize].state = State::Free;
         let class = self.segs[seg as usize].class;
         let mut node = node;
         let prev = self.nodes[node as usize].prev;
-        if prev != NONE && !self.nodes[prev as usize].used {
+        if prev != NONE && self.nodes[prev as usize].state == State::Free {
             self.remove_free(class, prev);
             self.absorb_next(prev);
             node = prev;
         }
         let next = self.nodes[node as usize].next;
-        if next != NONE && !self.nodes[next as usize].used {
+        if next != NONE && self.nodes[next as usize].state == State::Free {
             self.remove_free(class, next);
             self.absorb_next(node);
         }
         self.insert_free(class, node);
-        let segment = &mut self.segs[seg as usize];
-        segment.used -= 1;
-        if segment.used == 0
-            && let Some(threshold) = self.limits.release_threshold
-            && self.stats.inactive.current > threshold
-        {
-            let excess = self.stats.inactive.current - threshold;
-            let released = self.release_free(excess, Some(seg));
-            log::debug!("released {released} cached bytes over the release threshold");
+        self.segs[seg as usize].used -= 1;
+        node
+    }
+
+    /// The most recently parked block of this exact request size and class, if its
+    /// address suits `align`.
+    fn unpark(&mut self, class: usize, rounded: usize, align: usize) -> Option<u32> {
+        if self.parked_count == 0 {
+            return None;
         }
+        let bins = &mut self.parked[class];
+        let at = bins.binary_search_by_key(&rounded, |b| b.size).ok()?;
+        let bin = &mut bins[at].nodes;
+        let &node = bin.last()?;
+        if !self.nodes[node as usize].addr.is_multiple_of(align) {
+            return None;
+        }
+        bin.pop();
+        self.parked_count -= 1;
+        Some(node)
+    }
+
+    /// Cached memory for a request its exact-size bin could not serve, as a free block
+    /// (merged, indexed) and the class it was found in; `None` when the pool must grow.
+    ///
+    /// In order: the best fit among the free blocks and the parked blocks of the class
+    /// (a parked block is merged first, so its neighbours join it); under the overhead
+    /// cap the same in the other class; then, only if all of that failed, every parked
+    /// block is merged and the free index searched again. Parked blocks are thus merged
+    /// all at once only before the pool would grow, not on every miss.
+    fn find_cached(
+        &mut self,
+        class: usize,
+        size: usize,
+        rounded: usize,
+        align: usize,
+    ) -> Option<(u32, usize)> {
+        // Under the cap a large block is a whole segment of its own, reused only by a
+        // request it fits snugly (see `grow`); small blocks take any fit.
+        let snug = self.limits.max_overhead.map_or(usize::MAX, |overhead| {
+            let exact = rounded.next_multiple_of(self.page);
+            let s = &self.stats;
+            let want = (s.requested.current + size as u64).max(s.requested.peak);
+            let budget = (want as f64 * overhead) as u64;
+            let waste = s.allocated.current - s.requested.current;
+            let slack = budget.saturating_sub(waste);
+            ((exact as f64 * (1.0 + overhead)) as usize).max(exact + slack as usize)
+        });
+        let max_size = |class: usize| if class & 1 == 1 { snug } else { usize::MAX };
+        let crossing = self.limits.max_overhead.is_some();
+        let search = |arena: &mut Self| {
+            arena
+                .fit(class, rounded, align, max_size(class))
+                .map(|node| (node, class))
+                .or_else(|| {
+                    crossing.then_some(())?;
+                    let other = class ^ 1;
+                    arena
+                        .fit(other, rounded, align, max_size(other))
+                        .map(|node| (node, other))
+                })
+        };
+        if let Some(found) = search(self) {
+            return Some(found);
+        }
+        if self.parked_count == 0 {
+            return None;
+        }
+        self.flush_parked();
+        search(self)
+    }
+
+    /// The best fit for `rounded` bytes at `align`, at most `max_size` large, among the
+    /// free and the parked blocks of `class`, as a free indexed block: the smaller of the
+    /// two candidates, a parked one merged with its free neighbours first.
+    fn fit(&mut self, class: usize, rounded: usize, align: usize, max_size: usize) -> Option<u32> {
+        let free = self.find_free(class, rounded, align, max_size);
+        let parked = self.find_parked(class, rounded, align, max_size);
+        match (free, parked) {
+            (Some(f), Some((bin, at)))
+                if self.nodes[f as usize].size
+                    <= self.nodes[self.parked[class][bin].nodes[at] as usize].size =>
+            {
+                Some(f)
+            }
+            (_, Some((bin, at))) => {
+                let node = self.parked[class][bin].nodes.remove(at);
+                self.parked_count -= 1;
+                Some(self.merge_free(node))
+            }
+            (free, None) => free,
+        }
+    }
+
+    /// Best fit among the parked blocks of `class`: the first block, most recently
+    /// parked first, of the smallest bin at least `rounded` large that holds `rounded`
+    /// bytes at `align` and is at most `max_size` large; its bin and position.
+    fn find_parked(
+        &self,
+        class: usize,
+        rounded: usize,
+        align: usize,
+        max_size: usize,
+    ) -> Option<(usize, usize)> {
+        if self.parked_count == 0 {
+            return None;
+        }
+        let bins = &self.parked[class];
+        let from = bins.partition_point(|b| b.size < rounded);
+        let mut budget = MAX_CANDIDATES;
+        for (i, bin) in bins.iter().enumerate().skip(from) {
+            if bin.size > max_size {
+                return None;
+            }
+            for (at, &node) in bin.nodes.iter().enumerate().rev() {
+                if self.fits(node, rounded, align, max_size) {
+                    return Some((i, at));
+                }
+                budget -= 1;
+                if budget == 0 {
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether free or parked block `node` holds `rounded` bytes at `align` and is at
+    /// most `max_size` large.
+    fn fits(&self, node: u32, rounded: usize, align: usize, max_size: usize) -> bool {
+        let n = &self.nodes[node as usize];
+        n.size <= max_size && n.addr.next_multiple_of(align) + rounded <= n.addr + n.size
+    }
+
+    /// Merges every parked block into the free index.
+    pub(crate) fn flush_parked(&mut self) {
+        if self.parked_count == 0 {
+            return;
+        }
+        for class in 0..self.parked.len() {
+            let mut bins = std::mem::take(&mut self.parked[class]);
+            for bin in &mut bins {
+                for node in bin.nodes.drain(..) {
+                    self.merge_free(node);
+                }
+            }
+            if bins.len() > MAX_BINS {
+                bins.clear();
+            }
+            // Keep the bins' allocations for the next round of parking.
+            self.parked[class] = bins;
+        }
+        self.parked_count = 0;
     }
 
     /// Returns every entirely free segment to the backend; the bytes released.
     pub(crate) fn empty_cache(&mut self) -> u64 {
+        self.flush_parked();
         let mut released = 0;
         for seg in 0..self.segs.len() as u32 {
             let s = &self.segs[seg as usize];
@@ -288,6 +513,13 @@ impl Arena {
             .free
             .iter()
             .filter_map(|set| set.last().map(|&(size, _, _)| size as u64))
+            .chain(
+                self.parked
+                    .iter()
+                    .flatten()
+                    .flat_map(|bin| &bin.nodes)
+                    .map(|&n| self.nodes[n as usize].size as u64),
+            )
             .max()
             .unwrap_or(0);
         stats
@@ -312,7 +544,8 @@ impl Arena {
                         addr: n.addr,
                         size: n.size as u64,
                         requested: n.requested as u64,
-                        allocated: n.used,
+                        allocated: n.state == State::Used,
+                        parked: n.state == State::Parked,
                         label: n.label.clone(),
                     });
                     at = n.next;
@@ -334,7 +567,7 @@ impl Arena {
     pub(crate) fn check_invariants(&self) -> Result<(), String> {
         let (mut allocated, mut requested, mut reserved, mut blocks, mut segments) =
             (0u64, 0u64, 0u64, 0u64, 0u64);
-        let mut free_blocks = 0usize;
+        let (mut free_blocks, mut parked) = (0usize, 0usize);
         for (i, s) in self.segs.iter().enumerate() {
             if !s.live {
                 continue;
@@ -342,7 +575,7 @@ impl Arena {
             segments += 1;
             reserved += s.size as u64;
             let base = s.base.as_ptr() as usize;
-            if base % s.align != 0 {
+            if !base.is_multiple_of(s.align) {
                 return Err(format!(
                     "segment {i} at {base:#x} not aligned to {}",
                     s.align
@@ -352,29 +585,48 @@ impl Arena {
                 (s.head, base, NONE, false, 0u32);
             while at != NONE {
                 let n = &self.nodes[at as usize];
-                if n.vacant || n.seg as usize != i || n.prev != prev || n.addr != addr {
+                if n.state == State::Vacant
+                    || n.seg as usize != i
+                    || n.prev != prev
+                    || n.addr != addr
+                {
                     return Err(format!("segment {i}: broken block list at block {at}"));
                 }
-                if n.size == 0 || n.size % MIN_BLOCK != 0 {
+                if n.size == 0 || !n.size.is_multiple_of(MIN_BLOCK) {
                     return Err(format!("segment {i}: block {at} has size {}", n.size));
                 }
-                if n.used {
-                    used += 1;
-                    allocated += n.size as u64;
-                    requested += n.requested as u64;
-                    blocks += 1;
-                    prev_free = false;
-                } else {
-                    if prev_free {
-                        return Err(format!(
-                            "segment {i}: two adjacent free blocks at {addr:#x}"
-                        ));
+                match n.state {
+                    State::Used => {
+                        used += 1;
+                        allocated += n.size as u64;
+                        requested += n.requested as u64;
+                        blocks += 1;
+                        prev_free = false;
                     }
-                    if !self.free[s.class].contains(&(n.size, n.addr, at)) {
-                        return Err(format!("segment {i}: free block {at} not indexed"));
+                    State::Parked => {
+                        used += 1;
+                        parked += 1;
+                        let in_bin = self.parked[s.class]
+                            .iter()
+                            .any(|bin| bin.nodes.contains(&at) && n.size >= bin.size);
+                        if !in_bin {
+                            return Err(format!("segment {i}: parked block {at} in no bin"));
+                        }
+                        prev_free = false;
                     }
-                    free_blocks += 1;
-                    prev_free = true;
+                    State::Free => {
+                        if prev_free {
+                            return Err(format!(
+                                "segment {i}: two adjacent free blocks at {addr:#x}"
+                            ));
+                        }
+                        if !self.free[s.class].contains(&(n.size, n.addr, at)) {
+                            return Err(format!("segment {i}: free block {at} not indexed"));
+                        }
+                        free_blocks += 1;
+                        prev_free = true;
+                    }
+                    State::Vacant => unreachable!("checked above"),
                 }
                 addr += n.size;
                 prev = at;
@@ -393,6 +645,18 @@ impl Arena {
                     s.used
                 ));
             }
+        }
+        for bins in &self.parked {
+            if !bins.is_sorted_by(|a, b| a.size < b.size) {
+                return Err("parked bins out of order".to_owned());
+            }
+        }
+        let binned: usize = self.parked.iter().flatten().map(|b| b.nodes.len()).sum();
+        if binned != parked || binned != self.parked_count {
+            return Err(format!(
+                "{binned} blocks in bins, {parked} parked blocks, {} counted",
+                self.parked_count
+            ));
         }
         let indexed: usize = self.free.iter().map(BTreeSet::len).sum();
         if indexed != free_blocks {
@@ -428,18 +692,23 @@ impl Arena {
     }
 
     /// Best fit: the smallest free block of the class that holds `rounded` bytes at
-    /// `align`, lowest address first among equals.
-    fn find_free(&self, class: usize, rounded: usize, align: usize) -> Option<u32> {
-        let set = &self.free[class];
-        let mut candidates = set.range((rounded, 0, 0)..);
+    /// `align`, lowest address first among equals, at most `max_size` large.
+    fn find_free(
+        &self,
+        class: usize,
+        rounded: usize,
+        align: usize,
+        max_size: usize,
+    ) -> Option<u32> {
+        let mut candidates = self.free[class].range((rounded, 0, 0)..=(max_size, usize::MAX, NONE));
         if align <= MIN_BLOCK {
             return candidates.next().map(|&(_, _, node)| node);
         }
         // Blocks start at multiples of 512 only: look for one with room for the padding.
         // Bounded, so a pathological cache cannot make one allocation scan it all.
         candidates
-            .take(64)
-            .find(|&&(size, addr, _)| addr.next_multiple_of(align) + rounded <= addr + size)
+            .take(MAX_CANDIDATES)
+            .find(|&&(_, _, node)| self.fits(node, rounded, align, max_size))
             .map(|&(_, _, node)| node)
     }
 
@@ -460,7 +729,8 @@ impl Arena {
         let worth = if class & 1 == 0 {
             remaining >= MIN_BLOCK
         } else {
-            remaining > SMALL_SIZE
+            // Under the cap a large block keeps its whole (snug) segment.
+            self.limits.max_overhead.is_none() && remaining > SMALL_SIZE
         };
         if worth {
             let tail = self.split(node, rounded);
@@ -482,8 +752,7 @@ impl Arena {
             seg,
             prev: node,
             next,
-            used: false,
-            vacant: false,
+            state: State::Free,
             label: None,
         });
         if next != NONE {
@@ -500,7 +769,7 @@ impl Arena {
         let next = self.nodes[node as usize].next;
         let (size, after) = {
             let n = &mut self.nodes[next as usize];
-            n.vacant = true;
+            n.state = State::Vacant;
             n.label = None;
             (n.size, n.next)
         };
@@ -551,6 +820,8 @@ impl Arena {
         let exact = rounded.next_multiple_of(self.page);
         let mut seg_size = if class & 1 == 0 {
             self.limits.small_segment.max(exact)
+        } else if self.limits.max_overhead.is_some() {
+            exact
         } else if rounded < MIN_LARGE_ALLOC {
             self.limits.large_segment.max(exact)
         } else {
@@ -635,8 +906,7 @@ impl Arena {
             seg,
             prev: NONE,
             next: NONE,
-            used: false,
-            vacant: false,
+            state: State::Free,
             label: None,
         });
         self.segs[seg as usize] = Seg {
@@ -707,7 +977,7 @@ impl Arena {
             (s.base, s.size, s.align, s.class, s.head)
         };
         self.remove_free(class, head);
-        self.nodes[head as usize].vacant = true;
+        self.nodes[head as usize].state = State::Vacant;
         self.vacant.push(head);
         self.segs[seg as usize].live = false;
         self.vacant_segs.push(seg);

@@ -206,6 +206,8 @@ pub(crate) fn memlock_limit() -> Option<u64> {
         if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } == 0
             && limit.rlim_cur != libc::RLIM_INFINITY
         {
+            // `rlim_t` is `u64` on Linux but not on every Unix.
+            #[allow(clippy::unnecessary_cast)]
             return Some(limit.rlim_cur as u64);
         }
     }

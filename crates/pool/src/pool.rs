@@ -25,9 +25,18 @@ pub struct PoolConfig {
     pub release_threshold: Option<u64>,
     /// The overhead cap: a new segment never takes the reserved bytes over
     /// `(1 + max_overhead)` times the peak of requested bytes (this request included)
-    /// while cached free segments could be returned or a smaller segment would do.
-    /// `None` is torch's behaviour (default segment sizes, nothing released).
+    /// while cached free segments could be returned or a smaller segment would do; and
+    /// a large request (over 1 MiB) gets a segment of its own size, reused only by
+    /// requests it fits snugly (see the crate docs). `None` is torch's behaviour
+    /// (default segment sizes, large segments split, nothing released).
     pub max_overhead: Option<f64>,
+    /// Deferred coalescing: a freed block first waits in a bin of its exact request
+    /// size, where the next request of that size takes it back in O(1); another size
+    /// may take it (merged with its neighbours then) as a best fit, and all parked
+    /// blocks are merged into the best-fit index when an allocation finds no fit, before
+    /// any new segment, release or limit check. `false` merges on every free, as torch
+    /// does. Default `true`.
+    pub defer_merge: bool,
     /// Segment size of the small class (requests up to 1 MiB); default 2 MiB.
     pub small_segment: usize,
     /// Segment size of the large class for requests under 10 MiB; default 20 MiB.
@@ -42,6 +51,7 @@ impl Default for PoolConfig {
             limit: None,
             release_threshold: None,
             max_overhead: Some(0.10),
+            defer_merge: true,
             small_segment: arena::SMALL_SEGMENT,
             large_segment: arena::LARGE_SEGMENT,
             backend: Arc::new(SystemBackend),
@@ -50,10 +60,12 @@ impl Default for PoolConfig {
 }
 
 impl PoolConfig {
-    /// torch's CUDACachingAllocator defaults: no overhead cap, no limit, no threshold.
+    /// torch's CUDACachingAllocator defaults: no overhead cap, no limit, no threshold,
+    /// merging on every free.
     pub fn torch() -> Self {
         Self {
             max_overhead: None,
+            defer_merge: false,
             ..Self::default()
         }
     }
@@ -63,6 +75,7 @@ impl PoolConfig {
             limit: self.limit,
             release_threshold: self.release_threshold,
             max_overhead: self.max_overhead,
+            defer_merge: self.defer_merge,
             small_segment: self.small_segment.max(arena::MIN_BLOCK),
             large_segment: self.large_segment.max(arena::MIN_BLOCK),
         }

@@ -439,11 +439,14 @@ impl Timeline {
                 .light_line_style(WHITE.mix(0.0))
                 .draw()
                 .map_err(draw_err)?;
+            // Reserved is never below allocated and often equal: a wide, light line
+            // under the allocated one keeps both visible.
+            let reserved_style = RED.mix(0.45).stroke_width(6);
             chart
-                .draw_series(LineSeries::new(reserved, RED.stroke_width(2)))
+                .draw_series(LineSeries::new(reserved, reserved_style))
                 .map_err(draw_err)?
                 .label("reserved")
-                .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], RED.stroke_width(2)));
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], reserved_style));
             chart
                 .draw_series(LineSeries::new(allocated, BLUE.stroke_width(2)))
                 .map_err(draw_err)?
