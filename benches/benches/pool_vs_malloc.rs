@@ -13,7 +13,8 @@
 //! about 2 000 live. A missing trace directory is reported and skipped.
 //!
 //! Peers, all in this process and run in turn within each round (the order rotates per
-//! round; a figure is the median round):
+//! round; a figure is the median round; in a round each peer replays a short trace back
+//! to back until it has done at least 20 000 operations):
 //! - `pool`: [`MemoryPool`] with its default configuration (torch's design plus the
 //!   10 % overhead cap, under which large requests get snug segments of their own), one
 //!   pool per workload kept across rounds, as in a process that serves request after
@@ -81,12 +82,19 @@ fn main() {
     let mut ratios = Ratios::default();
     let mut goals = Vec::new();
     for workload in &workloads {
-        let rounds = if full {
-            (4_000_000 / workload.ops.len()).clamp(9, 2_001)
+        // A timed sample replays a short trace back to back until it holds at least
+        // 20 000 operations, so that a sample is milliseconds, not a timer tick.
+        let reps = if full {
+            (20_000 / workload.ops.len()).max(1)
         } else {
             1
         };
-        let figures = measure(workload, rounds);
+        let rounds = if full {
+            (4_000_000 / (workload.ops.len() * reps)).clamp(9, 2_001)
+        } else {
+            1
+        };
+        let figures = measure(workload, rounds, reps);
         let vs_glibc = figures.pool / figures.glibc;
         let vs_mi = figures.pool / figures.mimalloc;
         println!(
@@ -151,7 +159,7 @@ struct Figures {
     torch_overhead: f64,
 }
 
-fn measure(workload: &Workload, rounds: usize) -> Figures {
+fn measure(workload: &Workload, rounds: usize, reps: usize) -> Figures {
     let pool = MemoryPool::new();
     let local = LocalPool::new();
     let torch = MemoryPool::with_config(PoolConfig::torch());
@@ -166,17 +174,19 @@ fn measure(workload: &Workload, rounds: usize) -> Figures {
     for round in 0..=rounds {
         for k in 0..5 {
             let peer = (k + round) % 5;
-            let took = match peer {
-                0 => replay_pool(&workload.ops, &mut pool_slots, |size| {
-                    pool.allocate(size, ALIGN).expect("no limit")
-                }),
-                1 => replay_local(&workload.ops, &local, workload.slots),
-                2 => replay_pool(&workload.ops, &mut torch_slots, |size| {
-                    torch.allocate(size, ALIGN).expect("no limit")
-                }),
-                3 => replay_raw(&workload.ops, &mut raw_slots, glibc_alloc, glibc_free),
-                _ => replay_raw(&workload.ops, &mut raw_slots, mi_alloc, mi_free),
-            };
+            let took = (0..reps)
+                .map(|_| match peer {
+                    0 => replay_pool(&workload.ops, &mut pool_slots, |size| {
+                        pool.allocate(size, ALIGN).expect("no limit")
+                    }),
+                    1 => replay_local(&workload.ops, &local, workload.slots),
+                    2 => replay_pool(&workload.ops, &mut torch_slots, |size| {
+                        torch.allocate(size, ALIGN).expect("no limit")
+                    }),
+                    3 => replay_raw(&workload.ops, &mut raw_slots, glibc_alloc, glibc_free),
+                    _ => replay_raw(&workload.ops, &mut raw_slots, mi_alloc, mi_free),
+                })
+                .sum::<Duration>();
             if round > 0 {
                 times[peer].push(took);
             }
@@ -188,7 +198,7 @@ fn measure(workload: &Workload, rounds: usize) -> Figures {
     let overhead = |stats: memwarden_pool::PoolStats| {
         stats.reserved.peak as f64 / stats.requested.peak.max(1) as f64
     };
-    let ops = workload.ops.len() as f64;
+    let ops = (workload.ops.len() * reps) as f64;
     let rate = |t: &mut Vec<Duration>| {
         t.sort_unstable();
         ops / t[t.len() / 2].as_secs_f64().max(1e-12)
