@@ -13,13 +13,16 @@
 //!   happened.
 //!
 //! Usage maps to a pressure level with [`GovernorConfig::thresholds`] (the same
-//! [`Thresholds`] type the lifecycle uses for tracked bytes): low up to the warning line, medium up to the critical line, high up to the budget, critical above
-//! it. Above the warning line the governor asks the prioritizer for a plan covering the
-//! excess plus a margin (down to [`Thresholds::relief`] below the warning line) and runs it
-//! through the reaper (which tells the defragmenter how many bytes were released), and,
-//! when the RSS did not fall with them (the allocator kept the freed pages), compacts the
-//! heap at once. If the process would still be over its budget, it plans again at
-//! [`Urgency::Critical`], which may release anything that is not pinned or locked.
+//! [`Thresholds`] type the lifecycle uses for tracked bytes): low up to the warning line,
+//! medium up to the critical line, high up to the budget, critical above it. When the
+//! RSS plus the incoming bytes passes the warning line, the governor asks the
+//! prioritizer for a plan covering the excess plus a margin (down to
+//! [`Thresholds::relief`] below the warning line) and runs it through the reaper (which
+//! tells the defragmenter how many bytes were released); when the RSS did not fall with
+//! them (the allocator kept the freed pages), it compacts the heap at once, aggressively.
+//! If the process would still pass its budget, it plans again at [`Urgency::Critical`],
+//! which may release anything that is not pinned or locked. The pressure level itself,
+//! and what listeners hear, follows the RSS the process really has.
 //!
 //! Every tick and every release is recorded in a [`GovernorReport`] (bounded: samples are
 //! thinned out as they accumulate), and listeners registered with
