@@ -23,6 +23,9 @@ use crate::stats::PoolStats;
 /// Every block size is a multiple of this, and so is every block address within its
 /// segment (torch's `kMinBlockSize`).
 pub(crate) const MIN_BLOCK: usize = 512;
+/// The largest alignment a block may ask for (1 GiB): beyond it no backend can serve
+/// the request, which is refused as [`PoolError::TooLarge`] before the cache is touched.
+pub(crate) const MAX_ALIGN: usize = 1 << 30;
 /// Requests up to this size (rounded) come from the small class (torch's `kSmallSize`).
 pub(crate) const SMALL_SIZE: usize = 1 << 20;
 /// Default segment size of the small class (torch's `kSmallBuffer`).
@@ -209,6 +212,13 @@ impl Arena {
         if !align.is_power_of_two() {
             return Err(PoolError::InvalidAlignment { align });
         }
+        if align > MAX_ALIGN {
+            // No backend can serve it, and trying would empty the cache first.
+            return Err(PoolError::TooLarge {
+                requested: size as u64,
+                align,
+            });
+        }
         let too_large = || PoolError::TooLarge {
             requested: size as u64,
             align,
@@ -374,7 +384,8 @@ impl Arena {
             let budget = (want as f64 * overhead) as u64;
             let waste = s.allocated.current - s.requested.current;
             let slack = budget.saturating_sub(waste);
-            ((exact as f64 * (1.0 + overhead)) as usize).max(exact + slack as usize)
+            ((exact as f64 * (1.0 + overhead)) as usize)
+                .max(exact.saturating_add(usize::try_from(slack).unwrap_or(usize::MAX)))
         });
         let max_size = |class: usize| if class & 1 == 1 { snug } else { usize::MAX };
         let crossing = self.limits.max_overhead.is_some();
@@ -459,7 +470,11 @@ impl Arena {
     /// most `max_size` large.
     fn fits(&self, node: u32, rounded: usize, align: usize, max_size: usize) -> bool {
         let n = &self.nodes[node as usize];
-        n.size <= max_size && n.addr.next_multiple_of(align) + rounded <= n.addr + n.size
+        n.size <= max_size
+            && n.addr
+                .checked_next_multiple_of(align)
+                .and_then(|start| start.checked_add(rounded))
+                .is_some_and(|end| end <= n.addr + n.size)
     }
 
     /// Merges every parked block into the free index.
@@ -926,7 +941,8 @@ impl Arena {
         if pinned {
             s.pinned_reserved.add(seg_size as u64);
         }
-        self.sync_inactive();
+        // No `sync_inactive` here: the new segment's bytes are about to be allocated, and
+        // the caller syncs once they are, so the inactive peak never sees this moment.
         self.record_segment(EventKind::SegmentAlloc, seg);
         Ok(head)
     }

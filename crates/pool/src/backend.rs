@@ -17,11 +17,18 @@ use std::ptr::NonNull;
 /// # Safety
 ///
 /// An implementation must return from [`allocate`](Backend::allocate) either `None` or a
-/// pointer to `size` bytes aligned to `align`, valid for reads and writes from this
-/// process and not used by anything else until the pool hands it back through
-/// [`deallocate`](Backend::deallocate). A backend whose memory the host cannot address
+/// pointer to `size` **initialised** bytes (zeroed, say) aligned to `align`, valid for
+/// reads and writes from this process and not used by anything else until the pool hands
+/// it back through [`deallocate`](Backend::deallocate): safe code reads blocks through
+/// [`Block::as_slice`](crate::Block::as_slice), so uninitialised memory would be
+/// undefined behaviour. A backend whose memory the host cannot address
 /// (a GPU's) must say so in [`host_accessible`](Backend::host_accessible); the pool then
 /// refuses to make slices of its blocks.
+///
+/// The pool calls its backend while holding its own lock (or, for a
+/// [`LocalPool`](crate::LocalPool), its `RefCell` borrow): a backend must not call back
+/// into the same pool, and a slow call (`mlock` faulting pages in) makes other threads
+/// wait.
 pub unsafe trait Backend: Send + Sync + fmt::Debug {
     /// A short name for logs and reports (`"system"`, `"mmap"`).
     fn name(&self) -> &'static str;
@@ -59,8 +66,9 @@ pub unsafe trait Backend: Send + Sync + fmt::Debug {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemBackend;
 
-// SAFETY: `std::alloc::alloc` returns null or `size` fresh bytes with the layout's
-// alignment, owned by the caller until `dealloc` with the same layout.
+// SAFETY: `std::alloc::alloc_zeroed` returns null or `size` zeroed (so initialised)
+// bytes with the layout's alignment, owned by the caller until `dealloc` with the same
+// layout.
 unsafe impl Backend for SystemBackend {
     fn name(&self) -> &'static str {
         "system"
@@ -71,8 +79,10 @@ unsafe impl Backend for SystemBackend {
         if layout.size() == 0 {
             return None;
         }
-        // SAFETY: the layout has a non-zero size (checked above).
-        NonNull::new(unsafe { std::alloc::alloc(layout) })
+        // SAFETY: the layout has a non-zero size (checked above). Zeroed, because blocks
+        // are readable from safe code; for segments this large the allocator gets fresh
+        // pages from the OS, which come zeroed anyway.
+        NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })
     }
 
     unsafe fn deallocate(&self, ptr: NonNull<u8>, size: usize, align: usize) {
@@ -100,6 +110,9 @@ unsafe impl Backend for MmapBackend {
     }
 
     fn allocate(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        if size == 0 || !align.is_power_of_two() {
+            return None;
+        }
         let page = page_size();
         let size = size.checked_next_multiple_of(page)?;
         let extra = align.saturating_sub(page);

@@ -74,12 +74,22 @@ impl PoolConfig {
         Limits {
             limit: self.limit,
             release_threshold: self.release_threshold,
-            max_overhead: self.max_overhead,
+            // A cap that is not a finite, non-negative fraction is no cap.
+            max_overhead: self.max_overhead.filter(|o| o.is_finite() && *o >= 0.0),
             defer_merge: self.defer_merge,
-            small_segment: self.small_segment.max(arena::MIN_BLOCK),
-            large_segment: self.large_segment.max(arena::MIN_BLOCK),
+            // Whole pages, so every block stays a multiple of the 512-byte unit.
+            small_segment: whole_pages(self.small_segment),
+            large_segment: whole_pages(self.large_segment),
         }
     }
+}
+
+/// `bytes` rounded up to whole 4 KiB pages (at least one), saturating.
+fn whole_pages(bytes: usize) -> usize {
+    bytes
+        .max(1)
+        .checked_next_multiple_of(4096)
+        .unwrap_or(usize::MAX - 4095)
 }
 
 /// The methods both pools share, spelled once.

@@ -60,9 +60,13 @@ pub struct PoolStats {
     pub reuses: u64,
     /// `reuses / allocs` (0 before the first allocation).
     pub cache_hit_rate: f64,
-    /// `1 - allocated / reserved` (0 when nothing is reserved).
+    /// `1 - allocated / reserved` (0 when nothing is reserved): the share of reserved
+    /// bytes not handed out, entirely free cached segments included, so it measures
+    /// cache overhead as much as fragmentation.
     pub fragmentation: f64,
-    /// The largest free block in the cache, bytes.
+    /// The largest free block in the cache, bytes. Parked blocks (freed, not yet merged
+    /// with their neighbours) count as they are, so the contiguous free space after a
+    /// merge may be larger.
     pub largest_free_block: u64,
     /// Allocations that had to return cached segments to the system and try again
     /// (limit reached or backend exhausted).

@@ -168,11 +168,13 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // Counted before the memory goes back: once `inner` has it, another thread may be
+        // handed it, and counting both at once would overstate the peak.
+        self.deallocations.fetch_add(1, Ordering::Relaxed);
+        self.shrank(layout.size());
         // SAFETY: the caller guarantees `ptr` came from this allocator, that is from
         // `inner` (every pointer we hand out is `inner`'s), with this `layout`.
         unsafe { self.inner.dealloc(ptr, layout) };
-        self.deallocations.fetch_add(1, Ordering::Relaxed);
-        self.shrank(layout.size());
     }
 
     #[inline]

@@ -434,3 +434,86 @@ fn mmap_backend_serves_blocks() {
     drop(block);
     assert!(pool.empty_cache() >= 3 * MIB as u64);
 }
+
+#[test]
+fn a_fresh_block_reads_as_initialised_zeroes() {
+    // Leave dirty memory in the process heap first: freed large buffers full of 0xAB,
+    // which a careless backend would hand straight back uninitialised.
+    for _ in 0..4 {
+        let mut dirty = vec![0xABu8; 8 << 20];
+        std::hint::black_box(&mut dirty);
+        drop(dirty);
+        let mut dirty = vec![0xABu8; 3 << 20];
+        std::hint::black_box(&mut dirty);
+        drop(dirty);
+    }
+    let pool = MemoryPool::new();
+    let block = pool.allocate(1 << 20, 64).expect("room");
+    assert!(block.as_slice().iter().all(|&b| b == 0));
+}
+
+#[test]
+fn out_of_range_settings_do_not_panic_or_break_the_invariants() {
+    for max_overhead in [f64::INFINITY, f64::NAN, -1.0, 3.0] {
+        let pool = MemoryPool::with_config(PoolConfig {
+            max_overhead: Some(max_overhead),
+            ..PoolConfig::default()
+        });
+        let block = pool.allocate(1, 1).expect("a tiny block");
+        assert!(pool.allocate(1 << 62, 1).is_err());
+        drop(block);
+        pool.check_invariants().expect("consistent");
+    }
+    // Segment sizes that are not whole pages are rounded up to them.
+    let pool = MemoryPool::with_config(PoolConfig {
+        small_segment: 5000,
+        ..PoolConfig::default()
+    });
+    let a = pool.allocate(600, 16).expect("room");
+    let b = pool.allocate(600, 16).expect("room");
+    pool.check_invariants()
+        .expect("every block a multiple of 512 bytes");
+    drop((a, b));
+}
+
+#[test]
+fn a_huge_alignment_is_refused_without_emptying_the_cache() {
+    let pool = MemoryPool::new();
+    drop(pool.allocate(4 << 20, 64).expect("room"));
+    let cached = pool.stats().reserved.current;
+    assert!(cached > 0);
+    let err = pool
+        .allocate(0, 1 << 62)
+        .expect_err("no backend has this alignment");
+    assert!(matches!(err, PoolError::TooLarge { .. }), "{err:?}");
+    assert_eq!(pool.stats().reserved.current, cached, "the cache is kept");
+    assert_eq!(pool.stats().ooms, 0);
+}
+
+#[test]
+fn a_new_segment_does_not_inflate_the_inactive_peak() {
+    let pool = MemoryPool::with_config(PoolConfig::torch());
+    let block = pool.allocate(1 << 20, 64).expect("room");
+    let stats = pool.stats();
+    // The 2 MiB segment's other half is really inactive; the whole segment never was.
+    assert!(stats.inactive.peak <= stats.reserved.current - stats.allocated.current);
+    drop(block);
+    let pool = MemoryPool::new();
+    let block = pool.allocate(30 << 20, 64).expect("room");
+    assert_eq!(
+        pool.stats().inactive.peak,
+        0,
+        "an exact segment is never idle"
+    );
+    drop(block);
+}
+
+#[cfg(unix)]
+#[test]
+fn the_mmap_backend_refuses_bad_requests() {
+    use memwarden_pool::{Backend, MmapBackend};
+    let backend = MmapBackend;
+    assert!(backend.allocate(4096, 0).is_none());
+    assert!(backend.allocate(4096, 3).is_none());
+    assert!(backend.allocate(0, 4096).is_none());
+}
