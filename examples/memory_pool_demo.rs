@@ -1,10 +1,11 @@
 //! A caching memory pool at work: allocate, reuse from the cache, give the cache back.
 //!
-//! Three acts on one [`MemoryPool`] with its default configuration, each followed by
-//! the pool's statistics (the figures `torch.cuda.memory_stats` reports) and the
-//! process's heap as a [`TrackingAllocator`] installed as the global allocator counts
-//! it. The pool's default backend takes its segments from the global allocator, so the
-//! heap figure shows what the pool holds from the process. The demo checks as it goes
+//! Three acts on one [`MemoryPool`] with its default configuration but the
+//! [`SystemBackend`], each followed by the pool's statistics (the figures
+//! `torch.cuda.memory_stats` reports) and the process's heap as a [`TrackingAllocator`]
+//! installed as the global allocator counts it. The system backend takes its segments
+//! from the global allocator, so the heap figure shows what the pool holds from the
+//! process (the default backend on Unix maps them from the OS directly). The demo checks as it goes
 //! and fails if the pool behaves otherwise.
 //!
 //! 1. **Allocate.** Blocks of three sizes, each written: 200 small ones (1 KiB), 32
@@ -29,7 +30,7 @@ use std::alloc::System;
 use anyhow::{bail, ensure};
 use memwarden::core::ByteSize;
 use memwarden_pool::tracking::TrackingAllocator;
-use memwarden_pool::{Block, MemoryPool, PoolStats, Stat};
+use memwarden_pool::{Block, MemoryPool, PoolConfig, PoolStats, Stat, SystemBackend};
 
 /// Every allocation of this process, the pool's segments included, is counted here.
 #[global_allocator]
@@ -55,7 +56,10 @@ fn main() -> anyhow::Result<()> {
         Some("--json") => true,
         Some(other) => bail!("unknown argument {other:?} (expected --json)"),
     };
-    let pool = MemoryPool::new();
+    let pool = MemoryPool::with_config(PoolConfig {
+        backend: std::sync::Arc::new(SystemBackend),
+        ..PoolConfig::default()
+    });
     println!("memory pool demo: backend {:?}", pool.backend_name());
 
     println!(

@@ -12,8 +12,10 @@
 //! - [`PoolConfig`] sets a byte limit (an allocation over it first returns cached
 //!   segments, then fails with [`PoolError::OutOfMemory`]), an automatic release
 //!   threshold for cached bytes, the overhead cap, segment sizes, and the [`Backend`]
-//!   segments come from ([`SystemBackend`]: `std::alloc`; [`MmapBackend`]: anonymous
-//!   `mmap`; a device backend can plug in without touching the allocator).
+//!   segments come from ([`MmapBackend`], the default on Unix: anonymous `mmap`, zeroed
+//!   for free until touched and unmapped on release; [`SystemBackend`]: zeroed
+//!   `std::alloc`; a device backend can plug in without touching the allocator). Every
+//!   backend hands out initialised memory, because safe code reads blocks as slices.
 //! - [`PoolStats`] are the figures `torch.cuda.memory_stats` users know: allocated,
 //!   reserved, active, inactive and requested bytes with their peaks, allocation and
 //!   segment counts, reuses and the cache hit rate, fragmentation, the largest free

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::arena::{self, Allocation, Arena, Limits, SegmentInfo};
-use crate::backend::{Backend, SystemBackend};
+use crate::backend::Backend;
 use crate::error::PoolError;
 use crate::profiler::Profiler;
 use crate::stats::PoolStats;
@@ -41,7 +41,10 @@ pub struct PoolConfig {
     pub small_segment: usize,
     /// Segment size of the large class for requests under 10 MiB; default 20 MiB.
     pub large_segment: usize,
-    /// Where segments come from; default [`SystemBackend`].
+    /// Where segments come from; by default [`MmapBackend`](crate::MmapBackend) on Unix
+    /// (anonymous mappings arrive zeroed at no cost until touched, and go straight back
+    /// to the OS when released) and [`SystemBackend`](crate::SystemBackend) elsewhere
+    /// (which must zero them).
     pub backend: Arc<dyn Backend>,
 }
 
@@ -54,7 +57,7 @@ impl Default for PoolConfig {
             defer_merge: true,
             small_segment: arena::SMALL_SEGMENT,
             large_segment: arena::LARGE_SEGMENT,
-            backend: Arc::new(SystemBackend),
+            backend: default_backend(),
         }
     }
 }
@@ -81,6 +84,18 @@ impl PoolConfig {
             small_segment: whole_pages(self.small_segment),
             large_segment: whole_pages(self.large_segment),
         }
+    }
+}
+
+/// The default [`Backend`]: anonymous `mmap` on Unix, the system allocator elsewhere.
+fn default_backend() -> Arc<dyn Backend> {
+    #[cfg(unix)]
+    {
+        Arc::new(crate::backend::MmapBackend)
+    }
+    #[cfg(not(unix))]
+    {
+        Arc::new(crate::backend::SystemBackend)
     }
 }
 
