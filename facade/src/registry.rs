@@ -1272,7 +1272,10 @@ impl Inner {
                 state.bytes = Some(model.bytes());
                 state.last_error = None;
                 drop(state);
-                self.used(slot);
+                // A preload is not a use: it must not make the model look recently used.
+                if access == Access::Use {
+                    self.used(slot);
+                }
             }
             Err(e) => {
                 // The caller gets the error; a preload logs it at `warn`.

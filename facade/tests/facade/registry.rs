@@ -1069,3 +1069,22 @@ fn loads_are_admitted_through_the_hook() {
         [(ResourceKind::ModelShards, 1 << 20)]
     );
 }
+
+#[test]
+fn a_preloaded_model_nobody_used_is_the_first_to_go_under_the_cap() {
+    let fx = Fixture::new(ByteSize::gib(1));
+    let registry = fx.registry(Some(2 * MODEL));
+    for name in ["used", "preloaded", "new"] {
+        fx.declare(&registry, name, MODEL);
+    }
+    registry.get("used").unwrap();
+    // Preloaded after the use: were a preload a use, it would now be the most recent.
+    registry.preload(["preloaded"]).unwrap();
+    registry.wait_preload();
+    registry.get("new").unwrap();
+    assert!(registry.is_loaded("used"), "used, so kept");
+    assert!(
+        !registry.is_loaded("preloaded"),
+        "never used: unloaded first"
+    );
+}
