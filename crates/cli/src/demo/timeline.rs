@@ -94,47 +94,41 @@ fn draw(
         .draw()
         .map_err(plot_err)?;
 
-    let line = |value: f64| [(0.0, value), (end, value)];
-    chart
-        .draw_series(LineSeries::new(
-            line(budget as f64 / MIB),
-            RED.stroke_width(2),
-        ))
-        .map_err(plot_err)?
-        .label("budget")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], RED.stroke_width(2)));
-    chart
-        .draw_series(LineSeries::new(
-            line(budget as f64 * 1.05 / MIB),
-            RED.mix(0.35),
-        ))
-        .map_err(plot_err)?
-        .label("budget + 5 %")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], RED.mix(0.35)));
-    chart
-        .draw_series(LineSeries::new(
-            line(budget as f64 * warning / MIB),
-            RGBColor(230, 150, 0).mix(0.8),
-        ))
-        .map_err(plot_err)?
-        .label("warning line")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], RGBColor(230, 150, 0).mix(0.8)));
-    chart
-        .draw_series(LineSeries::new(
-            points.iter().map(|p| (p.at_s, p.tracked as f64 / MIB)),
+    // The budget lines, then the two measured series, each with its legend entry.
+    let level = |bytes: f64| vec![(0.0, bytes / MIB), (end, bytes / MIB)];
+    let budget = budget as f64;
+    let series: [(Vec<(f64, f64)>, ShapeStyle, &str); 5] = [
+        (level(budget), RED.stroke_width(2), "budget"),
+        (level(budget * 1.05), RED.mix(0.35).into(), "budget + 5 %"),
+        (
+            level(budget * warning),
+            RGBColor(230, 150, 0).mix(0.8).into(),
+            "warning line",
+        ),
+        (
+            points
+                .iter()
+                .map(|p| (p.at_s, p.tracked as f64 / MIB))
+                .collect(),
             GREEN.mix(0.8).stroke_width(1),
-        ))
-        .map_err(plot_err)?
-        .label("tracked bytes")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], GREEN.mix(0.8)));
-    chart
-        .draw_series(LineSeries::new(
-            points.iter().map(|p| (p.at_s, p.rss as f64 / MIB)),
+            "tracked bytes",
+        ),
+        (
+            points
+                .iter()
+                .map(|p| (p.at_s, p.rss as f64 / MIB))
+                .collect(),
             BLUE.stroke_width(2),
-        ))
-        .map_err(plot_err)?
-        .label("process RSS")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLUE.stroke_width(2)));
+            "process RSS",
+        ),
+    ];
+    for (data, style, label) in series {
+        chart
+            .draw_series(LineSeries::new(data, style))
+            .map_err(plot_err)?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
+    }
     chart
         .draw_series(marks.iter().map(|m| {
             PathElement::new(
