@@ -97,12 +97,16 @@ fn draw(
     // The budget lines, then the two measured series, each with its legend entry.
     let level = |bytes: f64| vec![(0.0, bytes / MIB), (end, bytes / MIB)];
     let budget = budget as f64;
-    let series: [(Vec<(f64, f64)>, ShapeStyle, &str); 5] = [
+    let series = [
         (level(budget), RED.stroke_width(2), "budget"),
-        (level(budget * 1.05), RED.mix(0.35).into(), "budget + 5 %"),
+        (
+            level(budget * 1.05),
+            ShapeStyle::from(RED.mix(0.35)),
+            "budget + 5 %",
+        ),
         (
             level(budget * warning),
-            RGBColor(230, 150, 0).mix(0.8).into(),
+            ShapeStyle::from(RGBColor(230, 150, 0).mix(0.8)),
             "warning line",
         ),
         (
