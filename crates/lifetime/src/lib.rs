@@ -1,0 +1,6 @@
+//! Tensor lifetime analysis and arena planning.
+
+pub mod ir;
+
+#[cfg(feature = "onnx")]
+pub mod onnx;
