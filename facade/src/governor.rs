@@ -547,6 +547,18 @@ fn level_code(level: Urgency) -> u64 {
     }
 }
 
+/// The share of a scheduler's threads to use at `level` (see
+/// [`Governor::scheduler_pressure`]).
+#[cfg(feature = "sched")]
+fn jobs_factor(level: Urgency) -> f64 {
+    match level {
+        Urgency::Low => 1.0,
+        Urgency::Medium => 0.75,
+        Urgency::High => 0.5,
+        Urgency::Critical => 0.0,
+    }
+}
+
 fn level_of(code: u64) -> Urgency {
     match code {
         0 => Urgency::Low,
@@ -601,6 +613,36 @@ impl Governor {
     /// The pressure level at the last reading.
     pub fn level(&self) -> Urgency {
         level_of(self.inner.level.load(Ordering::Relaxed))
+    }
+
+    /// A [`PressureSource`](crate::sched::PressureSource) for a
+    /// [`ParallelScheduler`](crate::sched::ParallelScheduler): at each call the scheduler
+    /// uses all its threads at low pressure, three quarters at medium, half at high and
+    /// one at critical, so a parallel stage does not multiply its per-worker buffers by
+    /// the core count while the process is near its budget. It holds the governor
+    /// weakly: once the governor is gone it reports no pressure.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use memwarden::governor::{Governor, GovernorConfig};
+    /// # use memwarden::{Lifecycle, core::ByteSize, tracker::Tracker};
+    /// # let lifecycle = Arc::new(Lifecycle::new(Arc::new(Tracker::new()), ByteSize::gib(1)));
+    /// # let governor = Governor::builder(lifecycle, GovernorConfig::new(ByteSize::gib(64))).manual().start()?;
+    /// use memwarden::sched::ParallelScheduler;
+    /// let sched = ParallelScheduler::builder()
+    ///     .jobs(4)
+    ///     .pressure_source(governor.scheduler_pressure())
+    ///     .build()?;
+    /// assert_eq!(sched.jobs_now(), 4); // far below a 64 GiB budget
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "sched")]
+    pub fn scheduler_pressure(&self) -> Arc<dyn crate::sched::PressureSource> {
+        let inner = Arc::downgrade(&self.inner);
+        Arc::new(move || match inner.upgrade() {
+            Some(inner) => jobs_factor(level_of(inner.level.load(Ordering::Relaxed))),
+            None => 1.0,
+        })
     }
 
     /// Calls `listener` on every change of pressure level, on the thread that saw it,

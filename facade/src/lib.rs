@@ -36,6 +36,8 @@ pub use memwarden_core as core;
 pub mod config;
 #[cfg(feature = "defrag")]
 pub use memwarden_defrag as defrag;
+#[cfg(feature = "lifetime")]
+pub use memwarden_lifetime as lifetime;
 #[cfg(feature = "lock")]
 pub use memwarden_lock as lock;
 #[cfg(feature = "pool")]
@@ -44,6 +46,10 @@ pub use memwarden_pool as pool;
 pub use memwarden_prioritizer as prioritizer;
 #[cfg(feature = "reaper")]
 pub use memwarden_reaper as reaper;
+#[cfg(feature = "sched")]
+pub use memwarden_sched as sched;
+#[cfg(feature = "shm")]
+pub use memwarden_shm as shm;
 #[cfg(feature = "snapshot")]
 pub use memwarden_snapshot as snapshot;
 #[cfg(feature = "tracker")]

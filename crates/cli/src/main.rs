@@ -7,6 +7,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use memwarden::config::Config;
 
 mod demo;
+mod gaf;
+mod output;
+mod plan;
 
 /// Keep a memory-hungry process inside its memory budget.
 #[derive(Debug, Parser)]
@@ -20,6 +23,11 @@ struct Cli {
 enum Command {
     /// Run a scripted editing-and-inference session under a memory budget and report.
     Demo(demo::Args),
+    /// Plan the tensor memory of an inference graph (ONNX or JSON) into one arena.
+    Plan(plan::Args),
+    /// Turn time series (`.npy`) into Gramian Angular Field images (`.npy`), through
+    /// shared memory.
+    Gaf(gaf::Args),
     /// Work with config files.
     Config {
         #[command(subcommand)]
@@ -52,6 +60,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
+        Command::Plan(args) => {
+            init_logging(log::LevelFilter::Warn);
+            plan::run(&args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Gaf(args) => {
+            init_logging(log::LevelFilter::Warn);
+            gaf::run(&args).map(|()| ExitCode::SUCCESS)
+        }
         Command::Config {
             action: ConfigAction::Check { path },
         } => return check_config(path),

@@ -104,7 +104,98 @@ pub struct Graph {
     pub outputs: Vec<TensorId>,
     /// For a body graph: the tensors of the enclosing graph it reads, as
     /// `(tensor in this graph, tensor in the enclosing graph)`. Empty for a
-    /// top-level graph.
+    /// top-level graph. Captures go one level up only: a body nested two levels
+    /// deep that reads a top-level tensor captures it from its parent body, which
+    /// captures it from the top level in turn.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub captures: Vec<(TensorId, TensorId)>,
+}
+
+impl From<u64> for Dim {
+    fn from(extent: u64) -> Self {
+        Dim::Known(extent)
+    }
+}
+
+impl From<&str> for Dim {
+    fn from(symbol: &str) -> Self {
+        Dim::Sym(symbol.to_owned())
+    }
+}
+
+impl Tensor {
+    /// An activation of `elem_bytes`-byte elements with the given shape.
+    pub fn new(name: impl Into<String>, elem_bytes: u64, shape: Option<Vec<Dim>>) -> Self {
+        Self {
+            name: name.into(),
+            elem_bytes,
+            shape,
+            kind: TensorKind::Activation,
+        }
+    }
+
+    /// An activation of exactly `bytes` bytes (shape `[bytes]`, one-byte elements).
+    pub fn with_bytes(name: impl Into<String>, bytes: u64) -> Self {
+        Self::new(name, 1, Some(vec![Dim::Known(bytes)]))
+    }
+
+    /// The same tensor marked [`TensorKind::Constant`].
+    #[must_use]
+    pub fn constant(mut self) -> Self {
+        self.kind = TensorKind::Constant;
+        self
+    }
+}
+
+impl Node {
+    /// A node without bodies.
+    pub fn new(
+        name: impl Into<String>,
+        op: impl Into<String>,
+        inputs: &[TensorId],
+        outputs: &[TensorId],
+    ) -> Self {
+        Self {
+            name: name.into(),
+            op: op.into(),
+            inputs: inputs.iter().copied().map(Some).collect(),
+            outputs: outputs.to_vec(),
+            subgraphs: Vec::new(),
+        }
+    }
+}
+
+impl Graph {
+    /// An empty graph.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Appends a tensor and returns its id.
+    pub fn add_tensor(&mut self, tensor: Tensor) -> TensorId {
+        self.tensors.push(tensor);
+        TensorId((self.tensors.len() - 1) as u32)
+    }
+
+    /// Appends a node and returns its id.
+    pub fn add_node(&mut self, node: Node) -> NodeId {
+        self.nodes.push(node);
+        NodeId((self.nodes.len() - 1) as u32)
+    }
+
+    /// The id of the first tensor called `name`.
+    pub fn find_tensor(&self, name: &str) -> Option<TensorId> {
+        self.tensors
+            .iter()
+            .position(|t| t.name == name)
+            .map(|i| TensorId(i as u32))
+    }
+
+    /// The tensor with this id, if it is in range.
+    pub fn tensor(&self, id: TensorId) -> Option<&Tensor> {
+        self.tensors.get(id.index())
+    }
 }

@@ -517,3 +517,30 @@ fn a_handle_makes_room_until_the_governor_is_gone() {
         0
     );
 }
+
+#[cfg(feature = "sched")]
+#[test]
+fn a_scheduler_uses_fewer_threads_under_pressure() {
+    use memwarden::sched::ParallelScheduler;
+    let f = Fixture::new();
+    let governor = f.governor(100);
+    let sched = ParallelScheduler::builder()
+        .jobs(4)
+        .pressure_source(governor.scheduler_pressure())
+        .build()
+        .unwrap();
+    assert_eq!(sched.jobs_now(), 4);
+    // 115 MiB, all pinned: nothing can go, the level stays critical.
+    f.add("pinned", ResourceKind::ModelShards, 110);
+    f.tracker.set_pinned("pinned", true).unwrap();
+    governor.tick();
+    assert_eq!(governor.level(), Urgency::Critical);
+    assert_eq!(sched.jobs_now(), 1);
+    assert_eq!(sched.schedule(|x: &u32| x * 2, &[1, 2, 3]), vec![2, 4, 6]);
+    f.tracker.set_pinned("pinned", false).unwrap();
+    governor.tick();
+    assert_eq!(governor.level(), Urgency::Low);
+    assert_eq!(sched.jobs_now(), 4);
+    drop(governor);
+    assert_eq!(sched.jobs_now(), 4, "no governor, no pressure");
+}

@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-use anyhow::Context;
 use plotters::prelude::*;
 
 /// One reading of the session, taken after a step.
@@ -34,21 +33,7 @@ pub(crate) fn write(
     budget: u64,
     warning: f64,
 ) -> anyhow::Result<()> {
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .map_or_else(|| "timeline".into(), |n| n.to_string_lossy()),
-        std::process::id()
-    ));
-    let drawn = draw(&tmp, points, marks, budget, warning);
-    let result = drawn.and_then(|()| {
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("cannot move the timeline into {}", path.display()))
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::output::write_atomic(path, |tmp| draw(tmp, points, marks, budget, warning))
 }
 
 fn draw(

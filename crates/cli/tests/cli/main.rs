@@ -235,3 +235,293 @@ fn demo_names_a_bad_model_file_and_exits_2() {
     assert!(stderr.contains(".safetensors"), "{stderr}");
     assert!(stderr.contains(models.to_str().unwrap()), "{stderr}");
 }
+
+/// Random walks written as a float64 `.npy`.
+fn walks(path: &std::path::Path, n: usize, t: usize, seed: u64) -> Vec<f64> {
+    let mut state = seed;
+    let mut next = move || {
+        // splitmix64, mapped to [-0.5, 0.5)
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+    };
+    let mut data = Vec::with_capacity(n * t);
+    for _ in 0..n {
+        let mut x = 0.0;
+        for _ in 0..t {
+            x += next();
+            data.push(x);
+        }
+    }
+    memwarden::shm::npy::write(path, &[n, t], &data).unwrap();
+    data
+}
+
+fn read_npy_f32(path: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
+    let file = memwarden::shm::npy::NpyFile::open(path).unwrap();
+    let shape = file.shape().to_vec();
+    (shape, file.data_as::<f32>().unwrap().into_owned())
+}
+
+#[test]
+fn gaf_writes_the_library_transform_and_shards_concatenate_to_it() {
+    use memwarden::shm::{Gaf, GafConfig, ImageSize, Method};
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("walks.npy");
+    let (n, t, s) = (301, 50, 7);
+    let data = walks(&input, n, t, 7);
+    let gaf = Gaf::new(
+        GafConfig {
+            image_size: ImageSize::Fixed(s),
+            method: Method::Both,
+            ..GafConfig::default()
+        },
+        t,
+    )
+    .unwrap();
+    let expected: Vec<f32> = gaf.transform(&data, n).unwrap();
+
+    let whole = dir.path().join("whole.npy");
+    let args = [
+        "gaf",
+        input.to_str().unwrap(),
+        "--out",
+        whole.to_str().unwrap(),
+    ];
+    let out = memwarden(
+        &[
+            &args[..],
+            &[
+                "--image-size",
+                "7",
+                "--method",
+                "both",
+                "--batch-size",
+                "16",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (shape, images) = read_npy_f32(&whole);
+    assert_eq!(shape, vec![n, 2, s, s]);
+    assert_eq!(images, expected);
+
+    // Three shards, one of them on heap slots, concatenate to the same images.
+    let mut joined = Vec::new();
+    for i in 0..3 {
+        let part = dir.path().join(format!("part{i}.npy"));
+        let shard = format!("{i}/3");
+        let mut args = vec![
+            "gaf",
+            input.to_str().unwrap(),
+            "--out",
+            part.to_str().unwrap(),
+            "--image-size",
+            "7",
+            "--method",
+            "both",
+            "--shard",
+            &shard,
+            "--jobs",
+            "2",
+        ];
+        if i == 1 {
+            args.push("--no-shared-memory");
+        }
+        let out = memwarden(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        joined.extend(read_npy_f32(&part).1);
+    }
+    assert_eq!(joined, expected);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn gaf_into_a_named_segment_keeps_it_for_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("walks.npy");
+    walks(&input, 20, 16, 3);
+    let name = format!("memwarden-cli-test-{}", std::process::id());
+    let out = memwarden(&[
+        "gaf",
+        input.to_str().unwrap(),
+        "--shm",
+        &name,
+        "--dtype",
+        "f32",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let path = std::path::Path::new("/dev/shm").join(&name);
+    let (shape, images) = read_npy_f32(&path);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(shape, vec![20, 16, 16]);
+    // GASF diagonal is cos(2φ) ∈ [-1, 1]; the series' minimum maps to 1 there.
+    assert!(images.iter().all(|v| (-1.0..=1.0).contains(v)));
+}
+
+#[test]
+fn gaf_bad_input_exits_2_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("walks.npy");
+    walks(&input, 10, 16, 5);
+    let nan = dir.path().join("nan.npy");
+    let mut data = vec![0.5f64; 3 * 8];
+    data[2 * 8 + 5] = f64::NAN;
+    memwarden::shm::npy::write(&nan, &[3, 8], &data).unwrap();
+    let garbage = dir.path().join("garbage.npy");
+    std::fs::write(&garbage, b"not an npy file at all").unwrap();
+    let out_path = dir.path().join("out.npy");
+    let out_arg = out_path.to_str().unwrap();
+    let cases: [(Vec<&str>, &str); 6] = [
+        (vec![garbage.to_str().unwrap()], "garbage.npy"),
+        (vec!["/no/such/file.npy"], "/no/such/file.npy"),
+        (
+            vec![input.to_str().unwrap(), "--image-size", "17"],
+            "image_size",
+        ),
+        (
+            vec![input.to_str().unwrap(), "--sample-range", "1,-1"],
+            "sample_range",
+        ),
+        (vec![input.to_str().unwrap(), "--shard", "3/3"], "shard"),
+        (vec![nan.to_str().unwrap()], "sample 2"),
+    ];
+    for (args, needle) in cases {
+        let full = [&["gaf"][..], &args, &["--out", out_arg]].concat();
+        let out = memwarden(&full);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{full:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains(needle),
+            "{full:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(!out_path.exists(), "{full:?} left an output");
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        3,
+        "no temp files"
+    );
+}
+
+fn shared_onnx(name: &str) -> String {
+    format!(
+        "{}/../lifetime/tests/data/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+#[test]
+fn plan_reaches_the_reference_figures_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = shared_onnx("resnet18.onnx");
+    let out = memwarden(&["plan", &model, "--align", "1", "--format", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // REFERENCE.txt: resnet18.onnx steps=49 tensors=50 naive=23590816 LB=6422528.
+    assert_eq!(plan["steps"], 49);
+    assert_eq!(plan["tensors"].as_array().unwrap().len(), 50);
+    assert_eq!(plan["naive_bytes"], 23_590_816);
+    assert_eq!(plan["lower_bound_bytes"], 6_422_528);
+    assert_eq!(plan["arena_bytes"], 6_422_528);
+    assert_eq!(plan["strategy"], "best");
+
+    let txt = memwarden(&["plan", &model]);
+    assert!(txt.status.success(), "{}", text(&txt.stderr));
+    let report = text(&txt.stdout);
+    for needle in [
+        "lower bound",
+        "arena / LB",
+        "largest tensors",
+        "planning time",
+    ] {
+        assert!(report.contains(needle), "{needle} missing from\n{report}");
+    }
+
+    let svg = dir.path().join("arena.svg");
+    let out = memwarden(&[
+        "plan",
+        &model,
+        "--format",
+        "svg",
+        "--out",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let picture = std::fs::read_to_string(&svg).unwrap();
+    assert!(picture.starts_with("<svg"));
+    assert!(
+        picture.matches("<rect").count() >= 50,
+        "one rectangle per tensor"
+    );
+}
+
+#[test]
+fn plan_binds_a_dimension_range_and_tabulates_it() {
+    let model = shared_onnx("resnet18_dynamic_batch.onnx");
+    let out = memwarden(&["plan", &model, "--dim", "N=1..8", "--format", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = plan["range"]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 8);
+    let arena = |i: usize| rows[i]["arena_bytes"].as_u64().unwrap();
+    assert_eq!(arena(7), plan["arena_bytes"].as_u64().unwrap());
+    assert!(arena(0) < arena(7));
+    // Unbound, the symbol is an error that names it.
+    let out = memwarden(&["plan", &model]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains('N'), "{}", text(&out.stderr));
+}
+
+#[test]
+fn plan_bad_input_exits_2_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.onnx");
+    std::fs::write(&bad, b"\x08\x07\x12\xff\xff\xff garbage").unwrap();
+    let json = dir.path().join("g.json");
+    std::fs::write(&json, r#"{"tensors": [], "nodes": [], "inptus": []}"#).unwrap();
+    let out_file = dir.path().join("plan.json");
+    for (args, needle) in [
+        (vec![bad.to_str().unwrap()], "bad.onnx"),
+        (vec![json.to_str().unwrap()], "inptus"),
+        (vec!["/no/such/model.onnx"], "/no/such/model.onnx"),
+        (vec![json.to_str().unwrap(), "--dim", "N=0"], "N=0"),
+        (
+            vec![json.to_str().unwrap(), "--strategy", "fastest"],
+            "fastest",
+        ),
+    ] {
+        let full = [
+            &["plan"][..],
+            &args,
+            &["--format", "json", "--out", out_file.to_str().unwrap()],
+        ]
+        .concat();
+        let out = memwarden(&full);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{full:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains(needle),
+            "{full:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(!out_file.exists());
+    }
+}

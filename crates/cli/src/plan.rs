@@ -1,0 +1,407 @@
+//! `memwarden plan MODEL.onnx|GRAPH.json`: a tensor memory plan for one inference
+//! graph, as text, JSON or an SVG picture of the arena.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use memwarden::lifetime::ir::Graph;
+use memwarden::lifetime::{self, Plan, PlanOptions, RangePlan, Strategy, Unknown};
+use plotters::prelude::*;
+
+/// Arguments of `memwarden plan`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The graph: an `.onnx` model, or a graph in memwarden's JSON format.
+    model: PathBuf,
+    /// The placement strategy.
+    #[arg(long, default_value = "best", value_parser = parse_strategy)]
+    strategy: Strategy,
+    /// Every offset is a multiple of this many bytes.
+    #[arg(long, default_value_t = 64)]
+    align: u64,
+    /// Binds a symbolic dimension: `N=8`, or a range `N=1..32` that plans for the
+    /// largest value and prints the arena for each. Repeat for several names.
+    #[arg(long = "dim", value_name = "NAME=VALUE|LO..HI", value_parser = parse_dim)]
+    dims: Vec<DimArg>,
+    /// Lets an elementwise op write its output over an input that dies at that step.
+    #[arg(long)]
+    inplace: bool,
+    /// What to do with tensors whose size stays unknown: stop with an error naming
+    /// them, or plan without them and list them.
+    #[arg(long, value_enum, default_value_t = UnknownArg::Error)]
+    unknown: UnknownArg,
+    /// Time `best` may spend searching, in milliseconds (it stops sooner when it
+    /// reaches the lower bound).
+    #[arg(long, default_value_t = 100)]
+    budget_ms: u64,
+    /// How many of the largest tensors the text report lists.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    format: PlanFormat,
+    /// Write to this file (through a temporary name) instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PlanFormat {
+    Text,
+    Json,
+    Svg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum UnknownArg {
+    Error,
+    Skip,
+}
+
+/// One `--dim`: a fixed value or an inclusive range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DimArg {
+    name: String,
+    lo: u64,
+    hi: u64,
+}
+
+fn parse_strategy(s: &str) -> Result<Strategy, String> {
+    s.parse::<Strategy>().map_err(|e| e.to_string())
+}
+
+fn parse_dim(s: &str) -> Result<DimArg, String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not NAME=VALUE or NAME=LO..HI"))?;
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(format!("`{s}` has no dimension name before `=`"));
+    }
+    let number = |text: &str| {
+        text.trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|&v| v > 0)
+            .ok_or_else(|| format!("`{text}` in `{s}` is not a positive whole number"))
+    };
+    let (lo, hi) = match value.split_once("..") {
+        Some((lo, hi)) => (number(lo)?, number(hi.trim_start_matches('='))?),
+        None => {
+            let v = number(value)?;
+            (v, v)
+        }
+    };
+    if lo > hi {
+        return Err(format!("the range in `{s}` is empty ({lo} > {hi})"));
+    }
+    Ok(DimArg {
+        name: name.to_owned(),
+        lo,
+        hi,
+    })
+}
+
+/// Reads the graph: ONNX by its extension or magic, JSON when it starts with `{`.
+fn load(path: &Path) -> anyhow::Result<Graph> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let json = path.extension().is_some_and(|e| e == "json")
+        || bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if json {
+        let text = std::str::from_utf8(&bytes)
+            .with_context(|| format!("{} is not UTF-8 text", path.display()))?;
+        return Graph::from_json(text).with_context(|| format!("bad graph in {}", path.display()));
+    }
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    Ok(lifetime::onnx::import_bytes(&name, &bytes)?)
+}
+
+/// The plan, and the per-value table when a `--dim` was a range.
+struct Outcome {
+    plan: Plan,
+    range: Option<RangePlan>,
+}
+
+pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
+    let graph = load(&args.model)?;
+    let ranges: Vec<&DimArg> = args.dims.iter().filter(|d| d.lo != d.hi).collect();
+    if ranges.len() > 1 {
+        bail!(
+            "only one --dim may be a range, got {}",
+            ranges
+                .iter()
+                .map(|d| d.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let mut seen = BTreeMap::new();
+    for d in &args.dims {
+        if seen.insert(d.name.clone(), d.hi).is_some() {
+            bail!("--dim {} is given twice", d.name);
+        }
+    }
+    let mut options = PlanOptions {
+        strategy: args.strategy,
+        align: args.align,
+        dims: seen,
+        inplace: args.inplace,
+        unknown: match args.unknown {
+            UnknownArg::Error => Unknown::Error,
+            UnknownArg::Skip => Unknown::Skip,
+        },
+        time_budget: Duration::from_millis(args.budget_ms),
+        ..PlanOptions::default()
+    };
+    if options.align == 0 {
+        bail!("--align must be at least 1");
+    }
+    let outcome = match ranges.first() {
+        Some(d) => {
+            options.dims.remove(&d.name);
+            let range = lifetime::plan_range(&graph, &options, &d.name, d.lo..=d.hi)?;
+            Outcome {
+                plan: range.plan.clone(),
+                range: Some(range),
+            }
+        }
+        None => Outcome {
+            plan: lifetime::plan(&graph, &options)?,
+            range: None,
+        },
+    };
+    match args.format {
+        PlanFormat::Text => emit(args, render_text(&outcome, args.top).as_bytes()),
+        PlanFormat::Json => {
+            let mut json = outcome.plan.to_json();
+            if let Some(range) = &outcome.range {
+                json["range"] = range_json(range);
+            }
+            let mut text = serde_json::to_string_pretty(&json)?;
+            text.push('\n');
+            emit(args, text.as_bytes())
+        }
+        PlanFormat::Svg => {
+            let svg = render_svg(&outcome.plan)?;
+            emit(args, svg.as_bytes())
+        }
+    }
+}
+
+fn emit(args: &Args, bytes: &[u8]) -> anyhow::Result<()> {
+    match &args.out {
+        Some(path) => crate::output::write_bytes(path, bytes),
+        None => {
+            use std::io::Write as _;
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(bytes)?;
+            stdout.flush()?;
+            Ok(())
+        }
+    }
+}
+
+fn range_json(range: &RangePlan) -> serde_json::Value {
+    serde_json::json!({
+        "dim": range.dim,
+        "rows": range.rows.iter().map(|r| serde_json::json!({
+            "value": r.value,
+            "naive_bytes": r.naive_bytes,
+            "lower_bound_bytes": r.lower_bound_bytes,
+            "arena_bytes": r.arena_bytes,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.3} MiB", bytes as f64 / f64::from(1 << 20))
+}
+
+fn render_text(outcome: &Outcome, top: usize) -> String {
+    let p = &outcome.plan;
+    let mut s = String::new();
+    let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
+    let _ = writeln!(s, "model            {}", p.model);
+    let _ = writeln!(s, "steps            {}", p.steps);
+    let _ = writeln!(s, "tensors          {}", p.tensors.len());
+    let _ = writeln!(s, "strategy         {} (align {})", p.strategy, p.align);
+    let _ = writeln!(
+        s,
+        "naive            {:>14} B  {}",
+        p.naive_bytes,
+        mib(p.naive_bytes)
+    );
+    let _ = writeln!(
+        s,
+        "lower bound      {:>14} B  {}",
+        p.lower_bound_bytes,
+        mib(p.lower_bound_bytes)
+    );
+    let _ = writeln!(
+        s,
+        "arena            {:>14} B  {}",
+        p.arena_bytes,
+        mib(p.arena_bytes)
+    );
+    let _ = writeln!(
+        s,
+        "arena / LB       {:.4}   (naive / arena {:.2}x)",
+        ratio(p.arena_bytes, p.lower_bound_bytes),
+        ratio(p.naive_bytes, p.arena_bytes)
+    );
+    let _ = writeln!(
+        s,
+        "planning time    {:.3} ms",
+        p.planning_time.as_secs_f64() * 1e3
+    );
+    let aliased = p.tensors.iter().filter(|t| t.alias_of.is_some()).count();
+    if aliased > 0 {
+        let _ = writeln!(s, "in place         {aliased} tensors write over an input");
+    }
+    if !p.skipped.is_empty() {
+        let _ = writeln!(
+            s,
+            "skipped          {} tensors of unknown size:",
+            p.skipped.len()
+        );
+        for u in &p.skipped {
+            let _ = writeln!(s, "  {u}");
+        }
+    }
+    if let Some(range) = &outcome.range {
+        let name = &range.dim;
+        let _ = writeln!(s, "\narena per {name} (the plan above is for the largest):");
+        let _ = writeln!(
+            s,
+            "  {name:>8}  {:>14}  {:>14}  {:>14}",
+            "naive", "lower bound", "arena"
+        );
+        for r in &range.rows {
+            let _ = writeln!(
+                s,
+                "  {:>8}  {:>14}  {:>14}  {:>14}",
+                r.value, r.naive_bytes, r.lower_bound_bytes, r.arena_bytes
+            );
+        }
+    }
+    let mut largest: Vec<_> = p.tensors.iter().collect();
+    largest.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.name.cmp(&b.name)));
+    if top > 0 && !largest.is_empty() {
+        let _ = writeln!(s, "\nlargest tensors:");
+        let _ = writeln!(
+            s,
+            "  {:>12}  {:>11}  {:>12}  name",
+            "bytes", "steps", "offset"
+        );
+        for t in largest.iter().take(top) {
+            let _ = writeln!(
+                s,
+                "  {:>12}  {:>5}..{:<5}  {:>12}  {}{}",
+                t.bytes,
+                t.first_step,
+                t.last_step,
+                t.offset,
+                t.name,
+                t.alias_of
+                    .as_ref()
+                    .map_or_else(String::new, |a| format!(" (over {a})"))
+            );
+        }
+    }
+    s
+}
+
+/// The arena picture: steps across, offsets up, one rectangle per tensor.
+fn render_svg(plan: &Plan) -> anyhow::Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (1200, 640)).into_drawing_area();
+        let err =
+            |e: DrawingAreaErrorKind<std::io::Error>| anyhow::anyhow!("cannot draw the arena: {e}");
+        root.fill(&WHITE).map_err(err)?;
+        let steps = plan.steps.max(1) as f64;
+        let top = (plan.arena_bytes.max(plan.lower_bound_bytes).max(1) as f64) / f64::from(1 << 20);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!(
+                    "{}: {} arena {} (lower bound {}, naive {})",
+                    plan.model,
+                    plan.strategy,
+                    mib(plan.arena_bytes),
+                    mib(plan.lower_bound_bytes),
+                    mib(plan.naive_bytes)
+                ),
+                ("sans-serif", 18),
+            )
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.0..steps, 0.0..top * 1.04)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .y_desc("arena offset (MiB)")
+            .light_line_style(WHITE.mix(0.0))
+            .draw()
+            .map_err(err)?;
+        let palette = [
+            RGBColor(76, 114, 176),
+            RGBColor(221, 132, 82),
+            RGBColor(85, 168, 104),
+            RGBColor(196, 78, 82),
+            RGBColor(129, 114, 179),
+            RGBColor(147, 120, 96),
+            RGBColor(218, 139, 195),
+            RGBColor(140, 140, 140),
+        ];
+        let m = f64::from(1 << 20);
+        chart
+            .draw_series(plan.tensors.iter().enumerate().map(|(i, t)| {
+                let color = palette[i % palette.len()];
+                Rectangle::new(
+                    [
+                        (t.first_step as f64, t.offset as f64 / m),
+                        ((t.last_step + 1) as f64, (t.offset + t.bytes) as f64 / m),
+                    ],
+                    color.mix(0.75).filled(),
+                )
+            }))
+            .map_err(err)?;
+        chart
+            .draw_series(plan.tensors.iter().map(|t| {
+                Rectangle::new(
+                    [
+                        (t.first_step as f64, t.offset as f64 / m),
+                        ((t.last_step + 1) as f64, (t.offset + t.bytes) as f64 / m),
+                    ],
+                    BLACK.mix(0.5).stroke_width(1),
+                )
+            }))
+            .map_err(err)?;
+        let lb = plan.lower_bound_bytes as f64 / m;
+        chart
+            .draw_series(LineSeries::new(
+                [(0.0, lb), (steps, lb)],
+                RED.stroke_width(1),
+            ))
+            .map_err(err)?
+            .label("lower bound")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], RED));
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.4))
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}

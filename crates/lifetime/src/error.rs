@@ -1,0 +1,164 @@
+//! [`Error`]: every way analysing, planning or materialising a graph can fail.
+
+use std::fmt;
+
+/// A tensor whose byte size cannot be computed: its shape is unknown or names a
+/// symbol that no binding gives a value.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct UnknownTensor {
+    /// The tensor's name (body tensors carry their `node/subgraph/` prefix).
+    pub name: String,
+    /// The operator that produces it (`None` for a graph input).
+    pub producer_op: Option<String>,
+    /// Why its size is unknown: `"no shape"` or `"unbound symbol N"`.
+    pub reason: String,
+}
+
+impl fmt::Display for UnknownTensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.producer_op {
+            Some(op) => write!(f, "{} (from {op}: {})", self.name, self.reason),
+            None => write!(f, "{} (graph input: {})", self.name, self.reason),
+        }
+    }
+}
+
+/// Why a graph could not be analysed, planned or materialised.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The nodes depend on each other in a cycle; `nodes` lists the cycle in order.
+    #[error("the graph has a cycle through nodes {}", .nodes.join(" -> "))]
+    Cycle {
+        /// Names of the nodes on the cycle, each feeding the next (and the last the first).
+        nodes: Vec<String>,
+    },
+    /// A node reads a tensor that nothing produces: not a graph input, not a constant,
+    /// not the output of any node, not captured from an enclosing graph.
+    #[error("node {node} reads tensor {tensor}, which nothing produces")]
+    UndefinedTensor {
+        /// The tensor read.
+        tensor: String,
+        /// The node that reads it (or `graph output` for an output nobody produces).
+        node: String,
+    },
+    /// Two producers write the same tensor (two nodes, or a node and the graph inputs).
+    #[error("tensor {tensor} is produced twice: by {first} and by {second}")]
+    DuplicateProducer {
+        /// The tensor.
+        tensor: String,
+        /// The first producer (a node name, or `graph input`).
+        first: String,
+        /// The second producer.
+        second: String,
+    },
+    /// A tensor id points outside the graph's tensor table.
+    #[error("{context} refers to tensor id {id}, but graph {graph} has {len} tensors")]
+    BadTensorId {
+        /// The id.
+        id: u32,
+        /// Where it was found (a node name, `inputs`, `outputs`, `captures`).
+        context: String,
+        /// The graph (or body) name.
+        graph: String,
+        /// The number of tensors in that graph.
+        len: usize,
+    },
+    /// Sizes of some tensors are unknown and the policy is [`Unknown::Error`](crate::Unknown::Error).
+    #[error(
+        "{} tensor(s) of unknown size (bind their symbols with dims, or use Unknown::Skip): {}",
+        .tensors.len(),
+        .tensors.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    UnknownSizes {
+        /// Each tensor with its producing operator.
+        tensors: Vec<UnknownTensor>,
+    },
+    /// A tensor's byte size does not fit in 64 bits.
+    #[error("tensor {tensor}: byte size overflows 64 bits")]
+    SizeOverflow {
+        /// The tensor.
+        tensor: String,
+    },
+    /// The alignment is zero or not a power of two.
+    #[error("alignment {align} is not a power of two")]
+    InvalidAlignment {
+        /// The alignment asked for.
+        align: u64,
+    },
+    /// A record's lifetime is empty (`first > last`).
+    #[error("record {index}: first step {first} is after last step {last}")]
+    BadRecord {
+        /// Index of the record.
+        index: usize,
+        /// Its first step.
+        first: usize,
+        /// Its last step.
+        last: usize,
+    },
+    /// A plan failed validation. This is a bug in a planner (or a hand-made plan):
+    /// no plan is returned rather than a wrong one.
+    #[error("invalid plan: {tensor}{}: {problem}", .other.as_ref().map(|o| format!(" and {o}")).unwrap_or_default())]
+    InvalidPlan {
+        /// The tensor at fault.
+        tensor: String,
+        /// The second tensor, for an overlap.
+        other: Option<String>,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A strategy name that is not `naive`, `greedy-size`, `greedy-breadth` or `best`.
+    #[error("unknown strategy {name:?} (expected naive, greedy-size, greedy-breadth or best)")]
+    UnknownStrategy {
+        /// The name given.
+        name: String,
+    },
+    /// A range of symbol values with `lo > hi`, or a dimension the graph does not use.
+    #[error("bad range for dimension {dim}: {problem}")]
+    BadRange {
+        /// The symbol.
+        dim: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The JSON graph text is not valid JSON, or a key holds the wrong kind of value.
+    #[error("JSON graph: at {at}: {problem}")]
+    Json {
+        /// Where: a path like `nodes[3].inputs[1]`.
+        at: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The JSON graph names a tensor nobody declared.
+    #[error("JSON graph: at {at}: unknown tensor {name:?}")]
+    UnknownTensorName {
+        /// The name.
+        name: String,
+        /// Where it was used.
+        at: String,
+    },
+    /// The JSON graph declares a tensor twice.
+    #[error("JSON graph: tensor {name:?} declared twice in graph {graph:?}")]
+    DuplicateName {
+        /// The name.
+        name: String,
+        /// The graph (or body) that declares it.
+        graph: String,
+    },
+    /// A step outside the plan, or a tensor that is not live at the step asked for.
+    #[error("arena: {problem}")]
+    Arena {
+        /// What is wrong.
+        problem: String,
+    },
+    /// The arena could not be allocated.
+    #[error("cannot allocate a {bytes}-byte arena aligned to {align}: {reason}")]
+    Allocation {
+        /// Bytes asked for.
+        bytes: u64,
+        /// Alignment asked for.
+        align: u64,
+        /// What the allocator said.
+        reason: String,
+    },
+}

@@ -1,0 +1,749 @@
+//! Named shared-memory segments with space reservation, fallbacks and a stale sweep.
+//!
+//! On Linux a POSIX shared-memory object named `NAME` is the file `/dev/shm/NAME` (that is
+//! what `shm_open` opens), so a [`SharedSegment`] is a memory map over such a file. Before
+//! mapping, the free space of the directory is checked (`statvfs`) and the whole length is
+//! reserved with `posix_fallocate`, so a full `/dev/shm` shows up as an error here and not
+//! as a `SIGBUS` on some later write. When `/dev/shm` is missing or too small the segment
+//! falls back, with a logged warning per step, to a file of the same name in the temp
+//! directory and then to anonymous heap memory (which other processes cannot open).
+//!
+//! # Reading a segment from Python
+//!
+//! A segment created with [`SharedSegment::create_npy`] is a complete `.npy` file, so
+//! NumPy maps it without a copy:
+//!
+//! ```python
+//! import numpy as np
+//! images = np.load("/dev/shm/NAME", mmap_mode="r")
+//! ```
+//!
+//! Prefer that over `multiprocessing.shared_memory.SharedMemory(name=...)`: on Python 3.12
+//! and older, attaching with `SharedMemory` registers the segment with the resource
+//! tracker, which *unlinks* it when the attaching process exits, even though that process
+//! never created it (the owner then finds its segment gone, and a later reader fails).
+//! Python 3.13 added `SharedMemory(name, track=False)`, which is safe; on older versions
+//! `numpy.load(..., mmap_mode="r")` on the `/dev/shm` path is the safe way (or unregister
+//! with `resource_tracker.unregister(shm._name, "shared_memory")` right after attaching).
+//!
+//! # Ownership
+//!
+//! The process that creates a segment owns it and unlinks it when the value drops,
+//! including during unwinding and on every error path after the file was created. Names
+//! made by [`SharedSegment::unique_name`] carry the owner's pid, so [`sweep_stale`] can
+//! remove the segments of owners that died without unwinding (`SIGKILL`, power loss).
+//! [`SharedSegment::persist`] hands a segment over to outlive its creator.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use memmap2::MmapMut;
+
+use crate::error::{Error, NpyProblem, Result};
+use crate::float::{self, Float};
+use crate::npy::{self, NpyHeader};
+
+/// Where Linux keeps POSIX shared-memory objects.
+pub const DEFAULT_SHM_DIR: &str = "/dev/shm";
+
+/// Prefix of every name made by [`SharedSegment::unique_name`]; [`sweep_stale`] only
+/// considers names that start with it.
+pub const NAME_PREFIX: &str = "memwarden-shm-";
+
+/// Longest accepted segment name (the usual `NAME_MAX` of 255, less one for the `/` that
+/// `shm_open` names carry).
+pub const MAX_NAME_LEN: usize = 254;
+
+/// What memory a segment lives in, in fallback order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Backing {
+    /// A file in the shared-memory directory (`/dev/shm`): other processes can open it by
+    /// name, and it never touches a disk.
+    SharedMemory,
+    /// A file of the same name in the temp directory: still shareable by path, but backed
+    /// by whatever filesystem holds the temp directory.
+    TempFile,
+    /// Anonymous memory of this process only.
+    Heap,
+}
+
+impl Backing {
+    /// A short lowercase name: `shared-memory`, `temp-file`, `heap`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SharedMemory => "shared-memory",
+            Self::TempFile => "temp-file",
+            Self::Heap => "heap",
+        }
+    }
+}
+
+impl std::fmt::Display for Backing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where segments may be placed and how hard to try.
+#[derive(Debug, Clone)]
+pub struct SegmentOptions {
+    shm_dir: PathBuf,
+    temp_dir: PathBuf,
+    start: Backing,
+    fallback: bool,
+    headroom: u64,
+    simulate_enospc: bool,
+}
+
+impl Default for SegmentOptions {
+    fn default() -> Self {
+        Self {
+            shm_dir: PathBuf::from(DEFAULT_SHM_DIR),
+            temp_dir: std::env::temp_dir(),
+            start: Backing::SharedMemory,
+            fallback: true,
+            headroom: 0,
+            simulate_enospc: false,
+        }
+    }
+}
+
+impl SegmentOptions {
+    /// `/dev/shm`, then the temp directory, then the heap.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Uses `dir` in place of `/dev/shm` (another tmpfs mount, say).
+    pub fn with_shm_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.shm_dir = dir.into();
+        self
+    }
+
+    /// Uses `dir` for the file fallback in place of [`std::env::temp_dir`].
+    pub fn with_temp_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.temp_dir = dir.into();
+        self
+    }
+
+    /// Starts the fallback chain at `backing` (`Backing::Heap` skips shared memory).
+    pub fn with_start(mut self, backing: Backing) -> Self {
+        self.start = backing;
+        self
+    }
+
+    /// With `false`, failing at the first place is an error instead of a fallback.
+    pub fn with_fallback(mut self, fallback: bool) -> Self {
+        self.fallback = fallback;
+        self
+    }
+
+    /// Leaves at least `bytes` free in a directory after reserving a segment there;
+    /// a directory with less room is skipped. Default 0.
+    pub fn with_headroom(mut self, bytes: u64) -> Self {
+        self.headroom = bytes;
+        self
+    }
+
+    /// Testing aid: makes the reservation in the shared-memory directory fail with
+    /// `ENOSPC` after the file was created, to exercise the fallback and the clean-up of
+    /// the half-made file exactly as a full `/dev/shm` would.
+    pub fn with_simulated_enospc(mut self, simulate: bool) -> Self {
+        self.simulate_enospc = simulate;
+        self
+    }
+
+    /// The shared-memory directory.
+    pub fn shm_dir(&self) -> &Path {
+        &self.shm_dir
+    }
+
+    /// The temp directory used by the file fallback.
+    pub fn temp_dir(&self) -> &Path {
+        &self.temp_dir
+    }
+
+    fn chain(&self) -> impl Iterator<Item = Backing> + '_ {
+        [Backing::SharedMemory, Backing::TempFile, Backing::Heap]
+            .into_iter()
+            .filter(move |&b| b >= self.start)
+            .take(if self.fallback { 3 } else { 1 })
+    }
+
+    fn dir_of(&self, backing: Backing) -> Option<&Path> {
+        match backing {
+            Backing::SharedMemory => Some(&self.shm_dir),
+            Backing::TempFile => Some(&self.temp_dir),
+            Backing::Heap => None,
+        }
+    }
+}
+
+/// A named, memory-mapped region of shared memory (or of its fallbacks).
+///
+/// Dereferences to nothing on purpose: use [`as_bytes`](Self::as_bytes) or the `.npy`
+/// views. Other processes may write the same pages concurrently; the views hand out
+/// plain bytes and floats, for which any content is a valid value.
+#[derive(Debug)]
+pub struct SharedSegment {
+    name: String,
+    path: Option<PathBuf>,
+    backing: Backing,
+    file: Option<File>,
+    map: MmapMut,
+    owner: bool,
+}
+
+/// A path that is removed on drop unless disarmed: the clean-up for half-made segments.
+struct RemoveOnDrop<'a>(Option<&'a Path>);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(path) = self.0
+            && let Err(e) = fs::remove_file(path)
+        {
+            log::warn!("could not remove half-made segment {}: {e}", path.display());
+        }
+    }
+}
+
+/// Why one place in the fallback chain did not work.
+enum Refusal {
+    /// Try the next place.
+    Soft(String),
+    /// Stop: trying elsewhere would hide a real problem (a name clash, say).
+    Hard(Error),
+}
+
+impl SharedSegment {
+    /// Creates an owned segment of `len` zeroed bytes named `name`, with default options.
+    pub fn create(name: &str, len: usize) -> Result<Self> {
+        Self::create_with(name, len, &SegmentOptions::default())
+    }
+
+    /// Creates an owned segment of `len` zeroed bytes, trying the places `options` allows
+    /// in order and logging a warning for each fallback. An existing segment of the same
+    /// name is an error, not a reason to fall back.
+    pub fn create_with(name: &str, len: usize, options: &SegmentOptions) -> Result<Self> {
+        let name = validate_name(name)?;
+        if len == 0 {
+            return Err(Error::EmptySegment { name: name.into() });
+        }
+        let mut reasons = Vec::new();
+        let mut chain = options.chain().peekable();
+        while let Some(backing) = chain.next() {
+            let attempt = match options.dir_of(backing) {
+                Some(dir) => Self::create_file(name, len, dir, backing, options),
+                None => MmapMut::map_anon(len)
+                    .map(|map| Self {
+                        name: name.to_owned(),
+                        path: None,
+                        backing,
+                        file: None,
+                        map,
+                        owner: true,
+                    })
+                    .map_err(|e| Refusal::Soft(format!("anonymous map: {e}"))),
+            };
+            match attempt {
+                Ok(segment) => {
+                    if backing == Backing::Heap {
+                        log::warn!(
+                            "segment {name:?}: using heap memory; other processes cannot open it"
+                        );
+                    }
+                    return Ok(segment);
+                }
+                Err(Refusal::Hard(err)) => return Err(err),
+                Err(Refusal::Soft(reason)) => {
+                    match chain.peek() {
+                        Some(next) => log::warn!(
+                            "segment {name:?} ({len} bytes): {} unusable ({reason}); \
+                             falling back to {next}",
+                            backing
+                        ),
+                        None => log::warn!(
+                            "segment {name:?} ({len} bytes): {backing} unusable ({reason})"
+                        ),
+                    }
+                    reasons.push(format!("{backing}: {reason}"));
+                }
+            }
+        }
+        Err(Error::NoBacking {
+            name: name.into(),
+            len,
+            reasons: reasons.join("; "),
+        })
+    }
+
+    fn create_file(
+        name: &str,
+        len: usize,
+        dir: &Path,
+        backing: Backing,
+        options: &SegmentOptions,
+    ) -> std::result::Result<Self, Refusal> {
+        if !dir.is_dir() {
+            return Err(Refusal::Soft(format!(
+                "{} is not a directory",
+                dir.display()
+            )));
+        }
+        let free = free_bytes(dir)
+            .map_err(|e| Refusal::Soft(format!("statvfs {}: {e}", dir.display())))?;
+        let needed = len as u64 + options.headroom;
+        if free < needed {
+            return Err(Refusal::Soft(format!(
+                "{} has {free} bytes free, {needed} needed",
+                dir.display()
+            )));
+        }
+        let path = dir.join(name);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::AlreadyExists => Refusal::Hard(Error::io("create", &path, e)),
+                _ => Refusal::Soft(format!("create {}: {e}", path.display())),
+            })?;
+        let mut cleanup = RemoveOnDrop(Some(&path));
+        let simulate = options.simulate_enospc && backing == Backing::SharedMemory;
+        reserve(&file, len, simulate)
+            .map_err(|e| Refusal::Soft(format!("reserve {len} bytes in {}: {e}", dir.display())))?;
+        // SAFETY: we created this file (create_new, mode 0600) and reserved all `len` bytes
+        // with posix_fallocate, so every mapped page is backed and no access can fault.
+        // Other processes may open it by name and write to it; the segment only exposes
+        // the memory as bytes and f32/f64, which are valid whatever they write. Shrinking
+        // the file under a live mapping (by another process) is outside the contract, as
+        // for every shared mapping.
+        let map = unsafe { MmapMut::map_mut(&file) }
+            .map_err(|e| Refusal::Soft(format!("map {}: {e}", path.display())))?;
+        cleanup.0 = None;
+        Ok(Self {
+            name: name.to_owned(),
+            path: Some(path.clone()),
+            backing,
+            file: Some(file),
+            map,
+            owner: true,
+        })
+    }
+
+    /// Creates an owned segment holding a complete `.npy` file of zeros with this dtype
+    /// and shape; fill it through [`npy_data_mut`](Self::npy_data_mut).
+    pub fn create_npy<F: Float>(
+        name: &str,
+        shape: &[usize],
+        options: &SegmentOptions,
+    ) -> Result<Self> {
+        let header = npy::encode_header(F::DTYPE, shape);
+        let data = shape
+            .iter()
+            .try_fold(F::DTYPE.size(), |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| {
+                Error::npy(
+                    name,
+                    NpyProblem::MalformedHeader(format!("shape {shape:?} is too large")),
+                )
+            })?;
+        let mut segment = Self::create_with(name, header.len() + data, options)?;
+        segment.map[..header.len()].copy_from_slice(&header);
+        Ok(segment)
+    }
+
+    /// Opens an existing segment by name, looking in `/dev/shm` and then in the temp
+    /// directory. The handle does not own the segment: dropping it leaves it in place.
+    pub fn open(name: &str) -> Result<Self> {
+        Self::open_with(name, &SegmentOptions::default())
+    }
+
+    /// Opens an existing segment by name in the places `options` allows (the heap aside),
+    /// in their order.
+    pub fn open_with(name: &str, options: &SegmentOptions) -> Result<Self> {
+        let name = validate_name(name)?;
+        let mut last = None;
+        for backing in options.chain() {
+            let Some(dir) = options.dir_of(backing) else {
+                continue;
+            };
+            let path = dir.join(name);
+            match Self::open_path(&path, backing) {
+                Ok(segment) => return Ok(segment),
+                Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                    last = Some(Error::io("open", path, source));
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            Error::io(
+                "open",
+                options.shm_dir.join(name),
+                io::Error::from(io::ErrorKind::NotFound),
+            )
+        }))
+    }
+
+    fn open_path(path: &Path, backing: Backing) -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io("open", path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("stat", path, e))?
+            .len();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if len == 0 {
+            return Err(Error::EmptySegment { name });
+        }
+        // SAFETY: maps an existing segment file for reading and writing. Its creator
+        // reserved the whole length (or, for a foreign file, we map exactly its current
+        // size). The memory is exposed only as bytes and f32/f64, valid for any content
+        // other processes write; truncation by another process is outside the contract.
+        let map = unsafe { MmapMut::map_mut(&file) }.map_err(|e| Error::io("map", path, e))?;
+        Ok(Self {
+            name,
+            path: Some(path.to_owned()),
+            backing,
+            file: Some(file),
+            map,
+            owner: false,
+        })
+    }
+
+    /// Removes the segment `name` from `/dev/shm` (what `shm_unlink` does). Processes that
+    /// have it mapped keep their mapping.
+    pub fn unlink(name: &str) -> Result<()> {
+        let path = Path::new(DEFAULT_SHM_DIR).join(validate_name(name)?);
+        fs::remove_file(&path).map_err(|e| Error::io("unlink", path, e))
+    }
+
+    /// A fresh name `memwarden-shm-{pid}-{user}-{tag}-{n}`, unique within this process and,
+    /// through the pid, among live processes; `tag` is reduced to `[A-Za-z0-9_]`.
+    pub fn unique_name(tag: &str) -> String {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .ok()
+            .map(|u| sanitize(&u))
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| {
+                // SAFETY: geteuid has no preconditions and cannot fail.
+                format!("uid{}", unsafe { libc::geteuid() })
+            });
+        format!(
+            "{NAME_PREFIX}{}-{user}-{}-{n}",
+            std::process::id(),
+            sanitize(tag)
+        )
+    }
+
+    /// The segment's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The file behind the segment; `None` on the heap.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Where the segment ended up.
+    pub fn backing(&self) -> Backing {
+        self.backing
+    }
+
+    /// Size in bytes.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Always false: segments hold at least one byte.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Whether dropping this handle unlinks the segment.
+    pub fn is_owner(&self) -> bool {
+        self.owner
+    }
+
+    /// The whole segment as bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.map
+    }
+
+    /// The whole segment as mutable bytes.
+    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.map
+    }
+
+    /// Parses the `.npy` header at the start of the segment and checks that the segment
+    /// is exactly header plus data.
+    pub fn npy_header(&self) -> Result<NpyHeader> {
+        let header = npy::parse_header(&self.map, Path::new(&self.name))?;
+        npy::check_size(&header, self.map.len() as u64, Path::new(&self.name))?;
+        Ok(header)
+    }
+
+    fn npy_range<F: Float>(&self) -> Result<std::ops::Range<usize>> {
+        let header = self.npy_header()?;
+        if header.dtype != F::DTYPE {
+            return Err(Error::npy(
+                &self.name,
+                NpyProblem::WrongArray(format!(
+                    "segment holds {} data, {} was asked for",
+                    header.dtype.descr(),
+                    F::DTYPE.descr()
+                )),
+            ));
+        }
+        Ok(header.data_offset..self.map.len())
+    }
+
+    fn misaligned(&self) -> Error {
+        Error::npy(
+            &self.name,
+            NpyProblem::WrongArray("data section is not aligned for in-place access".into()),
+        )
+    }
+
+    /// The `.npy` data held by the segment, in place.
+    pub fn npy_data<F: Float>(&self) -> Result<&[F]> {
+        let range = self.npy_range::<F>()?;
+        float::from_bytes(&self.map[range]).ok_or_else(|| self.misaligned())
+    }
+
+    /// The `.npy` data held by the segment, in place and writable.
+    pub fn npy_data_mut<F: Float>(&mut self) -> Result<&mut [F]> {
+        let range = self.npy_range::<F>()?;
+        if float::from_bytes::<F>(&self.map[range.clone()]).is_none() {
+            return Err(self.misaligned());
+        }
+        Ok(float::from_bytes_mut(&mut self.map[range]).expect("alignment checked just above"))
+    }
+
+    /// Changes the size to `len` bytes (reserving the new space first when growing);
+    /// contents up to the smaller size are kept. A failure leaves the segment as it was.
+    pub fn resize(&mut self, len: usize) -> Result<()> {
+        if len == 0 {
+            return Err(Error::EmptySegment {
+                name: self.name.clone(),
+            });
+        }
+        if len == self.map.len() {
+            return Ok(());
+        }
+        match (&self.file, &self.path) {
+            (Some(file), Some(path)) => {
+                if len > self.map.len() {
+                    reserve(file, len, false).map_err(|e| Error::io("reserve", path, e))?;
+                } else {
+                    file.set_len(len as u64)
+                        .map_err(|e| Error::io("truncate", path, e))?;
+                }
+                // SAFETY: the file now holds exactly `len` bytes, all reserved (grown with
+                // posix_fallocate above, or truncated, which keeps the rest allocated), so
+                // the new mapping is fully backed; the same contract as at creation holds.
+                // The old mapping is dropped by the assignment below and is not touched
+                // after the truncation.
+                let map =
+                    unsafe { MmapMut::map_mut(file) }.map_err(|e| Error::io("map", path, e))?;
+                self.map = map;
+            }
+            _ => {
+                let mut map = MmapMut::map_anon(len)
+                    .map_err(|e| Error::io("map", PathBuf::from(&self.name), e))?;
+                let keep = len.min(self.map.len());
+                map[..keep].copy_from_slice(&self.map[..keep]);
+                self.map = map;
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps the segment after this handle drops (for another process to read after this
+    /// one exits) and returns its path. Heap segments have none: an error.
+    pub fn persist(mut self) -> Result<PathBuf> {
+        match self.path.clone() {
+            Some(path) => {
+                self.owner = false;
+                Ok(path)
+            }
+            None => Err(Error::NotFileBacked {
+                name: self.name.clone(),
+            }),
+        }
+    }
+}
+
+impl Drop for SharedSegment {
+    fn drop(&mut self) {
+        if !self.owner {
+            return;
+        }
+        if let Some(path) = &self.path {
+            match fs::remove_file(path) {
+                Ok(()) => log::debug!("unlinked segment {}", path.display()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => log::warn!("could not unlink segment {}: {e}", path.display()),
+            }
+        }
+    }
+}
+
+/// Removes the segments left in `/dev/shm` and the temp directory by memwarden processes
+/// that no longer run; returns the paths removed.
+pub fn sweep_stale() -> Result<Vec<PathBuf>> {
+    let mut removed = sweep_stale_in(Path::new(DEFAULT_SHM_DIR))?;
+    removed.extend(sweep_stale_in(&std::env::temp_dir())?);
+    Ok(removed)
+}
+
+/// Removes, from `dir`, the files named like [`SharedSegment::unique_name`] whose owner
+/// pid is not alive and that belong to this user. Live owners' segments, other users'
+/// files and every other name are left alone. A missing directory sweeps nothing.
+pub fn sweep_stale_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("list", dir, e)),
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let mut removed = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
+        let file_name = entry.file_name();
+        let Some(pid) = file_name.to_str().and_then(owner_pid) else {
+            continue;
+        };
+        if pid_alive(pid) {
+            continue;
+        }
+        let path = entry.path();
+        match entry.metadata() {
+            Ok(meta) if meta.is_file() && meta.uid() == me => {}
+            _ => continue,
+        }
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                log::warn!(
+                    "removed stale segment {} (owner pid {pid} is gone)",
+                    path.display()
+                );
+                removed.push(path);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => log::warn!("could not remove stale segment {}: {e}", path.display()),
+        }
+    }
+    Ok(removed)
+}
+
+/// The owner pid encoded in a name made by `unique_name`.
+fn owner_pid(name: &str) -> Option<libc::pid_t> {
+    let rest = name.strip_prefix(NAME_PREFIX)?;
+    let pid = rest.split('-').next()?.parse::<libc::pid_t>().ok()?;
+    (pid > 0).then_some(pid)
+}
+
+/// Whether a process with this pid exists (a process of another user counts as alive).
+fn pid_alive(pid: libc::pid_t) -> bool {
+    // SAFETY: signal 0 sends nothing; kill only checks that the pid exists and that we may
+    // signal it.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+fn validate_name(name: &str) -> Result<&str> {
+    let refuse = |reason| Error::InvalidSegmentName {
+        name: name.to_owned(),
+        reason,
+    };
+    // `shm_open` names are written with a leading slash; the file has none.
+    let bare = name.strip_prefix('/').unwrap_or(name);
+    if bare.is_empty() {
+        return Err(refuse("the name is empty"));
+    }
+    if bare.len() > MAX_NAME_LEN {
+        return Err(refuse("the name is longer than 254 bytes"));
+    }
+    if bare.contains('/') {
+        return Err(refuse(
+            "a name may not contain '/' (except one leading slash)",
+        ));
+    }
+    if bare.contains('\0') {
+        return Err(refuse("a name may not contain a NUL byte"));
+    }
+    if bare == "." || bare == ".." {
+        return Err(refuse("'.' and '..' name directories"));
+    }
+    Ok(bare)
+}
+
+fn sanitize(text: &str) -> String {
+    text.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(32)
+        .collect()
+}
+
+/// Free bytes for unprivileged users in the filesystem holding `dir`.
+fn free_bytes(dir: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: `c_path` is a valid NUL-terminated string and `stat` points to writable
+    // memory of the right type, which statvfs fills on success.
+    let rc = unsafe { libc::statvfs(c_path.as_ptr(), stat.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so it initialised the whole struct.
+    let stat = unsafe { stat.assume_init() };
+    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
+    Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
+}
+
+/// Makes the file `len` bytes long with every block allocated, so writes through a
+/// mapping cannot fail for lack of space.
+fn reserve(file: &File, len: usize, simulate_enospc: bool) -> io::Result<()> {
+    if simulate_enospc {
+        return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+    }
+    let len =
+        libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: the descriptor is open for writing for the duration of the call;
+        // posix_fallocate touches nothing else.
+        let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        // No posix_fallocate (macOS): size the file; the space check above is all the
+        // protection there is.
+        file.set_len(len as u64)
+    }
+}
