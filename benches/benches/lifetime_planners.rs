@@ -19,17 +19,25 @@
 //!    strategy (analysis, placement, validation) and placement alone
 //!    (`plan_records`), median of repeated runs.
 //!
+//! 4. **Real graphs.** Every `.onnx` file in `../shared/data/onnx` (or, on a clone
+//!    without it, the copies in `crates/lifetime/tests/data`): import with shape
+//!    inference, then each strategy at alignment 1, with times (median of repeated
+//!    runs) and arena / LB.
+//!
 //! Goals from the issue: `best` strictly better than greedy by size on average over
 //! the 1 000 graphs and never worse on any; greedy by size under 1 ms on a graph of
-//! about 500 tensors. (The real ONNX graphs are measured by the `plan` CLI and the
-//! lifetime crate's tests.)
+//! about 500 tensors and on the largest real graph; import + shape inference of the
+//! largest real graph under 20 ms; `best` at the lower bound on every real graph.
 
 use memwarden_benches::report::{self, Ratios};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use std::path::{Path, PathBuf};
+
+use memwarden_benches::report::Goal;
 use memwarden_lifetime::{
-    PlanOptions, Record, SearchBudget, Strategy, plan, plan_records_budgeted, synth,
+    PlanOptions, Record, SearchBudget, Strategy, onnx, plan, plan_records_budgeted, synth,
 };
 
 /// The strategies compared, peers first.
@@ -221,9 +229,11 @@ fn main() {
         );
     }
 
+    let real_goals = real_graphs(runs);
+
     let mean = |q: &Quality| q.sum / dags.count as f64;
     let (gbs, best) = (&dags.quality[0], &dags.quality[2]);
-    let goals = vec![
+    let mut goals = vec![
         (
             format!(
                 "goal best mean arena/LB below greedy-size's over the DAGs: {:.4} vs {:.4}",
@@ -248,6 +258,7 @@ fn main() {
             gbs_placement < Duration::from_millis(1),
         ),
     ];
+    goals.extend(real_goals);
     let mut ratios = Ratios::default();
     ratios.add(
         "mean-arena/LB random-dags",
@@ -268,4 +279,137 @@ fn main() {
         rec_suite.quality[2].sum / rec_suite.quality[0].sum,
     );
     report::print_summary(full, started, &goals, &ratios);
+}
+
+/// The folder of real graphs: the shared data beside the checkout, else the test copies.
+fn real_graph_dir() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let shared = root.join("../shared/data/onnx");
+    if shared.is_dir() {
+        shared
+    } else {
+        root.join("crates/lifetime/tests/data")
+    }
+}
+
+/// Section 4: import and plan every real graph; returns the goals it judges.
+fn real_graphs(runs: usize) -> Vec<Goal> {
+    let dir = real_graph_dir();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "onnx"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    println!(
+        "\nreal graphs in {} (alignment 1, median of {runs}):",
+        dir.display()
+    );
+    println!(
+        "| graph | tensors | import | greedy-size | greedy-breadth | best | arena/LB gs | gb | best |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut all_at_bound = true;
+    let mut best_never_worse = true;
+    let mut largest: Option<(u64, String, Duration, Duration, Duration)> = None;
+    for path in &files {
+        let name = path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let Ok(bytes) = std::fs::read(path) else {
+            continue;
+        };
+        let graph = match onnx::import_bytes(&name, &bytes) {
+            Ok(g) => g,
+            Err(e) => {
+                println!("| {name} | import failed: {e} |");
+                all_at_bound = false;
+                continue;
+            }
+        };
+        let import = median(runs, || {
+            black_box(onnx::import_bytes(&name, black_box(&bytes)).expect("imported once"));
+        });
+        let mut times = Vec::new();
+        let mut ratios = Vec::new();
+        let mut arenas = Vec::new();
+        let mut tensors = 0;
+        for strategy in COMPARED {
+            let opts = PlanOptions {
+                strategy,
+                align: 1,
+                ..PlanOptions::default()
+            };
+            let Ok(p) = plan(&graph, &opts) else {
+                // Symbolic dimensions (the dynamic-batch file): not part of this table.
+                break;
+            };
+            tensors = p.tensors.len();
+            times.push(median(runs, || {
+                black_box(plan(black_box(&graph), &opts).expect("planned once"));
+            }));
+            ratios.push(p.arena_bytes as f64 / p.lower_bound_bytes.max(1) as f64);
+            arenas.push(p.arena_bytes);
+        }
+        if times.len() < COMPARED.len() {
+            println!("| {name} | symbolic dimensions: see `memwarden plan --dim` |");
+            continue;
+        }
+        all_at_bound &= ratios[2] == 1.0;
+        best_never_worse &= arenas[2] <= arenas[0] && arenas[2] <= arenas[1];
+        let ms = |d: Duration| format!("{:.3} ms", d.as_secs_f64() * 1e3);
+        println!(
+            "| {name} | {tensors} | {} | {} | {} | {} | {:.4} | {:.4} | {:.4} |",
+            ms(import),
+            ms(times[0]),
+            ms(times[1]),
+            ms(times[2]),
+            ratios[0],
+            ratios[1],
+            ratios[2]
+        );
+        let size = bytes.len() as u64;
+        if largest.as_ref().is_none_or(|l| size > l.0) {
+            largest = Some((size, name, import, times[0], times[2]));
+        }
+    }
+    let mut goals = vec![
+        (
+            format!(
+                "goal best at the lower bound on every real graph ({} files)",
+                files.len()
+            ),
+            all_at_bound && !files.is_empty(),
+        ),
+        (
+            "goal best never worse than either greedy on the real graphs".to_owned(),
+            best_never_worse,
+        ),
+    ];
+    if let Some((_, name, import, gbs, best)) = largest {
+        println!(
+            "largest real graph {name}: import + shape inference {:.3} ms, greedy-size plan() {:.3} ms, best plan() {:.3} ms",
+            import.as_secs_f64() * 1e3,
+            gbs.as_secs_f64() * 1e3,
+            best.as_secs_f64() * 1e3
+        );
+        goals.push((
+            format!(
+                "goal import + shape inference of {name} < 20 ms: {:.3} ms",
+                import.as_secs_f64() * 1e3
+            ),
+            import < Duration::from_millis(20),
+        ));
+        goals.push((
+            format!(
+                "goal greedy-size plan() of {name} < 1 ms: {:.3} ms",
+                gbs.as_secs_f64() * 1e3
+            ),
+            gbs < Duration::from_millis(1),
+        ));
+    }
+    goals
 }

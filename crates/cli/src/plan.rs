@@ -119,7 +119,10 @@ fn load(path: &Path) -> anyhow::Result<Graph> {
         || path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    Ok(lifetime::onnx::import_bytes(&name, &bytes)?)
+    let mut graph = lifetime::onnx::import_bytes(&name, &bytes)?;
+    // Exporters name nearly every graph "main_graph" or "torch_jit"; the file says more.
+    graph.name = name;
+    Ok(graph)
 }
 
 /// The plan, and the per-value table when a `--dim` was a range.

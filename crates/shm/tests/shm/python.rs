@@ -1,5 +1,7 @@
-//! Python (NumPy) opens our segments zero-copy. Skipped, with a note, when no interpreter
-//! with NumPy is found; `MEMWARDEN_PYTHON` names the interpreter (default `python3`).
+//! Python (NumPy) opens our segments zero-copy. `MEMWARDEN_PYTHON` names the interpreter;
+//! when it is set (CI sets it to a venv with NumPy) a missing NumPy fails the test. When
+//! it is not set, `python3` is tried and the test is skipped with a note if it has no
+//! NumPy.
 
 use std::path::Path;
 use std::process::Command;
@@ -9,11 +11,16 @@ use memwarden_shm::{
 };
 
 fn python() -> Option<String> {
-    let python = std::env::var("MEMWARDEN_PYTHON").unwrap_or_else(|_| "python3".into());
+    let named = std::env::var("MEMWARDEN_PYTHON").ok();
+    let python = named.clone().unwrap_or_else(|| "python3".into());
     let ok = Command::new(&python)
         .args(["-c", "import numpy"])
         .output()
         .is_ok_and(|o| o.status.success());
+    assert!(
+        ok || named.is_none(),
+        "MEMWARDEN_PYTHON={python} cannot import numpy"
+    );
     if ok {
         Some(python)
     } else {
