@@ -45,8 +45,8 @@ pub(crate) struct Args {
     /// Element type of the images.
     #[arg(long, value_enum, default_value_t = Dtype::F32)]
     dtype: Dtype,
-    /// Worker threads (default: the CPUs this process may use).
-    #[arg(long)]
+    /// Worker threads, 1 to 4096 (default: the CPUs this process may use).
+    #[arg(long, value_parser = parse_jobs)]
     jobs: Option<usize>,
     /// Samples per parallel task (default: from the cache size and the image size).
     #[arg(long)]
@@ -98,6 +98,17 @@ fn parse_image_size(s: &str) -> Result<ImageSize, String> {
     }
 }
 
+/// Most worker threads `--jobs` accepts: far above any machine's CPUs, far below
+/// counts whose bookkeeping overflows or whose thread stacks exhaust memory.
+const MAX_JOBS: usize = 4096;
+
+fn parse_jobs(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(jobs @ 1..=MAX_JOBS) => Ok(jobs),
+        _ => Err(format!("`{s}` is not a thread count in 1..={MAX_JOBS}")),
+    }
+}
+
 fn parse_method(s: &str) -> Result<Method, String> {
     s.parse::<Method>().map_err(|e| e.to_string())
 }
@@ -138,8 +149,8 @@ fn parse_shard(s: &str) -> Result<Shard, String> {
 }
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
-    if args.jobs == Some(0) || args.chunk_size == Some(0) || args.batch_size == Some(0) {
-        bail!("--jobs, --chunk-size and --batch-size must be at least 1");
+    if args.chunk_size == Some(0) || args.batch_size == Some(0) {
+        bail!("--chunk-size and --batch-size must be at least 1");
     }
     let input = NpyFile::open(&args.input)?;
     let (n, t) = match *input.shape() {
@@ -174,6 +185,8 @@ fn run_typed<I: Float, F: Float>(
     t: usize,
     samples: std::ops::Range<usize>,
 ) -> anyhow::Result<()> {
+    // In range: the file holds `n × t` values (its size was checked against the
+    // shape) and the shard's samples lie within `0..n`.
     let rows = &data[samples.start * t..samples.end * t];
     let count = samples.len();
     let shape = gaf.output_shape(count);
@@ -199,7 +212,8 @@ fn run_typed<I: Float, F: Float>(
             loader_config.with_segment_options(SegmentOptions::new().with_start(Backing::Heap));
     }
     let first = samples.start;
-    let loader = GafLoader::<I, F>::new(gaf, rows, count, loader_config)?;
+    let loader = GafLoader::<I, F>::new(gaf, rows, count, loader_config)
+        .with_context(|| format!("{}", args.input.display()))?;
     let plan = *loader.plan();
     log::info!(
         "{count} samples of {t} -> {shape:?}: {} workers, {} samples per task, {} per batch, {} slots",
@@ -210,10 +224,20 @@ fn run_typed<I: Float, F: Float>(
     );
     let progress = progress_bar(count as u64);
     let header = npy::encode_header(F::DTYPE, &shape);
+    // Neither product overflows: `Gaf::new` checked one image's bytes and the loader a
+    // batch's; the whole output is checked here, before anything is created.
     let image_bytes = loader.gaf().output_len_per_sample() * std::mem::size_of::<F>();
+    let total = (count as u64)
+        .checked_mul(image_bytes as u64)
+        .and_then(|data| data.checked_add(header.len() as u64))
+        .with_context(|| {
+            format!(
+                "{}: {count} images of shape {shape:?} do not fit in a file",
+                args.input.display()
+            )
+        })?;
     crate::output::write_atomic(out, |tmp| {
         let file = File::create(tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        let total = header.len() as u64 + (count * image_bytes) as u64;
         file.set_len(total)
             .and_then(|()| file.write_all_at(&header, 0))
             .with_context(|| format!("cannot write {}", tmp.display()))?;
@@ -252,7 +276,19 @@ fn into_segment<I: Float, F: Float>(
     shape: &[usize],
 ) -> anyhow::Result<()> {
     let options = SegmentOptions::new().with_fallback(false);
-    let mut segment = SharedSegment::create_npy::<F>(name, shape, &options)?;
+    let mut segment = SharedSegment::create_npy::<F>(name, shape, &options).map_err(|e| {
+        let exists = matches!(&e, memwarden::shm::Error::Io { source, .. }
+            if source.kind() == std::io::ErrorKind::AlreadyExists);
+        let e = anyhow::Error::from(e);
+        if exists {
+            // Never overwritten: it may be another run's output, still being read.
+            e.context(format!(
+                "segment {name:?} already exists; remove it or choose another --shm name"
+            ))
+        } else {
+            e
+        }
+    })?;
     let mut builder = memwarden::sched::ParallelScheduler::builder();
     if let Some(jobs) = args.jobs {
         builder = builder.jobs(jobs);
@@ -323,6 +359,10 @@ mod tests {
         assert_eq!(parse_range("none"), Ok(SampleRange(None)));
         assert_eq!(parse_range("-1,1"), Ok(SampleRange(Some((-1.0, 1.0)))));
         assert!(parse_image_size("0").is_ok()); // refused by Gaf::new, with its message
+        assert_eq!(parse_jobs("4096"), Ok(4096));
+        for jobs in ["0", "4097", "18446744073709551615", "-1", "two"] {
+            assert!(parse_jobs(jobs).is_err(), "{jobs}");
+        }
         assert!(parse_image_size("1.5").is_err());
         assert_eq!(parse_image_size("0.5"), Ok(ImageSize::Fraction(0.5)));
     }

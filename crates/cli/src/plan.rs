@@ -1,13 +1,13 @@
 //! `memwarden plan MODEL.onnx|GRAPH.json`: a tensor memory plan for one inference
 //! graph, as text, JSON or an SVG picture of the arena.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use memwarden::lifetime::ir::Graph;
+use memwarden::lifetime::ir::{Dim, Graph};
 use memwarden::lifetime::{self, Plan, PlanOptions, RangePlan, Strategy, Unknown};
 use plotters::prelude::*;
 
@@ -115,14 +115,46 @@ fn load(path: &Path) -> anyhow::Result<Graph> {
             .with_context(|| format!("{} is not UTF-8 text", path.display()))?;
         return Graph::from_json(text).with_context(|| format!("bad graph in {}", path.display()));
     }
-    let name = path.file_name().map_or_else(
+    // Errors name the file as given; the graph is named by the file's own name.
+    let mut graph = lifetime::onnx::import_bytes(&path.display().to_string(), &bytes)?;
+    // Exporters name nearly every graph "main_graph" or "torch_jit"; the file says more.
+    graph.name = path.file_name().map_or_else(
         || path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    let mut graph = lifetime::onnx::import_bytes(&name, &bytes)?;
-    // Exporters name nearly every graph "main_graph" or "torch_jit"; the file says more.
-    graph.name = name;
     Ok(graph)
+}
+
+/// Every symbolic dimension named in the graph's shapes, bodies included.
+fn symbols(graph: &Graph, out: &mut BTreeSet<String>) {
+    for t in &graph.tensors {
+        for d in t.shape.iter().flatten() {
+            if let Dim::Sym(s) = d {
+                out.insert(s.clone());
+            }
+        }
+    }
+    for node in &graph.nodes {
+        for (_, body) in &node.subgraphs {
+            symbols(body, out);
+        }
+    }
+}
+
+/// A planning error, named by the model file; unknown sizes get the options that
+/// resolve them.
+fn plan_error(model: &Path, e: lifetime::Error) -> anyhow::Error {
+    if let lifetime::Error::UnknownSizes { tensors } = &e {
+        let list: Vec<String> = tensors.iter().map(ToString::to_string).collect();
+        return anyhow::anyhow!(
+            "{}: {} tensor(s) of unknown size: {} (bind symbols with --dim NAME=VALUE, or \
+             plan without these tensors with --unknown skip)",
+            model.display(),
+            tensors.len(),
+            list.join(", ")
+        );
+    }
+    anyhow::Error::from(e).context(format!("cannot plan {}", model.display()))
 }
 
 /// The plan, and the per-value table when a `--dim` was a range.
@@ -144,10 +176,23 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
                 .join(", ")
         );
     }
+    let mut known = BTreeSet::new();
+    symbols(&graph, &mut known);
     let mut seen = BTreeMap::new();
     for d in &args.dims {
         if seen.insert(d.name.clone(), d.hi).is_some() {
             bail!("--dim {} is given twice", d.name);
+        }
+        // A typo (`n` for `N`) would otherwise be ignored, and the plan made without it.
+        if !known.contains(&d.name) {
+            let list = known.iter().cloned().collect::<Vec<_>>().join(", ");
+            bail!(
+                "{}: --dim {}: the graph has no dimension {} (its symbolic dimensions: {})",
+                args.model.display(),
+                d.name,
+                d.name,
+                if list.is_empty() { "none" } else { &list }
+            );
         }
     }
     let mut options = PlanOptions {
@@ -168,14 +213,15 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let outcome = match ranges.first() {
         Some(d) => {
             options.dims.remove(&d.name);
-            let range = lifetime::plan_range(&graph, &options, &d.name, d.lo..=d.hi)?;
+            let range = lifetime::plan_range(&graph, &options, &d.name, d.lo..=d.hi)
+                .map_err(|e| plan_error(&args.model, e))?;
             Outcome {
                 plan: range.plan.clone(),
                 range: Some(range),
             }
         }
         None => Outcome {
-            plan: lifetime::plan(&graph, &options)?,
+            plan: lifetime::plan(&graph, &options).map_err(|e| plan_error(&args.model, e))?,
             range: None,
         },
     };

@@ -78,9 +78,13 @@ impl Analysis {
             .collect()
     }
 
-    /// Sum of the buffer sizes (each tensor counted once, aliases not at all).
+    /// Sum of the buffer sizes (each tensor counted once, aliases not at all),
+    /// saturating at `u64::MAX` (which [`plan`](crate::plan) refuses as
+    /// [`Error::SizeOverflow`]).
     pub fn naive_bytes(&self) -> u64 {
-        self.buffers().iter().map(|(_, r)| r.bytes).sum()
+        self.buffers()
+            .iter()
+            .fold(0u64, |sum, (_, r)| sum.saturating_add(r.bytes))
     }
 
     /// Max over steps of the bytes of the buffers live at that step.
@@ -767,6 +771,20 @@ fn check_ids(g: &Graph, graph_name: &str, outer_len: Option<usize>) -> Result<()
                     len,
                     graph_name,
                 ));
+            }
+        }
+        // The bodies' captures index this graph: they order the node (a capture is
+        // one of its inputs), which happens before the bodies themselves are checked.
+        for (sub, body) in &n.subgraphs {
+            for &(_, from) in &body.captures {
+                if from.index() >= len {
+                    return Err(bad(
+                        from,
+                        format!("captures of {}/{sub}", node_label(g, i)),
+                        len,
+                        graph_name,
+                    ));
+                }
             }
         }
     }

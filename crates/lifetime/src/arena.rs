@@ -50,6 +50,15 @@ impl Buffer {
     fn live_at(&self, step: usize) -> bool {
         self.members.iter().any(|m| m.2 <= step && step <= m.3)
     }
+
+    /// `(name, bytes)` of the members live at `step`.
+    fn live_names(&self, step: usize) -> Vec<(&str, usize)> {
+        self.members
+            .iter()
+            .filter(|m| m.2 <= step && step <= m.3)
+            .map(|m| (m.0.as_str(), m.1))
+            .collect()
+    }
 }
 
 /// The memory for a [`Plan`]: one aligned buffer of `arena_bytes`.
@@ -197,8 +206,18 @@ impl Arena {
         let mut rest = bytes;
         let mut consumed = 0usize;
         for b in live {
-            // The plan was validated: live buffers are disjoint, so each starts at or
-            // after the end of the previous one.
+            if b.bytes == 0 {
+                // An empty buffer overlaps nothing, wherever the planner put it (often
+                // at the offset of a live buffer): it gets an empty slice of its own.
+                let names = b.live_names(step);
+                entries.push(Entry {
+                    names,
+                    bytes: &mut [],
+                });
+                continue;
+            }
+            // The plan was validated: live non-empty buffers are disjoint, so each
+            // starts at or after the end of the previous one.
             let gap = b
                 .offset
                 .checked_sub(consumed)
@@ -211,12 +230,7 @@ impl Arena {
             let (mine, tail) = tail.split_at_mut(b.bytes);
             rest = tail;
             consumed = b.offset + b.bytes;
-            let names = b
-                .members
-                .iter()
-                .filter(|m| m.2 <= step && step <= m.3)
-                .map(|m| (m.0.as_str(), m.1))
-                .collect();
+            let names = b.live_names(step);
             entries.push(Entry { names, bytes: mine });
         }
         Ok(StepView { step, entries })

@@ -63,6 +63,15 @@ pub enum Error {
         value: f64,
     },
 
+    /// A size computed from the parameters or the input (an image, an output, a
+    /// segment) does not fit in the address space: `image_size` far too large, or a
+    /// shape whose product overflows.
+    #[error("{what} does not fit in the address space")]
+    TooLarge {
+        /// What was being sized, with its dimensions.
+        what: String,
+    },
+
     /// A buffer whose length does not fit the shape it is used with.
     #[error("{what} holds {actual} values, expected {expected}")]
     LengthMismatch {

@@ -141,6 +141,19 @@ impl Gaf {
             return Err(Error::SeriesTooShort { len: series_len });
         }
         let image_size = config.image_size.resolve(series_len)?;
+        // Every later size computation multiplies by the image's values and their
+        // element size (at most 8 bytes): check once here that one image's bytes fit.
+        let channels = config.method.channels();
+        if channels
+            .checked_mul(image_size)
+            .and_then(|v| v.checked_mul(image_size))
+            .and_then(|v| v.checked_mul(std::mem::size_of::<f64>()))
+            .is_none()
+        {
+            return Err(Error::TooLarge {
+                what: format!("a {channels} × {image_size} × {image_size} image"),
+            });
+        }
         if let Some((min, max)) = config.sample_range {
             // Written to reject NaN as well.
             if !(-1.0 <= min && min < max && max <= 1.0) {
@@ -182,7 +195,8 @@ impl Gaf {
         self.windows.as_deref()
     }
 
-    /// Output values per sample: `channels × S × S`.
+    /// Output values per sample: `channels × S × S` ([`Gaf::new`] checked that it
+    /// fits, in bytes of either element type).
     pub fn output_len_per_sample(&self) -> usize {
         self.config.method.channels() * self.image_size * self.image_size
     }
@@ -228,7 +242,8 @@ impl Gaf {
 
     /// Allocates the output and transforms into it.
     pub fn transform<I: Float, F: Float>(&self, samples: &[I], n: usize) -> Result<Vec<F>> {
-        let mut out = vec![F::default(); n * self.output_len_per_sample()];
+        let len = self.output_len(n)?;
+        let mut out = vec![F::default(); len];
         self.transform_into(samples, n, &mut out)?;
         Ok(out)
     }
@@ -257,8 +272,8 @@ impl Gaf {
         hook: Option<SampleHook<'_, F>>,
     ) -> Result<()> {
         let (t, o) = (self.series_len, self.output_len_per_sample());
-        check_len("input", n * t, samples.len())?;
-        check_len("output", n * o, out.len())?;
+        check_len("input", n, t, samples.len())?;
+        check_len("output", n, o, out.len())?;
         if n == 0 {
             return Ok(());
         }
@@ -285,6 +300,14 @@ impl Gaf {
         Ok(())
     }
 
+    /// Output values for `n` samples, or [`Error::TooLarge`] when they overflow.
+    pub(crate) fn output_len(&self, n: usize) -> Result<usize> {
+        n.checked_mul(self.output_len_per_sample())
+            .ok_or_else(|| Error::TooLarge {
+                what: format!("the images of {n} samples ({:?})", self.output_shape(n)),
+            })
+    }
+
     /// Samples per task when nothing else says: a few tasks per thread for balance, each
     /// writing at most about 1 MiB so tasks stay short.
     fn auto_chunk(&self, n: usize, threads: usize) -> usize {
@@ -303,8 +326,8 @@ impl Gaf {
         chunk_size: usize,
     ) -> Result<()> {
         let (t, o) = (self.series_len, self.output_len_per_sample());
-        check_len("input", n * t, samples.len())?;
-        check_len("output", n * o, out.len())?;
+        check_len("input", n, t, samples.len())?;
+        check_len("output", n, o, out.len())?;
         if n == 0 {
             return Ok(());
         }
@@ -462,15 +485,16 @@ fn outer_difference<F: Float>(a: &[F], b: &[F], c: &[F], d: &[F], out: &mut [F])
     }
 }
 
-fn check_len(what: &'static str, expected: usize, actual: usize) -> Result<()> {
-    if expected == actual {
-        Ok(())
-    } else {
-        Err(Error::LengthMismatch {
+/// Checks that a buffer of `actual` values holds `n` rows of `per_row` values; a
+/// product that overflows can match no buffer.
+pub(crate) fn check_len(what: &'static str, n: usize, per_row: usize, actual: usize) -> Result<()> {
+    match n.checked_mul(per_row) {
+        Some(expected) if expected == actual => Ok(()),
+        expected => Err(Error::LengthMismatch {
             what,
-            expected,
+            expected: expected.unwrap_or(usize::MAX),
             actual,
-        })
+        }),
     }
 }
 

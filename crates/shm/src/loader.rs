@@ -223,13 +223,8 @@ impl<'a, I: Float, F: Float> GafLoader<'a, I, F> {
     /// in `input`. No segment is created until the first batch is asked for.
     pub fn new(gaf: Gaf, input: &'a [I], n: usize, config: LoaderConfig) -> Result<Self> {
         let t = gaf.series_len();
-        if input.len() != n * t {
-            return Err(Error::LengthMismatch {
-                what: "input",
-                expected: n * t,
-                actual: input.len(),
-            });
-        }
+        crate::gaf::check_len("input", n, t, input.len())?;
+        // Cannot overflow: `Gaf::new` checked one image's bytes.
         let image_bytes = gaf.output_len_per_sample() * std::mem::size_of::<F>();
         let workers = config
             .workers
@@ -238,22 +233,31 @@ impl<'a, I: Float, F: Float> GafLoader<'a, I, F> {
         let ring_slots = config.ring_slots.max(1);
         let batch_size = config
             .batch_size
-            .unwrap_or_else(|| config.memory_budget / (ring_slots * image_bytes))
+            .unwrap_or_else(|| config.memory_budget / ring_slots.saturating_mul(image_bytes))
             .clamp(1, n.max(1));
         let chunk_size = config.chunk_size.unwrap_or_else(|| {
             let cache = CacheInfo::detect();
-            let per_sample = image_bytes + t * std::mem::size_of::<I>();
+            let per_sample = image_bytes.saturating_add(t.saturating_mul(size_of::<I>()));
             let fits = (cache.l2 / 2 / per_sample).max(1);
-            let spread = batch_size.div_ceil(workers * 4).max(1);
+            let spread = batch_size.div_ceil(workers.saturating_mul(4)).max(1);
             fits.min(spread)
         });
         let header_len = npy::header_len(F::DTYPE, &gaf.output_shape(batch_size));
+        // A batch is at most `batch_size` samples, so no slot is larger than this.
+        let slot_bytes = batch_size
+            .checked_mul(image_bytes)
+            .and_then(|data| data.checked_add(header_len))
+            .ok_or_else(|| Error::TooLarge {
+                what: format!(
+                    "a batch of {batch_size} images of {image_bytes} bytes (lower the batch size)"
+                ),
+            })?;
         let plan = LoaderPlan {
             workers,
             chunk_size,
             batch_size,
             ring_slots,
-            slot_bytes: header_len + batch_size * image_bytes,
+            slot_bytes,
             batches: n.div_ceil(batch_size),
         };
         let sched = ParallelScheduler::builder()
@@ -342,6 +346,7 @@ impl<'a, I: Float, F: Float> GafLoader<'a, I, F> {
         let len = self.plan.batch_size.min(self.n - start);
         let header = npy::encode_header(F::DTYPE, &self.gaf.output_shape(len));
         let tail = len < self.plan.batch_size;
+        // At most `plan.slot_bytes`, which `new` checked.
         let bytes = header.len() + len * self.gaf.output_len_per_sample() * size_of::<F>();
         let mut batch = Batch {
             index,
@@ -484,6 +489,10 @@ impl<F: Float> Batch<'_, F> {
     }
 
     /// The image (all channels) of the `i`-th sample of the batch.
+    ///
+    /// # Panics
+    ///
+    /// When `i >= self.len()`, as slice indexing does.
     pub fn image(&self, i: usize) -> &[F] {
         let per = self.images().len() / self.len.max(1);
         &self.images()[i * per..(i + 1) * per]

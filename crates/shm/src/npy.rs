@@ -25,6 +25,10 @@ pub const ALIGN: usize = 64;
 /// Length of the fixed prefix of a version 1.0 file: magic, version, header length.
 const PREFIX_V1: usize = 10;
 
+/// Length of the fixed prefix of a version 2.0 file (a 4-byte header length), used,
+/// as NumPy does, when a header does not fit version 1.0's 16-bit length.
+const PREFIX_V2: usize = 12;
+
 /// The element types this crate reads and writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dtype {
@@ -72,15 +76,33 @@ pub struct NpyHeader {
 }
 
 impl NpyHeader {
-    /// Number of elements (the product of the shape; 1 for a 0-d array).
+    /// Number of elements (the product of the shape; 1 for a 0-d array). Saturates at
+    /// `usize::MAX` for a shape too large to exist (which [`check_size`] refuses).
     pub fn elements(&self) -> usize {
-        self.shape.iter().product()
+        if self.shape.contains(&0) {
+            return 0;
+        }
+        self.shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .unwrap_or(usize::MAX)
     }
 
-    /// Bytes in the data section.
+    /// Bytes in the data section (saturating, as [`elements`](Self::elements)).
     pub fn data_bytes(&self) -> usize {
-        self.elements() * self.dtype.size()
+        data_len(self.dtype, &self.shape).unwrap_or(usize::MAX)
     }
+}
+
+/// Bytes of the data of an array of this dtype and shape; `None` when the product
+/// overflows. A shape with a zero extent holds nothing, however large the others.
+pub(crate) fn data_len(dtype: Dtype, shape: &[usize]) -> Option<usize> {
+    if shape.contains(&0) {
+        return Some(0);
+    }
+    shape
+        .iter()
+        .try_fold(dtype.size(), |acc, &d| acc.checked_mul(d))
 }
 
 fn dict_text(dtype: Dtype, shape: &[usize]) -> String {
@@ -101,26 +123,49 @@ fn dict_text(dtype: Dtype, shape: &[usize]) -> String {
     )
 }
 
+/// The prefix length and the total header length (prefix + dictionary + padding) of
+/// a header whose dictionary is `dict_len` bytes: version 1.0 when its length fits 16
+/// bits, else version 2.0, as NumPy chooses.
+fn layout(dict_len: usize) -> (usize, usize) {
+    let text = dict_len + 1; // the closing newline
+    let padded = |prefix: usize| {
+        let unpadded = prefix + text;
+        // NumPy always pads, by a full ALIGN when the length is already a multiple.
+        unpadded + (ALIGN - unpadded % ALIGN)
+    };
+    let v1 = padded(PREFIX_V1);
+    if v1 - PREFIX_V1 <= usize::from(u16::MAX) {
+        (PREFIX_V1, v1)
+    } else {
+        (PREFIX_V2, padded(PREFIX_V2))
+    }
+}
+
 /// Total header length (prefix + dictionary + padding) for an array of this dtype and
 /// shape; the data starts at this offset, a multiple of [`ALIGN`].
 pub fn header_len(dtype: Dtype, shape: &[usize]) -> usize {
-    let text = dict_text(dtype, shape).len() + 1; // the closing newline
-    let unpadded = PREFIX_V1 + text;
-    // NumPy always pads, by a full ALIGN when the length is already a multiple.
-    unpadded + (ALIGN - unpadded % ALIGN)
+    layout(dict_text(dtype, shape).len()).1
 }
 
-/// The complete version 1.0 header for an array of this dtype and shape: magic, version,
-/// length, the dictionary, spaces and a newline, [`header_len`] bytes in all.
+/// The complete header for an array of this dtype and shape: magic, version, length,
+/// the dictionary, spaces and a newline, [`header_len`] bytes in all. Version 1.0,
+/// or 2.0 for a shape with so many dimensions that the header passes 64 KiB.
 pub fn encode_header(dtype: Dtype, shape: &[usize]) -> Vec<u8> {
-    let total = header_len(dtype, shape);
-    let hlen = u16::try_from(total - PREFIX_V1)
-        .expect("a shape of at most a few hundred digits fits a version 1.0 header");
+    let dict = dict_text(dtype, shape);
+    let (prefix, total) = layout(dict.len());
     let mut out = Vec::with_capacity(total);
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&[1, 0]);
-    out.extend_from_slice(&hlen.to_le_bytes());
-    out.extend_from_slice(dict_text(dtype, shape).as_bytes());
+    if prefix == PREFIX_V1 {
+        let hlen = u16::try_from(total - prefix).expect("layout chose 1.0 because it fits");
+        out.extend_from_slice(&[1, 0]);
+        out.extend_from_slice(&hlen.to_le_bytes());
+    } else {
+        // A header of 4 GiB would need a shape of hundreds of millions of dimensions.
+        let hlen = u32::try_from(total - prefix).unwrap_or(u32::MAX);
+        out.extend_from_slice(&[2, 0]);
+        out.extend_from_slice(&hlen.to_le_bytes());
+    }
+    out.extend_from_slice(dict.as_bytes());
     out.resize(total - 1, b' ');
     out.push(b'\n');
     out
@@ -185,12 +230,8 @@ pub fn parse_header(bytes: &[u8], path: &Path) -> Result<NpyHeader> {
 
 /// Checks that `file_len` bytes hold exactly the header plus its data.
 pub fn check_size(header: &NpyHeader, file_len: u64, path: &Path) -> Result<()> {
-    let expected = header
-        .shape
-        .iter()
-        .try_fold(header.dtype.size() as u64, |acc, &d| {
-            acc.checked_mul(d as u64)
-        })
+    let expected = data_len(header.dtype, &header.shape)
+        .map(|bytes| bytes as u64)
         .ok_or_else(|| {
             Error::npy(
                 path,
@@ -209,11 +250,11 @@ pub fn check_size(header: &NpyHeader, file_len: u64, path: &Path) -> Result<()> 
 
 /// Writes `data`, shaped as `shape`, to a new `.npy` file at `path`.
 pub fn write<F: Float>(path: &Path, shape: &[usize], data: &[F]) -> Result<()> {
-    let expected: usize = shape.iter().product();
-    if expected != data.len() {
+    let expected = data_len(F::DTYPE, shape).map(|bytes| bytes / F::DTYPE.size());
+    if expected != Some(data.len()) {
         return Err(Error::LengthMismatch {
             what: "data",
-            expected,
+            expected: expected.unwrap_or(usize::MAX),
             actual: data.len(),
         });
     }
@@ -242,12 +283,26 @@ pub enum NpyData<'a> {
 }
 
 impl NpyFile {
-    /// Opens and maps `path`, parsing and checking its header and size.
+    /// Opens and maps `path` (a regular file), parsing and checking its header and size.
     ///
-    /// The file must not be truncated by another process while this value lives (as
-    /// with any memory-mapped file, that would fault on access).
+    /// The file must not be truncated or rewritten by another process while this value
+    /// lives: as with any memory-mapped file, reading past a new end faults (`SIGBUS`),
+    /// and rewritten bytes change under the borrowed data.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
+        // Checked before opening: opening a FIFO for reading would block until some
+        // writer appears, and devices have no size to check against the header.
+        let meta = std::fs::metadata(path).map_err(|e| Error::io("open", path, e))?;
+        if !meta.is_file() {
+            return Err(Error::io(
+                "open",
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "not a regular file (a directory, device or FIFO)",
+                ),
+            ));
+        }
         let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
         let len = file
             .metadata()
@@ -256,12 +311,15 @@ impl NpyFile {
         if len == 0 {
             return Err(Error::npy(path, NpyProblem::Truncated));
         }
-        // SAFETY: a read-only private view of a regular file we just opened; we only ever
-        // read it as bytes (or as f32/f64, valid for any bits). Concurrent truncation by
-        // another process is excluded by this function's documented contract.
+        // SAFETY: a read-only shared mapping of the regular file we just opened, of its
+        // current length; we only ever read it as bytes (or as f32/f64, valid for any
+        // bits). Truncation or rewriting by another process while it is mapped is
+        // excluded by this function's documented contract (nothing here can prevent it).
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io("map", path, e))?;
         let header = parse_header(&map, path)?;
-        check_size(&header, len, path)?;
+        // The mapping's length, not the `stat` above: the file may have changed in
+        // between, and the data views are cut from the mapping.
+        check_size(&header, map.len() as u64, path)?;
         Ok(Self {
             path: path.to_owned(),
             map,

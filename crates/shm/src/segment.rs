@@ -33,6 +33,9 @@
 //! made by [`SharedSegment::unique_name`] carry the owner's pid, so [`sweep_stale`] can
 //! remove the segments of owners that died without unwinding (`SIGKILL`, power loss).
 //! [`SharedSegment::persist`] hands a segment over to outlive its creator.
+//!
+//! Other processes may map a segment too; [`SharedSegment`]'s "Sharing the memory"
+//! section says what that asks of them.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -185,8 +188,29 @@ impl SegmentOptions {
 /// A named, memory-mapped region of shared memory (or of its fallbacks).
 ///
 /// Dereferences to nothing on purpose: use [`as_bytes`](Self::as_bytes) or the `.npy`
-/// views. Other processes may write the same pages concurrently; the views hand out
-/// plain bytes and floats, for which any content is a valid value.
+/// views.
+///
+/// # Sharing the memory
+///
+/// A segment's views ([`as_bytes`](Self::as_bytes), the `.npy` views) are ordinary
+/// slices over memory that other processes, and other handles to the same segment
+/// in this process, can map too. Two things follow, and neither is something this
+/// crate can enforce for another process:
+///
+/// - **Writers must take turns.** Memory written by someone else while this process
+///   holds a view of it is a data race, which Rust's memory model leaves undefined
+///   and which a safe API over memory another process can write cannot rule out. In
+///   practice the compiler cannot see the other writer and the values read may be
+///   stale or torn, though never invalid (bytes, `f32` and `f64` have no invalid bit
+///   patterns). Hand a segment over (finish writing, then tell the reader), as
+///   `memwarden gaf --shm` and the loader's batches do.
+/// - **Nobody may shrink a segment someone else has mapped.** A file truncated under
+///   a mapping makes every access past its new end fault with `SIGBUS`, which kills
+///   the process. Segments are created with mode `0600`, so only the same user can,
+///   and [`npy_header`](Self::npy_header) (and the `.npy` views) check the file's length
+///   first, so a segment that was already cut short is an error; a truncation racing
+///   with an access cannot be caught. [`resize`](Self::resize) truncates when it
+///   shrinks: only the segment's only user should call it.
 #[derive(Debug)]
 pub struct SharedSegment {
     name: String,
@@ -295,7 +319,7 @@ impl SharedSegment {
         }
         let free = free_bytes(dir)
             .map_err(|e| Refusal::Soft(format!("statvfs {}: {e}", dir.display())))?;
-        let needed = len as u64 + options.headroom;
+        let needed = (len as u64).saturating_add(options.headroom);
         if free < needed {
             return Err(Refusal::Soft(format!(
                 "{} has {free} bytes free, {needed} needed",
@@ -318,11 +342,12 @@ impl SharedSegment {
         reserve(&file, len, simulate)
             .map_err(|e| Refusal::Soft(format!("reserve {len} bytes in {}: {e}", dir.display())))?;
         // SAFETY: we created this file (create_new, mode 0600) and reserved all `len` bytes
-        // with posix_fallocate, so every mapped page is backed and no access can fault.
-        // Other processes may open it by name and write to it; the segment only exposes
-        // the memory as bytes and f32/f64, which are valid whatever they write. Shrinking
-        // the file under a live mapping (by another process) is outside the contract, as
-        // for every shared mapping.
+        // with posix_fallocate, so every mapped page is backed and, as long as nobody
+        // truncates the file, no access can fault. Mapping itself cannot violate Rust's
+        // rules; what other processes (or other handles) may do to the memory while this
+        // one borrows it, and the SIGBUS a truncation by someone else would cause, is the
+        // documented contract of `SharedSegment` ("Sharing the memory"), which no code here
+        // can enforce for another process.
         let map = unsafe { MmapMut::map_mut(&file) }
             .map_err(|e| Refusal::Soft(format!("map {}: {e}", path.display())))?;
         cleanup.0 = None;
@@ -344,16 +369,19 @@ impl SharedSegment {
         options: &SegmentOptions,
     ) -> Result<Self> {
         let header = npy::encode_header(F::DTYPE, shape);
-        let data = shape
-            .iter()
-            .try_fold(F::DTYPE.size(), |acc, &d| acc.checked_mul(d))
-            .ok_or_else(|| {
-                Error::npy(
-                    name,
-                    NpyProblem::MalformedHeader(format!("shape {shape:?} is too large")),
-                )
-            })?;
-        let mut segment = Self::create_with(name, header.len() + data, options)?;
+        let data = npy::data_len(F::DTYPE, shape).ok_or_else(|| {
+            Error::npy(
+                name,
+                NpyProblem::MalformedHeader(format!("shape {shape:?} is too large")),
+            )
+        })?;
+        let len = header.len().checked_add(data).ok_or_else(|| {
+            Error::npy(
+                name,
+                NpyProblem::MalformedHeader(format!("shape {shape:?} is too large")),
+            )
+        })?;
+        let mut segment = Self::create_with(name, len, options)?;
         segment.map[..header.len()].copy_from_slice(&header);
         Ok(segment)
     }
@@ -408,10 +436,11 @@ impl SharedSegment {
         if len == 0 {
             return Err(Error::EmptySegment { name });
         }
-        // SAFETY: maps an existing segment file for reading and writing. Its creator
-        // reserved the whole length (or, for a foreign file, we map exactly its current
-        // size). The memory is exposed only as bytes and f32/f64, valid for any content
-        // other processes write; truncation by another process is outside the contract.
+        // SAFETY: maps an existing segment file for reading and writing, exactly its
+        // current size, so every page is inside the file when mapped (its creator reserved
+        // them; a foreign sparse file may still hit ENOSPC on a write, a SIGBUS, not UB).
+        // Concurrent writers and truncation by another process are `SharedSegment`'s
+        // documented contract ("Sharing the memory"): nothing here can prevent them.
         let map = unsafe { MmapMut::map_mut(&file) }.map_err(|e| Error::io("map", path, e))?;
         Ok(Self {
             name,
@@ -492,11 +521,40 @@ impl SharedSegment {
     }
 
     /// Parses the `.npy` header at the start of the segment and checks that the segment
-    /// is exactly header plus data.
+    /// is exactly header plus data, and that its file was not cut short since it was
+    /// mapped (which would make reading the data fault).
     pub fn npy_header(&self) -> Result<NpyHeader> {
+        self.check_not_truncated()?;
         let header = npy::parse_header(&self.map, Path::new(&self.name))?;
         npy::check_size(&header, self.map.len() as u64, Path::new(&self.name))?;
         Ok(header)
+    }
+
+    /// An error when the file behind the mapping is now shorter than the mapping: some
+    /// other process truncated it, and touching the pages past its end would `SIGBUS`.
+    fn check_not_truncated(&self) -> Result<()> {
+        let (Some(file), Some(path)) = (&self.file, &self.path) else {
+            return Ok(());
+        };
+        let now = file
+            .metadata()
+            .map_err(|e| Error::io("stat", path, e))?
+            .len();
+        if now < self.map.len() as u64 {
+            return Err(Error::io(
+                "read",
+                path,
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "the segment was truncated to {now} bytes by someone else while \
+                         mapped with {} bytes",
+                        self.map.len()
+                    ),
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn npy_range<F: Float>(&self) -> Result<std::ops::Range<usize>> {
@@ -538,6 +596,10 @@ impl SharedSegment {
 
     /// Changes the size to `len` bytes (reserving the new space first when growing);
     /// contents up to the smaller size are kept. A failure leaves the segment as it was.
+    ///
+    /// Shrinking truncates the file: every other mapping of it (another process, or
+    /// another handle from [`open`](Self::open)) faults past the new end, so only the
+    /// segment's sole user should shrink it.
     pub fn resize(&mut self, len: usize) -> Result<()> {
         if len == 0 {
             return Err(Error::EmptySegment {
@@ -549,19 +611,34 @@ impl SharedSegment {
         }
         match (&self.file, &self.path) {
             (Some(file), Some(path)) => {
-                if len > self.map.len() {
+                let old = self.map.len();
+                if len > old {
                     reserve(file, len, false).map_err(|e| Error::io("reserve", path, e))?;
-                } else {
+                }
+                // Map the new length before any truncation: if mapping fails, the old
+                // mapping is still over a file at least as long as itself.
+                // SAFETY: the file holds at least `len` bytes (grown and reserved with
+                // posix_fallocate above, or already longer when shrinking), so every page
+                // of the new mapping lies inside it; the sharing contract of `SharedSegment` holds
+                // as at creation.
+                let mapped = unsafe { memmap2::MmapOptions::new().len(len).map_mut(file) };
+                let map = match mapped {
+                    Ok(map) => map,
+                    Err(e) => {
+                        if len > old {
+                            // Give back the space reserved above (best effort).
+                            let _ = file.set_len(old as u64);
+                        }
+                        return Err(Error::io("map", path, e));
+                    }
+                };
+                if len < old {
+                    // On failure the new mapping drops and the old one still covers an
+                    // unchanged file. On success the old one is replaced below without
+                    // being touched past the new end (`&mut self` excludes any view).
                     file.set_len(len as u64)
                         .map_err(|e| Error::io("truncate", path, e))?;
                 }
-                // SAFETY: the file now holds exactly `len` bytes, all reserved (grown with
-                // posix_fallocate above, or truncated, which keeps the rest allocated), so
-                // the new mapping is fully backed; the same contract as at creation holds.
-                // The old mapping is dropped by the assignment below and is not touched
-                // after the truncation.
-                let map =
-                    unsafe { MmapMut::map_mut(file) }.map_err(|e| Error::io("map", path, e))?;
                 self.map = map;
             }
             _ => {

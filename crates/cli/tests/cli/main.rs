@@ -380,7 +380,7 @@ fn gaf_bad_input_exits_2_and_writes_nothing() {
     std::fs::write(&garbage, b"not an npy file at all").unwrap();
     let out_path = dir.path().join("out.npy");
     let out_arg = out_path.to_str().unwrap();
-    let cases: [(Vec<&str>, &str); 6] = [
+    let cases: [(Vec<&str>, &str); 7] = [
         (vec![garbage.to_str().unwrap()], "garbage.npy"),
         (vec!["/no/such/file.npy"], "/no/such/file.npy"),
         (
@@ -392,6 +392,10 @@ fn gaf_bad_input_exits_2_and_writes_nothing() {
             "sample_range",
         ),
         (vec![input.to_str().unwrap(), "--shard", "3/3"], "shard"),
+        (
+            vec![input.to_str().unwrap(), "--jobs", "18446744073709551615"],
+            "1..=4096",
+        ),
         (vec![nan.to_str().unwrap()], "sample 2"),
     ];
     for (args, needle) in cases {
@@ -415,6 +419,114 @@ fn gaf_bad_input_exits_2_and_writes_nothing() {
         3,
         "no temp files"
     );
+}
+
+#[test]
+fn gaf_absurd_shapes_exit_2_without_panicking() {
+    use memwarden::shm::npy::{Dtype, encode_header};
+    let dir = tempfile::tempdir().unwrap();
+    let huge = 1usize << 62;
+    // Headers alone: 128-byte files that claim enormous arrays.
+    let cases: [(&str, Vec<usize>, &str); 3] = [
+        // No samples, but series of 2^62 timestamps: the default image is 2^62 square.
+        ("long.npy", vec![0, huge], "address space"),
+        // The data the shape calls for overflows 64 bits.
+        ("wide.npy", vec![huge, huge], "too large"),
+        // Mismatched with the (empty) data section.
+        ("short.npy", vec![3, 10], "data section"),
+    ];
+    let out_path = dir.path().join("out.npy");
+    for (name, shape, needle) in cases {
+        let input = dir.path().join(name);
+        std::fs::write(&input, encode_header(Dtype::F32, &shape)).unwrap();
+        let out = memwarden(&[
+            "gaf",
+            input.to_str().unwrap(),
+            "--out",
+            out_path.to_str().unwrap(),
+        ]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(err.contains(input.to_str().unwrap()), "{name}: {err}");
+        assert!(err.contains(needle), "{name}: {err}");
+        assert!(!out_path.exists(), "{name} left an output");
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        3,
+        "no temp files"
+    );
+}
+
+#[test]
+fn output_never_replaces_what_is_not_a_regular_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("walks.npy");
+    walks(&input, 4, 16, 1);
+    let graph = dir.path().join("g.json");
+    std::fs::write(
+        &graph,
+        r#"{"tensors": [{"name": "x", "bytes": 8}, {"name": "y", "bytes": 8}],
+            "nodes": [{"op": "Relu", "inputs": ["x"], "outputs": ["y"]}],
+            "inputs": ["x"], "outputs": ["y"]}"#,
+    )
+    .unwrap();
+    // A socket stands for `/dev/null` and friends: a rename would put a plain file in
+    // its place (as root, over the device itself).
+    let socket = dir.path().join("sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let subdir = dir.path().join("sub");
+    std::fs::create_dir(&subdir).unwrap();
+    for target in [&socket, &subdir] {
+        let t = target.to_str().unwrap();
+        for args in [
+            vec!["gaf", input.to_str().unwrap(), "--out", t],
+            vec!["plan", graph.to_str().unwrap(), "--out", t],
+        ] {
+            let out = memwarden(&args);
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{args:?}: {}",
+                text(&out.stderr)
+            );
+            assert!(text(&out.stderr).contains(t), "{}", text(&out.stderr));
+        }
+    }
+    use std::os::unix::fs::FileTypeExt as _;
+    assert!(
+        std::fs::symlink_metadata(&socket)
+            .unwrap()
+            .file_type()
+            .is_socket()
+    );
+    assert!(subdir.is_dir());
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(names.is_empty(), "temporary files left: {names:?}");
+}
+
+#[test]
+fn gaf_never_overwrites_an_existing_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("walks.npy");
+    walks(&input, 4, 16, 2);
+    let name = format!("memwarden-cli-test-exists-{}", std::process::id());
+    let path = std::path::Path::new("/dev/shm").join(&name);
+    std::fs::write(&path, b"someone else's data").unwrap();
+    let out = memwarden(&["gaf", input.to_str().unwrap(), "--shm", &name]);
+    let kept = std::fs::read(&path);
+    std::fs::remove_file(&path).unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("already exists") && err.contains(&name),
+        "{err}"
+    );
+    assert_eq!(kept.unwrap(), b"someone else's data");
 }
 
 fn shared_onnx(name: &str) -> String {
@@ -493,9 +605,27 @@ fn plan_bad_input_exits_2_naming_the_file() {
     std::fs::write(&bad, b"\x08\x07\x12\xff\xff\xff garbage").unwrap();
     let json = dir.path().join("g.json");
     std::fs::write(&json, r#"{"tensors": [], "nodes": [], "inptus": []}"#).unwrap();
+    let cycle = dir.path().join("cycle.json");
+    std::fs::write(
+        &cycle,
+        r#"{"tensors": [{"name": "a", "bytes": 4}, {"name": "b", "bytes": 4}],
+            "nodes": [{"name": "n0", "op": "Relu", "inputs": ["a"], "outputs": ["b"]},
+                      {"name": "n1", "op": "Relu", "inputs": ["b"], "outputs": ["a"]}],
+            "outputs": ["b"]}"#,
+    )
+    .unwrap();
+    let batch = shared_onnx("resnet18_dynamic_batch.onnx");
     let out_file = dir.path().join("plan.json");
     for (args, needle) in [
-        (vec![bad.to_str().unwrap()], "bad.onnx"),
+        // Errors name the file as given, whatever stage they come from.
+        (vec![bad.to_str().unwrap()], bad.to_str().unwrap()),
+        (vec![cycle.to_str().unwrap()], cycle.to_str().unwrap()),
+        (vec![cycle.to_str().unwrap()], "cycle through nodes"),
+        (vec![&batch[..]], "--dim NAME=VALUE"),
+        (vec![&batch[..]], "resnet18_dynamic_batch.onnx"),
+        // A dimension the graph does not have is a typo, not something to ignore.
+        (vec![&batch[..], "--dim", "n=8"], "no dimension n"),
+        (vec![&batch[..], "--dim", "M=1..4"], "no dimension M"),
         (vec![json.to_str().unwrap()], "inptus"),
         (vec!["/no/such/model.onnx"], "/no/such/model.onnx"),
         (vec![json.to_str().unwrap(), "--dim", "N=0"], "N=0"),

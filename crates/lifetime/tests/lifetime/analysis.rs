@@ -1,7 +1,7 @@
 //! Lifetime analysis: order, constant folding, dead outputs, sizes, errors, and the
 //! shared reference figures.
 
-use memwarden_lifetime::ir::{Graph, Node, Tensor};
+use memwarden_lifetime::ir::{Graph, Node, Tensor, TensorId};
 use memwarden_lifetime::{Error, PlanOptions, Strategy, Unknown, plan};
 
 use crate::util::{build, lifetimes, opts};
@@ -134,6 +134,27 @@ fn structural_errors_name_what_is_wrong() {
         plan(&g, &opts(Strategy::Naive)),
         Err(Error::BadTensorId { id: 99, .. })
     ));
+    // A body capturing a tensor id the enclosing graph does not have.
+    let mut body = build("out o\nn Relu i -> o");
+    let i = body.find_tensor("i").unwrap();
+    body.captures = vec![(i, TensorId(99))];
+    let mut g = build("in c\nout y");
+    let (c, y) = (TensorId(0), TensorId(1));
+    g.add_node(Node {
+        name: "if".to_owned(),
+        op: "If".to_owned(),
+        inputs: vec![Some(c)],
+        outputs: vec![y],
+        subgraphs: vec![
+            ("then_branch".to_owned(), body.clone()),
+            ("else_branch".to_owned(), body),
+        ],
+    });
+    let e = plan(&g, &opts(Strategy::Naive)).unwrap_err();
+    assert!(
+        matches!(&e, Error::BadTensorId { id: 99, context, .. } if context.contains("then_branch")),
+        "{e}"
+    );
 }
 
 #[test]
@@ -300,4 +321,20 @@ fn analysis_without_planning() {
     let a = memwarden_lifetime::analyze(&g, &PlanOptions::default()).unwrap();
     assert_eq!(a.steps[0].node, "Relu_0");
     assert_eq!((a.naive_bytes(), a.lower_bound_bytes()), (16, 16));
+
+    // Each size fits 64 bits, their sum does not: the figures saturate (plan refuses).
+    let huge = format!(
+        "in x\nout y\nsize x {0}\nsize y {0}\nn Relu x -> y",
+        u64::MAX / 2 + 1
+    );
+    let g = build(&huge);
+    let a = memwarden_lifetime::analyze(&g, &PlanOptions::default()).unwrap();
+    assert_eq!(
+        (a.naive_bytes(), a.lower_bound_bytes()),
+        (u64::MAX, u64::MAX)
+    );
+    assert!(matches!(
+        plan(&g, &opts(Strategy::Naive)),
+        Err(Error::SizeOverflow { .. })
+    ));
 }

@@ -166,3 +166,25 @@ fn empty_graph_arena() {
     let mut arena = Arena::new(&p).unwrap();
     assert_eq!(arena.step(0).unwrap().names().collect::<Vec<_>>(), ["x"]);
 }
+
+#[test]
+fn empty_tensors_get_empty_slices_beside_live_buffers() {
+    // `e` holds no bytes; every planner may put it at the offset of `x`, which lives
+    // at the same steps. That is a valid plan, and the arena must hand it out.
+    let g = build("in x\nout y\nsize e 0\nn0 Shape x -> e\nn1 Add x e -> y");
+    for strategy in Strategy::ALL {
+        let p = plan(
+            &g,
+            &PlanOptions {
+                strategy,
+                ..PlanOptions::default()
+            },
+        )
+        .unwrap();
+        let mut arena = Arena::new(&p).unwrap();
+        walk(&p, &mut arena);
+        let mut step = arena.step(1).unwrap();
+        let [x, e, y] = step.get_many_mut(["x", "e", "y"]).unwrap();
+        assert_eq!((x.len(), e.len(), y.len()), (100, 0, 100), "{strategy}");
+    }
+}

@@ -228,6 +228,36 @@ fn buffer_lengths_must_fit_the_shape() {
         gaf.transform_into::<f64, f64>(&[], 0, &mut []).is_ok(),
         "no samples is fine"
     );
+    // A sample count whose buffers would overflow the address space matches no buffer.
+    let err = gaf
+        .transform_into(&x, usize::MAX / 4, &mut out)
+        .expect_err("overflowing count");
+    assert!(
+        matches!(err, Error::LengthMismatch { what: "input", .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn images_too_large_for_memory_are_refused_by_new() {
+    // A header may claim any length (a 0-sample `.npy` of shape (0, 2^40) is 128
+    // bytes), and by default the image is as long as the series: S² values overflow.
+    for (method, series_len) in [(Method::Summation, 1usize << 40), (Method::Both, 1 << 31)] {
+        let config = GafConfig {
+            method,
+            ..GafConfig::default()
+        };
+        let err = Gaf::new(config, series_len).expect_err("too large");
+        assert!(matches!(err, Error::TooLarge { .. }), "{err:?}");
+        assert!(err.to_string().contains("address space"), "{err}");
+    }
+    // A fixed, small image of such a series is fine.
+    let small = GafConfig {
+        image_size: ImageSize::Fixed(4),
+        ..GafConfig::default()
+    };
+    let gaf = Gaf::new(small, 1 << 40).expect("a 4 × 4 image");
+    assert_eq!(gaf.output_shape(0), [0, 4, 4]);
 }
 
 #[test]

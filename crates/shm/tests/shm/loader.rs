@@ -270,9 +270,22 @@ fn the_auto_configuration_respects_the_budget() {
     assert!(plan.chunk_size <= plan.batch_size.div_ceil(plan.workers * 4));
 
     // A budget smaller than one image still makes batches of one.
-    let tiny = GafLoader::<f64, f32>::new(g, &x, n, LoaderConfig::new().with_memory_budget(1))
-        .expect("loader");
+    let tiny =
+        GafLoader::<f64, f32>::new(g.clone(), &x, n, LoaderConfig::new().with_memory_budget(1))
+            .expect("loader");
     assert_eq!(tiny.plan().batch_size, 1);
+
+    // Absurd settings are planned without overflowing (nothing runs until a batch).
+    let absurd = GafLoader::<f64, f32>::new(
+        g.clone(),
+        &x,
+        n,
+        LoaderConfig::new()
+            .with_workers(usize::MAX)
+            .with_ring_slots(usize::MAX),
+    )
+    .expect("loader");
+    assert_eq!((absurd.plan().chunk_size, absurd.plan().batch_size), (1, 1));
 
     // Hooks run once per sample, with the global index.
     let seen = std::sync::Arc::new(AtomicUsize::new(0));

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use memwarden_shm::npy::{self, Dtype, NpyData, NpyFile};
+use memwarden_shm::npy::{self, Dtype, NpyData, NpyFile, NpyHeader};
 use memwarden_shm::{Error, NpyProblem};
 use proptest::prelude::*;
 
@@ -73,6 +73,80 @@ fn headers_look_like_numpys() {
     assert!(String::from_utf8_lossy(&one).contains("'shape': (7,), }"));
     let zero = npy::encode_header(Dtype::F32, &[]);
     assert!(String::from_utf8_lossy(&zero).contains("'shape': (), }"));
+}
+
+#[test]
+fn headers_past_64_kib_use_version_2() {
+    // As NumPy does, a dictionary too long for the 16-bit length of version 1.0
+    // switches to version 2.0 instead of failing.
+    let shape = vec![1usize; 30_000];
+    let header = npy::encode_header(Dtype::F32, &shape);
+    assert_eq!(&header[..8], b"\x93NUMPY\x02\x00");
+    assert_eq!(header.len(), npy::header_len(Dtype::F32, &shape));
+    assert_eq!(header.len() % 64, 0);
+    let parsed = npy::parse_header(&header, Path::new("wide.npy")).expect("parses");
+    assert_eq!((parsed.shape, parsed.data_offset), (shape, header.len()));
+    // Just under the limit stays 1.0.
+    let short = npy::encode_header(Dtype::F32, &[1; 20_000]);
+    assert_eq!(&short[..8], b"\x93NUMPY\x01\x00");
+}
+
+#[test]
+fn only_regular_files_are_opened() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("series.npy");
+    let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("no NUL");
+    // SAFETY: a valid NUL-terminated path; mkfifo touches nothing else.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    // Held open for reading and writing, so that an open of the FIFO for reading
+    // cannot block (were the check missing, the test would fail, not hang).
+    let _held = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .expect("open the fifo");
+    for path in [fifo.as_path(), dir.path()] {
+        let err = NpyFile::open(path).expect_err("not a regular file");
+        assert!(
+            matches!(&err, Error::Io { op: "open", source, .. } if source.kind() == std::io::ErrorKind::InvalidInput),
+            "{}: {err:?}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn shapes_whose_size_overflows_are_refused_not_multiplied() {
+    let huge = 1usize << 62;
+    let header = npy::encode_header(Dtype::F32, &[huge, huge]);
+    // The parser reads any shape; the sizes saturate, and the size check refuses it.
+    let parsed = npy::parse_header(&header, Path::new("huge.npy")).expect("syntax is fine");
+    assert_eq!(
+        (parsed.elements(), parsed.data_bytes()),
+        (usize::MAX, usize::MAX)
+    );
+    let err = npy::check_size(&parsed, 1 << 20, Path::new("huge.npy")).expect_err("too large");
+    assert!(
+        matches!(&err, Error::Npy { problem: NpyProblem::MalformedHeader(why), .. } if why.contains("too large")),
+        "{err:?}"
+    );
+    // A zero extent holds nothing, however large the others (the product of the
+    // leading extents overflows before the zero is reached).
+    let shape = [huge, huge, 0];
+    let header = npy::encode_header(Dtype::F32, &shape);
+    let parsed = npy::parse_header(&header, Path::new("empty.npy")).expect("an empty array");
+    assert_eq!((parsed.elements(), parsed.data_bytes()), (0, 0));
+    npy::check_size(&parsed, header.len() as u64, Path::new("empty.npy")).expect("no data");
+    let hand = NpyHeader {
+        dtype: Dtype::F64,
+        shape: shape.to_vec(),
+        data_offset: 128,
+    };
+    assert_eq!(hand.elements(), 0);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = npy::write::<f32>(&dir.path().join("w.npy"), &[huge, huge], &[])
+        .expect_err("shape and data disagree");
+    assert!(matches!(err, Error::LengthMismatch { .. }), "{err:?}");
 }
 
 #[test]

@@ -302,6 +302,27 @@ fn a_segment_holds_a_complete_npy_file() {
     assert_eq!(file.data_as::<f32>().expect("f32")[11], 16.5);
 }
 
+#[test]
+fn a_segment_truncated_by_someone_else_is_an_error_not_a_fault() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (options, shm, _) = sandbox(dir.path());
+    let owner = SharedSegment::create_npy::<f32>("cut", &[64, 64], &options).expect("create");
+    let reader = SharedSegment::open_with("cut", &options).expect("open");
+    assert_eq!(reader.npy_data::<f32>().expect("whole").len(), 64 * 64);
+    // Another process cuts the file to its first page while both map it whole:
+    // touching the rest of the mapping would now raise SIGBUS.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(shm.join("cut"))
+        .and_then(|f| f.set_len(4096))
+        .expect("truncate");
+    for segment in [&reader, &owner] {
+        let err = segment.npy_data::<f32>().expect_err("truncated");
+        assert!(err.to_string().contains("cut"), "{err}");
+        assert!(segment.npy_header().is_err());
+    }
+}
+
 /// The pid of a process that has exited and been reaped.
 fn dead_pid() -> u32 {
     let mut child = std::process::Command::new("true")
