@@ -280,24 +280,13 @@ fn render_text(outcome: &Outcome, top: usize) -> String {
     let _ = writeln!(s, "steps            {}", p.steps);
     let _ = writeln!(s, "tensors          {}", p.tensors.len());
     let _ = writeln!(s, "strategy         {} (align {})", p.strategy, p.align);
-    let _ = writeln!(
-        s,
-        "naive            {:>14} B  {}",
-        p.naive_bytes,
-        mib(p.naive_bytes)
-    );
-    let _ = writeln!(
-        s,
-        "lower bound      {:>14} B  {}",
-        p.lower_bound_bytes,
-        mib(p.lower_bound_bytes)
-    );
-    let _ = writeln!(
-        s,
-        "arena            {:>14} B  {}",
-        p.arena_bytes,
-        mib(p.arena_bytes)
-    );
+    for (label, bytes) in [
+        ("naive", p.naive_bytes),
+        ("lower bound", p.lower_bound_bytes),
+        ("arena", p.arena_bytes),
+    ] {
+        let _ = writeln!(s, "{label:<16} {bytes:>14} B  {}", mib(bytes));
+    }
     let _ = writeln!(
         s,
         "arena / LB       {:.4}   (naive / arena {:.2}x)",
@@ -411,28 +400,24 @@ fn render_svg(plan: &Plan) -> anyhow::Result<String> {
             RGBColor(140, 140, 140),
         ];
         let m = f64::from(1 << 20);
+        // Each tensor: a filled box with a thin outline, steps [first, last + 1) across.
+        let corners = |t: &lifetime::PlannedTensor| {
+            [
+                (t.first_step as f64, t.offset as f64 / m),
+                ((t.last_step + 1) as f64, (t.offset + t.bytes) as f64 / m),
+            ]
+        };
         chart
             .draw_series(plan.tensors.iter().enumerate().map(|(i, t)| {
-                let color = palette[i % palette.len()];
-                Rectangle::new(
-                    [
-                        (t.first_step as f64, t.offset as f64 / m),
-                        ((t.last_step + 1) as f64, (t.offset + t.bytes) as f64 / m),
-                    ],
-                    color.mix(0.75).filled(),
-                )
+                Rectangle::new(corners(t), palette[i % palette.len()].mix(0.75).filled())
             }))
             .map_err(err)?;
         chart
-            .draw_series(plan.tensors.iter().map(|t| {
-                Rectangle::new(
-                    [
-                        (t.first_step as f64, t.offset as f64 / m),
-                        ((t.last_step + 1) as f64, (t.offset + t.bytes) as f64 / m),
-                    ],
-                    BLACK.mix(0.5).stroke_width(1),
-                )
-            }))
+            .draw_series(
+                plan.tensors
+                    .iter()
+                    .map(|t| Rectangle::new(corners(t), BLACK.mix(0.5).stroke_width(1))),
+            )
             .map_err(err)?;
         let lb = plan.lower_bound_bytes as f64 / m;
         chart

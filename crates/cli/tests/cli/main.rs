@@ -236,6 +236,16 @@ fn demo_names_a_bad_model_file_and_exits_2() {
     assert!(stderr.contains(models.to_str().unwrap()), "{stderr}");
 }
 
+/// Output files go through hidden temporary names; none may be left behind.
+fn assert_no_temp_files(dir: &std::path::Path) {
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
 /// Random walks written as a float64 `.npy`.
 fn walks(path: &std::path::Path, n: usize, t: usize, seed: u64) -> Vec<f64> {
     let mut state = seed;
@@ -336,12 +346,7 @@ fn gaf_writes_the_library_transform_and_shards_concatenate_to_it() {
         joined.extend(read_npy_f32(&part).1);
     }
     assert_eq!(joined, expected);
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with('.'))
-        .collect();
-    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    assert_no_temp_files(dir.path());
 }
 
 #[test]
@@ -501,12 +506,7 @@ fn output_never_replaces_what_is_not_a_regular_file() {
             .is_socket()
     );
     assert!(subdir.is_dir());
-    let names: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.starts_with('.'))
-        .collect();
-    assert!(names.is_empty(), "temporary files left: {names:?}");
+    assert_no_temp_files(dir.path());
 }
 
 #[test]
