@@ -236,6 +236,18 @@ fn demo_names_a_bad_model_file_and_exits_2() {
     assert!(stderr.contains(models.to_str().unwrap()), "{stderr}");
 }
 
+/// Runs `memwarden args`: it must exit 2, name every needle on stderr, and leave no
+/// `output`.
+fn assert_refused(args: &[&str], needles: &[&str], output: &std::path::Path) {
+    let out = memwarden(args);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    for needle in needles {
+        assert!(err.contains(needle), "{args:?}: {needle:?} not in {err}");
+    }
+    assert!(!output.exists(), "{args:?} left an output");
+}
+
 /// Output files go through hidden temporary names; none may be left behind.
 fn assert_no_temp_files(dir: &std::path::Path) {
     let leftovers: Vec<_> = std::fs::read_dir(dir)
@@ -405,19 +417,7 @@ fn gaf_bad_input_exits_2_and_writes_nothing() {
     ];
     for (args, needle) in cases {
         let full = [&["gaf"][..], &args, &["--out", out_arg]].concat();
-        let out = memwarden(&full);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{full:?}: {}",
-            text(&out.stderr)
-        );
-        assert!(
-            text(&out.stderr).contains(needle),
-            "{full:?}: {}",
-            text(&out.stderr)
-        );
-        assert!(!out_path.exists(), "{full:?} left an output");
+        assert_refused(&full, &[needle], &out_path);
     }
     assert_eq!(
         std::fs::read_dir(dir.path()).unwrap().count(),
@@ -444,17 +444,13 @@ fn gaf_absurd_shapes_exit_2_without_panicking() {
     for (name, shape, needle) in cases {
         let input = dir.path().join(name);
         std::fs::write(&input, encode_header(Dtype::F32, &shape)).unwrap();
-        let out = memwarden(&[
+        let args = [
             "gaf",
             input.to_str().unwrap(),
             "--out",
             out_path.to_str().unwrap(),
-        ]);
-        let err = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
-        assert!(err.contains(input.to_str().unwrap()), "{name}: {err}");
-        assert!(err.contains(needle), "{name}: {err}");
-        assert!(!out_path.exists(), "{name} left an output");
+        ];
+        assert_refused(&args, &[input.to_str().unwrap(), needle], &out_path);
     }
     assert_eq!(
         std::fs::read_dir(dir.path()).unwrap().count(),
@@ -640,18 +636,6 @@ fn plan_bad_input_exits_2_naming_the_file() {
             &["--format", "json", "--out", out_file.to_str().unwrap()],
         ]
         .concat();
-        let out = memwarden(&full);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{full:?}: {}",
-            text(&out.stderr)
-        );
-        assert!(
-            text(&out.stderr).contains(needle),
-            "{full:?}: {}",
-            text(&out.stderr)
-        );
-        assert!(!out_file.exists());
+        assert_refused(&full, &[needle], &out_file);
     }
 }
