@@ -98,9 +98,8 @@ fn parse_image_size(s: &str) -> Result<ImageSize, String> {
     }
 }
 
-/// Most worker threads `--jobs` accepts: far above any machine's CPUs, far below
-/// counts whose bookkeeping overflows or whose thread stacks exhaust memory.
-const MAX_JOBS: usize = 4096;
+/// Most worker threads `--jobs` accepts: the scheduler's limit.
+const MAX_JOBS: usize = memwarden::sched::MAX_JOBS;
 
 fn parse_jobs(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {

@@ -10,6 +10,15 @@ pub enum SchedError {
     /// `jobs(0)`: a scheduler needs at least one thread (the caller's, when it is one).
     #[error("jobs must be at least 1, got 0")]
     ZeroJobs,
+    /// More threads than [`MAX_JOBS`](crate::MAX_JOBS): a typo or an overflow, not a
+    /// machine.
+    #[error("jobs must be at most {max}, got {jobs}")]
+    TooManyJobs {
+        /// The thread count asked for.
+        jobs: usize,
+        /// The most a scheduler takes.
+        max: usize,
+    },
     /// `chunk_size(0)`: a chunk holds at least one item.
     #[error("chunk size must be at least 1 item, got 0")]
     ZeroChunkSize,

@@ -72,7 +72,7 @@ pub use error::SchedError;
 pub use ext::ScheduleExt;
 pub use matmul::MatmulShape;
 pub use pressure::PressureSource;
-pub use scheduler::{ParallelScheduler, RunStats, SchedulerBuilder};
+pub use scheduler::{MAX_JOBS, ParallelScheduler, RunStats, SchedulerBuilder};
 
 /// The process-wide scheduler behind [`schedule`] and [`batched_matmul`]:
 /// [`ParallelScheduler::new`]'s automatic configuration, built on first use and never

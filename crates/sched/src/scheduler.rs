@@ -14,6 +14,11 @@ use crate::engine::{self, Plan, SharedMut, Slots, Tuning};
 use crate::pressure::jobs_under;
 use crate::{CacheInfo, PressureSource, SchedError, available_jobs};
 
+/// The most threads a scheduler takes ([`SchedulerBuilder::jobs`] above it is
+/// [`SchedError::TooManyJobs`]); far beyond any machine this runs on, low enough that
+/// per-thread bookkeeping never overflows.
+pub const MAX_JOBS: usize = 4096;
+
 /// The default target cost of one calibrated chunk.
 const DEFAULT_CHUNK_TIME: Duration = Duration::from_micros(100);
 
@@ -148,8 +153,15 @@ impl SchedulerBuilder {
     /// Checks the settings and resolves the thread count. The pool itself starts on the
     /// first call that runs in parallel.
     pub fn build(self) -> Result<ParallelScheduler, SchedError> {
-        if self.jobs == Some(0) {
-            return Err(SchedError::ZeroJobs);
+        match self.jobs {
+            Some(0) => return Err(SchedError::ZeroJobs),
+            Some(jobs) if jobs > MAX_JOBS => {
+                return Err(SchedError::TooManyJobs {
+                    jobs,
+                    max: MAX_JOBS,
+                });
+            }
+            _ => {}
         }
         if self.chunk_size == Some(0) {
             return Err(SchedError::ZeroChunkSize);

@@ -70,6 +70,13 @@ fn bad_configurations_are_refused() {
         err(ParallelScheduler::builder().chunk_size(0)),
         SchedError::ZeroChunkSize
     );
+    assert_eq!(
+        err(ParallelScheduler::builder().jobs(usize::MAX)),
+        SchedError::TooManyJobs {
+            jobs: usize::MAX,
+            max: memwarden_sched::MAX_JOBS
+        }
+    );
     assert!(matches!(
         err(ParallelScheduler::builder().chunk_time(Duration::ZERO)),
         SchedError::ZeroChunkTime { .. }

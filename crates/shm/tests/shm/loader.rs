@@ -275,17 +275,28 @@ fn the_auto_configuration_respects_the_budget() {
             .expect("loader");
     assert_eq!(tiny.plan().batch_size, 1);
 
-    // Absurd settings are planned without overflowing (nothing runs until a batch).
+    // Absurd settings are planned without overflowing (nothing runs until a batch)...
     let absurd = GafLoader::<f64, f32>::new(
         g.clone(),
         &x,
         n,
         LoaderConfig::new()
-            .with_workers(usize::MAX)
+            .with_workers(memwarden_sched::MAX_JOBS)
             .with_ring_slots(usize::MAX),
     )
     .expect("loader");
     assert_eq!((absurd.plan().chunk_size, absurd.plan().batch_size), (1, 1));
+    // ...and more workers than a scheduler takes are an error, not a panic later.
+    let refused = GafLoader::<f64, f32>::new(
+        g.clone(),
+        &x,
+        n,
+        LoaderConfig::new().with_workers(usize::MAX),
+    );
+    assert!(
+        matches!(refused, Err(memwarden_shm::Error::WorkerPool { .. })),
+        "{refused:?}"
+    );
 
     // Hooks run once per sample, with the global index.
     let seen = std::sync::Arc::new(AtomicUsize::new(0));
