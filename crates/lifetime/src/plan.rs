@@ -166,8 +166,9 @@ pub struct Plan {
 impl Plan {
     /// The plan as JSON: `model`, `steps`, `align`, `strategy`, `naive_bytes`,
     /// `lower_bound_bytes`, `arena_bytes`, `tensors` (each with `name`, `bytes`,
-    /// `first_step`, `last_step`, `offset`, `alias_of`), plus `method`,
-    /// `planning_ms` and `skipped`.
+    /// `first_step`, `last_step`, `offset`, `alias_of`), plus `method` and `skipped`.
+    /// It holds no timings, so the same graph and options give the same document byte
+    /// for byte ([`Plan::planning_time`] is in the struct for those who want it).
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::json;
         let tensors: Vec<serde_json::Value> = self
@@ -198,7 +199,6 @@ impl Plan {
             "naive_bytes": self.naive_bytes,
             "lower_bound_bytes": self.lower_bound_bytes,
             "arena_bytes": self.arena_bytes,
-            "planning_ms": self.planning_time.as_secs_f64() * 1e3,
             "tensors": tensors,
             "skipped": skipped,
         })

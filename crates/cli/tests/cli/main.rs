@@ -547,6 +547,10 @@ fn plan_reaches_the_reference_figures_in_every_format() {
     assert_eq!(plan["arena_bytes"], 6_422_528);
     assert_eq!(plan["strategy"], "best");
 
+    // Deterministic: a second run prints the same document, byte for byte.
+    let again = memwarden(&["plan", &model, "--align", "1", "--format", "json"]);
+    assert_eq!(again.stdout, out.stdout);
+
     let txt = memwarden(&["plan", &model]);
     assert!(txt.status.success(), "{}", text(&txt.stderr));
     let report = text(&txt.stdout);
