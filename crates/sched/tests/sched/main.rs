@@ -6,6 +6,7 @@ mod limits;
 mod matmul;
 mod order;
 mod panics;
+mod stress;
 
 use memwarden_sched::ParallelScheduler;
 
