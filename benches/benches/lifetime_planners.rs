@@ -100,13 +100,20 @@ fn print_suite(title: &str, s: &Suite) {
     );
 }
 
+impl Suite {
+    /// An empty suite of `count` cases.
+    fn new(count: u64) -> Self {
+        Suite {
+            quality: [Quality::default(); 3],
+            count: count as usize,
+            best_wins: 0,
+            best_losses: 0,
+        }
+    }
+}
+
 fn dag_suite(count: u64, max_nodes: usize) -> Suite {
-    let mut suite = Suite {
-        quality: [Quality::default(); 3],
-        count: count as usize,
-        best_wins: 0,
-        best_losses: 0,
-    };
+    let mut suite = Suite::new(count);
     for seed in 0..count {
         let nodes = 20 + (seed as usize * 7919) % (max_nodes - 19);
         let g = synth::random_dag(seed, nodes);
@@ -128,12 +135,7 @@ fn dag_suite(count: u64, max_nodes: usize) -> Suite {
 }
 
 fn record_suite(count: u64, budget: &SearchBudget) -> Suite {
-    let mut suite = Suite {
-        quality: [Quality::default(); 3],
-        count: count as usize,
-        best_wins: 0,
-        best_losses: 0,
-    };
+    let mut suite = Suite::new(count);
     for seed in 0..count {
         let recs = synth::random_records(seed, 300, 200);
         let mut arenas = [0u64; 3];
