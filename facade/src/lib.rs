@@ -1,8 +1,9 @@
 //! memwarden keeps a memory-hungry process inside its memory budget.
 //!
-//! This facade re-exports the memwarden crates behind cargo features, so an application
-//! takes only what it needs, and adds [`Lifecycle`], which drives tracker, prioritizer
-//! and reaper against a byte budget.
+//! This crate is a facade: it re-exports the memwarden crates behind cargo features, so
+//! an application takes only what it needs, and holds no code of its own. The runtime
+//! bundle's integration layer, `memwarden-runtime`, is [`runtime`], and its principal
+//! names are also here at the top level.
 //!
 //! ```
 //! # #[cfg(feature = "runtime")] {
@@ -32,8 +33,6 @@
 
 pub use memwarden_core as core;
 
-#[cfg(feature = "config")]
-pub mod config;
 #[cfg(feature = "defrag")]
 pub use memwarden_defrag as defrag;
 #[cfg(feature = "lifetime")]
@@ -46,6 +45,8 @@ pub use memwarden_pool as pool;
 pub use memwarden_prioritizer as prioritizer;
 #[cfg(feature = "reaper")]
 pub use memwarden_reaper as reaper;
+#[cfg(feature = "runtime")]
+pub use memwarden_runtime as runtime;
 #[cfg(feature = "sched")]
 pub use memwarden_sched as sched;
 #[cfg(feature = "shm")]
@@ -55,34 +56,8 @@ pub use memwarden_snapshot as snapshot;
 #[cfg(feature = "tracker")]
 pub use memwarden_tracker as tracker;
 
-#[cfg(feature = "reaper")]
-mod lifecycle;
-#[cfg(all(feature = "reaper", feature = "snapshot"))]
-pub use lifecycle::Fetched;
-#[cfg(feature = "reaper")]
-pub use lifecycle::{Lifecycle, Thresholds};
-
-#[cfg(all(feature = "reaper", feature = "lock"))]
-mod lock_guard;
-#[cfg(all(feature = "reaper", feature = "lock"))]
-pub use lock_guard::LockGuard;
-
-#[cfg(feature = "registry")]
-pub mod registry;
-#[cfg(feature = "registry")]
-pub use registry::ModelRegistry;
-
-#[cfg(feature = "governor")]
-pub mod governor;
-#[cfg(feature = "governor")]
-pub use governor::Governor;
-
-/// The total memory of this machine, as the operating system reports it (through
-/// sysinfo); `None` where it cannot say. A budget given as a share of the machine is a
-/// share of this.
-#[cfg(any(feature = "config", feature = "governor"))]
-pub fn machine_memory() -> Option<u64> {
-    let mut system = sysinfo::System::new();
-    system.refresh_memory();
-    Some(system.total_memory()).filter(|&total| total > 0)
-}
+#[cfg(feature = "runtime")]
+pub use memwarden_runtime::{
+    Fetched, Governor, Lifecycle, LockGuard, ModelRegistry, Thresholds, config, governor,
+    machine_memory, registry,
+};

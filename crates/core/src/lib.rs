@@ -36,6 +36,7 @@
 mod bytes;
 mod clock;
 mod error;
+pub mod fs;
 mod id;
 mod priority;
 

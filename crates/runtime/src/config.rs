@@ -7,8 +7,8 @@
 //! file that ships with memwarden, which keeps to a 1 GiB budget.
 //!
 //! ```
-//! use memwarden::config::{Config, ConfigError};
-//! use memwarden::core::ResourceKind;
+//! use memwarden_runtime::config::{Config, ConfigError};
+//! use memwarden_core::ResourceKind;
 //! use std::time::Duration;
 //!
 //! let config = Config::shipped();
@@ -16,7 +16,7 @@
 //! let render = config.kinds.get(&ResourceKind::RenderCache).expect("a built-in kind");
 //! assert!(render.snapshot_on_release);
 //!
-//! let text = memwarden::config::SHIPPED_TOML.replace(r#"tick = "100ms""#, "tick = 100");
+//! let text = memwarden_runtime::config::SHIPPED_TOML.replace(r#"tick = "100ms""#, "tick = 100");
 //! let Err(ConfigError::Invalid { diagnostics, .. }) = Config::from_toml_str(&text, "edited.toml") else {
 //!     panic!("a bare number is not a duration");
 //! };
@@ -77,7 +77,7 @@ pub use error::{ConfigError, Diagnostic};
 
 /// The text of the shipped config file, `configs/releasable_resources.toml`, comments and
 /// all; [`Config::shipped`] is what it parses to. Write it out to give a user a file to edit.
-pub const SHIPPED_TOML: &str = include_str!("../../configs/releasable_resources.toml");
+pub const SHIPPED_TOML: &str = include_str!("../../../configs/releasable_resources.toml");
 
 /// A whole, checked memwarden configuration.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -111,7 +111,6 @@ pub struct DefragSettings {
     pub aggressive: bool,
 }
 
-#[cfg(feature = "defrag")]
 impl From<&DefragSettings> for memwarden_defrag::DefragConfig {
     fn from(settings: &DefragSettings) -> Self {
         memwarden_defrag::DefragConfig {

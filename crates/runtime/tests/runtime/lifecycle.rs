@@ -3,11 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use memwarden::config::Config;
-use memwarden::core::{ByteSize, ManualClock, ResourceKind};
-use memwarden::prioritizer::Urgency;
-use memwarden::tracker::{ResourceSpec, Tracker};
-use memwarden::{Lifecycle, Thresholds};
+use memwarden_core::{ByteSize, ManualClock, ResourceKind};
+use memwarden_prioritizer::Urgency;
+use memwarden_runtime::config::Config;
+use memwarden_runtime::{Lifecycle, Thresholds};
+use memwarden_tracker::{ResourceSpec, Tracker};
 
 const MIB: u64 = 1 << 20;
 
@@ -155,8 +155,8 @@ fn config_sets_priorities_idle_limits_and_fractions() {
 
 #[test]
 fn locked_resources_are_never_released() {
-    use memwarden::lock::{LockConfig, LockManager};
-    use memwarden::reaper::SkipReason;
+    use memwarden_lock::{LockConfig, LockManager};
+    use memwarden_reaper::SkipReason;
 
     let clock = ManualClock::new();
     let tracker = Arc::new(Tracker::with_clock(Arc::new(clock.clone())));
@@ -192,8 +192,8 @@ fn locked_resources_are_never_released() {
 
 #[test]
 fn released_frames_come_back_from_their_snapshots() {
-    use memwarden::Fetched;
-    use memwarden::snapshot::{PixelFormat, RenderFrame, SnapshotStore, StoreConfig};
+    use memwarden_runtime::Fetched;
+    use memwarden_snapshot::{PixelFormat, RenderFrame, SnapshotStore, StoreConfig};
 
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new();

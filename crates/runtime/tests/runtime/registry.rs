@@ -7,14 +7,14 @@ use std::sync::{Arc, Barrier, Mutex, mpsc};
 use std::thread;
 use std::time::Duration;
 
-use memwarden::Lifecycle;
-use memwarden::core::{ByteSize, ManualClock, Priority, ResourceId, ResourceKind};
-use memwarden::reaper::Hooks;
-use memwarden::registry::{
+use memwarden_core::{ByteSize, ManualClock, Priority, ResourceId, ResourceKind};
+use memwarden_reaper::Hooks;
+use memwarden_runtime::Lifecycle;
+use memwarden_runtime::registry::{
     Dtype, FormatError, MAX_HEADER_BYTES, Model, ModelDecl, ModelRegistry, ModelStatus,
     RegistryConfig, RegistryError, write_model_file,
 };
-use memwarden::tracker::{ResourceSpec, Tracker};
+use memwarden_tracker::{ResourceSpec, Tracker};
 use tempfile::TempDir;
 
 const KIB: u64 = 1 << 10;

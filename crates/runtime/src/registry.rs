@@ -13,10 +13,10 @@
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use memwarden::core::ByteSize;
-//! use memwarden::registry::{ModelDecl, ModelRegistry, RegistryConfig, write_model_file};
-//! use memwarden::tracker::Tracker;
-//! use memwarden::Lifecycle;
+//! use memwarden_core::ByteSize;
+//! use memwarden_runtime::registry::{ModelDecl, ModelRegistry, RegistryConfig, write_model_file};
+//! use memwarden_tracker::Tracker;
+//! use memwarden_runtime::Lifecycle;
 //! use std::sync::Arc;
 //!
 //! let dir = tempfile::tempdir()?;
@@ -721,8 +721,8 @@ fn parse(file: &[u8]) -> Result<Parsed, FormatError> {
 /// A model as declared: an id, a file, and how it is tracked. Built with chained setters.
 ///
 /// ```
-/// # use memwarden::core::{Priority, ResourceKind};
-/// # use memwarden::registry::ModelDecl;
+/// # use memwarden_core::{Priority, ResourceKind};
+/// # use memwarden_runtime::registry::ModelDecl;
 /// let decl = ModelDecl::new("yolo-v8", "/models/yolo-v8.safetensors")
 ///     .kind(ResourceKind::ModelShards)
 ///     .priority(Priority::new(9).unwrap())

@@ -1,11 +1,11 @@
-//! `memwarden::config`: loading the shipped file, values, paths, and diagnostics that name
+//! `memwarden_runtime::config`: loading the shipped file, values, paths, and diagnostics that name
 //! the key and the line of every kind of mistake.
 
 use std::path::Path;
 use std::time::Duration;
 
-use memwarden::config::{Config, ConfigError, Diagnostic, SHIPPED_TOML};
-use memwarden::core::{ByteSize, ResourceKind};
+use memwarden_core::{ByteSize, ResourceKind};
+use memwarden_runtime::config::{Config, ConfigError, Diagnostic, SHIPPED_TOML};
 
 /// A small valid config; the trailing comments are line numbers, so that the expected
 /// lines below can be checked by eye.
@@ -726,7 +726,8 @@ fn diagnostics_serialise() {
 fn budget_as_a_share_of_the_machine() {
     let toml = edit("budget = \"1GiB\"", "budget = \"25%\"");
     let config = Config::from_toml_str(&toml, "t").unwrap_or_else(|e| panic!("{e}"));
-    let total = memwarden::config::machine_memory().expect("this machine reports its memory");
+    let total =
+        memwarden_runtime::config::machine_memory().expect("this machine reports its memory");
     assert_eq!(config.monitor.budget.as_u64(), total / 4);
     assert_eq!(config.monitor.budget_share, Some(0.25));
     assert_eq!(
@@ -768,7 +769,10 @@ fn defrag_table() {
     assert!(config.defrag.aggressive);
     // Left out: the defaults, which the shipped file spells out.
     let defaults = Config::from_toml_str(BASE, "t").unwrap().defrag;
-    assert_eq!(defaults, memwarden::config::DefragSettings::default());
+    assert_eq!(
+        defaults,
+        memwarden_runtime::config::DefragSettings::default()
+    );
     assert_eq!(Config::shipped().defrag, defaults);
     assert_eq!(defaults.released_threshold.as_u64(), 500_000_000);
     assert_eq!(defaults.interval, Some(Duration::from_secs(3600)));

@@ -69,17 +69,13 @@ pub struct Lifecycle {
     budget: ByteSize,
     thresholds: Thresholds,
     caps: HashMap<ResourceKind, u64>,
-    #[cfg(feature = "lock")]
     locks: Option<Arc<memwarden_lock::LockManager>>,
     /// Kinds snapshotted before release once a store is set.
-    #[cfg(feature = "snapshot")]
     snapshot_kinds: Vec<ResourceKind>,
-    #[cfg(feature = "snapshot")]
     restores: std::sync::atomic::AtomicU64,
 }
 
 /// A value [`Lifecycle::get_or_restore`] found.
-#[cfg(feature = "snapshot")]
 #[derive(Debug)]
 pub enum Fetched<T> {
     /// It was still held.
@@ -88,7 +84,6 @@ pub enum Fetched<T> {
     Restored(Arc<T>),
 }
 
-#[cfg(feature = "snapshot")]
 impl<T> Fetched<T> {
     /// The value, however it was found.
     pub fn value(&self) -> &Arc<T> {
@@ -108,18 +103,14 @@ impl Lifecycle {
             budget,
             thresholds: Thresholds::default(),
             caps: HashMap::new(),
-            #[cfg(feature = "lock")]
             locks: None,
-            #[cfg(feature = "snapshot")]
             snapshot_kinds: vec![ResourceKind::RenderCache],
-            #[cfg(feature = "snapshot")]
             restores: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
     /// A lifecycle set up from a loaded config: kind policies, caps, incremental
     /// fractions, thresholds and budget.
-    #[cfg(feature = "config")]
     pub fn from_config(tracker: Arc<Tracker>, config: &crate::config::Config) -> Self {
         let mut lifecycle = Lifecycle::new(tracker, config.monitor.budget);
         lifecycle.thresholds = Thresholds {
@@ -143,7 +134,6 @@ impl Lifecycle {
                 lifecycle.caps.insert(kind.clone(), cap.as_u64());
             }
         }
-        #[cfg(feature = "snapshot")]
         {
             lifecycle.snapshot_kinds = config
                 .kinds
@@ -189,7 +179,6 @@ impl Lifecycle {
     }
     /// Never releases a resource whose id is locked in `locks`: such resources are left
     /// out of plans (as if pinned) and the reaper re-checks at the moment of release.
-    #[cfg(feature = "lock")]
     pub fn set_locks(&mut self, locks: Arc<memwarden_lock::LockManager>) {
         self.reaper
             .add_guard(Arc::new(crate::LockGuard(Arc::clone(&locks))));
@@ -204,7 +193,6 @@ impl Lifecycle {
     /// [`MappedWeights`](memwarden_snapshot::MappedWeights) for the two model kinds. Values
     /// of other types are released without a snapshot; other kinds take a codec through
     /// [`Reaper::set_snapshot_codec`].
-    #[cfg(feature = "snapshot")]
     pub fn set_snapshot_store(&self, store: Arc<memwarden_snapshot::SnapshotStore>) {
         use memwarden_snapshot::{AudioClip, MappedWeights, RenderFrame, SubtitleIndex, codec};
         for kind in &self.snapshot_kinds {
@@ -227,7 +215,6 @@ impl Lifecycle {
     ///
     /// A snapshot that fails verification, cannot be decoded or holds another type is a
     /// miss (and logged), never wrong data.
-    #[cfg(feature = "snapshot")]
     pub fn get_or_restore<T: Send + Sync + 'static>(
         &self,
         spec: &memwarden_tracker::ResourceSpec,
@@ -274,7 +261,6 @@ impl Lifecycle {
     }
 
     /// How many resources [`Lifecycle::get_or_restore`] restored from snapshots.
-    #[cfg(feature = "snapshot")]
     pub fn restores(&self) -> u64 {
         self.restores.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -333,12 +319,7 @@ impl Lifecycle {
     }
 
     fn run(&self, request: Request) -> ReleaseReport {
-        #[cfg_attr(
-            not(feature = "lock"),
-            expect(unused_mut, reason = "only locks edit the set")
-        )]
         let mut candidates = self.tracker.candidates();
-        #[cfg(feature = "lock")]
         if let Some(locks) = &self.locks {
             for c in &mut candidates.candidates {
                 c.pinned |= locks.is_locked(c.id.as_str()).is_some();

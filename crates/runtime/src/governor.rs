@@ -30,10 +30,10 @@
 //! joined on drop; [`Governor::shutdown`] does the same and returns the final report.
 //!
 //! ```
-//! use memwarden::core::{ByteSize, ResourceKind};
-//! use memwarden::governor::{Governor, GovernorConfig};
-//! use memwarden::tracker::Tracker;
-//! use memwarden::Lifecycle;
+//! use memwarden_core::{ByteSize, ResourceKind};
+//! use memwarden_runtime::governor::{Governor, GovernorConfig};
+//! use memwarden_tracker::Tracker;
+//! use memwarden_runtime::Lifecycle;
 //! use std::sync::Arc;
 //! use std::time::Duration;
 //!
@@ -47,7 +47,7 @@
 //! # drop(frame);
 //! let report = governor.shutdown(); // stops and joins the monitor thread
 //! assert_eq!(report.admissions, 1);
-//! # Ok::<(), memwarden::governor::GovernorError>(())
+//! # Ok::<(), memwarden_runtime::governor::GovernorError>(())
 //! ```
 
 use std::collections::VecDeque;
@@ -141,7 +141,6 @@ impl GovernorConfig {
 
     /// From a loaded config: its budget (resolved against this machine's memory when
     /// given as a share of it), thresholds and tick.
-    #[cfg(feature = "config")]
     pub fn from_config(config: &crate::config::Config) -> Self {
         GovernorConfig {
             thresholds: Thresholds {
@@ -615,8 +614,8 @@ impl Governor {
         level_of(self.inner.level.load(Ordering::Relaxed))
     }
 
-    /// A [`PressureSource`](crate::sched::PressureSource) for a
-    /// [`ParallelScheduler`](crate::sched::ParallelScheduler): at each call the scheduler
+    /// A [`PressureSource`](memwarden_sched::PressureSource) for a
+    /// [`ParallelScheduler`](memwarden_sched::ParallelScheduler): at each call the scheduler
     /// uses all its threads at low pressure, three quarters at medium, half at high and
     /// one at critical, so a parallel stage does not multiply its per-worker buffers by
     /// the core count while the process is near its budget. It holds the governor
@@ -624,11 +623,13 @@ impl Governor {
     ///
     /// ```
     /// # use std::sync::Arc;
-    /// # use memwarden::governor::{Governor, GovernorConfig};
-    /// # use memwarden::{Lifecycle, core::ByteSize, tracker::Tracker};
+    /// # use memwarden_runtime::governor::{Governor, GovernorConfig};
+    /// # use memwarden_runtime::Lifecycle;
+    /// # use memwarden_core::ByteSize;
+    /// # use memwarden_tracker::Tracker;
     /// # let lifecycle = Arc::new(Lifecycle::new(Arc::new(Tracker::new()), ByteSize::gib(1)));
     /// # let governor = Governor::builder(lifecycle, GovernorConfig::new(ByteSize::gib(64))).manual().start()?;
-    /// use memwarden::sched::ParallelScheduler;
+    /// use memwarden_sched::ParallelScheduler;
     /// let sched = ParallelScheduler::builder()
     ///     .jobs(4)
     ///     .pressure_source(governor.scheduler_pressure())
@@ -637,7 +638,7 @@ impl Governor {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[cfg(feature = "sched")]
-    pub fn scheduler_pressure(&self) -> Arc<dyn crate::sched::PressureSource> {
+    pub fn scheduler_pressure(&self) -> Arc<dyn memwarden_sched::PressureSource> {
         let inner = Arc::downgrade(&self.inner);
         Arc::new(move || match inner.upgrade() {
             Some(inner) => jobs_factor(level_of(inner.level.load(Ordering::Relaxed))),

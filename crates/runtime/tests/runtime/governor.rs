@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use memwarden::core::{ByteSize, ManualClock, Priority, ResourceKind};
-use memwarden::governor::{Cause, Governor, GovernorConfig, PressureChange};
-use memwarden::prioritizer::Urgency;
-use memwarden::tracker::{ResourceSpec, Tracker};
-use memwarden::{Lifecycle, Thresholds};
+use memwarden_core::{ByteSize, ManualClock, Priority, ResourceKind};
+use memwarden_prioritizer::Urgency;
+use memwarden_runtime::governor::{Cause, Governor, GovernorConfig, PressureChange};
+use memwarden_runtime::{Lifecycle, Thresholds};
+use memwarden_tracker::{ResourceSpec, Tracker};
 use parking_lot::Mutex;
 
 const MIB: u64 = 1 << 20;
@@ -157,7 +157,7 @@ fn high_pressure_spares_the_most_important_kinds_until_the_budget_is_passed() {
     let governor = f.governor(100);
     f.tracker.set_kind_policy(
         ResourceKind::ModelShards,
-        memwarden::tracker::KindPolicy {
+        memwarden_tracker::KindPolicy {
             priority: Priority::new(9).unwrap(),
             ttl: None,
             max_idle: None,
@@ -312,7 +312,7 @@ fn dropping_a_governor_with_a_long_tick_returns_at_once() {
 
 #[test]
 fn thresholds_come_from_the_config() {
-    let config = memwarden::config::Config::shipped();
+    let config = memwarden_runtime::config::Config::shipped();
     let governor_config = GovernorConfig::from_config(&config);
     assert_eq!(governor_config.budget, config.monitor.budget);
     assert_eq!(
@@ -346,7 +346,7 @@ fn the_real_rss_is_read_by_default() {
 
 #[test]
 fn the_defragmenter_hears_every_release_and_compacts_when_the_rss_stays_up() {
-    use memwarden::defrag::{DefragConfig, Defragmenter, Trigger};
+    use memwarden_defrag::{DefragConfig, Defragmenter, Trigger};
     let f = Fixture::new();
     let defrag = Arc::new(Defragmenter::new(DefragConfig::manual()).expect("a manual config"));
     // An RSS that does not fall when resources are released: the allocator kept them.
@@ -429,7 +429,7 @@ fn bad_settings_are_refused() {
     let quarter = GovernorConfig::share_of_machine(0.25).expect("the machine's memory");
     assert_eq!(
         quarter.budget.as_u64(),
-        memwarden::machine_memory().unwrap() / 4
+        memwarden_runtime::machine_memory().unwrap() / 4
     );
 }
 
@@ -521,7 +521,7 @@ fn a_handle_makes_room_until_the_governor_is_gone() {
 #[cfg(feature = "sched")]
 #[test]
 fn a_scheduler_uses_fewer_threads_under_pressure() {
-    use memwarden::sched::ParallelScheduler;
+    use memwarden_sched::ParallelScheduler;
     let f = Fixture::new();
     let governor = f.governor(100);
     let sched = ParallelScheduler::builder()

@@ -1,0 +1,6 @@
+//! Integration tests of `memwarden-runtime`, one module per part.
+
+mod config;
+mod governor;
+mod lifecycle;
+mod registry;
