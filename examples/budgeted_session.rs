@@ -87,9 +87,9 @@ fn main() -> anyhow::Result<()> {
 
     let clock = ManualClock::new();
     let tracker = Arc::new(Tracker::with_clock(Arc::new(clock.clone())));
-    let mut lifecycle = Lifecycle::from_config(Arc::clone(&tracker), &config);
+    let lifecycle = Lifecycle::from_config(Arc::clone(&tracker), &config);
     let budget = ByteSize::mib(64);
-    lifecycle.set_budget(budget);
+    lifecycle.set_budget(budget)?;
     let thresholds = lifecycle.thresholds();
     println!(
         "\nbudget lowered to {budget}: above {} (the warning line) make_room frees down to it, \

@@ -151,7 +151,9 @@ impl MemwardenEngine {
         let clock = ManualClock::new();
         let tracker = Arc::new(Tracker::with_clock(Arc::new(clock.clone())));
         let mut lifecycle = Lifecycle::new(Arc::clone(&tracker), ByteSize::b(capacity));
-        lifecycle.set_thresholds(config.thresholds);
+        lifecycle
+            .set_thresholds(config.thresholds)
+            .expect("the engine's thresholds are in order");
         lifecycle.set_policy(config.policy);
         MemwardenEngine {
             tracker,

@@ -12,7 +12,7 @@
 //! use std::time::Duration;
 //!
 //! let config = Config::shipped();
-//! assert_eq!(config.monitor.budget.as_u64(), 1 << 30);
+//! assert_eq!(config.monitor.budget_bytes.as_u64(), 1 << 30);
 //! let render = config.kinds.get(&ResourceKind::RenderCache).expect("a built-in kind");
 //! assert!(render.snapshot_on_release);
 //!
@@ -66,6 +66,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use memwarden_core::{ByteSize, Priority, ResourceKind};
+
+use crate::Budget;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::{Serialize, Serializer};
 use toml::de::DeTable;
@@ -140,14 +142,12 @@ impl Default for DefragSettings {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MonitorConfig {
     /// The most memory the process may use (its resident set, as the governor watches it;
-    /// the tracked resources share it). Greater than zero. Written in the file as a size,
-    /// or as a share of this machine's memory such as `"25%"`, which is resolved to bytes
-    /// when the file is loaded.
-    pub budget: ByteSize,
-    /// The share of the machine's memory the budget was given as, in `(0, 1]`; `None`
-    /// when it was given in bytes.
+    /// the tracked resources share it), as written: a size, or a share of this machine's
+    /// memory such as `"25%"`.
+    pub budget: Budget,
+    /// [`budget`](Self::budget) in bytes, resolved when the file was loaded.
     #[serde(skip)]
-    pub budget_share: Option<f64>,
+    pub budget_bytes: ByteSize,
     /// The share of the budget, in `(0, 1]`, above which memwarden releases the most
     /// expendable resources.
     pub warning_fraction: f64,
@@ -371,46 +371,18 @@ fn invalid(origin: &str, report: Report<'_>) -> ConfigError {
 }
 
 fn read_monitor(report: &mut Report<'_>, mut table: Table<'_, '_>) -> Option<MonitorConfig> {
-    let budget = table.required::<BudgetSetting>(report, "budget");
+    let budget = table.required::<Budget>(report, "budget");
     let warning = fraction(report, &mut table, "warning_fraction", Zero::Rejected);
     let critical = fraction(report, &mut table, "critical_fraction", Zero::Rejected);
     let tick = positive_duration(report, &mut table, "tick", Presence::Required);
     table.finish(report, "key");
 
-    let budget = budget.and_then(|budget| {
-        let (bytes, share) = match *budget.get_ref() {
-            BudgetSetting::Bytes(bytes) => (bytes, None),
-            BudgetSetting::Share(share) if share > 0.0 && share <= 1.0 => {
-                let Some(total) = machine_memory() else {
-                    report.error(
-                        table.key("budget"),
-                        budget.span(),
-                        "cannot read this machine's memory size to resolve a share of it; give the budget in bytes",
-                    );
-                    return None;
-                };
-                (ByteSize::b((total as f64 * share) as u64), Some(share))
-            }
-            BudgetSetting::Share(share) => {
-                report.error(
-                    table.key("budget"),
-                    budget.span(),
-                    format!(
-                        "{}% is out of range: a share of the machine's memory must be greater than 0% and at most 100%",
-                        share * 100.0
-                    ),
-                );
-                return None;
-            }
-        };
-        if bytes.as_u64() == 0 {
-            report.error(
-                table.key("budget"),
-                budget.span(),
-                "the budget must be greater than zero",
-            );
+    let budget = budget.and_then(|budget| match budget.get_ref().resolve() {
+        Ok(bytes) => Some((budget.into_inner(), bytes)),
+        Err(error) => {
+            report.error(table.key("budget"), budget.span(), error.to_string());
+            None
         }
-        Some((bytes, share))
     });
     if let (Some(warning), Some(critical)) = (&warning, &critical)
         && warning.get_ref() >= critical.get_ref()
@@ -424,10 +396,10 @@ fn read_monitor(report: &mut Report<'_>, mut table: Table<'_, '_>) -> Option<Mon
         );
         report.error(table.key("critical_fraction"), critical.span(), message);
     }
-    let (budget, budget_share) = budget?;
+    let (budget, budget_bytes) = budget?;
     Some(MonitorConfig {
         budget,
-        budget_share,
+        budget_bytes,
         warning_fraction: warning?.into_inner(),
         critical_fraction: critical?.into_inner(),
         tick: tick?,
@@ -600,56 +572,6 @@ fn positive_duration(
 }
 
 pub use crate::machine_memory;
-
-/// `monitor.budget`: a size, or a share of the machine's memory written `"25%"`.
-enum BudgetSetting {
-    Bytes(ByteSize),
-    Share(f64),
-}
-
-impl<'de> Deserialize<'de> for BudgetSetting {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct BudgetVisitor;
-
-        impl Visitor<'_> for BudgetVisitor {
-            type Value = BudgetSetting;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(
-                    "a byte count such as 1048576, a size such as \"512MiB\", or a share of the machine's memory such as \"25%\"",
-                )
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<BudgetSetting, E> {
-                Ok(BudgetSetting::Bytes(ByteSize::b(v)))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<BudgetSetting, E> {
-                u64::try_from(v)
-                    .map(|v| BudgetSetting::Bytes(ByteSize::b(v)))
-                    .map_err(|_| {
-                        E::custom(format!("invalid byte size {v}: a size cannot be negative"))
-                    })
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<BudgetSetting, E> {
-                match v.trim().strip_suffix('%') {
-                    Some(percent) => percent
-                        .trim()
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|p| p.is_finite())
-                        .map(|p| BudgetSetting::Share(p / 100.0))
-                        .ok_or_else(|| {
-                            E::custom(format!(
-                                "invalid share {v:?}: expected a percentage such as \"25%\""
-                            ))
-                        }),
-                    None => v.parse().map(BudgetSetting::Bytes).map_err(E::custom),
-                }
-            }
-        }
-
-        deserializer.deserialize_any(BudgetVisitor)
-    }
-}
 
 /// A [`Priority`] read from an integer, with a message that speaks of priorities rather
 /// than of Rust integer types.

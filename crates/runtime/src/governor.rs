@@ -1,8 +1,9 @@
 //! [`Governor`]: keeps the process's real resident memory under a budget.
 //!
-//! The [`Lifecycle`] keeps the bytes the tracker knows about under a budget; the governor
-//! keeps what the operating system actually charges the process (its resident set, RSS)
-//! under one. It reads the RSS from an [`RssSource`] (by default [`OsRss`], one `pread`
+//! The [`Lifecycle`] keeps the bytes the tracker knows about under its budget; the
+//! governor keeps what the operating system actually charges the process (its resident
+//! set, RSS) under the same one: the budget and the thresholds are the lifecycle's, and
+//! [`Governor::set_budget`] changes both loops at once. It reads the RSS from an [`RssSource`] (by default [`OsRss`], one `pread`
 //! of `/proc/self/statm`) in two places:
 //!
 //! - **on a monitor thread**, every [`GovernorConfig::tick`], to catch growth nobody
@@ -12,8 +13,7 @@
 //!   what keeps the *peak* under the budget: a monitor alone only sees a spike after it
 //!   happened.
 //!
-//! Usage maps to a pressure level with [`GovernorConfig::thresholds`] (the same
-//! [`Thresholds`] type the lifecycle uses for tracked bytes): low up to the warning line,
+//! Usage maps to a pressure level with the lifecycle's [`Thresholds`]: low up to the warning line,
 //! medium up to the critical line, high up to the budget, critical above it. When the
 //! RSS plus the incoming bytes passes the warning line, the governor asks the
 //! prioritizer for a plan covering the excess plus a margin (down to
@@ -21,7 +21,9 @@
 //! tells the defragmenter how many bytes were released); when the RSS did not fall with
 //! them (the allocator kept the freed pages), it compacts the heap at once, aggressively.
 //! If the process would still pass its budget, it plans again at [`Urgency::Critical`],
-//! which may release anything that is not pinned or locked. The pressure level itself,
+//! which may release anything that is not pinned or locked. These two passes are the
+//! lifecycle's relief step, the same function [`Lifecycle::make_room`] runs over the
+//! tracked bytes; the governor only measures differently (the RSS, after a compaction). The pressure level itself,
 //! and what listeners hear, follows the RSS the process really has.
 //!
 //! Every tick and every release is recorded in a [`GovernorReport`] (bounded: samples are
@@ -39,7 +41,7 @@
 //!
 //! let tracker = Arc::new(Tracker::new());
 //! let lifecycle = Arc::new(Lifecycle::new(tracker, ByteSize::gib(2)));
-//! let config = GovernorConfig::new(ByteSize::gib(2)).tick(Duration::from_millis(20));
+//! let config = GovernorConfig::default().tick(Duration::from_millis(20));
 //! let governor = Governor::builder(lifecycle, config).start()?;
 //! // Before each load: room for what is about to be allocated.
 //! governor.make_room(&ResourceKind::RenderCache, 8 << 20);
@@ -59,12 +61,13 @@ use std::time::Duration;
 use memwarden_core::{ByteSize, Clock, ResourceKind, Timestamp};
 use memwarden_defrag::rss::RssReader;
 use memwarden_defrag::{Defragmenter, Trigger};
-use memwarden_prioritizer::{Request, Urgency};
+use memwarden_prioritizer::Urgency;
 use memwarden_reaper::ReleaseReport;
 use parking_lot::{Condvar, Mutex, RwLock};
 use serde::Serialize;
 
-use crate::{Lifecycle, Thresholds};
+use crate::lifecycle::Limits;
+use crate::{Lifecycle, SettingError, Thinned, Thresholds};
 
 /// Where the governor reads the process's resident memory.
 ///
@@ -112,14 +115,11 @@ impl<F: Fn() -> Option<u64> + Send + Sync + 'static> RssSource for F {
     }
 }
 
-/// How the governor watches and acts.
+/// How the governor watches and records. The budget and the thresholds are the
+/// [`Lifecycle`]'s: there is one budget.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct GovernorConfig {
-    /// The most resident memory the whole process may use.
-    pub budget: ByteSize,
-    /// Where pressure starts, as fractions of the budget, and how far below the warning
-    /// line a release frees.
-    pub thresholds: Thresholds,
     /// How often the monitor thread reads the RSS.
     #[serde(serialize_with = "serialize_duration")]
     pub tick: Duration,
@@ -128,66 +128,28 @@ pub struct GovernorConfig {
     pub max_samples: usize,
 }
 
-impl GovernorConfig {
-    /// A budget with the default thresholds, a 100 ms tick and 4096 samples.
-    pub fn new(budget: ByteSize) -> Self {
+impl Default for GovernorConfig {
+    /// A 100 ms tick and 4096 samples.
+    fn default() -> Self {
         GovernorConfig {
-            budget,
-            thresholds: Thresholds::default(),
             tick: Duration::from_millis(100),
             max_samples: 4096,
         }
     }
+}
 
-    /// From a loaded config: its budget (resolved against this machine's memory when
-    /// given as a share of it), thresholds and tick.
+impl GovernorConfig {
+    /// From a loaded config: its tick.
     pub fn from_config(config: &crate::config::Config) -> Self {
-        GovernorConfig {
-            thresholds: Thresholds {
-                warning: config.monitor.warning_fraction,
-                critical: config.monitor.critical_fraction,
-                ..Thresholds::default()
-            },
-            tick: config.monitor.tick,
-            ..GovernorConfig::new(config.monitor.budget)
-        }
+        GovernorConfig::default().tick(config.monitor.tick)
     }
 
-    /// A budget of `share` (in `(0, 1]`) of this machine's memory, as the OS reports it.
-    pub fn share_of_machine(share: f64) -> Result<Self, GovernorError> {
-        if !(share > 0.0 && share <= 1.0) {
-            return Err(GovernorError::Invalid(format!(
-                "a share of the machine's memory must be in (0, 1], not {share}"
-            )));
+    /// Checks the settings: a tick above zero.
+    pub fn validate(&self) -> Result<(), SettingError> {
+        if self.tick.is_zero() {
+            return Err(SettingError::ZeroTick);
         }
-        let total = crate::machine_memory().ok_or(GovernorError::MachineMemory)?;
-        Ok(GovernorConfig::new(ByteSize::b(
-            (total as f64 * share) as u64,
-        )))
-    }
-
-    /// Checks the settings: a budget above zero, a tick above zero, thresholds with
-    /// `0 < warning < critical <= 1` and a relief in `[0, warning)`.
-    pub fn validate(&self) -> Result<(), GovernorError> {
-        let t = self.thresholds;
-        let problem = if self.budget.as_u64() == 0 {
-            Some("the budget must be greater than zero".to_owned())
-        } else if self.tick.is_zero() {
-            Some("the tick must be greater than zero".to_owned())
-        } else if !(t.warning > 0.0 && t.warning < t.critical && t.critical <= 1.0) {
-            Some(format!(
-                "thresholds need 0 < warning < critical <= 1, not warning {} and critical {}",
-                t.warning, t.critical
-            ))
-        } else if !(t.relief >= 0.0 && t.relief < t.warning) {
-            Some(format!(
-                "the relief must be in [0, warning), not {}",
-                t.relief
-            ))
-        } else {
-            None
-        };
-        problem.map_or(Ok(()), |p| Err(GovernorError::Invalid(p)))
+        Ok(())
     }
 
     /// Replaces the tick.
@@ -197,10 +159,10 @@ impl GovernorConfig {
         self
     }
 
-    /// Replaces the thresholds.
+    /// Replaces the most samples a report keeps.
     #[must_use]
-    pub fn thresholds(mut self, thresholds: Thresholds) -> Self {
-        self.thresholds = thresholds;
+    pub fn max_samples(mut self, max_samples: usize) -> Self {
+        self.max_samples = max_samples;
         self
     }
 }
@@ -274,9 +236,14 @@ pub struct ReleaseEvent {
 
 /// What the governor saw and did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct GovernorReport {
     /// The configuration it ran with.
     pub config: GovernorConfig,
+    /// The budget at the last reading (the lifecycle's).
+    pub budget: ByteSize,
+    /// The thresholds at the last reading (the lifecycle's).
+    pub thresholds: Thresholds,
     /// Readings over time (thinned out evenly past [`GovernorConfig::max_samples`]).
     pub samples: Vec<Sample>,
     /// The changes of pressure level, oldest first (the most recent
@@ -360,6 +327,11 @@ impl GovernorBuilder {
         self
     }
 
+    pub(crate) fn boxed_source(mut self, source: Box<dyn RssSource>) -> Self {
+        self.source = Some(source);
+        self
+    }
+
     /// Tells `defrag` of every byte the lifecycle's reaper releases (whoever asked for
     /// the release), and compacts through it at once when a release of the governor's
     /// does not show in the RSS.
@@ -379,10 +351,15 @@ impl GovernorBuilder {
 
     /// Starts the governor (and its monitor thread, unless [`manual`](Self::manual)).
     ///
-    /// Fails on a configuration [`GovernorConfig::validate`] rejects, or when the OS
-    /// cannot start the thread.
+    /// Fails on a configuration [`GovernorConfig::validate`] rejects, a zero budget in
+    /// the lifecycle, or when the OS cannot start the thread.
     pub fn start(self) -> Result<Governor, GovernorError> {
         self.config.validate()?;
+        let limits = self.lifecycle.limits();
+        if limits.budget == 0 {
+            return Err(SettingError::ZeroBudget.into());
+        }
+        limits.thresholds.validate()?;
         if let Some(defrag) = &self.defrag {
             // Weak: the reaper outlives neither the defragmenter nor its thread.
             let weak = Arc::downgrade(defrag);
@@ -402,7 +379,7 @@ impl GovernorBuilder {
             defrag: self.defrag,
             config: RwLock::new(self.config),
             act: Mutex::new(()),
-            record: Mutex::new(Record::new(self.config)),
+            record: Mutex::new(Record::new(self.config, limits)),
             level: AtomicU64::new(level_code(Urgency::Low)),
             stop: Mutex::new(false),
             wake: Condvar::new(),
@@ -448,12 +425,9 @@ impl GovernorHandle {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum GovernorError {
-    /// A setting out of range; the message names it.
+    /// A setting out of range.
     #[error("invalid governor setting: {0}")]
-    Invalid(String),
-    /// The machine's memory size could not be read, for a budget given as a share of it.
-    #[error("cannot read this machine's memory size to resolve a share of it")]
-    MachineMemory,
+    Invalid(#[from] SettingError),
     /// The monitor thread could not be started.
     #[error("cannot start the governor's monitor thread")]
     Spawn(#[source] std::io::Error),
@@ -480,20 +454,18 @@ struct Inner {
 
 /// The report under construction.
 struct Record {
+    /// The report, less its samples.
     report: GovernorReport,
-    /// Readings so far.
-    readings: u64,
-    /// The reading number of each kept sample.
-    kept: Vec<u64>,
-    /// Keep the readings whose number is a multiple of this.
-    stride: u64,
+    samples: Thinned<Sample>,
 }
 
 impl Record {
-    fn new(config: GovernorConfig) -> Self {
+    fn new(config: GovernorConfig, limits: Limits) -> Self {
         Record {
             report: GovernorReport {
                 config,
+                budget: ByteSize::b(limits.budget),
+                thresholds: limits.thresholds,
                 samples: Vec::new(),
                 pressure_changes: VecDeque::new(),
                 pressure_change_count: 0,
@@ -508,31 +480,7 @@ impl Record {
                 level: Urgency::Low,
                 failed_reads: 0,
             },
-            readings: 0,
-            kept: Vec::new(),
-            stride: 1,
-        }
-    }
-
-    fn sample(&mut self, sample: Sample, max: usize) {
-        let report = &mut self.report;
-        report.level = sample.level;
-        let n = self.readings;
-        self.readings += 1;
-        if !n.is_multiple_of(self.stride) {
-            return;
-        }
-        report.samples.push(sample);
-        self.kept.push(n);
-        if report.samples.len() >= max.max(2) {
-            // Keep every other kept reading, so the spacing stays even.
-            self.stride *= 2;
-            let stride = self.stride;
-            let mut numbers = self.kept.iter();
-            report
-                .samples
-                .retain(|_| numbers.next().is_some_and(|n| n.is_multiple_of(stride)));
-            self.kept.retain(|n| n.is_multiple_of(stride));
+            samples: Thinned::new(config.max_samples),
         }
     }
 }
@@ -590,15 +538,16 @@ impl Governor {
         *self.inner.config.read()
     }
 
-    /// Replaces the budget (the next reading acts on it); a zero budget is refused.
+    /// The budget: the lifecycle's.
+    pub fn budget(&self) -> ByteSize {
+        self.inner.lifecycle.budget()
+    }
+
+    /// Replaces the budget, the lifecycle's and so the governor's (the next reading acts
+    /// on it); a zero budget is refused.
     pub fn set_budget(&self, budget: ByteSize) -> Result<(), GovernorError> {
-        let config = GovernorConfig {
-            budget,
-            ..self.config()
-        };
-        config.validate()?;
-        *self.inner.config.write() = config;
-        self.inner.record.lock().report.config = config;
+        self.inner.lifecycle.set_budget(budget)?;
+        self.inner.record.lock().report.budget = budget;
         Ok(())
     }
 
@@ -627,8 +576,8 @@ impl Governor {
     /// # use memwarden_runtime::Lifecycle;
     /// # use memwarden_core::ByteSize;
     /// # use memwarden_tracker::Tracker;
-    /// # let lifecycle = Arc::new(Lifecycle::new(Arc::new(Tracker::new()), ByteSize::gib(1)));
-    /// # let governor = Governor::builder(lifecycle, GovernorConfig::new(ByteSize::gib(64))).manual().start()?;
+    /// # let lifecycle = Arc::new(Lifecycle::new(Arc::new(Tracker::new()), ByteSize::gib(64)));
+    /// # let governor = Governor::builder(lifecycle, GovernorConfig::default()).manual().start()?;
     /// use memwarden_sched::ParallelScheduler;
     /// let sched = ParallelScheduler::builder()
     ///     .jobs(4)
@@ -675,7 +624,10 @@ impl Governor {
 
     /// A copy of the report so far.
     pub fn report(&self) -> GovernorReport {
-        let mut report = self.inner.record.lock().report.clone();
+        let record = self.inner.record.lock();
+        let mut report = record.report.clone();
+        report.samples = record.samples.points().to_vec();
+        drop(record);
         report.rss_min = report.rss_min.min(report.rss_max);
         report
     }
@@ -741,8 +693,8 @@ impl Inner {
     fn check(&self, cause: Cause, admit: Option<(&ResourceKind, u64)>) -> ReleaseReport {
         let act = self.act.lock();
         let config = *self.config.read();
-        let budget = config.budget.as_u64();
-        let thresholds = config.thresholds;
+        let limits = self.lifecycle.limits();
+        let (budget, thresholds) = (limits.budget, limits.thresholds);
         let mut report = match admit {
             Some((kind, incoming)) => self.lifecycle.make_room(kind, incoming),
             None => ReleaseReport::default(),
@@ -761,7 +713,7 @@ impl Inner {
         let mut event = None;
         if wanted > Urgency::Low {
             let prior_freed = report.bytes_freed;
-            let (released, e) = self.release(cause, &config, (rss, incoming), prior_freed, wanted);
+            let (released, e) = self.release(cause, limits, (rss, incoming), prior_freed, wanted);
             report.merge(released);
             rss_now = e.rss_after;
             // The level the process is left at, so listeners hear it fall too.
@@ -772,6 +724,8 @@ impl Inner {
         {
             let mut record = self.record.lock();
             let r = &mut record.report;
+            r.budget = ByteSize::b(budget);
+            r.thresholds = thresholds;
             match cause {
                 Cause::Tick => r.ticks += 1,
                 Cause::Admit => r.admissions += 1,
@@ -798,7 +752,8 @@ impl Inner {
                 tracked,
                 level: self.level_now(),
             };
-            record.sample(sample, config.max_samples);
+            record.report.level = sample.level;
+            record.samples.push(sample);
         }
         drop(act);
         if !changes.is_empty() {
@@ -841,54 +796,42 @@ impl Inner {
         })
     }
 
-    /// Frees down to the relief line below the warning line: a plan at `level`, a
-    /// compaction if the RSS did not follow, and a critical plan if the budget is still
-    /// passed.
+    /// Frees down to the relief line below the warning line through the lifecycle's
+    /// relief step, measuring the RSS after each pass and compacting the heap when it did
+    /// not follow the release.
     fn release(
         &self,
         cause: Cause,
-        config: &GovernorConfig,
+        limits: Limits,
         (rss, incoming): (u64, u64),
         prior_freed: u64,
-        mut level: Urgency,
+        level: Urgency,
     ) -> (ReleaseReport, ReleaseEvent) {
-        let budget = config.budget.as_u64();
-        let t = config.thresholds;
-        let relief_line = (budget as f64 * (t.warning - t.relief).max(0.0)) as u64;
-        let mut report = ReleaseReport::default();
+        let relief_line = limits.thresholds.relief_line(limits.budget);
         let mut compacted = false;
-        let mut after = rss;
-        // At most two plans: at the level the projection calls for, then, if the budget
-        // itself would still be passed, at critical urgency over what is left.
-        for pass in 0..2 {
-            if pass == 1 {
-                if after.saturating_add(incoming) <= budget {
-                    break;
-                }
-                level = Urgency::Critical;
-            }
-            let released = self.lifecycle.release(Request::new(
-                level,
-                after.saturating_add(incoming).saturating_sub(relief_line),
-            ));
-            // Bytes the admission's own `Lifecycle::make_room` freed just before count
-            // with the first pass: the allocator may be keeping those too.
-            let freed = released.bytes_freed + if pass == 0 { prior_freed } else { 0 };
-            report.merge(released);
-            if freed == 0 {
-                continue;
-            }
-            after = self.source.resident_bytes().unwrap_or(after);
-            // The allocator kept some of what was freed: hand it back now, not at the next
-            // threshold, or the next reading would release more for nothing.
-            if after.saturating_add(incoming) > relief_line
-                && let Some(defrag) = &self.defrag
-            {
-                defrag.compact_with(Trigger::Pressure, true);
-                compacted = true;
-                after = self.source.resident_bytes().unwrap_or(after);
-            }
-        }
+        // Bytes the admission's own `Lifecycle::make_room` freed just before count with
+        // the first pass: the allocator may be keeping those too.
+        let mut prior_freed = prior_freed;
+        let relief =
+            self.lifecycle
+                .relieve_from(limits, (rss, incoming), level, |released, before| {
+                    let freed = released.bytes_freed + std::mem::take(&mut prior_freed);
+                    if freed == 0 {
+                        return before;
+                    }
+                    let mut after = self.source.resident_bytes().unwrap_or(before);
+                    // The allocator kept some of what was freed: hand it back now, not at the
+                    // next threshold, or the next reading would release more for nothing.
+                    if after.saturating_add(incoming) > relief_line
+                        && let Some(defrag) = &self.defrag
+                    {
+                        defrag.compact_with(Trigger::Pressure, true);
+                        compacted = true;
+                        after = self.source.resident_bytes().unwrap_or(after);
+                    }
+                    after
+                });
+        let (report, level, after) = (relief.report, relief.level, relief.used);
         if report.bytes_freed > 0 {
             log::debug!(
                 "governor ({cause:?}): RSS {} + {} incoming, released {} in {} resources at {level:?}; RSS now {}",

@@ -43,16 +43,22 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub, missing_debug_implementations)]
 
+mod budget;
 pub mod config;
 pub mod governor;
 mod lifecycle;
 mod lock_guard;
 pub mod registry;
+mod runtime;
+mod series;
 
+pub use budget::{Budget, BudgetError};
 pub use governor::Governor;
-pub use lifecycle::{Fetched, Lifecycle, Thresholds};
+pub use lifecycle::{Fetched, Lifecycle, SettingError, Thresholds};
 pub use lock_guard::LockGuard;
 pub use registry::ModelRegistry;
+pub use runtime::{Runtime, RuntimeBuilder, RuntimeError};
+pub use series::Thinned;
 
 /// The total memory of this machine, as the operating system reports it (through
 /// sysinfo); `None` where it cannot say. A budget given as a share of the machine is a

@@ -7,6 +7,7 @@ use memwarden_core::{ByteSize, ResourceKind};
 use memwarden_prioritizer::{Policy, Request, Urgency, plan};
 use memwarden_reaper::{Reaper, ReleaseReport};
 use memwarden_tracker::Tracker;
+use parking_lot::RwLock;
 
 /// Where pressure starts, as fractions of the budget.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -32,6 +33,35 @@ impl Default for Thresholds {
 }
 
 impl Thresholds {
+    /// The thresholds a loaded config sets: its warning and critical fractions, with the
+    /// default relief.
+    pub fn from_config(monitor: &crate::config::MonitorConfig) -> Self {
+        Thresholds {
+            warning: monitor.warning_fraction,
+            critical: monitor.critical_fraction,
+            ..Thresholds::default()
+        }
+    }
+
+    /// Checks `0 < warning < critical <= 1` and a relief in `[0, warning)`.
+    pub fn validate(&self) -> Result<(), SettingError> {
+        if !(self.warning > 0.0 && self.warning < self.critical && self.critical <= 1.0) {
+            return Err(SettingError::Thresholds {
+                warning: self.warning,
+                critical: self.critical,
+            });
+        }
+        if !(self.relief >= 0.0 && self.relief < self.warning) {
+            return Err(SettingError::Relief(self.relief));
+        }
+        Ok(())
+    }
+
+    /// The line a release frees down to: [`relief`](Self::relief) below the warning line.
+    pub fn relief_line(&self, budget: u64) -> u64 {
+        (budget as f64 * (self.warning - self.relief).max(0.0)) as u64
+    }
+
     /// The urgency for `used` bytes against `budget`: low up to the warning line, medium
     /// up to the critical line, high up to the budget, critical above it.
     pub fn urgency(&self, used: u64, budget: u64) -> Urgency {
@@ -46,6 +76,48 @@ impl Thresholds {
             Urgency::Critical
         }
     }
+}
+
+/// A budget or thresholds the lifecycle or the governor refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SettingError {
+    /// A budget of zero bytes.
+    #[error("the budget must be greater than zero")]
+    ZeroBudget,
+    /// Thresholds out of order or out of range.
+    #[error(
+        "thresholds need 0 < warning < critical <= 1, not warning {warning} and critical {critical}"
+    )]
+    Thresholds {
+        /// The warning fraction given.
+        warning: f64,
+        /// The critical fraction given.
+        critical: f64,
+    },
+    /// A relief outside `[0, warning)`.
+    #[error("the relief must be in [0, warning), not {0}")]
+    Relief(f64),
+    /// A monitor tick of zero.
+    #[error("the tick must be greater than zero")]
+    ZeroTick,
+}
+
+/// The budget and the thresholds, read together.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Limits {
+    pub(crate) budget: u64,
+    pub(crate) thresholds: Thresholds,
+}
+
+/// What [`Lifecycle::relieve_from`] did.
+pub(crate) struct Relief {
+    /// Everything released, both passes together.
+    pub(crate) report: ReleaseReport,
+    /// The urgency of the last plan.
+    pub(crate) level: Urgency,
+    /// The usage after the last pass, as `measure` gave it.
+    pub(crate) used: u64,
 }
 
 /// The runtime loop's one step, as a library: keeps the tracked bytes under a budget.
@@ -66,8 +138,8 @@ pub struct Lifecycle {
     tracker: Arc<Tracker>,
     reaper: Reaper,
     policy: Policy,
-    budget: ByteSize,
-    thresholds: Thresholds,
+    /// The one budget: the governor reads it too.
+    limits: RwLock<Limits>,
     caps: HashMap<ResourceKind, u64>,
     locks: Option<Arc<memwarden_lock::LockManager>>,
     /// Kinds snapshotted before release once a store is set.
@@ -100,8 +172,10 @@ impl Lifecycle {
             reaper: Reaper::new(Arc::clone(&tracker)),
             tracker,
             policy: Policy::default(),
-            budget,
-            thresholds: Thresholds::default(),
+            limits: RwLock::new(Limits {
+                budget: budget.as_u64(),
+                thresholds: Thresholds::default(),
+            }),
             caps: HashMap::new(),
             locks: None,
             snapshot_kinds: vec![ResourceKind::RenderCache],
@@ -112,12 +186,8 @@ impl Lifecycle {
     /// A lifecycle set up from a loaded config: kind policies, caps, incremental
     /// fractions, thresholds and budget.
     pub fn from_config(tracker: Arc<Tracker>, config: &crate::config::Config) -> Self {
-        let mut lifecycle = Lifecycle::new(tracker, config.monitor.budget);
-        lifecycle.thresholds = Thresholds {
-            warning: config.monitor.warning_fraction,
-            critical: config.monitor.critical_fraction,
-            ..Thresholds::default()
-        };
+        let mut lifecycle = Lifecycle::new(tracker, config.monitor.budget_bytes);
+        lifecycle.limits.get_mut().thresholds = Thresholds::from_config(&config.monitor);
         for (kind, k) in config.kinds.iter() {
             lifecycle.tracker.set_kind_policy(
                 kind.clone(),
@@ -161,21 +231,31 @@ impl Lifecycle {
     pub fn set_policy(&mut self, policy: Policy) {
         self.policy = policy;
     }
-    /// The budget.
+    /// The budget: of the tracked bytes here, and of the resident memory in a
+    /// [`Governor`](crate::Governor) over this lifecycle.
     pub fn budget(&self) -> ByteSize {
-        self.budget
+        ByteSize::b(self.limits.read().budget)
     }
-    /// Replaces the budget.
-    pub fn set_budget(&mut self, budget: ByteSize) {
-        self.budget = budget;
+    /// Replaces the budget (the next check acts on it); zero is refused.
+    pub fn set_budget(&self, budget: ByteSize) -> Result<(), SettingError> {
+        if budget.as_u64() == 0 {
+            return Err(SettingError::ZeroBudget);
+        }
+        self.limits.write().budget = budget.as_u64();
+        Ok(())
     }
     /// The pressure thresholds.
     pub fn thresholds(&self) -> Thresholds {
-        self.thresholds
+        self.limits.read().thresholds
     }
-    /// Replaces the pressure thresholds.
-    pub fn set_thresholds(&mut self, thresholds: Thresholds) {
-        self.thresholds = thresholds;
+    /// Replaces the pressure thresholds; ones [`Thresholds::validate`] rejects are refused.
+    pub fn set_thresholds(&self, thresholds: Thresholds) -> Result<(), SettingError> {
+        thresholds.validate()?;
+        self.limits.write().thresholds = thresholds;
+        Ok(())
+    }
+    pub(crate) fn limits(&self) -> Limits {
+        *self.limits.read()
     }
     /// Never releases a resource whose id is locked in `locks`: such resources are left
     /// out of plans (as if pinned) and the reaper re-checks at the moment of release.
@@ -290,21 +370,54 @@ impl Lifecycle {
     /// If the tracked total (plus `incoming`) is above the warning line, frees down to
     /// [`Thresholds::relief`] below it; returns what was released.
     pub fn relieve(&self, incoming: u64) -> ReleaseReport {
-        let budget = self.budget.as_u64();
+        let limits = self.limits();
+        let used = self.tracker.totals().bytes;
+        let level = limits
+            .thresholds
+            .urgency(used.saturating_add(incoming), limits.budget);
+        if level == Urgency::Low {
+            return ReleaseReport::default();
+        }
+        self.relieve_from(limits, (used, incoming), level, |_, _| {
+            self.tracker.totals().bytes
+        })
+        .report
+    }
+
+    /// The relief step both loops share, the tracked bytes here and the resident memory
+    /// in the governor: a plan at `level` for what `used + incoming` passes the relief
+    /// line by; then, if the budget itself would still be passed, a plan at
+    /// [`Urgency::Critical`] over what is left. `measure(released, used)` gives the usage
+    /// after a pass (and may act on it first: the governor compacts the heap there).
+    pub(crate) fn relieve_from(
+        &self,
+        limits: Limits,
+        (used, incoming): (u64, u64),
+        mut level: Urgency,
+        mut measure: impl FnMut(&ReleaseReport, u64) -> u64,
+    ) -> Relief {
+        let relief_line = limits.thresholds.relief_line(limits.budget);
         let mut report = ReleaseReport::default();
-        let projected = self.tracker.totals().bytes + incoming;
-        let urgency = self.thresholds.urgency(projected, budget);
-        if urgency == Urgency::Low {
-            return report;
+        let mut used = used;
+        for pass in 0..2 {
+            if pass == 1 {
+                if used.saturating_add(incoming) <= limits.budget {
+                    break;
+                }
+                level = Urgency::Critical;
+            }
+            let released = self.run(Request::new(
+                level,
+                used.saturating_add(incoming).saturating_sub(relief_line),
+            ));
+            used = measure(&released, used);
+            report.merge(released);
         }
-        let relief_line =
-            (budget as f64 * (self.thresholds.warning - self.thresholds.relief).max(0.0)) as u64;
-        report.merge(self.run(Request::new(urgency, projected.saturating_sub(relief_line))));
-        let projected = self.tracker.totals().bytes + incoming;
-        if projected > budget && urgency < Urgency::Critical {
-            report.merge(self.run(Request::new(Urgency::Critical, projected - budget)));
+        Relief {
+            report,
+            level,
+            used,
         }
-        report
     }
 
     /// Releases every resource that is due: past its TTL or idle limit, whatever the usage.

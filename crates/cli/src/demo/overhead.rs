@@ -32,9 +32,9 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::Serialize;
 
+use super::args::{Args, Mode};
 use super::models::{self, DemoModel};
 use super::workload::{self, Clip, Scratch, Script, Step, SubtitleTrack};
-use super::{Args, Mode};
 
 /// The plain run's report: enough for the comparison.
 #[derive(Debug, Serialize)]

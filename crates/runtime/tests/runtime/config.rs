@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use memwarden_core::{ByteSize, ResourceKind};
+use memwarden_runtime::Budget;
 use memwarden_runtime::config::{Config, ConfigError, Diagnostic, SHIPPED_TOML};
 
 /// A small valid config; the trailing comments are line numbers, so that the expected
@@ -516,7 +517,7 @@ fn invalid_error_displays_one_line_per_diagnostic() {
 #[test]
 fn good_values_come_through() {
     let config = Config::from_toml_str(BASE, "base.toml").expect("BASE is valid");
-    assert_eq!(config.monitor.budget, ByteSize::gib(1));
+    assert_eq!(config.monitor.budget_bytes, ByteSize::gib(1));
     assert_eq!(config.monitor.warning_fraction, 0.75);
     assert_eq!(config.monitor.critical_fraction, 0.9);
     assert_eq!(config.monitor.tick, Duration::from_millis(500));
@@ -574,7 +575,7 @@ fn alternative_spellings_are_accepted() {
         .replacen("[kinds.audio_cache]  ", "[kinds]\naudio_cache = { priority = 4, incremental_fraction = 0.0, snapshot_on_release = false }\n", 1)
         .replacen("priority = 4                # 28\nincremental_fraction = 0.0  # 29\nsnapshot_on_release = false # 30\n", "", 1);
     let config = Config::from_toml_str(&toml, "t").unwrap_or_else(|e| panic!("{e}\nin:\n{toml}"));
-    assert_eq!(config.monitor.budget, ByteSize::gib(1));
+    assert_eq!(config.monitor.budget_bytes, ByteSize::gib(1));
     assert_eq!(config.monitor.tick, Duration::from_millis(90_500));
     assert_eq!(config.kinds.audio_cache.priority.get(), 4);
 }
@@ -602,7 +603,7 @@ fn shipped_config() {
     let config = Config::shipped();
     assert_eq!(config, Config::default());
     assert_eq!(
-        config.monitor.budget,
+        config.monitor.budget_bytes,
         ByteSize::gib(1),
         "safe on a 4 GiB machine"
     );
@@ -728,14 +729,11 @@ fn budget_as_a_share_of_the_machine() {
     let config = Config::from_toml_str(&toml, "t").unwrap_or_else(|e| panic!("{e}"));
     let total =
         memwarden_runtime::config::machine_memory().expect("this machine reports its memory");
-    assert_eq!(config.monitor.budget.as_u64(), total / 4);
-    assert_eq!(config.monitor.budget_share, Some(0.25));
+    assert_eq!(config.monitor.budget_bytes.as_u64(), total / 4);
+    assert_eq!(config.monitor.budget, Budget::Share(0.25));
     assert_eq!(
-        Config::from_toml_str(BASE, "t")
-            .unwrap()
-            .monitor
-            .budget_share,
-        None
+        Config::from_toml_str(BASE, "t").unwrap().monitor.budget,
+        Budget::Bytes(ByteSize::gib(1))
     );
     check(
         &edit("budget = \"1GiB\"", "budget = \"150%\""),
@@ -753,7 +751,7 @@ fn budget_as_a_share_of_the_machine() {
         &edit("budget = \"1GiB\"", "budget = \"lots%\""),
         "monitor.budget",
         2,
-        "invalid share \"lots%\"",
+        "invalid budget \"lots%\"",
     );
 }
 

@@ -39,14 +39,14 @@ impl Fixture {
     fn governor(&self, budget_mib: u64) -> Governor {
         let tracker = Arc::clone(&self.tracker);
         let overhead = Arc::clone(&self.overhead);
-        Governor::builder(
-            Arc::clone(&self.lifecycle),
-            GovernorConfig::new(ByteSize::mib(budget_mib)),
-        )
-        .source(move || Some(overhead.load(Ordering::Relaxed) + tracker.totals().bytes))
-        .manual()
-        .start()
-        .expect("a valid config")
+        self.lifecycle
+            .set_budget(ByteSize::mib(budget_mib))
+            .expect("above zero");
+        Governor::builder(Arc::clone(&self.lifecycle), GovernorConfig::default())
+            .source(move || Some(overhead.load(Ordering::Relaxed) + tracker.totals().bytes))
+            .manual()
+            .start()
+            .expect("a valid config")
     }
 
     fn add(&self, id: &str, kind: ResourceKind, mib: u64) {
@@ -115,7 +115,10 @@ fn a_tick_above_the_warning_line_frees_to_the_relief_line() {
 fn admission_counts_the_incoming_bytes() {
     let f = Fixture::new();
     let governor = f.governor(100);
-    for i in 0..5 {
+    // Memory nobody tracks: the tracked bytes alone (30 + 30 MiB coming) stay under the
+    // warning line, so only the resident memory calls for a release.
+    f.overhead.store(25 * MIB, Ordering::Relaxed);
+    for i in 0..3 {
         f.add(&format!("clip-{i}"), ResourceKind::AudioCache, 10);
     }
     // 55 MiB resident, 30 MiB coming: 85 MiB, over the warning line before the
@@ -213,14 +216,14 @@ fn listeners_hear_every_change() {
 fn failed_reads_are_counted_and_release_nothing() {
     let f = Fixture::new();
     f.add("frame", ResourceKind::RenderCache, 10);
-    let governor = Governor::builder(
-        Arc::clone(&f.lifecycle),
-        GovernorConfig::new(ByteSize::mib(1)),
-    )
-    .source(|| None)
-    .manual()
-    .start()
-    .expect("a valid config");
+    f.lifecycle
+        .set_budget(ByteSize::mib(1))
+        .expect("above zero");
+    let governor = Governor::builder(Arc::clone(&f.lifecycle), GovernorConfig::default())
+        .source(|| None)
+        .manual()
+        .start()
+        .expect("a valid config");
     assert_eq!(governor.tick().bytes_freed, 0);
     assert!(f.tracker.contains("frame"));
     let report = governor.report();
@@ -235,10 +238,7 @@ fn samples_stay_bounded_and_even() {
     let tracker = Arc::clone(&f.tracker);
     let governor = Governor::builder(
         Arc::clone(&f.lifecycle),
-        GovernorConfig {
-            max_samples: 8,
-            ..GovernorConfig::new(ByteSize::gib(1))
-        },
+        GovernorConfig::default().max_samples(8),
     )
     .source(move || Some(tracker.totals().bytes))
     .manual()
@@ -267,7 +267,7 @@ fn the_monitor_ticks_on_its_own_and_shutdown_joins_it() {
     let counted = Arc::clone(&ticks);
     let governor = Governor::builder(
         Arc::clone(&f.lifecycle),
-        GovernorConfig::new(ByteSize::gib(1)).tick(Duration::from_millis(5)),
+        GovernorConfig::default().tick(Duration::from_millis(5)),
     )
     .source(move || {
         counted.fetch_add(1, Ordering::SeqCst);
@@ -296,7 +296,7 @@ fn dropping_a_governor_with_a_long_tick_returns_at_once() {
     let f = Fixture::new();
     let governor = Governor::builder(
         Arc::clone(&f.lifecycle),
-        GovernorConfig::new(ByteSize::gib(1)).tick(Duration::from_secs(3600)),
+        GovernorConfig::default().tick(Duration::from_secs(3600)),
     )
     .source(|| Some(MIB))
     .start()
@@ -311,31 +311,36 @@ fn dropping_a_governor_with_a_long_tick_returns_at_once() {
 }
 
 #[test]
-fn thresholds_come_from_the_config() {
+fn thresholds_and_tick_come_from_the_config() {
     let config = memwarden_runtime::config::Config::shipped();
-    let governor_config = GovernorConfig::from_config(&config);
-    assert_eq!(governor_config.budget, config.monitor.budget);
     assert_eq!(
-        governor_config.thresholds,
+        Thresholds::from_config(&config.monitor),
         Thresholds {
             warning: config.monitor.warning_fraction,
             critical: config.monitor.critical_fraction,
             ..Thresholds::default()
         }
     );
-    assert_eq!(governor_config.tick, config.monitor.tick);
+    assert_eq!(
+        GovernorConfig::from_config(&config).tick,
+        config.monitor.tick
+    );
+    let tracker = Arc::new(Tracker::new());
+    let lifecycle = Lifecycle::from_config(tracker, &config);
+    assert_eq!(lifecycle.budget(), config.monitor.budget_bytes);
+    assert_eq!(
+        lifecycle.thresholds(),
+        Thresholds::from_config(&config.monitor)
+    );
 }
 
 #[test]
 fn the_real_rss_is_read_by_default() {
     let f = Fixture::new();
-    let governor = Governor::builder(
-        Arc::clone(&f.lifecycle),
-        GovernorConfig::new(ByteSize::gib(64)),
-    )
-    .manual()
-    .start()
-    .expect("a valid config");
+    let governor = Governor::builder(Arc::clone(&f.lifecycle), GovernorConfig::default())
+        .manual()
+        .start()
+        .expect("a valid config");
     governor.tick();
     let report = governor.report();
     if cfg!(target_os = "linux") {
@@ -350,15 +355,15 @@ fn the_defragmenter_hears_every_release_and_compacts_when_the_rss_stays_up() {
     let f = Fixture::new();
     let defrag = Arc::new(Defragmenter::new(DefragConfig::manual()).expect("a manual config"));
     // An RSS that does not fall when resources are released: the allocator kept them.
-    let governor = Governor::builder(
-        Arc::clone(&f.lifecycle),
-        GovernorConfig::new(ByteSize::mib(100)),
-    )
-    .source(|| Some(90 * MIB))
-    .defrag(Arc::clone(&defrag))
-    .manual()
-    .start()
-    .expect("a valid config");
+    f.lifecycle
+        .set_budget(ByteSize::mib(100))
+        .expect("above zero");
+    let governor = Governor::builder(Arc::clone(&f.lifecycle), GovernorConfig::default())
+        .source(|| Some(90 * MIB))
+        .defrag(Arc::clone(&defrag))
+        .manual()
+        .start()
+        .expect("a valid config");
     for i in 0..8 {
         f.add(&format!("frame-{i}"), ResourceKind::RenderCache, 10);
     }
@@ -393,44 +398,45 @@ fn bad_settings_are_refused() {
             .map(drop)
             .map_err(|e| e.to_string())
     };
-    let base = GovernorConfig::new(ByteSize::mib(100));
+    let base = GovernorConfig::default();
     assert!(start(base).is_ok());
-    let cases = [
-        (GovernorConfig::new(ByteSize::b(0)), "budget"),
-        (base.tick(Duration::ZERO), "tick"),
+    let err = start(base.tick(Duration::ZERO)).expect_err("refused");
+    assert!(err.contains("tick"), "{err}");
+    let bad_thresholds = [
         (
-            base.thresholds(Thresholds {
+            Thresholds {
                 warning: 0.9,
                 critical: 0.8,
                 relief: 0.05,
-            }),
+            },
             "warning < critical",
         ),
         (
-            base.thresholds(Thresholds {
+            Thresholds {
                 warning: f64::NAN,
                 ..Thresholds::default()
-            }),
+            },
             "warning < critical",
         ),
         (
-            base.thresholds(Thresholds {
+            Thresholds {
                 relief: 0.8,
                 ..Thresholds::default()
-            }),
+            },
             "relief",
         ),
     ];
-    for (config, word) in cases {
-        let err = start(config).expect_err("refused");
+    for (thresholds, word) in bad_thresholds {
+        let err = f
+            .lifecycle
+            .set_thresholds(thresholds)
+            .expect_err("refused")
+            .to_string();
         assert!(err.contains(word), "{err}");
     }
-    assert!(GovernorConfig::share_of_machine(1.5).is_err());
-    let quarter = GovernorConfig::share_of_machine(0.25).expect("the machine's memory");
-    assert_eq!(
-        quarter.budget.as_u64(),
-        memwarden_runtime::machine_memory().unwrap() / 4
-    );
+    assert_eq!(f.lifecycle.thresholds(), Thresholds::default());
+    let err = f.lifecycle.set_budget(ByteSize::b(0)).expect_err("refused");
+    assert!(err.to_string().contains("budget"), "{err}");
 }
 
 #[test]
@@ -485,14 +491,15 @@ fn set_budget_takes_effect_and_refuses_zero() {
     governor
         .set_budget(ByteSize::mib(16))
         .expect("a valid budget");
-    assert_eq!(governor.report().config.budget, ByteSize::mib(16));
+    assert_eq!(governor.report().budget, ByteSize::mib(16));
+    assert_eq!(f.lifecycle.budget(), ByteSize::mib(16), "one budget");
     governor.tick();
     assert!(
         !f.tracker.contains("frame"),
         "15 MiB of 16 is past the warning line"
     );
     assert!(governor.set_budget(ByteSize::b(0)).is_err());
-    assert_eq!(governor.config().budget, ByteSize::mib(16));
+    assert_eq!(governor.budget(), ByteSize::mib(16));
 }
 
 #[test]

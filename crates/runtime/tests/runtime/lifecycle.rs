@@ -121,7 +121,7 @@ fn config_sets_priorities_idle_limits_and_fractions() {
     let tracker = Arc::new(Tracker::with_clock(Arc::new(clock.clone())));
     let config = Config::shipped();
     let lc = Lifecycle::from_config(Arc::clone(&tracker), &config);
-    assert_eq!(lc.budget(), config.monitor.budget);
+    assert_eq!(lc.budget(), config.monitor.budget_bytes);
     assert_eq!(lc.thresholds().warning, config.monitor.warning_fraction);
     let temp = config.kinds.get(&ResourceKind::TempBuffers).unwrap();
     assert_eq!(
