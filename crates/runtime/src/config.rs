@@ -1,7 +1,7 @@
 //! Loads and checks memwarden's configuration: `configs/releasable_resources.toml`.
 //!
-//! A [`Config`] holds the memory budget and its thresholds ([`MonitorConfig`]), one release
-//! policy per built-in [`ResourceKind`] ([`KindsConfig`], [`KindConfig`]), where snapshots go
+//! A [`Config`] holds the memory budget and its thresholds ([`MonitorConfig`]), a release
+//! policy per [`ResourceKind`], built-in or custom ([`KindsConfig`], [`KindConfig`]), where snapshots go
 //! ([`SnapshotConfig`]), how much to log ([`LoggingConfig`]) and when to return freed heap
 //! to the operating system ([`DefragSettings`]). [`Config::shipped`] is the
 //! file that ships with memwarden, which keeps to a 1 GiB budget.
@@ -26,10 +26,14 @@
 //!
 //! # File format
 //!
-//! Five tables. `[monitor]` and `[kinds]` are required, with all six kinds; `[snapshot]`,
-//! `[logging]` and `[defrag]` may be left out, giving [`SnapshotConfig::default`],
-//! [`LoggingConfig::default`] and [`DefragSettings::default`]. Every key of a table that is present is required, except a
-//! kind's `ttl`, `max_idle` and `max_bytes`; a key the loader does not know is an error.
+//! Five tables. `[monitor]` is required. `[kinds]` holds one `[kinds.<name>]` table per
+//! kind the file configures: a built-in kind (`model_shards`, `render_cache`, ...) or a
+//! custom one such as `kv_cache` (a name of letters, digits, `_`, `-` and `.`); a kind
+//! left out keeps the defaults its crates give it. `[snapshot]`, `[logging]` and
+//! `[defrag]` may be left out, giving [`SnapshotConfig::default`],
+//! [`LoggingConfig::default`] and [`DefragSettings::default`]. Every key of a table that
+//! is present is required, except a kind's `ttl`, `max_idle` and `max_bytes`; a key the
+//! loader does not know is an error.
 //!
 //! - Sizes are byte counts or strings with units: `1073741824`, `"1GiB"`, `"512 MiB"`
 //!   (see [`ByteSize`]).
@@ -60,6 +64,7 @@ mod duration;
 mod error;
 mod read;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -126,14 +131,16 @@ impl From<&DefragSettings> for memwarden_defrag::DefragConfig {
 }
 
 impl Default for DefragSettings {
-    /// The values used when a file has no `[defrag]` table: on, every 500 MB released
-    /// and every hour, not aggressive.
+    /// The values used when a file has no `[defrag]` table: the defragmenter's own
+    /// defaults ([`DefragConfig::default`](memwarden_defrag::DefragConfig::default): on,
+    /// every 500 MB released and every hour, not aggressive).
     fn default() -> Self {
+        let defaults = memwarden_defrag::DefragConfig::default();
         DefragSettings {
-            enabled: true,
-            released_threshold: ByteSize::b(500_000_000),
-            interval: Some(Duration::from_secs(3600)),
-            aggressive: false,
+            enabled: defaults.enabled,
+            released_threshold: ByteSize::b(defaults.released_threshold),
+            interval: defaults.interval,
+            aggressive: defaults.aggressive,
         }
     }
 }
@@ -189,49 +196,46 @@ pub struct KindConfig {
     pub snapshot_on_release: bool,
 }
 
-/// The release policies of the six built-in resource kinds, one field per kind.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct KindsConfig {
-    /// [`ResourceKind::ModelShards`].
-    pub model_shards: KindConfig,
-    /// [`ResourceKind::ModelWeightsCache`].
-    pub model_weights_cache: KindConfig,
-    /// [`ResourceKind::RenderCache`].
-    pub render_cache: KindConfig,
-    /// [`ResourceKind::TempBuffers`].
-    pub temp_buffers: KindConfig,
-    /// [`ResourceKind::AudioCache`].
-    pub audio_cache: KindConfig,
-    /// [`ResourceKind::SubtitleIndex`].
-    pub subtitle_index: KindConfig,
-}
+/// The release policies of the configured resource kinds (`[kinds.<name>]`), built-in
+/// and custom alike, keyed by kind.
+///
+/// A kind the file leaves out keeps the policy its crates give it until told otherwise
+/// ([`KindPolicy::default_for`](memwarden_tracker::KindPolicy::default_for) in the
+/// tracker, the reaper's incremental fractions, no cap, no snapshot).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct KindsConfig(BTreeMap<ResourceKind, KindConfig>);
 
 impl KindsConfig {
-    /// The policy of `kind`; `None` for a [`ResourceKind::Custom`] kind, which the file
-    /// cannot configure.
+    /// The policy of `kind`, if the file configures it.
     pub fn get(&self, kind: &ResourceKind) -> Option<&KindConfig> {
-        match kind {
-            ResourceKind::ModelShards => Some(&self.model_shards),
-            ResourceKind::ModelWeightsCache => Some(&self.model_weights_cache),
-            ResourceKind::RenderCache => Some(&self.render_cache),
-            ResourceKind::TempBuffers => Some(&self.temp_buffers),
-            ResourceKind::AudioCache => Some(&self.audio_cache),
-            ResourceKind::SubtitleIndex => Some(&self.subtitle_index),
-            _ => None,
-        }
+        self.0.get(kind)
     }
 
-    /// Every built-in kind with its policy, in the order of [`ResourceKind::BUILTIN`].
+    /// The policy of `kind`, to edit, if the file configures it.
+    pub fn get_mut(&mut self, kind: &ResourceKind) -> Option<&mut KindConfig> {
+        self.0.get_mut(kind)
+    }
+
+    /// Sets the policy of `kind`; returns the one it replaces.
+    pub fn insert(&mut self, kind: ResourceKind, config: KindConfig) -> Option<KindConfig> {
+        self.0.insert(kind, config)
+    }
+
+    /// Every configured kind with its policy: the built-in kinds in the order of
+    /// [`ResourceKind::BUILTIN`], then custom kinds by name.
     pub fn iter(&self) -> impl Iterator<Item = (ResourceKind, &KindConfig)> {
-        [
-            (ResourceKind::ModelShards, &self.model_shards),
-            (ResourceKind::ModelWeightsCache, &self.model_weights_cache),
-            (ResourceKind::RenderCache, &self.render_cache),
-            (ResourceKind::TempBuffers, &self.temp_buffers),
-            (ResourceKind::AudioCache, &self.audio_cache),
-            (ResourceKind::SubtitleIndex, &self.subtitle_index),
-        ]
-        .into_iter()
+        self.0.iter().map(|(kind, config)| (kind.clone(), config))
+    }
+
+    /// How many kinds are configured.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no kind is configured.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -313,9 +317,10 @@ impl Config {
         let monitor = root
             .required_table(&mut report, "monitor")
             .and_then(|table| read_monitor(&mut report, table));
-        let kinds = root
-            .required_table(&mut report, "kinds")
-            .and_then(|table| read_kinds(&mut report, table));
+        let kinds = match root.optional_table(&mut report, "kinds") {
+            Some(table) => read_kinds(&mut report, table),
+            None => Some(KindsConfig::default()),
+        };
         let snapshot = match root.optional_table(&mut report, "snapshot") {
             Some(table) => read_snapshot(&mut report, table),
             None => Some(SnapshotConfig::default()),
@@ -407,26 +412,25 @@ fn read_monitor(report: &mut Report<'_>, mut table: Table<'_, '_>) -> Option<Mon
 }
 
 fn read_kinds(report: &mut Report<'_>, mut table: Table<'_, '_>) -> Option<KindsConfig> {
-    let mut kind = |name| {
-        table
-            .required_table(report, name)
-            .and_then(|table| read_kind(report, table))
-    };
-    let model_shards = kind("model_shards");
-    let model_weights_cache = kind("model_weights_cache");
-    let render_cache = kind("render_cache");
-    let temp_buffers = kind("temp_buffers");
-    let audio_cache = kind("audio_cache");
-    let subtitle_index = kind("subtitle_index");
-    table.finish(report, "resource kind");
-    Some(KindsConfig {
-        model_shards: model_shards?,
-        model_weights_cache: model_weights_cache?,
-        render_cache: render_cache?,
-        temp_buffers: temp_buffers?,
-        audio_cache: audio_cache?,
-        subtitle_index: subtitle_index?,
-    })
+    let mut kinds = KindsConfig::default();
+    let mut clean = true;
+    for (name, span, sub) in table.tables(report) {
+        let kind = match name.parse::<ResourceKind>() {
+            Ok(kind) => kind,
+            Err(error) => {
+                report.error(table.key(name), span, error.to_string());
+                clean = false;
+                continue;
+            }
+        };
+        match sub.and_then(|sub| read_kind(report, sub)) {
+            Some(config) => {
+                kinds.insert(kind, config);
+            }
+            None => clean = false,
+        }
+    }
+    clean.then_some(kinds)
 }
 
 fn read_kind(report: &mut Report<'_>, mut table: Table<'_, '_>) -> Option<KindConfig> {

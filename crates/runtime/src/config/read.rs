@@ -282,6 +282,22 @@ impl<'a, 'i> Table<'a, 'i> {
         self.table(report, name, value?)
     }
 
+    /// Every key of this table with the sub-table under it (`None` when the value is not
+    /// a table, which is reported), in file order; each key counts as read.
+    pub(super) fn tables(
+        &mut self,
+        report: &mut Report<'_>,
+    ) -> Vec<(&'a str, Range<usize>, Option<Table<'a, 'i>>)> {
+        let entries = self.entries;
+        let mut found = Vec::new();
+        for (key, value) in entries {
+            let name: &'a str = key.get_ref().as_ref();
+            self.read.push(name);
+            found.push((name, key.span(), self.table(report, name, value)));
+        }
+        found
+    }
+
     /// Reads a sub-table that may be absent; `None` when absent or not a table.
     pub(super) fn optional_table(
         &mut self,

@@ -124,10 +124,10 @@ fn unknown_keys() {
         "unknown key",
     );
     check(
-        &format!("{BASE}[kinds.video_cache]\npriority = 2\n"),
-        "kinds.video_cache",
+        &format!("{BASE}[kinds.\"video cache\"]\npriority = 2\n"),
+        "kinds.video cache",
         40,
-        "unknown resource kind",
+        "invalid resource kind",
     );
     check(
         &format!("{BASE}[monitr]\n"),
@@ -232,15 +232,13 @@ fn missing_keys_are_reported_at_their_table_header() {
         35,
         "missing",
     );
-    let without_audio = edit("[kinds.audio_cache]  ", "[kinds.audio_cachex] ");
-    let found = diagnostics(&without_audio);
-    let keys: Vec<(&str, usize)> = found.iter().map(|d| (d.key.as_str(), d.line)).collect();
-    // `kinds` is defined implicitly by its first `[kinds.*]` header, on line 6.
-    assert_eq!(
-        keys,
-        [("kinds.audio_cache", 6), ("kinds.audio_cachex", 27)],
-        "{found:#?}"
-    );
+    // A kind table is a custom kind when its name is not a built-in one, and a
+    // built-in kind may be left out: it keeps its crates' defaults.
+    let renamed = edit("[kinds.audio_cache]  ", "[kinds.audio_cachex] ");
+    let config = Config::from_toml_str(&renamed, "t").unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.kinds.get(&ResourceKind::AudioCache).is_none());
+    let custom: ResourceKind = "audio_cachex".parse().expect("a valid name");
+    assert_eq!(config.kinds.get(&custom).map(|k| k.priority.get()), Some(4));
     let no_monitor = BASE.lines().skip(5).collect::<Vec<_>>().join("\n");
     check(&no_monitor, "monitor", 1, "missing required table");
 }
@@ -545,7 +543,13 @@ fn good_values_come_through() {
             .map(|k| k.incremental_fraction),
         Some(0.5)
     );
-    assert!(config.kinds.render_cache.snapshot_on_release);
+    assert!(
+        config
+            .kinds
+            .get(&ResourceKind::RenderCache)
+            .unwrap()
+            .snapshot_on_release
+    );
     assert_eq!(
         config
             .kinds
@@ -577,7 +581,15 @@ fn alternative_spellings_are_accepted() {
     let config = Config::from_toml_str(&toml, "t").unwrap_or_else(|e| panic!("{e}\nin:\n{toml}"));
     assert_eq!(config.monitor.budget_bytes, ByteSize::gib(1));
     assert_eq!(config.monitor.tick, Duration::from_millis(90_500));
-    assert_eq!(config.kinds.audio_cache.priority.get(), 4);
+    assert_eq!(
+        config
+            .kinds
+            .get(&ResourceKind::AudioCache)
+            .unwrap()
+            .priority
+            .get(),
+        4
+    );
 }
 
 #[test]
@@ -624,19 +636,35 @@ fn shipped_config() {
             (ResourceKind::SubtitleIndex, 5),
         ]
     );
-    assert!(config.kinds.render_cache.snapshot_on_release);
+    assert!(
+        config
+            .kinds
+            .get(&ResourceKind::RenderCache)
+            .unwrap()
+            .snapshot_on_release
+    );
+    let kind = |kind| config.kinds.get(&kind).expect("a shipped kind");
     assert_eq!(
-        config.kinds.temp_buffers.max_idle,
+        kind(ResourceKind::TempBuffers).max_idle,
         Some(Duration::from_secs(30))
     );
-    assert_eq!(config.kinds.subtitle_index.incremental_fraction, 0.5);
+    assert_eq!(kind(ResourceKind::SubtitleIndex).incremental_fraction, 0.5);
     assert!(SHIPPED_TOML.contains("budget = \"1GiB\""));
 }
 
 #[test]
 fn serialised_config_loads_back_unchanged() {
     let mut config = Config::from_toml_str(BASE, "t").expect("BASE is valid");
-    config.kinds.audio_cache.ttl = Some(Duration::new(5_400, 1_500_000));
+    config
+        .kinds
+        .get_mut(&ResourceKind::AudioCache)
+        .expect("configured")
+        .ttl = Some(Duration::new(5_400, 1_500_000));
+    let custom = config.kinds.get(&ResourceKind::TempBuffers).cloned();
+    config.kinds.insert(
+        "kv_cache".parse().expect("a valid name"),
+        custom.expect("configured"),
+    );
     let text = toml::to_string(&config).expect("a config serialises");
     let back =
         Config::from_toml_str(&text, "serialised").unwrap_or_else(|e| panic!("{e}\nin:\n{text}"));
@@ -791,4 +819,34 @@ fn defrag_table() {
             ("defrag.every".to_owned(), 45),
         ]
     );
+}
+
+#[test]
+fn custom_kinds_are_configured_like_built_in_ones_and_kinds_may_be_left_out() {
+    let kv = "[kinds.kv_cache]\npriority = 6\nmax_idle = \"2m\"\nmax_bytes = \"64MiB\"\nincremental_fraction = 0.25\nsnapshot_on_release = false\n";
+    let config =
+        Config::from_toml_str(&format!("{BASE}{kv}"), "t").unwrap_or_else(|e| panic!("{e}"));
+    let kv_cache: ResourceKind = "kv_cache".parse().expect("a valid name");
+    let policy = config.kinds.get(&kv_cache).expect("configured");
+    assert_eq!(policy.priority.get(), 6);
+    assert_eq!(policy.max_idle, Some(Duration::from_secs(120)));
+    assert_eq!(policy.max_bytes, Some(ByteSize::mib(64)));
+    assert_eq!(config.kinds.len(), 7);
+    // The same checks as a built-in kind: a bad value names the custom kind's key.
+    check(
+        &format!("{BASE}{}", kv.replace("priority = 6", "priority = 0")),
+        "kinds.kv_cache.priority",
+        41,
+        "out of range",
+    );
+    check(
+        &format!("{BASE}{}", kv.replace("max_idle", "max_idel")),
+        "kinds.kv_cache.max_idel",
+        42,
+        "unknown key",
+    );
+    // Only [monitor] is required: no kind at all is a valid config.
+    let monitor_only: String = BASE.lines().take(5).collect::<Vec<_>>().join("\n");
+    let config = Config::from_toml_str(&monitor_only, "t").unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.kinds.is_empty());
 }

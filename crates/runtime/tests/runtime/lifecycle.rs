@@ -275,3 +275,30 @@ fn relief_frees_below_the_warning_line_so_the_next_registrations_plan_nothing() 
     );
     assert!(lc.tracker().totals().bytes <= 75 * MIB);
 }
+
+#[test]
+fn a_custom_kind_from_the_config_gets_its_policy_and_cap() {
+    let mut config = Config::shipped();
+    let kv_cache: ResourceKind = "kv_cache".parse().expect("a valid name");
+    let mut policy = config
+        .kinds
+        .get(&ResourceKind::TempBuffers)
+        .expect("shipped")
+        .clone();
+    policy.priority = memwarden_core::Priority::new(6).expect("in range");
+    policy.max_bytes = Some(ByteSize::mib(4));
+    config.kinds.insert(kv_cache.clone(), policy);
+    let tracker = Arc::new(Tracker::new());
+    let lc = Lifecycle::from_config(Arc::clone(&tracker), &config);
+    assert_eq!(tracker.kind_policy(&kv_cache).priority.get(), 6);
+    for i in 0..8 {
+        lc.make_room(&kv_cache, MIB);
+        tracker
+            .register(
+                ResourceSpec::new(format!("kv{i}"), kv_cache.clone(), MIB),
+                (),
+            )
+            .expect("fresh id");
+        assert!(tracker.kind_total(&kv_cache).bytes <= 4 * MIB, "after {i}");
+    }
+}

@@ -4,3 +4,4 @@ mod config;
 mod governor;
 mod lifecycle;
 mod registry;
+mod runtime;
