@@ -1,5 +1,6 @@
-//! How one resource is released: [`ReleaseHandler`]s, [`Hooks`], and [`ReleaseGuard`]s.
+//! How one resource is released: [`ReleaseHandler`]s, [`Hooks`], [`ReleaseGuard`]s and the [`BeforeRelease`] hook.
 
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
@@ -102,4 +103,32 @@ impl ReleaseHandler for Hooks {
 pub trait ReleaseGuard: Send + Sync {
     /// `Some(holder)` if `id` must not be released now, describing who holds it.
     fn protects(&self, id: &ResourceId) -> Option<String>;
+}
+
+/// Work that must succeed before a resource is released in full: saving a copy of its
+/// value (a snapshot) so that it can be restored instead of recomputed.
+///
+/// Unlike a [`ReleaseHandler`], this hook can keep a resource: the reaper calls it with
+/// the value while the resource is still registered, before it is detached, and when it
+/// fails the resource is not released (except at [`Urgency::Critical`], where the memory
+/// matters more than the copy) and the victim is reported as
+/// [`SkipReason::SnapshotFailed`]. A panic counts as a failure. Partial releases do not
+/// call it.
+///
+/// [`Urgency::Critical`]: memwarden_prioritizer::Urgency::Critical
+/// [`SkipReason::SnapshotFailed`]: crate::SkipReason::SnapshotFailed
+pub trait BeforeRelease: Send + Sync {
+    /// Saves what must outlive the release of `id`, of `kind`, holding `bytes` of memory
+    /// (as tracked), whose value is `value`.
+    ///
+    /// `Ok(Some(saved))`: a copy of `saved` bytes was written. `Ok(None)`: there was
+    /// nothing to save for this value (its kind or type is not saved); the resource is
+    /// released. `Err(why)`: saving failed; the resource is kept.
+    fn before_release(
+        &self,
+        id: &ResourceId,
+        kind: &ResourceKind,
+        bytes: u64,
+        value: &(dyn Any + Send + Sync),
+    ) -> Result<Option<u64>, HandlerError>;
 }

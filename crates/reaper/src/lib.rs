@@ -7,13 +7,15 @@
 //! |---|---|
 //! | `model_shards` | drop, then the device-cache-clear hook ([`Hooks::after_drop`]) |
 //! | `model_weights_cache` | the offload hook ([`Hooks::before_drop`]), then drop |
-//! | `render_cache` | a snapshot to the [`SnapshotStore`](memwarden_snapshot::SnapshotStore) when one is set ([`Reaper::set_snapshot_codec`]), the persist hook ([`Hooks::before_drop`]) if set, then drop |
+//! | `render_cache` | the persist hook ([`Hooks::before_drop`]) if set, then drop |
 //! | `temp_buffers` | immediate drop |
 //! | `audio_cache`, `subtitle_index` | incremental: the configured fraction via [`Shrink`](memwarden_tracker::Shrink), else drop |
 //!
-//! Any kind given a codec with [`Reaper::set_snapshot_codec`] is snapshotted before it is
-//! released in full; when the snapshot cannot be written the resource is kept and the
-//! victim reported as [`SkipReason::SnapshotFailed`].
+//! Before any resource is released in full, the [`BeforeRelease`] hook set with
+//! [`Reaper::set_before_release`] gets its value: how a snapshot is saved (the runtime
+//! sets a hook that writes the snapshot-on-release kinds to a snapshot store). When the
+//! hook fails the resource is kept and the victim reported as
+//! [`SkipReason::SnapshotFailed`]. The reaper knows nothing of snapshot stores or codecs.
 //!
 //! ```
 //! use memwarden_core::ResourceKind;
@@ -48,6 +50,6 @@ mod handler;
 mod reaper;
 mod report;
 
-pub use handler::{DropHandler, HandlerError, Hooks, ReleaseGuard, ReleaseHandler};
+pub use handler::{BeforeRelease, DropHandler, HandlerError, Hooks, ReleaseGuard, ReleaseHandler};
 pub use reaper::Reaper;
 pub use report::{KindStats, ReaperStats, ReleaseReport, Released, SkipReason, Skipped};

@@ -9,13 +9,12 @@ use std::time::Instant;
 
 use memwarden_core::{ResourceId, ResourceKind};
 use memwarden_prioritizer::{ReleasePlan, Urgency};
-use memwarden_snapshot::{ErasedCodec, SnapshotStore};
 use memwarden_tracker::{Tracker, TrackerError};
 use parking_lot::{Mutex, RwLock};
 
 use crate::{
-    DropHandler, HandlerError, KindStats, ReaperStats, ReleaseGuard, ReleaseHandler, ReleaseReport,
-    Released, SkipReason, Skipped,
+    BeforeRelease, DropHandler, HandlerError, KindStats, ReaperStats, ReleaseGuard, ReleaseHandler,
+    ReleaseReport, Released, SkipReason, Skipped,
 };
 
 /// Releases resources from a [`Tracker`] through per-kind and per-resource handlers.
@@ -25,7 +24,7 @@ pub struct Reaper {
     resource_handlers: RwLock<HashMap<ResourceId, Arc<dyn ReleaseHandler>>>,
     incremental: RwLock<HashMap<ResourceKind, f64>>,
     guards: RwLock<Vec<Arc<dyn ReleaseGuard>>>,
-    snapshots: RwLock<Snapshots>,
+    before_release: RwLock<Option<Arc<dyn BeforeRelease>>>,
     stats: Mutex<BTreeMap<ResourceKind, KindStats>>,
     observers: RwLock<Vec<Observer>>,
 }
@@ -33,19 +32,13 @@ pub struct Reaper {
 /// Called with the report of every execution that released something.
 type Observer = Arc<dyn Fn(&ReleaseReport) + Send + Sync>;
 
-/// Where snapshots go, and which kinds are snapshotted with which codec.
-#[derive(Default)]
-struct Snapshots {
-    store: Option<Arc<SnapshotStore>>,
-    codecs: HashMap<ResourceKind, Arc<dyn ErasedCodec>>,
-}
-
 impl fmt::Debug for Reaper {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Reaper")
             .field("handlers", &self.handlers.read().keys().collect::<Vec<_>>())
             .field("incremental", &*self.incremental.read())
             .field("guards", &self.guards.read().len())
+            .field("before_release", &self.before_release.read().is_some())
             .finish_non_exhaustive()
     }
 }
@@ -66,7 +59,7 @@ impl Reaper {
                 DEFAULT_SUBTITLE_FRACTION,
             )])),
             guards: RwLock::new(Vec::new()),
-            snapshots: RwLock::new(Snapshots::default()),
+            before_release: RwLock::new(None),
             stats: Mutex::new(BTreeMap::new()),
             observers: RwLock::new(Vec::new()),
         }
@@ -104,28 +97,16 @@ impl Reaper {
         self.incremental.write().insert(kind, fraction);
     }
 
-    /// Sets the store that snapshots are written to before release.
-    pub fn set_snapshot_store(&self, store: Arc<SnapshotStore>) {
-        self.snapshots.write().store = Some(store);
-    }
-
-    /// Snapshots every resource of `kind` with `codec` before releasing it in full.
+    /// Calls `hook` before every full release (a snapshot, say), replacing the hook set
+    /// before, if any: one hook, so that what a released resource reports as saved
+    /// ([`Released::snapshot_bytes`]) comes from one place. To run several, set one hook
+    /// that calls them.
     ///
-    /// A value of another type than the codec's is released without a snapshot. If the
-    /// snapshot cannot be written (encoding fails, the disk is full), the resource is not
-    /// released and the victim is reported as [`SkipReason::SnapshotFailed`].
-    pub fn set_snapshot_codec(&self, kind: ResourceKind, codec: Arc<dyn ErasedCodec>) {
-        self.snapshots.write().codecs.insert(kind, codec);
-    }
-
-    /// The store snapshots are written to, if one is set.
-    pub fn snapshot_store(&self) -> Option<Arc<SnapshotStore>> {
-        self.snapshots.read().store.clone()
-    }
-
-    /// The codec `kind` is snapshotted with, if it is.
-    pub fn snapshot_codec(&self, kind: &ResourceKind) -> Option<Arc<dyn ErasedCodec>> {
-        self.snapshots.read().codecs.get(kind).cloned()
+    /// If the hook fails, the resource is not released and the victim is reported as
+    /// [`SkipReason::SnapshotFailed`], except at [`Urgency::Critical`]; see
+    /// [`BeforeRelease`].
+    pub fn set_before_release(&self, hook: Arc<dyn BeforeRelease>) {
+        *self.before_release.write() = Some(hook);
     }
 
     /// Adds a guard consulted before every release (a lock manager, say).
@@ -314,15 +295,14 @@ impl Reaper {
         });
     }
 
-    /// Writes the snapshot of `id` if its kind is snapshotted; the bytes written, `None`
-    /// if there is nothing to snapshot, or why the resource must not be released.
+    /// Runs the before-release hook on the value of `id`; the bytes it saved, `None` if
+    /// there is no hook or it had nothing to save, or why the resource must not be released.
     fn snapshot(
         &self,
         id: &ResourceId,
         kind: Option<&ResourceKind>,
     ) -> Result<Option<u64>, SkipReason> {
-        let snapshots = self.snapshots.read();
-        let Some(store) = &snapshots.store else {
+        let Some(hook) = self.before_release.read().clone() else {
             return Ok(None);
         };
         let Some(info) = self.tracker.info(id.as_str()) else {
@@ -331,41 +311,14 @@ impl Reaper {
         if kind.is_some_and(|k| *k != info.kind) || info.pinned {
             return Ok(None); // detaching will report it
         }
-        let Some(codec) = snapshots.codecs.get(&info.kind) else {
-            return Ok(None);
-        };
-        let failed = |error: String| {
-            log::warn!("the snapshot of {id} ({}) failed: {error}", info.kind);
-            self.record(&info.kind, |s| s.snapshot_failures += 1);
-            SkipReason::SnapshotFailed { error }
-        };
-        // Do not encode what the store would refuse anyway.
-        if info.bytes > store.config().disk_bytes {
-            return Err(failed(format!(
-                "{} bytes do not fit in the snapshot store's {} byte limit",
-                info.bytes,
-                store.config().disk_bytes
-            )));
-        }
         let Some(value) = self.tracker.peek_any(id.as_str()) else {
             return Ok(None);
         };
-        let mut payload = Vec::new();
-        match codec.encode_any(&*value, &mut payload) {
-            None => {
-                log::debug!(
-                    "{id} ({}) is not a {}; released without a snapshot",
-                    info.kind,
-                    codec.type_name()
-                );
-                Ok(None)
-            }
-            Some(Err(e)) => Err(failed(e.to_string())),
-            Some(Ok(())) => match store.put(id, &info.kind, codec.version(), &payload) {
-                Ok(written) => Ok(Some(written.bytes)),
-                Err(e) => Err(failed(e.to_string())),
-            },
-        }
+        contain(|| hook.before_release(id, &info.kind, info.bytes, &*value)).map_err(|error| {
+            log::warn!("the snapshot of {id} ({}) failed: {error}", info.kind);
+            self.record(&info.kind, |s| s.snapshot_failures += 1);
+            SkipReason::SnapshotFailed { error }
+        })
     }
 
     fn protected(&self, id: &ResourceId) -> Option<String> {

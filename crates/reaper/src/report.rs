@@ -17,7 +17,8 @@ pub struct Released {
     pub bytes_freed: u64,
     /// Whether only part of it was released; it stays registered at its smaller size.
     pub partial: bool,
-    /// Bytes of the snapshot written before the release, if one was.
+    /// Bytes the [`BeforeRelease`](crate::BeforeRelease) hook saved before the release
+    /// (a snapshot), if it saved any.
     pub snapshot_bytes: Option<u64>,
     /// The handler's error or panic message, if it failed (the drop still ran).
     pub handler_error: Option<String>,
@@ -44,7 +45,8 @@ pub enum SkipReason {
     },
     /// It is no longer registered.
     Gone,
-    /// Its kind is snapshotted before release and the snapshot could not be written.
+    /// The [`BeforeRelease`](crate::BeforeRelease) hook could not save it (the snapshot
+    /// could not be written).
     SnapshotFailed {
         /// Why.
         error: String,
@@ -98,7 +100,7 @@ pub struct KindStats {
     pub skipped: u64,
     /// Time spent releasing.
     pub time_spent: Duration,
-    /// Snapshots written before releases.
+    /// Snapshots written before releases by the [`BeforeRelease`](crate::BeforeRelease) hook.
     pub snapshots: u64,
     /// Bytes of those snapshots.
     pub snapshot_bytes: u64,

@@ -144,6 +144,8 @@ pub struct Lifecycle {
     locks: Option<Arc<memwarden_lock::LockManager>>,
     /// Kinds snapshotted before release once a store is set.
     snapshot_kinds: Vec<ResourceKind>,
+    /// Saves and restores snapshots once a store is set; the reaper saves through it.
+    snapshotter: parking_lot::RwLock<Option<Arc<memwarden_snapshot::Snapshotter>>>,
     restores: std::sync::atomic::AtomicU64,
 }
 
@@ -165,6 +167,22 @@ impl<T> Fetched<T> {
     }
 }
 
+/// The reaper's before-release hook: saves the value through the lifecycle's snapshotter.
+#[derive(Debug)]
+struct SnapshotBeforeRelease(Arc<memwarden_snapshot::Snapshotter>);
+
+impl memwarden_reaper::BeforeRelease for SnapshotBeforeRelease {
+    fn before_release(
+        &self,
+        id: &memwarden_core::ResourceId,
+        kind: &ResourceKind,
+        bytes: u64,
+        value: &(dyn std::any::Any + Send + Sync),
+    ) -> Result<Option<u64>, memwarden_reaper::HandlerError> {
+        Ok(self.0.save(id, kind, bytes, value)?)
+    }
+}
+
 impl Lifecycle {
     /// A lifecycle over `tracker` with the default policy and thresholds.
     pub fn new(tracker: Arc<Tracker>, budget: ByteSize) -> Self {
@@ -179,6 +197,7 @@ impl Lifecycle {
             caps: HashMap::new(),
             locks: None,
             snapshot_kinds: vec![ResourceKind::RenderCache],
+            snapshotter: parking_lot::RwLock::new(None),
             restores: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -272,22 +291,21 @@ impl Lifecycle {
     /// [`SubtitleIndex`](memwarden_snapshot::SubtitleIndex) for `subtitle_index` and
     /// [`MappedWeights`](memwarden_snapshot::MappedWeights) for the two model kinds. Values
     /// of other types are released without a snapshot; other kinds take a codec through
-    /// [`Reaper::set_snapshot_codec`].
+    /// [`Lifecycle::snapshotter`]. Replaces the store set before, and the codecs given then.
     pub fn set_snapshot_store(&self, store: Arc<memwarden_snapshot::SnapshotStore>) {
-        use memwarden_snapshot::{AudioClip, MappedWeights, RenderFrame, SubtitleIndex, codec};
-        for kind in &self.snapshot_kinds {
-            let codec = match kind {
-                ResourceKind::RenderCache => codec::<RenderFrame>(),
-                ResourceKind::AudioCache => codec::<AudioClip>(),
-                ResourceKind::SubtitleIndex => codec::<SubtitleIndex>(),
-                ResourceKind::ModelShards | ResourceKind::ModelWeightsCache => {
-                    codec::<MappedWeights>()
-                }
-                _ => continue,
-            };
-            self.reaper.set_snapshot_codec(kind.clone(), codec);
-        }
-        self.reaper.set_snapshot_store(store);
+        let snapshotter = Arc::new(
+            memwarden_snapshot::Snapshotter::new(store).with_builtin_codecs(&self.snapshot_kinds),
+        );
+        self.reaper
+            .set_before_release(Arc::new(SnapshotBeforeRelease(Arc::clone(&snapshotter))));
+        *self.snapshotter.write() = Some(snapshotter);
+    }
+
+    /// What saves snapshots before release and restores them, once
+    /// [`Lifecycle::set_snapshot_store`] has set a store: give a kind a codec here
+    /// ([`Snapshotter::set_codec`](memwarden_snapshot::Snapshotter::set_codec)).
+    pub fn snapshotter(&self) -> Option<Arc<memwarden_snapshot::Snapshotter>> {
+        self.snapshotter.read().clone()
     }
 
     /// The value of `spec.id`: held, or restored from its snapshot (after making room,
@@ -302,27 +320,17 @@ impl Lifecycle {
         if let Some(value) = self.tracker.get::<T>(spec.id.as_str())? {
             return Ok(Some(Fetched::Held(value)));
         }
-        let (Some(store), Some(codec)) = (
-            self.reaper.snapshot_store(),
-            self.reaper.snapshot_codec(&spec.kind),
-        ) else {
+        let Some(value) = self
+            .snapshotter()
+            .and_then(|snapshotter| snapshotter.restore(&spec.id, &spec.kind))
+        else {
             return Ok(None);
-        };
-        let Some((version, bytes)) = store.get(&spec.id, &spec.kind) else {
-            return Ok(None);
-        };
-        let value = match codec.decode_any(&bytes, version) {
-            Ok(value) => value,
-            Err(e) => {
-                log::warn!("cannot restore {} from its snapshot: {e}", spec.id);
-                return Ok(None);
-            }
         };
         let Ok(value) = value.downcast::<T>() else {
             log::warn!(
-                "the snapshot of {} holds a {}, not the type asked for",
+                "the snapshot of {} is not a {}, the type asked for",
                 spec.id,
-                codec.type_name()
+                std::any::type_name::<T>()
             );
             return Ok(None);
         };

@@ -29,7 +29,9 @@ pub enum SnapshotError {
     TooLarge {
         /// The resource.
         id: ResourceId,
-        /// The snapshot's size on disk, header included.
+        /// The snapshot's size on disk, header included; or, when the value was refused
+        /// before it was encoded ([`Snapshotter::save`](crate::Snapshotter::save)), the
+        /// bytes it holds in memory.
         bytes: u64,
         /// The store's disk limit.
         limit: u64,

@@ -174,12 +174,20 @@ pub(crate) fn prefix(
     Some(out)
 }
 
-struct Fixed {
+/// The fixed header of a snapshot file, read and checked against the file's length.
+///
+/// [`Layout::read`] is the only reader of the fixed header: the in-memory check
+/// ([`verify`]), the restore from disk ([`read_payload`]) and the recovery at open
+/// ([`verify_file`]) all go through it, so a header means the same to each of them.
+struct Layout {
     version: u32,
     sequence: u64,
-    kind_len: u64,
-    id_len: u64,
     checksum: u64,
+    kind_len: usize,
+    /// The kind and the id.
+    names_len: usize,
+    payload_len: usize,
+    /// The file's length: the header, the names and the payload.
     total: u64,
 }
 
@@ -189,85 +197,98 @@ fn le<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
     out
 }
 
-/// Parses the fixed header and checks the file's length against it.
-fn parse_fixed(head: &[u8; HEADER_LEN], actual: u64) -> Result<Fixed, Defect> {
-    if head[..8] != MAGIC {
-        return Err(Defect::BadMagic);
+impl Layout {
+    /// Reads the fixed header at the start of `head`, the first bytes of a file of
+    /// `actual` bytes, and checks the file's length against it.
+    ///
+    /// Lengths that add up to more than a `u64` (or than this platform can address) claim
+    /// more bytes than any file holds, so they are [`Defect::Truncated`] with an expected
+    /// length of `u64::MAX`, whichever path reads the header.
+    fn read(head: &[u8], actual: u64) -> Result<Layout, Defect> {
+        let Some(head) = head.get(..HEADER_LEN) else {
+            return Err(Defect::Truncated {
+                expected: len_u64(HEADER_LEN),
+                actual,
+            });
+        };
+        if head[..8] != MAGIC {
+            return Err(Defect::BadMagic);
+        }
+        let format = u32::from_le_bytes(le(head, 8));
+        if format != FORMAT_VERSION {
+            return Err(Defect::UnsupportedFormat(format));
+        }
+        let payload_len = u64::from_le_bytes(le(head, 24));
+        let kind_len = u64::from(u32::from_le_bytes(le(head, 32)));
+        let id_len = u64::from(u32::from_le_bytes(le(head, 36)));
+        let overflow = Defect::Truncated {
+            expected: u64::MAX,
+            actual,
+        };
+        let names_len = kind_len + id_len; // two u32s: no overflow
+        let total = len_u64(HEADER_LEN)
+            .checked_add(names_len)
+            .and_then(|n| n.checked_add(payload_len))
+            .ok_or_else(|| overflow.clone())?;
+        if actual < total {
+            return Err(Defect::Truncated {
+                expected: total,
+                actual,
+            });
+        }
+        if actual > total {
+            return Err(Defect::TrailingBytes {
+                expected: total,
+                actual,
+            });
+        }
+        let addressable = |n: u64| usize::try_from(n).map_err(|_| overflow.clone());
+        Ok(Layout {
+            version: u32::from_le_bytes(le(head, 12)),
+            sequence: u64::from_le_bytes(le(head, 16)),
+            checksum: u64::from_le_bytes(le(head, 40)),
+            kind_len: addressable(kind_len)?,
+            names_len: addressable(names_len)?,
+            payload_len: addressable(payload_len)?,
+            total,
+        })
     }
-    let format = u32::from_le_bytes(le(head, 8));
-    if format != FORMAT_VERSION {
-        return Err(Defect::UnsupportedFormat(format));
-    }
-    let payload_len = u64::from_le_bytes(le(head, 24));
-    let kind_len = u64::from(u32::from_le_bytes(le(head, 32)));
-    let id_len = u64::from(u32::from_le_bytes(le(head, 36)));
-    let expected = len_u64(HEADER_LEN)
-        .checked_add(kind_len)
-        .and_then(|n| n.checked_add(id_len))
-        .and_then(|n| n.checked_add(payload_len))
-        .unwrap_or(u64::MAX);
-    if actual < expected {
-        return Err(Defect::Truncated { expected, actual });
-    }
-    if actual > expected {
-        return Err(Defect::TrailingBytes { expected, actual });
-    }
-    Ok(Fixed {
-        version: u32::from_le_bytes(le(head, 12)),
-        sequence: u64::from_le_bytes(le(head, 16)),
-        kind_len,
-        id_len,
-        checksum: u64::from_le_bytes(le(head, 40)),
-        total: expected,
-    })
-}
 
-fn names(fixed: &Fixed, names: &[u8]) -> Result<(ResourceKind, ResourceId), Defect> {
-    let split = usize::try_from(fixed.kind_len).map_err(|_| Defect::BadName("kind"))?;
-    let (kind, id) = names.split_at(split);
-    let kind = std::str::from_utf8(kind)
-        .ok()
-        .and_then(|k| k.parse().ok())
-        .ok_or(Defect::BadName("kind"))?;
-    let id = std::str::from_utf8(id)
-        .ok()
-        .and_then(|i| ResourceId::new(i).ok())
-        .ok_or(Defect::BadName("id"))?;
-    Ok((kind, id))
-}
-
-fn check_sum(stored: u64, computed: u64) -> Result<(), Defect> {
-    if stored == computed {
-        Ok(())
-    } else {
-        Err(Defect::Checksum { stored, computed })
+    /// Checks the checksum `computed` over the file and reads the kind and id from
+    /// `names` (the bytes after the fixed header): the header, once the file is trusted.
+    fn header(&self, names: &[u8], computed: u64) -> Result<Header, Defect> {
+        if self.checksum != computed {
+            return Err(Defect::Checksum {
+                stored: self.checksum,
+                computed,
+            });
+        }
+        let (kind, id) = names.split_at(self.kind_len);
+        let kind = std::str::from_utf8(kind)
+            .ok()
+            .and_then(|k| k.parse().ok())
+            .ok_or(Defect::BadName("kind"))?;
+        let id = std::str::from_utf8(id)
+            .ok()
+            .and_then(|i| ResourceId::new(i).ok())
+            .ok_or(Defect::BadName("id"))?;
+        Ok(Header {
+            version: self.version,
+            sequence: self.sequence,
+            kind,
+            id,
+        })
     }
 }
 
 /// Verifies a whole file image against the index's expectations; returns the payload.
 pub(crate) fn verify<'a>(image: &'a [u8], expected: &Expected<'_>) -> Result<&'a [u8], Defect> {
-    let head: &[u8; HEADER_LEN] = image
-        .get(..HEADER_LEN)
-        .and_then(|h| h.try_into().ok())
-        .ok_or(Defect::Truncated {
-            expected: len_u64(HEADER_LEN),
-            actual: len_u64(image.len()),
-        })?;
-    let fixed = parse_fixed(head, len_u64(image.len()))?;
-    // parse_fixed checked that the lengths add up to image.len(), so this fits in usize.
-    let names_end = HEADER_LEN
-        + usize::try_from(fixed.kind_len + fixed.id_len).map_err(|_| Defect::BadName("id"))?;
+    let layout = Layout::read(image, len_u64(image.len()))?;
+    let names_end = HEADER_LEN + layout.names_len;
     let mut hasher = Xxh3::new();
     hasher.update(&image[..CHECKED_HEADER]);
     hasher.update(&image[HEADER_LEN..]);
-    check_sum(fixed.checksum, hasher.digest())?;
-    let (kind, id) = names(&fixed, &image[HEADER_LEN..names_end])?;
-    let header = Header {
-        version: fixed.version,
-        sequence: fixed.sequence,
-        kind,
-        id,
-    };
+    let header = layout.header(&image[HEADER_LEN..names_end], hasher.digest())?;
     header.check(expected)?;
     Ok(&image[names_end..])
 }
@@ -281,107 +302,94 @@ pub(crate) fn read_error(e: io::Error) -> Defect {
     }
 }
 
+/// A snapshot file opened for reading, its fixed header and names read: the payload is next.
+struct Opened {
+    file: File,
+    layout: Layout,
+    /// The checksum over the header and names so far.
+    hasher: Xxh3,
+    names: Vec<u8>,
+}
+
+impl Opened {
+    /// Opens `path` and reads everything before the payload; `unreadable` says what an
+    /// I/O error means.
+    fn open(path: &Path, unreadable: fn(io::Error) -> Defect) -> Result<Opened, Defect> {
+        let mut file = File::open(path).map_err(unreadable)?;
+        let actual = file.metadata().map_err(unreadable)?.len();
+        let mut head = [0u8; HEADER_LEN];
+        if actual < len_u64(HEADER_LEN) {
+            return Err(Defect::Truncated {
+                expected: len_u64(HEADER_LEN),
+                actual,
+            });
+        }
+        file.read_exact(&mut head).map_err(unreadable)?;
+        let layout = Layout::read(&head, actual)?;
+        let mut names = vec![0u8; layout.names_len];
+        file.read_exact(&mut names).map_err(unreadable)?;
+        let mut hasher = Xxh3::new();
+        hasher.update(&head[..CHECKED_HEADER]);
+        hasher.update(&names);
+        Ok(Opened {
+            file,
+            layout,
+            hasher,
+            names,
+        })
+    }
+
+    /// Fails unless `read` payload bytes were all the header says: the file changed
+    /// length while it was read.
+    fn check_payload_read(&self, read: u64) -> Result<(), Defect> {
+        let payload_len = len_u64(self.layout.payload_len);
+        if read == payload_len {
+            Ok(())
+        } else {
+            Err(Defect::Truncated {
+                expected: self.layout.total,
+                actual: self.layout.total - payload_len + read,
+            })
+        }
+    }
+
+    /// The verified header, once the payload has gone through the hasher.
+    fn header(&self) -> Result<Header, Defect> {
+        self.layout.header(&self.names, self.hasher.digest())
+    }
+}
+
 /// Reads the snapshot at `path` straight into a buffer for its payload alone (no copy
 /// of the whole file), checking everything [`verify`] checks.
 pub(crate) fn read_payload(path: &Path, expected: &Expected<'_>) -> Result<Vec<u8>, Defect> {
-    let unreadable = read_error;
-    let mut file = File::open(path).map_err(unreadable)?;
-    let actual = file.metadata().map_err(unreadable)?.len();
-    let mut head = [0u8; HEADER_LEN];
-    if actual < len_u64(HEADER_LEN) {
-        return Err(Defect::Truncated {
-            expected: len_u64(HEADER_LEN),
-            actual,
-        });
-    }
-    file.read_exact(&mut head).map_err(unreadable)?;
-    let fixed = parse_fixed(&head, actual)?;
-    let names_len =
-        usize::try_from(fixed.kind_len + fixed.id_len).map_err(|_| Defect::BadName("id"))?;
-    let mut names_buf = vec![0u8; names_len];
-    file.read_exact(&mut names_buf).map_err(unreadable)?;
-    let payload_len = fixed.total - len_u64(HEADER_LEN) - len_u64(names_len);
-    let mut payload =
-        Vec::with_capacity(usize::try_from(payload_len).map_err(|_| Defect::BadName("id"))?);
-    file.take(payload_len)
+    let mut opened = Opened::open(path, read_error)?;
+    let mut payload = Vec::with_capacity(opened.layout.payload_len);
+    (&mut opened.file)
+        .take(len_u64(opened.layout.payload_len))
         .read_to_end(&mut payload)
-        .map_err(unreadable)?;
-    if len_u64(payload.len()) != payload_len {
-        // The file shrank while it was read.
-        return Err(Defect::Truncated {
-            expected: fixed.total,
-            actual: fixed.total - payload_len + len_u64(payload.len()),
-        });
-    }
-    let mut hasher = Xxh3::new();
-    hasher.update(&head[..CHECKED_HEADER]);
-    hasher.update(&names_buf);
-    hasher.update(&payload);
-    check_sum(fixed.checksum, hasher.digest())?;
-    let (kind, id) = names(&fixed, &names_buf)?;
-    Header {
-        version: fixed.version,
-        sequence: fixed.sequence,
-        kind,
-        id,
-    }
-    .check(expected)?;
+        .map_err(read_error)?;
+    opened.check_payload_read(len_u64(payload.len()))?;
+    opened.hasher.update(&payload);
+    opened.header()?.check(expected)?;
     Ok(payload)
 }
 
 /// Verifies a file on disk without holding it in memory; returns its header and length.
 pub(crate) fn verify_file(path: &Path) -> Result<(Header, u64), Defect> {
     let unreadable = |e: io::Error| Defect::Unreadable(e.to_string());
-    let mut file = File::open(path).map_err(unreadable)?;
-    let actual = file.metadata().map_err(unreadable)?.len();
-    let mut head = [0; HEADER_LEN];
-    if actual < len_u64(HEADER_LEN) {
-        return Err(Defect::Truncated {
-            expected: len_u64(HEADER_LEN),
-            actual,
-        });
-    }
-    file.read_exact(&mut head).map_err(unreadable)?;
-    let fixed = parse_fixed(&head, actual)?;
-    let names_len =
-        usize::try_from(fixed.kind_len + fixed.id_len).map_err(|_| Defect::Truncated {
-            expected: fixed.total,
-            actual,
-        })?;
-    let mut name_bytes = vec![0; names_len];
-    file.read_exact(&mut name_bytes).map_err(unreadable)?;
-    let mut hasher = Xxh3::new();
-    hasher.update(&head[..CHECKED_HEADER]);
-    hasher.update(&name_bytes);
+    let mut opened = Opened::open(path, unreadable)?;
     let mut buf = vec![0; 64 * 1024];
     let mut read = 0u64;
     loop {
-        let n = file.read(&mut buf).map_err(unreadable)?;
+        let n = opened.file.read(&mut buf).map_err(unreadable)?;
         if n == 0 {
             break;
         }
         read += len_u64(n);
-        hasher.update(&buf[..n]);
+        opened.hasher.update(&buf[..n]);
     }
-    let payload_len = fixed.total - len_u64(HEADER_LEN) - len_u64(names_len);
-    if read != payload_len {
-        // The file changed length while it was read.
-        return Err(Defect::Truncated {
-            expected: fixed.total,
-            actual: len_u64(HEADER_LEN + names_len) + read,
-        });
-    }
-    check_sum(fixed.checksum, hasher.digest())?;
-    let (kind, id) = names(&fixed, &name_bytes)?;
-    Ok((
-        Header {
-            version: fixed.version,
-            sequence: fixed.sequence,
-            kind,
-            id,
-        },
-        actual,
-    ))
+    opened.check_payload_read(read)?;
+    Ok((opened.header()?, opened.layout.total))
 }
 
 /// The file name of a snapshot: a hash of the id (ids may hold any character) and the sequence.
@@ -396,3 +404,107 @@ pub(crate) fn file_name(id: &ResourceId, sequence: u64) -> String {
 pub(crate) const SNAPSHOT_EXT: &str = "snap";
 /// Extension of a snapshot file being written.
 pub(crate) const TEMP_EXT: &str = "tmp";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KIND: ResourceKind = ResourceKind::RenderCache;
+
+    fn image(payload: &[u8]) -> Vec<u8> {
+        let id = ResourceId::from("frame-1");
+        let mut image = prefix(&KIND, &id, 3, 7, payload).expect("short names");
+        image.extend_from_slice(payload);
+        image
+    }
+
+    /// Checks that the in-memory check, the restore from disk and the recovery at open
+    /// all find `defect` in `image`.
+    fn check(image: &[u8], defect: &Defect) {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("x.snap");
+        std::fs::write(&path, image).expect("written");
+        let id = ResourceId::from("frame-1");
+        let expected = Expected {
+            id: &id,
+            kind: &KIND,
+            version: 3,
+            sequence: 7,
+        };
+        assert_eq!(
+            verify(image, &expected).err().as_ref(),
+            Some(defect),
+            "verify"
+        );
+        assert_eq!(
+            read_payload(&path, &expected).err().as_ref(),
+            Some(defect),
+            "read_payload"
+        );
+        assert_eq!(
+            verify_file(&path).err().as_ref(),
+            Some(defect),
+            "verify_file"
+        );
+    }
+
+    #[test]
+    fn every_reader_finds_the_same_defect_in_a_header() {
+        let sound = image(b"payload");
+        let len = len_u64(sound.len());
+
+        // Lengths that overflow: a payload length near u64::MAX.
+        let mut overflowing = sound.clone();
+        overflowing[24..32].copy_from_slice(&(u64::MAX - 8).to_le_bytes());
+        check(
+            &overflowing,
+            &Defect::Truncated {
+                expected: u64::MAX,
+                actual: len,
+            },
+        );
+
+        check(
+            &sound[..HEADER_LEN - 1],
+            &Defect::Truncated {
+                expected: len_u64(HEADER_LEN),
+                actual: len_u64(HEADER_LEN - 1),
+            },
+        );
+        check(
+            &sound[..sound.len() - 1],
+            &Defect::Truncated {
+                expected: len,
+                actual: len - 1,
+            },
+        );
+        let mut trailing = sound.clone();
+        trailing.push(0);
+        check(
+            &trailing,
+            &Defect::TrailingBytes {
+                expected: len,
+                actual: len + 1,
+            },
+        );
+        let mut bad_magic = sound.clone();
+        bad_magic[0] ^= 1;
+        check(&bad_magic, &Defect::BadMagic);
+        let mut future = sound.clone();
+        future[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+        check(&future, &Defect::UnsupportedFormat(FORMAT_VERSION + 1));
+    }
+
+    #[test]
+    fn every_reader_rejects_a_flipped_payload_byte_by_its_checksum() {
+        let mut image = image(b"payload");
+        let stored = u64::from_le_bytes(le(&image, 40));
+        let last = image.len() - 1;
+        image[last] ^= 0x40;
+        let mut hasher = Xxh3::new();
+        hasher.update(&image[..CHECKED_HEADER]);
+        hasher.update(&image[HEADER_LEN..]);
+        let computed = hasher.digest();
+        check(&image, &Defect::Checksum { stored, computed });
+    }
+}

@@ -1,7 +1,7 @@
 //! Snapshot-before-release for memwarden: per-kind codecs and a verified, crash-safe spill store.
 //!
 //! When the reaper releases a costly resource it can first write a snapshot of it here,
-//! and restore it on the next access instead of recomputing it. The crate has two halves:
+//! and restore it on the next access instead of recomputing it. The crate has three parts:
 //!
 //! - **Codecs.** [`Snapshot`] turns a value into bytes and back, with a version number.
 //!   Ready codecs: [`RenderFrame`] (render_cache), [`AudioClip`] (audio_cache),
@@ -11,6 +11,10 @@
 //! - **Store.** [`SnapshotStore`] keeps snapshots as files in a directory with a bounded
 //!   memory cache in front, TTL and byte limits with least-recently-used eviction,
 //!   [`gc`](SnapshotStore::gc), and serialisable [`StoreStats`].
+//! - **Values.** [`Snapshotter`] joins the two for a registry of type-erased values: it
+//!   holds a store and the codec of each snapshotted kind, saves a value through its
+//!   kind's codec and restores it. The reaper calls it through its before-release hook
+//!   (wired by `memwarden-runtime`); this crate knows nothing of the reaper.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -69,6 +73,7 @@ mod codecs;
 mod error;
 mod failpoint;
 mod format;
+mod snapshotter;
 mod store;
 mod weights;
 
@@ -76,6 +81,7 @@ pub use codec::{ErasedCodec, Snapshot, codec};
 pub use codecs::{AudioClip, PixelFormat, RenderFrame, SubtitleEntry, SubtitleIndex};
 pub use error::SnapshotError;
 pub use failpoint::{FailPoint, WriteFault};
+pub use snapshotter::Snapshotter;
 pub use store::{
     GcReport, LOCK_FILE, QUARANTINE_DIR, SnapshotInfo, SnapshotStore, StoreConfig, StoreStats, Tier,
 };

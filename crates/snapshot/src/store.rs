@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use memwarden_core::fs::{AtomicFile, AtomicWriteError, CommitStep, Durability, sync_dir};
 use memwarden_core::{Clock, ResourceId, ResourceKind, Timestamp};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -442,12 +443,7 @@ impl SnapshotStore {
             }
         })?;
         let file = self.config.dir.join(format::file_name(id, sequence));
-        if let Err(e) = write_atomically(
-            &self.config.dir,
-            &file,
-            &[&prefix, payload],
-            &self.config.fail_point,
-        ) {
+        if let Err(e) = write_atomically(&file, &[&prefix, payload], &self.config.fail_point) {
             log::warn!("snapshot of {id} ({kind}) not written: {e}");
             self.state.lock().stats.write_errors += 1;
             return Err(e);
@@ -790,74 +786,48 @@ fn same_snapshot(state: &State, id: &ResourceId, sequence: u64) -> bool {
         .is_some_and(|e| e.sequence == sequence)
 }
 
-/// Writes `image` to `file` through a synced temporary file and a rename; on error removes
-/// whatever it wrote.
-fn write_atomically(
-    dir: &Path,
-    file: &Path,
-    parts: &[&[u8]],
-    fail: &FailPoint,
-) -> Result<(), SnapshotError> {
+/// Writes `parts` to `file` through [`AtomicFile`] with [`Durability::Crash`]: a
+/// temporary file named for the recovery sweep (`<file>.tmp`), synced, renamed into place,
+/// the directory synced. On error nothing is left: not the temporary file, nor the final
+/// one if the directory sync failed after the rename (the index never learns of it).
+fn write_atomically(file: &Path, parts: &[&[u8]], fail: &FailPoint) -> Result<(), SnapshotError> {
+    let failed = |e: AtomicWriteError| {
+        if e.renamed {
+            remove_quietly(file);
+        }
+        SnapshotError::io(e.op, e.path, e.source)
+    };
     let temp = file.with_extension(TEMP_EXT);
-    let mut renamed = false;
-    let result = (|| -> Result<(), SnapshotError> {
-        let mut out = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)
-            .map_err(|e| SnapshotError::io("create", &temp, e))?;
-        let write = match fail.write_limit() {
-            // An armed fault writes its first `limit` bytes, then fails as a full disk would.
-            Some(limit) => {
-                let mut left = usize::try_from(limit).unwrap_or(usize::MAX);
-                parts
-                    .iter()
-                    .try_for_each(|part| {
-                        let n = left.min(part.len());
-                        left -= n;
-                        out.write_all(&part[..n])
-                    })
-                    .and_then(|()| {
-                        Err(io::Error::new(
-                            io::ErrorKind::StorageFull,
-                            "injected: no space left on device",
-                        ))
-                    })
-            }
-            None => parts.iter().try_for_each(|part| out.write_all(part)),
-        };
-        write.map_err(|e| SnapshotError::io("write", &temp, e))?;
-        fail.check(WriteFault::SyncFile)
-            .and_then(|()| out.sync_all())
-            .map_err(|e| SnapshotError::io("sync", &temp, e))?;
-        drop(out);
-        fail.check(WriteFault::Rename)
-            .and_then(|()| fs::rename(&temp, file))
-            .map_err(|e| SnapshotError::io("rename", &temp, e))?;
-        renamed = true;
-        fail.check(WriteFault::SyncDir)
-            .and_then(|()| sync_dir(dir))
-            .map_err(|e| SnapshotError::io("sync", dir, e))
-    })();
-    if result.is_err() {
-        remove_quietly(if renamed { file } else { &temp });
-    }
-    result
-}
-
-/// Makes renames and deletions in `dir` durable.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        File::open(dir)?.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        // Directories cannot be opened for syncing on other platforms; the rename is
-        // as durable as the platform makes it.
-        let _ = dir;
-        Ok(())
-    }
+    let mut out = AtomicFile::with_temp(file, &temp).map_err(failed)?;
+    let write = match fail.write_limit() {
+        // An armed fault writes its first `limit` bytes, then fails as a full disk would.
+        Some(limit) => {
+            let mut left = usize::try_from(limit).unwrap_or(usize::MAX);
+            parts
+                .iter()
+                .try_for_each(|part| {
+                    let n = left.min(part.len());
+                    left -= n;
+                    out.file().write_all(&part[..n])
+                })
+                .and_then(|()| {
+                    Err(io::Error::new(
+                        io::ErrorKind::StorageFull,
+                        "injected: no space left on device",
+                    ))
+                })
+        }
+        None => parts.iter().try_for_each(|part| out.file().write_all(part)),
+    };
+    // Dropping `out` removes the temporary file.
+    write.map_err(|e| SnapshotError::io("write", &temp, e))?;
+    out.commit_with(Durability::Crash, |step| match step {
+        CommitStep::SyncFile => fail.check(WriteFault::SyncFile),
+        CommitStep::Rename => fail.check(WriteFault::Rename),
+        CommitStep::SyncDir => fail.check(WriteFault::SyncDir),
+        _ => Ok(()),
+    })
+    .map_err(failed)
 }
 
 fn sync_dir_quietly(dir: &Path) {

@@ -254,6 +254,56 @@ fn released_frames_come_back_from_their_snapshots() {
 }
 
 #[test]
+fn a_failed_snapshot_keeps_the_frame_and_a_restore_as_another_type_is_a_miss() {
+    use memwarden_reaper::SkipReason;
+    use memwarden_runtime::Fetched;
+    use memwarden_snapshot::{PixelFormat, RenderFrame, SnapshotStore, StoreConfig, WriteFault};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (lc, clock) = lifecycle(ByteSize::mib(1));
+    let config = StoreConfig::new(dir.path());
+    let fail = config.fail_point.clone();
+    assert!(lc.snapshotter().is_none(), "no store yet");
+    lc.set_snapshot_store(Arc::new(
+        SnapshotStore::open(config, Arc::new(clock)).unwrap(),
+    ));
+    assert!(lc.snapshotter().is_some());
+    let frame = RenderFrame {
+        width: 4,
+        height: 4,
+        stride: 16,
+        format: PixelFormat::Gray8,
+        index: 7,
+        pts_us: 280_000,
+        pixels: vec![7; 16],
+    };
+    let spec = ResourceSpec::new("frame-7", ResourceKind::RenderCache, 16);
+    lc.tracker().register(spec.clone(), frame.clone()).unwrap();
+
+    fail.arm(WriteFault::Rename);
+    let report = lc.reaper().release("frame-7");
+    assert!(
+        matches!(&report.skipped[0].reason, SkipReason::SnapshotFailed { error } if error.contains("rename")),
+        "{report:?}"
+    );
+    assert!(
+        lc.tracker().contains("frame-7"),
+        "kept without its snapshot"
+    );
+
+    fail.disarm();
+    let report = lc.reaper().release("frame-7");
+    assert!(report.released[0].snapshot_bytes.is_some());
+    assert!(lc.get_or_restore::<u32>(&spec).unwrap().is_none());
+    assert_eq!(lc.restores(), 0);
+    assert!(matches!(
+        lc.get_or_restore::<RenderFrame>(&spec).unwrap(),
+        Some(Fetched::Restored(f)) if *f == frame
+    ));
+    assert_eq!(lc.restores(), 1);
+}
+
+#[test]
 fn relief_frees_below_the_warning_line_so_the_next_registrations_plan_nothing() {
     let (lc, clock) = lifecycle(ByteSize::mib(100));
     let mut releasing_calls = 0;

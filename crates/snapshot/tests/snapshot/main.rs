@@ -2,6 +2,7 @@
 
 mod codecs;
 mod crash;
+mod snapshotter;
 mod store;
 
 use std::path::{Path, PathBuf};
