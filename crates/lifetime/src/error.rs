@@ -1,4 +1,4 @@
-//! [`Error`]: every way analysing, planning or materialising a graph can fail.
+//! [`LifetimeError`]: every way analysing, planning or materialising a graph can fail.
 
 use std::fmt;
 
@@ -26,7 +26,7 @@ impl fmt::Display for UnknownTensor {
 /// Why a graph could not be analysed, planned or materialised.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum Error {
+pub enum LifetimeError {
     /// The nodes depend on each other in a cycle; `nodes` lists the cycle in order.
     #[error("the graph has a cycle through nodes {}", .nodes.join(" -> "))]
     Cycle {
