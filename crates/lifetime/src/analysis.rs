@@ -16,6 +16,7 @@ use crate::place::Record;
 
 /// One step of the linearised schedule: the node that runs there.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct Step {
     /// The node's name; body nodes carry their `If_3/then_branch/` prefix. A
     /// control-flow node whose bodies compute nothing gets a step of its own, under
@@ -27,6 +28,7 @@ pub struct Step {
 
 /// A tensor's lifetime and size, as the analysis found them.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct TensorLifetime {
     /// The name (body tensors carry their `node/subgraph/` prefix).
     pub name: String,
@@ -45,6 +47,7 @@ pub struct TensorLifetime {
 
 /// The lifetimes of a graph's activations for one binding of its symbols.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Analysis {
     /// The graph's name.
     pub model: String,

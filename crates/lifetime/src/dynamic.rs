@@ -20,6 +20,7 @@ use crate::plan::{Plan, PlanOptions, Unknown, plan_analysis};
 
 /// One row of a [`RangePlan`] table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct RangeRow {
     /// The symbol's value.
     pub value: u64,
@@ -33,6 +34,7 @@ pub struct RangeRow {
 
 /// What [`plan_range`] returns.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RangePlan {
     /// The symbol.
     pub dim: String,

@@ -5,6 +5,7 @@ use std::fmt;
 /// A tensor whose byte size cannot be computed: its shape is unknown or names a
 /// symbol that no binding gives a value.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct UnknownTensor {
     /// The tensor's name (body tensors carry their `node/subgraph/` prefix).
     pub name: String,

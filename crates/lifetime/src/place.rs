@@ -40,6 +40,7 @@ impl Record {
 
 /// Offsets for a list of records, as [`plan_records`] returns them.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Layout {
     /// One offset per record, in record order; each a multiple of the alignment.
     pub offsets: Vec<u64>,

@@ -14,6 +14,7 @@ use crate::place::{self, Layout, Record, SearchBudget};
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
 )]
+#[non_exhaustive]
 pub enum Strategy {
     /// Every buffer its own range, one after the other (`naive`).
     Naive,

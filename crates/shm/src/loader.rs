@@ -130,6 +130,7 @@ impl LoaderConfig {
 
 /// The configuration a loader settled on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LoaderPlan {
     /// Worker threads.
     pub workers: usize,

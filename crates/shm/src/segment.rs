@@ -62,6 +62,7 @@ pub const MAX_NAME_LEN: usize = 254;
 
 /// What memory a segment lives in, in fallback order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Backing {
     /// A file in the shared-memory directory (`/dev/shm`): other processes can open it by
     /// name, and it never touches a disk.
