@@ -51,13 +51,14 @@ fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse()?;
     let total = args.mib * MIB;
-    let defrag = Defragmenter::start(DefragConfig {
+    let defrag = Defragmenter::builder(DefragConfig {
         released_threshold: (total / 4) as u64,
         interval: None,
         aggressive: args.aggressive,
         poll: Duration::from_millis(100),
         ..DefragConfig::default()
-    })?;
+    })
+    .start()?;
     println!(
         "defragmentation demo: {} per act, RSS at start {}",
         size(Some(total as u64)),

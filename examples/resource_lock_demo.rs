@@ -4,9 +4,9 @@
 //! Five acts on a [`LockManager`], each checked as it goes (the demo fails if the lock
 //! behaves otherwise):
 //!
-//! 1. three reader threads hold `timeline` at once, shown by a snapshot;
+//! 1. three reader threads hold `timeline` at once, shown by `inspect`;
 //! 2. a writer queues behind them, and writer preference holds back a new reader, whose
-//!    `try_read_for` times out; the snapshot is printed as JSON at that point;
+//!    `try_read_for` times out; the `inspect` state is printed as JSON at that point;
 //! 3. a reader upgrades to a writer and downgrades back, a second would-be upgrader is
 //!    refused at once, and a re-entrant write is refused;
 //! 4. a lease runs out on a [`ManualClock`]: the stale guard fails its checks and its
@@ -31,9 +31,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use memwarden::core::{Clock, ManualClock};
-use memwarden_lock::{
-    Fenced, Held, LockConfig, LockError, LockManager, LockSnapshot, Mode, WaitKind,
-};
+use memwarden_lock::{Fenced, Held, LockConfig, LockError, LockManager, LockState, Mode, WaitKind};
 
 /// How long a step waits for another thread to reach a state before the demo gives up.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -61,9 +59,9 @@ fn main() -> anyhow::Result<()> {
     lease_expiry(&locks, &clock)?;
     deadlock()?;
 
-    let counters = locks.counters();
-    println!("\n== counters of the main manager ==");
-    println!("{}", serde_json::to_string(&counters)?);
+    let stats = locks.stats();
+    println!("\n== stats of the main manager ==");
+    println!("{}", serde_json::to_string(&stats)?);
     Ok(())
 }
 
@@ -99,10 +97,10 @@ fn readers_and_a_writer(
             readers.push(reader);
             clock.advance(Duration::from_secs(1)); // so that the holds differ in age
         }
-        let snapshot = locks.snapshot();
-        print_holders(&snapshot);
+        let state = locks.inspect();
+        print_holders(&state);
         ensure!(
-            holders(&snapshot, "timeline") == [Mode::Read; 3],
+            holders(&state, "timeline") == [Mode::Read; 3],
             "three readers hold `timeline` at once"
         );
 
@@ -114,8 +112,8 @@ fn readers_and_a_writer(
                 timeline.with_mut(&guard, |t| t.push("credits".to_owned()))?;
                 Ok(guard.token())
             })?;
-        wait_until(locks, "the writer to queue", |snap| {
-            waiters(snap, "timeline") == [WaitKind::Write]
+        wait_until(locks, "the writer to queue", |state| {
+            waiters(state, "timeline") == [WaitKind::Write]
         })?;
         println!("writer waits for a write lock on `timeline` behind the three readers");
 
@@ -134,7 +132,7 @@ fn readers_and_a_writer(
         }
 
         println!("\nsnapshot while three readers hold and the writer waits:");
-        println!("{}", serde_json::to_string_pretty(&locks.snapshot())?);
+        println!("{}", serde_json::to_string_pretty(&locks.inspect())?);
 
         drop(release);
         for reader in readers {
@@ -189,8 +187,8 @@ fn upgrade_and_downgrade(
         waiting_rx
             .recv()
             .context("the editor got its read lock or failed")?;
-        wait_until(locks, "the editor to wait for its upgrade", |snap| {
-            waiters(snap, "timeline") == [WaitKind::Upgrade]
+        wait_until(locks, "the editor to wait for its upgrade", |state| {
+            waiters(state, "timeline") == [WaitKind::Upgrade]
         })?;
         println!("editor reads `timeline` beside main, and waits to upgrade");
         match read.upgrade() {
@@ -225,7 +223,7 @@ fn lease_expiry(locks: &LockManager, clock: &ManualClock) -> anyhow::Result<()> 
     );
     clock.advance(Duration::from_secs(31));
     let holder = locks
-        .snapshot()
+        .inspect()
         .locks
         .into_iter()
         .find(|l| l.name == "ledger")
@@ -299,8 +297,8 @@ fn deadlock() -> anyhow::Result<()> {
             .spawn_scoped(s, move || -> anyhow::Result<Result<(), LockError>> {
                 let _right = locks.write("right")?;
                 b_holds.send(()).context("main is listening")?;
-                wait_until(locks, "worker-a to wait for `right`", |snap| {
-                    waiters(snap, "right") == [WaitKind::Write]
+                wait_until(locks, "worker-a to wait for `right`", |state| {
+                    waiters(state, "right") == [WaitKind::Write]
                 })?;
                 // worker-a started waiting first, so it checks first and is the one told;
                 // this margin keeps worker-b's own check after worker-a has given up.
@@ -318,7 +316,7 @@ fn deadlock() -> anyhow::Result<()> {
         }
         Ok(())
     })?;
-    let deadlocks = locks.counters().deadlocks;
+    let deadlocks = locks.stats().deadlocks;
     ensure!(deadlocks == 1, "one deadlock reported, not {deadlocks}");
     println!(
         "deadlocks reported: {deadlocks}; the other thread went on once the first gave up `left`"
@@ -327,8 +325,8 @@ fn deadlock() -> anyhow::Result<()> {
 }
 
 /// The modes in which `name` is held, in grant order.
-fn holders(snapshot: &LockSnapshot, name: &str) -> Vec<Mode> {
-    let lock = snapshot.locks.iter().find(|l| l.name == name);
+fn holders(state: &LockState, name: &str) -> Vec<Mode> {
+    let lock = state.locks.iter().find(|l| l.name == name);
     let mut holds: Vec<_> = lock
         .map(|l| l.holders.iter().map(|h| (h.token, h.mode)).collect())
         .unwrap_or_default();
@@ -337,32 +335,32 @@ fn holders(snapshot: &LockSnapshot, name: &str) -> Vec<Mode> {
 }
 
 /// What each waiter on `name` waits for.
-fn waiters(snapshot: &LockSnapshot, name: &str) -> Vec<WaitKind> {
-    let lock = snapshot.locks.iter().find(|l| l.name == name);
+fn waiters(state: &LockState, name: &str) -> Vec<WaitKind> {
+    let lock = state.locks.iter().find(|l| l.name == name);
     lock.map(|l| l.waiters.iter().map(|w| w.kind).collect())
         .unwrap_or_default()
 }
 
-fn print_holders(snapshot: &LockSnapshot) {
-    for lock in &snapshot.locks {
+fn print_holders(state: &LockState) {
+    for lock in &state.locks {
         let mut holders: Vec<_> = lock.holders.iter().collect();
         holders.sort_by_key(|h| h.token);
         let list: Vec<String> = holders
             .iter()
             .map(|h| format!("{} ({}, token {})", h.thread, h.mode, h.token))
             .collect();
-        println!("snapshot: {:?} held by {}", lock.name, list.join(", "));
+        println!("state: {:?} held by {}", lock.name, list.join(", "));
     }
 }
 
-/// Polls the snapshot until `ready` says yes; fails after [`PATIENCE`].
+/// Polls the state until `ready` says yes; fails after [`PATIENCE`].
 fn wait_until(
     locks: &LockManager,
     what: &str,
-    ready: impl Fn(&LockSnapshot) -> bool,
+    ready: impl Fn(&LockState) -> bool,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + PATIENCE;
-    while !ready(&locks.snapshot()) {
+    while !ready(&locks.inspect()) {
         ensure!(Instant::now() < deadline, "gave up waiting for {what}");
         thread::sleep(Duration::from_millis(1));
     }

@@ -46,7 +46,9 @@ fn main() {
     let started = Instant::now();
     let group_mib = if full { 100 } else { 4 };
     let total = GROUPS * group_mib * MIB;
-    let defrag = Defragmenter::new(DefragConfig::manual()).expect("the manual config is valid");
+    let defrag = Defragmenter::builder(DefragConfig::manual())
+        .build()
+        .expect("the manual config is valid");
     if defrag.rss().is_none() {
         println!("defrag_vs_free: no RSS source on this platform, nothing to measure");
         return;

@@ -154,11 +154,11 @@ fn uncontended(c: &mut Criterion, ratios: &mut Ratios, goals: &mut Vec<Goal>) {
     });
     group.finish();
     assert_eq!(
-        plain.snapshot().locks.len(),
+        plain.inspect().locks.len(),
         0,
         "every memwarden guard was released"
     );
-    assert_eq!(leased.counters().expiries, 0, "no hold outlived its lease");
+    assert_eq!(leased.stats().expiries, 0, "no hold outlived its lease");
 
     let paths = [&name, &handle, &lease, &pl, &std_rw];
     println!("\n### uncontended acquire + release, one thread (ns/op, mean of every timed call)");
@@ -311,8 +311,8 @@ fn read_heavy(full: bool, ratios: &mut Ratios) {
         best[1] = best[1].min(round(&pl, run_for));
         best[2] = best[2].min(round(&std_rw, run_for));
     }
-    let counters = manager.counters();
-    assert_eq!(counters.timeouts + counters.deadlocks, 0, "nothing failed");
+    let stats = manager.stats();
+    assert_eq!(stats.timeouts + stats.deadlocks, 0, "nothing failed");
 
     println!(
         "\n### read-heavy: {THREADS} threads, {}% writes, empty critical section, best of {rounds} \
@@ -335,7 +335,7 @@ fn read_heavy(full: bool, ratios: &mut Ratios) {
     }
     println!(
         "memwarden: {} grants, {} of them after a wait",
-        counters.grants, counters.contended
+        stats.grants, stats.contended
     );
     let what = format!("rw{}-{THREADS}threads-ns/op", 100 - WRITE_PERCENT);
     ratios.add(&what, "memwarden-handle", "parking_lot", best[0] / best[1]);

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::Error;
+use crate::ParseError;
 
 /// A number of bytes.
 ///
@@ -14,7 +14,7 @@ use crate::Error;
 /// `GB`, `TB`, `PB`) are powers of 1000, binary units (`KiB`, `MiB`, `GiB`, `TiB`, `PiB`, and the
 /// bare letters `K`, `M`, `G`, `T`, `P`) are powers of 1024; unit letters are case-insensitive.
 /// Fractions round to the nearest byte. Negative, empty or overflowing input is an
-/// [`Error::ByteSize`] that quotes the input.
+/// [`ParseError::ByteSize`] that quotes the input.
 ///
 /// Displays in binary units with two decimals unless exact (`"512 MiB"`, `"1.50 GiB"`).
 /// Serialises as a plain integer; deserialises from an integer or a string.
@@ -82,10 +82,10 @@ impl From<ByteSize> for u64 {
 }
 
 impl FromStr for ByteSize {
-    type Err = Error;
+    type Err = ParseError;
 
-    fn from_str(input: &str) -> Result<Self, Error> {
-        let fail = |reason| Error::ByteSize {
+    fn from_str(input: &str) -> Result<Self, ParseError> {
+        let fail = |reason| ParseError::ByteSize {
             input: input.to_owned(),
             reason,
         };
@@ -118,7 +118,7 @@ impl FromStr for ByteSize {
         if frac_part.len() > 18 {
             return Err(fail("too many decimal places"));
         }
-        let parse = |digits: &str| -> Result<u128, Error> {
+        let parse = |digits: &str| -> Result<u128, ParseError> {
             if digits.is_empty() {
                 Ok(0)
             } else {

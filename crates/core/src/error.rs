@@ -1,9 +1,14 @@
-//! The one error type of `memwarden-core`: parse failures that quote their input.
+//! [`ParseError`]: `memwarden-core`'s parse failures, each quoting its input.
+//!
+//! Core is vocabulary, not a subsystem, so it names its errors for what failed rather
+//! than `CoreError`: [`ParseError`] here, [`AtomicWriteError`](crate::fs::AtomicWriteError)
+//! for the file helper.
 
-/// A value could not be parsed; every variant quotes the offending input.
+/// A value could not be parsed (a byte size, a priority, a kind, an id); every variant
+/// quotes the offending input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum Error {
+pub enum ParseError {
     /// A byte size string was malformed, negative, or too large for 64 bits.
     #[error("invalid byte size {input:?}: {reason}")]
     ByteSize {

@@ -43,6 +43,7 @@ pub enum CommitStep {
 /// An atomic write failed: what was being done, to which path, and why.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot {op} {}: {source}", path.display())]
+#[non_exhaustive]
 pub struct AtomicWriteError {
     /// What was being done: `"create"`, `"sync"`, `"rename"`, ...
     pub op: &'static str,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::Error;
+use crate::ParseError;
 
 /// The name a resource is tracked, ranked, released and locked under.
 ///
@@ -18,9 +18,9 @@ pub struct ResourceId(Arc<str>);
 
 impl ResourceId {
     /// Makes an id, rejecting the empty string.
-    pub fn new(name: &str) -> Result<Self, Error> {
+    pub fn new(name: &str) -> Result<Self, ParseError> {
         if name.is_empty() {
-            Err(Error::EmptyId)
+            Err(ParseError::EmptyId)
         } else {
             Ok(ResourceId(name.into()))
         }
@@ -120,7 +120,7 @@ impl ResourceKind {
     /// A custom kind, validating its name (`[A-Za-z0-9_.-]+`).
     ///
     /// A name equal to a built-in kind's gives that built-in kind.
-    pub fn custom(name: &str) -> Result<Self, Error> {
+    pub fn custom(name: &str) -> Result<Self, ParseError> {
         name.parse()
     }
 
@@ -144,9 +144,9 @@ impl ResourceKind {
 }
 
 impl FromStr for ResourceKind {
-    type Err = Error;
+    type Err = ParseError;
 
-    fn from_str(s: &str) -> Result<Self, Error> {
+    fn from_str(s: &str) -> Result<Self, ParseError> {
         if let Some(kind) = Self::BUILTIN.iter().find(|k| k.as_str() == s) {
             return Ok(kind.clone());
         }
@@ -156,7 +156,7 @@ impl FromStr for ResourceKind {
         if valid {
             Ok(ResourceKind::Custom(s.into()))
         } else {
-            Err(Error::Kind {
+            Err(ParseError::Kind {
                 input: s.to_owned(),
             })
         }
@@ -217,7 +217,7 @@ mod tests {
         let mut map = HashMap::new();
         map.insert(ResourceId::from("frame-7"), 7);
         assert_eq!(map.get("frame-7"), Some(&7));
-        assert_eq!(ResourceId::new(""), Err(Error::EmptyId));
+        assert_eq!(ResourceId::new(""), Err(ParseError::EmptyId));
         assert_eq!(format!("{:?}", ResourceId::from("a")), "\"a\"");
     }
 }

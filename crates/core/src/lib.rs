@@ -6,7 +6,8 @@
 //! - [`ResourceKind`]: the six built-in kinds of releasable resource plus [`ResourceKind::Custom`];
 //! - [`ByteSize`]: a byte count that parses and prints human units (`"512MiB"`, `"1.5 GiB"`, `"4GB"`);
 //! - [`Priority`]: how important a kind or a resource is to keep (1 = first to go, 10 = last);
-//! - [`Clock`], [`SystemClock`] and [`ManualClock`]: time as a [`Timestamp`], so tests never sleep.
+//! - [`Clock`], [`SystemClock`] and [`ManualClock`]: time as a [`Timestamp`], so tests never sleep;
+//! - [`ParseError`]: why a string is not a byte size, priority, kind or id.
 //!
 //! ```
 //! use memwarden_core::{ByteSize, Clock, ManualClock, Priority, ResourceKind};
@@ -24,7 +25,7 @@
 //! let t0 = clock.now();
 //! clock.advance(Duration::from_secs(30));
 //! assert_eq!(clock.now().saturating_duration_since(t0), Duration::from_secs(30));
-//! # Ok::<(), memwarden_core::Error>(())
+//! # Ok::<(), memwarden_core::ParseError>(())
 //! ```
 //!
 //! The key design decision is what is *not* here: nothing goes into this crate because it
@@ -42,6 +43,10 @@ mod priority;
 
 pub use bytes::ByteSize;
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
-pub use error::Error;
+pub use error::ParseError;
+
+/// The old name of [`ParseError`].
+#[deprecated(note = "renamed to `ParseError`")]
+pub type Error = ParseError;
 pub use id::{ResourceId, ResourceKind};
 pub use priority::Priority;

@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::Error;
+use crate::ParseError;
 
 /// How important a resource (or a whole kind) is to keep in memory.
 ///
@@ -23,11 +23,11 @@ impl Priority {
     pub const NORMAL: Priority = Priority(5);
 
     /// Makes a priority, rejecting values outside `1..=10`.
-    pub fn new(value: i64) -> Result<Self, Error> {
+    pub fn new(value: i64) -> Result<Self, ParseError> {
         if (i64::from(Self::MIN.0)..=i64::from(Self::MAX.0)).contains(&value) {
             Ok(Priority(value as u8))
         } else {
-            Err(Error::PriorityOutOfRange {
+            Err(ParseError::PriorityOutOfRange {
                 value,
                 min: Self::MIN.0,
                 max: Self::MAX.0,

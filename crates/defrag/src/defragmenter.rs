@@ -97,6 +97,7 @@ fn due(released: u64, at: u64) -> bool {
 
 /// Why a compaction ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum Trigger {
     /// A caller asked ([`Defragmenter::compact`]).
     Manual,
@@ -121,6 +122,7 @@ impl fmt::Display for Trigger {
 
 /// What one compaction did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RunReport {
     /// Why it ran.
     pub trigger: Trigger,
@@ -157,6 +159,7 @@ impl RunReport {
 
 /// Runs per [`Trigger`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct TriggerCounts {
     /// [`Trigger::Manual`] runs.
     pub manual: u64,
@@ -192,6 +195,7 @@ impl TriggerCounts {
 
 /// Everything the [`Defragmenter`] has done, as of [`Defragmenter::stats`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct DefragStats {
     /// Compactions run.
     pub runs: u64,
@@ -271,12 +275,13 @@ impl Drop for Monitor {
 /// Returns freed heap to the operating system, on demand and on automatic triggers, and
 /// keeps statistics of every run.
 ///
-/// `Send + Sync`: share it by reference or in an `Arc`. A defragmenter made with
-/// [`start`](Self::start) owns a monitor thread that fires the automatic triggers; it is
-/// stopped and joined by [`shutdown`](Self::shutdown) or on drop. One made with
-/// [`new`](Self::new) has no thread: [`notify_released`](Self::notify_released) then
-/// compacts inline when the threshold is passed, and the timer fires only when someone
-/// calls [`check_triggers`](Self::check_triggers).
+/// Made with [`Defragmenter::builder`]. `Send + Sync`: share it by reference or in an
+/// `Arc`. A defragmenter made with [`DefragmenterBuilder::start`] owns a monitor thread
+/// that fires the automatic triggers; it is stopped and joined by
+/// [`shutdown`](Self::shutdown) or on drop. One made with [`DefragmenterBuilder::build`]
+/// has no thread: [`notify_released`](Self::notify_released) then compacts inline when
+/// the threshold is passed, and the timer fires only when someone calls
+/// [`check_triggers`](Self::check_triggers).
 pub struct Defragmenter {
     shared: Arc<Shared>,
     monitor: Mutex<Option<Monitor>>,
@@ -294,72 +299,41 @@ impl fmt::Debug for Defragmenter {
 }
 
 impl Defragmenter {
-    /// A defragmenter on the system clock, without a monitor thread.
-    pub fn new(config: DefragConfig) -> Result<Self, DefragError> {
-        Self::with_clock(config, Arc::new(SystemClock::new()))
+    /// Starts building a defragmenter with `config`: set a [`clock`](DefragmenterBuilder::clock)
+    /// if tests need one, then [`start`](DefragmenterBuilder::start) it with its monitor
+    /// thread or [`build`](DefragmenterBuilder::build) it without.
+    ///
+    /// ```
+    /// use memwarden_defrag::{DefragConfig, Defragmenter};
+    ///
+    /// let threadless = Defragmenter::builder(DefragConfig::manual()).build()?;
+    /// assert!(!threadless.is_monitored());
+    /// let monitored = Defragmenter::builder(DefragConfig::default()).start()?;
+    /// assert!(monitored.is_monitored());
+    /// # Ok::<(), memwarden_defrag::DefragError>(())
+    /// ```
+    pub fn builder(config: DefragConfig) -> DefragmenterBuilder {
+        DefragmenterBuilder {
+            config,
+            clock: None,
+        }
     }
 
-    /// A defragmenter whose timer runs on `clock`, without a monitor thread.
-    pub fn with_clock(config: DefragConfig, clock: Arc<dyn Clock>) -> Result<Self, DefragError> {
-        config.validate()?;
-        let rss = RssReader::open()
-            .map_err(|e| log::debug!("run reports will have no RSS figures: {e}"))
-            .ok();
-        let now = clock.now();
-        let shared = Arc::new(Shared {
-            trigger_at: AtomicU64::new(config.trigger_at()),
-            config: RwLock::new(config),
-            clock,
-            released: AtomicU64::new(0),
-            wake_pending: AtomicBool::new(false),
-            monitored: AtomicBool::new(false),
-            run_lock: Mutex::new(()),
-            ledger: Mutex::new(Ledger {
-                runs: 0,
-                by_trigger: TriggerCounts::default(),
-                total_returned: 0,
-                total_duration: Duration::ZERO,
-                last_run_at: now,
-                recent: VecDeque::with_capacity(HISTORY_LEN),
-            }),
-            rss,
-            signal: Mutex::new(Signal::default()),
-            wakeup: Condvar::new(),
-        });
-        Ok(Defragmenter {
-            shared,
-            monitor: Mutex::new(None),
-        })
+    /// A defragmenter on the system clock, without a monitor thread.
+    #[deprecated(note = "use `Defragmenter::builder(config).build()`")]
+    pub fn new(config: DefragConfig) -> Result<Self, DefragError> {
+        Self::builder(config).build()
     }
 
     /// A defragmenter on the system clock with its monitor thread running.
+    #[deprecated(note = "use `Defragmenter::builder(config).start()`")]
     pub fn start(config: DefragConfig) -> Result<Self, DefragError> {
-        Self::start_with_clock(config, Arc::new(SystemClock::new()))
-    }
-
-    /// A defragmenter whose timer runs on `clock`, with its monitor thread running. The
-    /// thread wakes every [`DefragConfig::poll`] of real time to read `clock`.
-    pub fn start_with_clock(
-        config: DefragConfig,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, DefragError> {
-        let defrag = Self::with_clock(config, clock)?;
-        let shared = Arc::clone(&defrag.shared);
-        let thread = std::thread::Builder::new()
-            .name("memwarden-defrag".into())
-            .spawn(move || monitor(&shared))
-            .map_err(|source| DefragError::Spawn { source })?;
-        defrag.shared.monitored.store(true, Ordering::SeqCst);
-        *defrag.monitor.lock() = Some(Monitor {
-            shared: Arc::clone(&defrag.shared),
-            thread: Some(thread),
-        });
-        Ok(defrag)
+        Self::builder(config).start()
     }
 
     /// Stops the monitor thread and waits for it (for the run in progress, if any, to
     /// end). Idempotent. Afterwards the defragmenter behaves as one made with
-    /// [`new`](Self::new).
+    /// [`DefragmenterBuilder::build`].
     pub fn shutdown(&self) {
         let monitor = self.monitor.lock().take();
         drop(monitor);
@@ -466,6 +440,98 @@ impl Defragmenter {
     /// [`rss`](crate::rss)); `None` where it cannot be read.
     pub fn rss(&self) -> Option<u64> {
         self.shared.rss_now()
+    }
+}
+
+/// Sets up a [`Defragmenter`]; from [`Defragmenter::builder`].
+///
+/// The two ways to finish differ in one thing: [`start`](Self::start) runs the monitor
+/// thread that fires the automatic triggers, [`build`](Self::build) does not (then
+/// [`notify_released`](Defragmenter::notify_released) compacts inline once the
+/// threshold is passed, and the timer fires only when someone calls
+/// [`check_triggers`](Defragmenter::check_triggers)).
+#[must_use = "a builder does nothing until `build` or `start`"]
+pub struct DefragmenterBuilder {
+    config: DefragConfig,
+    clock: Option<Arc<dyn Clock>>,
+}
+
+impl fmt::Debug for DefragmenterBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DefragmenterBuilder")
+            .field("config", &self.config)
+            .field("clock", &self.clock)
+            .finish()
+    }
+}
+
+impl DefragmenterBuilder {
+    /// The clock the timer runs on (default: the system clock). The monitor thread still
+    /// wakes every [`DefragConfig::poll`] of real time to read it.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The defragmenter, without a monitor thread.
+    ///
+    /// # Errors
+    ///
+    /// [`DefragError::ZeroDuration`] when the poll or timer interval is zero.
+    pub fn build(self) -> Result<Defragmenter, DefragError> {
+        let DefragmenterBuilder { config, clock } = self;
+        let clock = clock.unwrap_or_else(|| Arc::new(SystemClock::new()));
+        config.validate()?;
+        let rss = RssReader::open()
+            .map_err(|e| log::debug!("run reports will have no RSS figures: {e}"))
+            .ok();
+        let now = clock.now();
+        let shared = Arc::new(Shared {
+            trigger_at: AtomicU64::new(config.trigger_at()),
+            config: RwLock::new(config),
+            clock,
+            released: AtomicU64::new(0),
+            wake_pending: AtomicBool::new(false),
+            monitored: AtomicBool::new(false),
+            run_lock: Mutex::new(()),
+            ledger: Mutex::new(Ledger {
+                runs: 0,
+                by_trigger: TriggerCounts::default(),
+                total_returned: 0,
+                total_duration: Duration::ZERO,
+                last_run_at: now,
+                recent: VecDeque::with_capacity(HISTORY_LEN),
+            }),
+            rss,
+            signal: Mutex::new(Signal::default()),
+            wakeup: Condvar::new(),
+        });
+        Ok(Defragmenter {
+            shared,
+            monitor: Mutex::new(None),
+        })
+    }
+
+    /// The defragmenter, with its monitor thread running; the thread is stopped and
+    /// joined by [`Defragmenter::shutdown`] or on drop.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`build`](Self::build), and [`DefragError::Spawn`] when the thread
+    /// cannot be started.
+    pub fn start(self) -> Result<Defragmenter, DefragError> {
+        let defrag = self.build()?;
+        let shared = Arc::clone(&defrag.shared);
+        let thread = std::thread::Builder::new()
+            .name("memwarden-defrag".into())
+            .spawn(move || monitor(&shared))
+            .map_err(|source| DefragError::Spawn { source })?;
+        defrag.shared.monitored.store(true, Ordering::SeqCst);
+        *defrag.monitor.lock() = Some(Monitor {
+            shared: Arc::clone(&defrag.shared),
+            thread: Some(thread),
+        });
+        Ok(defrag)
     }
 }
 

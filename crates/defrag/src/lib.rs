@@ -6,7 +6,7 @@
 //! and a governor that watches RSS keeps seeing the process over budget. This crate
 //! closes that gap.
 //!
-//! - [`Defragmenter`] runs compactions ([`Defragmenter::compact`]) and fires them by
+//! - [`Defragmenter`] (made with [`Defragmenter::builder`]) runs compactions ([`Defragmenter::compact`]) and fires them by
 //!   itself when the bytes reported released ([`Defragmenter::notify_released`]) pass a
 //!   threshold (500 MB by default) or when a timer runs out (hourly by default). Each run
 //!   measures the RSS before and after, from the OS, and lands in [`DefragStats`] with its
@@ -20,10 +20,11 @@
 //! use memwarden_defrag::{DefragConfig, Defragmenter, Trigger};
 //!
 //! // A monitor thread fires the automatic triggers; it is joined when `defrag` drops.
-//! let defrag = Defragmenter::start(DefragConfig {
+//! let defrag = Defragmenter::builder(DefragConfig {
 //!     released_threshold: 256 << 20,
 //!     ..DefragConfig::default()
-//! })?;
+//! })
+//! .start()?;
 //!
 //! let cache: Vec<Vec<u8>> = (0..64).map(|_| vec![1u8; 16 << 10]).collect();
 //! let bytes = cache.iter().map(Vec::len).sum::<usize>() as u64;
@@ -96,7 +97,8 @@ pub mod rss;
 mod trim;
 
 pub use defragmenter::{
-    DefragConfig, DefragStats, Defragmenter, HISTORY_LEN, RunReport, Trigger, TriggerCounts,
+    DefragConfig, DefragStats, Defragmenter, DefragmenterBuilder, HISTORY_LEN, RunReport, Trigger,
+    TriggerCounts,
 };
 pub use error::DefragError;
 pub use trim::{

@@ -73,6 +73,7 @@ pub enum Effect {
 /// One backend and what it reported; over several rounds, the most telling report
 /// (released beats ran beats nothing released; a failure sticks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct BackendRun {
     /// The backend.
     pub backend: Backend,
@@ -82,6 +83,7 @@ pub struct BackendRun {
 
 /// What one [`trim`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct TrimOutcome {
     /// Every backend that ran, in the order they run.
     pub backends: Vec<BackendRun>,

@@ -10,12 +10,13 @@ use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
-use crate::error::{Error, UnknownTensor};
+use crate::error::{LifetimeError, UnknownTensor};
 use crate::ir::{Dim, Graph, TensorId, TensorKind};
 use crate::place::Record;
 
 /// One step of the linearised schedule: the node that runs there.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct Step {
     /// The node's name; body nodes carry their `If_3/then_branch/` prefix. A
     /// control-flow node whose bodies compute nothing gets a step of its own, under
@@ -27,6 +28,7 @@ pub struct Step {
 
 /// A tensor's lifetime and size, as the analysis found them.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct TensorLifetime {
     /// The name (body tensors carry their `node/subgraph/` prefix).
     pub name: String,
@@ -45,6 +47,7 @@ pub struct TensorLifetime {
 
 /// The lifetimes of a graph's activations for one binding of its symbols.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Analysis {
     /// The graph's name.
     pub model: String,
@@ -80,7 +83,7 @@ impl Analysis {
 
     /// Sum of the buffer sizes (each tensor counted once, aliases not at all),
     /// saturating at `u64::MAX` (which [`plan`](crate::plan) refuses as
-    /// [`Error::SizeOverflow`]).
+    /// [`LifetimeError::SizeOverflow`]).
     pub fn naive_bytes(&self) -> u64 {
         self.buffers()
             .iter()
@@ -245,7 +248,7 @@ pub(crate) struct Structure {
 
 impl Structure {
     /// Orders, folds and linearises `graph`.
-    pub(crate) fn new(graph: &Graph) -> Result<Self, Error> {
+    pub(crate) fn new(graph: &Graph) -> Result<Self, LifetimeError> {
         let mut b = Builder {
             steps: Vec::with_capacity(graph.nodes.len()),
             flats: Vec::with_capacity(graph.tensors.len()),
@@ -283,7 +286,7 @@ impl Structure {
         dims: &BTreeMap<String, u64>,
         skip_unknown: bool,
         inplace: bool,
-    ) -> Result<Analysis, Error> {
+    ) -> Result<Analysis, LifetimeError> {
         // Live flats get a tensor index; dead ones (never read, not an output) none.
         let mut index: Vec<Option<usize>> = vec![None; self.flats.len()];
         let mut tensors = Vec::new();
@@ -312,7 +315,7 @@ impl Structure {
             }
         }
         if !skipped.is_empty() && !skip_unknown {
-            return Err(Error::UnknownSizes { tensors: skipped });
+            return Err(LifetimeError::UnknownSizes { tensors: skipped });
         }
         let n = tensors.len();
         let mut root: Vec<usize> = (0..n).collect();
@@ -403,7 +406,7 @@ fn find(parent: &[usize], mut i: usize) -> usize {
 
 /// Byte size of a flat tensor: `Ok(Ok(bytes))`, `Ok(Err(why unknown))`, or an
 /// overflow error.
-fn size_of(f: &Flat, dims: &BTreeMap<String, u64>) -> Result<Result<u64, String>, Error> {
+fn size_of(f: &Flat, dims: &BTreeMap<String, u64>) -> Result<Result<u64, String>, LifetimeError> {
     let Some(shape) = &f.shape else {
         return Ok(Err("no shape".to_owned()));
     };
@@ -418,7 +421,7 @@ fn size_of(f: &Flat, dims: &BTreeMap<String, u64>) -> Result<Result<u64, String>
         };
         bytes = bytes
             .checked_mul(extent)
-            .ok_or_else(|| Error::SizeOverflow {
+            .ok_or_else(|| LifetimeError::SizeOverflow {
                 tensor: f.name.clone(),
             })?;
     }
@@ -502,7 +505,7 @@ impl Builder {
         g: &Graph,
         prefix: &str,
         outer: Option<&[Slot]>,
-    ) -> Result<Linearised, Error> {
+    ) -> Result<Linearised, LifetimeError> {
         let scope = self.next_scope;
         self.next_scope += 1;
         let graph_name = if g.name.is_empty() {
@@ -523,7 +526,7 @@ impl Builder {
             for &(inner, from) in &g.captures {
                 slots[inner.index()] = match outer[from.index()] {
                     Slot::Undefined => {
-                        return Err(Error::UndefinedTensor {
+                        return Err(LifetimeError::UndefinedTensor {
                             tensor: g.tensors[inner.index()].name.clone(),
                             node: format!("{graph_name} (capture)"),
                         });
@@ -541,7 +544,7 @@ impl Builder {
         };
         for &t in &g.inputs {
             if let Some(first) = defined_by[t.index()] {
-                return Err(Error::DuplicateProducer {
+                return Err(LifetimeError::DuplicateProducer {
                     tensor: g.tensors[t.index()].name.clone(),
                     first: first.describe(g),
                     second: "graph input".to_owned(),
@@ -563,7 +566,7 @@ impl Builder {
         for (ni, node) in g.nodes.iter().enumerate() {
             for &o in &node.outputs {
                 if let Some(first) = defined_by[o.index()] {
-                    return Err(Error::DuplicateProducer {
+                    return Err(LifetimeError::DuplicateProducer {
                         tensor: g.tensors[o.index()].name.clone(),
                         first: first.describe(g),
                         second: node_label(g, ni).into_owned(),
@@ -583,7 +586,7 @@ impl Builder {
             for t in effective_inputs(node) {
                 match slots[t.index()] {
                     Slot::Undefined => {
-                        return Err(Error::UndefinedTensor {
+                        return Err(LifetimeError::UndefinedTensor {
                             tensor: format!("{prefix}{}", g.tensors[t.index()].name),
                             node: format!("{prefix}{label}"),
                         });
@@ -643,7 +646,7 @@ impl Builder {
             let slot = slots[t.index()];
             match slot {
                 Slot::Undefined => {
-                    return Err(Error::UndefinedTensor {
+                    return Err(LifetimeError::UndefinedTensor {
                         tensor: format!("{prefix}{}", g.tensors[t.index()].name),
                         node: "graph output".to_owned(),
                     });
@@ -678,7 +681,7 @@ impl Builder {
         scope: u32,
         slots: &mut [Slot],
         in_flats: &[usize],
-    ) -> Result<(), Error> {
+    ) -> Result<(), LifetimeError> {
         let node = &g.nodes[ni];
         let start = self.steps.len();
         let mut outs = Vec::new();
@@ -749,9 +752,9 @@ fn effective_inputs(node: &crate::ir::Node) -> impl Iterator<Item = TensorId> + 
     )
 }
 
-fn check_ids(g: &Graph, graph_name: &str, outer_len: Option<usize>) -> Result<(), Error> {
+fn check_ids(g: &Graph, graph_name: &str, outer_len: Option<usize>) -> Result<(), LifetimeError> {
     let len = g.tensors.len();
-    let bad = |id: TensorId, context: String, len: usize, graph: &str| Error::BadTensorId {
+    let bad = |id: TensorId, context: String, len: usize, graph: &str| LifetimeError::BadTensorId {
         id: id.0,
         context,
         graph: graph.to_owned(),
@@ -803,7 +806,7 @@ fn check_ids(g: &Graph, graph_name: &str, outer_len: Option<usize>) -> Result<()
                 ));
             }
             None => {
-                return Err(Error::BadTensorId {
+                return Err(LifetimeError::BadTensorId {
                     id: from.0,
                     context: "captures of a top-level graph".to_owned(),
                     graph: graph_name.to_owned(),
@@ -817,7 +820,7 @@ fn check_ids(g: &Graph, graph_name: &str, outer_len: Option<usize>) -> Result<()
 
 /// Kahn's algorithm taking the ready node with the smallest index first: when the
 /// nodes are already in a valid order, that order is kept exactly.
-fn topo_order(g: &Graph, producer: &[Option<usize>]) -> Result<Vec<usize>, Error> {
+fn topo_order(g: &Graph, producer: &[Option<usize>]) -> Result<Vec<usize>, LifetimeError> {
     let n = g.nodes.len();
     let mut indegree = vec![0usize; n];
     // Edges (producer, consumer), each once, then grouped by producer.
@@ -886,5 +889,5 @@ fn topo_order(g: &Graph, producer: &[Option<usize>]) -> Result<Vec<usize>, Error
         .map(|&i| node_label(g, i).into_owned())
         .collect();
     cycle.reverse();
-    Err(Error::Cycle { nodes: cycle })
+    Err(LifetimeError::Cycle { nodes: cycle })
 }

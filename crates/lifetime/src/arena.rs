@@ -11,7 +11,7 @@
 //! first aligned byte on, or, with the `pool` feature, a block of a
 //! `memwarden_pool::MemoryPool`.
 
-use crate::error::Error;
+use crate::error::LifetimeError;
 use crate::plan::Plan;
 
 /// Where the arena's bytes live.
@@ -80,7 +80,7 @@ impl Buffer {
 /// let [input, output] = step.get_many_mut(["x", "y"])?;
 /// input.fill(3);
 /// output.copy_from_slice(input);
-/// # Ok::<(), memwarden_lifetime::Error>(())
+/// # Ok::<(), memwarden_lifetime::LifetimeError>(())
 /// ```
 #[derive(Debug)]
 pub struct Arena {
@@ -96,9 +96,9 @@ impl Arena {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidPlan`] when the plan does not validate, and
-    /// [`Error::Allocation`] when the size does not fit in memory.
-    pub fn new(plan: &Plan) -> Result<Self, Error> {
+    /// [`LifetimeError::InvalidPlan`] when the plan does not validate, and
+    /// [`LifetimeError::Allocation`] when the size does not fit in memory.
+    pub fn new(plan: &Plan) -> Result<Self, LifetimeError> {
         let (len, buffers) = layout(plan)?;
         let align =
             usize::try_from(plan.align).map_err(|_| alloc_err(plan, "alignment too large"))?;
@@ -128,14 +128,17 @@ impl Arena {
     ///
     /// # Errors
     ///
-    /// As [`Arena::new`]; the pool's errors become [`Error::Allocation`].
+    /// As [`Arena::new`]; the pool's errors become [`LifetimeError::Allocation`].
     ///
     /// # Panics
     ///
     /// When the pool's backend memory is not host-accessible (a device backend): the
     /// per-step views read and write it from the host.
     #[cfg(feature = "pool")]
-    pub fn from_pool(plan: &Plan, pool: &memwarden_pool::MemoryPool) -> Result<Self, Error> {
+    pub fn from_pool(
+        plan: &Plan,
+        pool: &memwarden_pool::MemoryPool,
+    ) -> Result<Self, LifetimeError> {
         let (len, buffers) = layout(plan)?;
         let align =
             usize::try_from(plan.align).map_err(|_| alloc_err(plan, "alignment too large"))?;
@@ -184,10 +187,10 @@ impl Arena {
     ///
     /// # Errors
     ///
-    /// [`Error::Arena`] when `step` is not a step of the plan.
-    pub fn step(&mut self, step: usize) -> Result<StepView<'_>, Error> {
+    /// [`LifetimeError::Arena`] when `step` is not a step of the plan.
+    pub fn step(&mut self, step: usize) -> Result<StepView<'_>, LifetimeError> {
         if step >= self.steps.max(1) {
-            return Err(Error::Arena {
+            return Err(LifetimeError::Arena {
                 problem: format!(
                     "step {step} is out of range (the plan has {} steps)",
                     self.steps
@@ -221,7 +224,7 @@ impl Arena {
             let gap = b
                 .offset
                 .checked_sub(consumed)
-                .ok_or_else(|| Error::InvalidPlan {
+                .ok_or_else(|| LifetimeError::InvalidPlan {
                     tensor: b.members[0].0.clone(),
                     other: None,
                     problem: format!("overlaps another buffer live at step {step}"),
@@ -237,8 +240,8 @@ impl Arena {
     }
 }
 
-fn alloc_err(plan: &Plan, reason: &str) -> Error {
-    Error::Allocation {
+fn alloc_err(plan: &Plan, reason: &str) -> LifetimeError {
+    LifetimeError::Allocation {
         bytes: plan.arena_bytes,
         align: plan.align,
         reason: reason.to_owned(),
@@ -246,7 +249,7 @@ fn alloc_err(plan: &Plan, reason: &str) -> Error {
 }
 
 /// Validates the plan and groups its tensors into buffers.
-fn layout(plan: &Plan) -> Result<(usize, Vec<Buffer>), Error> {
+fn layout(plan: &Plan) -> Result<(usize, Vec<Buffer>), LifetimeError> {
     plan.validate()?;
     let too_big = || alloc_err(plan, "size does not fit in the address space");
     let len = usize::try_from(plan.arena_bytes).map_err(|_| too_big())?;
@@ -258,7 +261,7 @@ fn layout(plan: &Plan) -> Result<(usize, Vec<Buffer>), Error> {
     let mut buffers: Vec<Buffer> = records
         .iter()
         .zip(&offsets)
-        .map(|(r, &o)| -> Result<Buffer, Error> {
+        .map(|(r, &o)| -> Result<Buffer, LifetimeError> {
             Ok(Buffer {
                 offset: usize::try_from(o).map_err(|_| too_big())?,
                 bytes: usize::try_from(r.bytes).map_err(|_| too_big())?,
@@ -286,7 +289,7 @@ fn layout(plan: &Plan) -> Result<(usize, Vec<Buffer>), Error> {
             }
         }
         let Some(&b) = buffer_of.get(&owner) else {
-            return Err(Error::InvalidPlan {
+            return Err(LifetimeError::InvalidPlan {
                 tensor: t.name.clone(),
                 other: None,
                 problem: "has no buffer".to_owned(),
@@ -368,20 +371,20 @@ impl<'a> StepView<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::Arena`] when a tensor is not live at this step, or when two of the
+    /// [`LifetimeError::Arena`] when a tensor is not live at this step, or when two of the
     /// names share a buffer (an in-place pair: borrow that buffer once, by either
     /// name, with [`get_mut`](Self::get_mut)).
     pub fn get_many_mut<const N: usize>(
         &mut self,
         names: [&str; N],
-    ) -> Result<[&mut [u8]; N], Error> {
+    ) -> Result<[&mut [u8]; N], LifetimeError> {
         let mut wanted = [(usize::MAX, 0usize); N];
         for (k, name) in names.iter().enumerate() {
-            let found = self.find(name).ok_or_else(|| Error::Arena {
+            let found = self.find(name).ok_or_else(|| LifetimeError::Arena {
                 problem: format!("tensor {name} is not live at step {}", self.step),
             })?;
             if let Some(j) = wanted[..k].iter().position(|w| w.0 == found.0) {
-                return Err(Error::Arena {
+                return Err(LifetimeError::Arena {
                     problem: format!(
                         "tensors {} and {name} share a buffer at step {}",
                         names[j], self.step

@@ -14,12 +14,13 @@ use std::ops::RangeInclusive;
 use std::time::Instant;
 
 use crate::analysis::Structure;
-use crate::error::Error;
+use crate::error::LifetimeError;
 use crate::ir::Graph;
 use crate::plan::{Plan, PlanOptions, Unknown, plan_analysis};
 
 /// One row of a [`RangePlan`] table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct RangeRow {
     /// The symbol's value.
     pub value: u64,
@@ -33,6 +34,7 @@ pub struct RangeRow {
 
 /// What [`plan_range`] returns.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RangePlan {
     /// The symbol.
     pub dim: String,
@@ -53,25 +55,25 @@ pub const MAX_ROWS_PER_VALUE: u64 = 64;
 ///
 /// # Errors
 ///
-/// [`Error::BadRange`] when `lo > hi` or the graph has no dimension `dim`, and those
+/// [`LifetimeError::BadRange`] when `lo > hi` or the graph has no dimension `dim`, and those
 /// of [`plan`](crate::plan) at any value.
 pub fn plan_range(
     graph: &Graph,
     opts: &PlanOptions,
     dim: &str,
     range: RangeInclusive<u64>,
-) -> Result<RangePlan, Error> {
+) -> Result<RangePlan, LifetimeError> {
     let started = Instant::now();
     let (lo, hi) = (*range.start(), *range.end());
     if lo > hi {
-        return Err(Error::BadRange {
+        return Err(LifetimeError::BadRange {
             dim: dim.to_owned(),
             problem: format!("{lo} is above {hi}"),
         });
     }
     let structure = Structure::new(graph)?;
     if !structure.symbols().contains(dim) {
-        return Err(Error::BadRange {
+        return Err(LifetimeError::BadRange {
             dim: dim.to_owned(),
             problem: format!(
                 "the graph has no such dimension (its symbols: {})",
@@ -113,7 +115,7 @@ pub fn plan_range(
         });
         last = Some(plan);
     }
-    let mut plan = last.ok_or_else(|| Error::BadRange {
+    let mut plan = last.ok_or_else(|| LifetimeError::BadRange {
         dim: dim.to_owned(),
         problem: "empty range".to_owned(),
     })?;
@@ -150,7 +152,7 @@ pub fn plan_range(
 /// assert_eq!(planner.plan_for(&n5)?.tensors[0].bytes, 8 * 1024 * 4); // bucket N = 8
 /// planner.plan_for(&n7)?; // same bucket: a lookup
 /// assert_eq!(planner.plans_made(), 1);
-/// # Ok::<(), memwarden_lifetime::Error>(())
+/// # Ok::<(), memwarden_lifetime::LifetimeError>(())
 /// ```
 #[derive(Debug)]
 pub struct Planner {
@@ -166,7 +168,7 @@ impl Planner {
     /// # Errors
     ///
     /// The structural errors of [`plan`](crate::plan) (cycles, undefined tensors, ...).
-    pub fn new(graph: &Graph, opts: PlanOptions) -> Result<Self, Error> {
+    pub fn new(graph: &Graph, opts: PlanOptions) -> Result<Self, LifetimeError> {
         Ok(Self {
             structure: Structure::new(graph)?,
             opts,
@@ -194,7 +196,7 @@ impl Planner {
     /// # Errors
     ///
     /// Those of [`plan`](crate::plan).
-    pub fn plan_for(&mut self, dims: &BTreeMap<String, u64>) -> Result<&Plan, Error> {
+    pub fn plan_for(&mut self, dims: &BTreeMap<String, u64>) -> Result<&Plan, LifetimeError> {
         let key = self.bucket(dims);
         match self.cache.entry(key) {
             Entry::Occupied(e) => Ok(e.into_mut()),

@@ -1,10 +1,11 @@
-//! [`Error`]: every way analysing, planning or materialising a graph can fail.
+//! [`LifetimeError`]: every way analysing, planning or materialising a graph can fail.
 
 use std::fmt;
 
 /// A tensor whose byte size cannot be computed: its shape is unknown or names a
 /// symbol that no binding gives a value.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct UnknownTensor {
     /// The tensor's name (body tensors carry their `node/subgraph/` prefix).
     pub name: String,
@@ -26,7 +27,7 @@ impl fmt::Display for UnknownTensor {
 /// Why a graph could not be analysed, planned or materialised.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum Error {
+pub enum LifetimeError {
     /// The nodes depend on each other in a cycle; `nodes` lists the cycle in order.
     #[error("the graph has a cycle through nodes {}", .nodes.join(" -> "))]
     Cycle {

@@ -40,7 +40,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
 
-use crate::error::Error;
+use crate::error::LifetimeError;
 use crate::ir::{Dim, Graph, Node, Tensor, TensorId, TensorKind};
 
 impl Graph {
@@ -55,21 +55,21 @@ impl Graph {
     ///     "inputs": ["x"], "outputs": ["y"]}"#)?;
     /// assert_eq!(g.nodes[0].name, "Relu_0");
     /// assert!(Graph::from_json(r#"{"tensors": [], "nodes": [], "inptus": []}"#).is_err());
-    /// # Ok::<(), memwarden_lifetime::Error>(())
+    /// # Ok::<(), memwarden_lifetime::LifetimeError>(())
     /// ```
     ///
     /// # Errors
     ///
-    /// [`Error::Json`] (bad JSON, a bad or unknown key), [`Error::UnknownTensorName`],
-    /// [`Error::DuplicateName`].
-    pub fn from_json(text: &str) -> Result<Graph, Error> {
-        let value: Value = serde_json::from_str(text).map_err(|e| Error::Json {
+    /// [`LifetimeError::Json`] (bad JSON, a bad or unknown key), [`LifetimeError::UnknownTensorName`],
+    /// [`LifetimeError::DuplicateName`].
+    pub fn from_json(text: &str) -> Result<Graph, LifetimeError> {
+        let value: Value = serde_json::from_str(text).map_err(|e| LifetimeError::Json {
             at: format!("line {} column {}", e.line(), e.column()),
             problem: e.to_string(),
         })?;
         let (graph, free) = parse_graph(&value, "graph", &[])?;
         if let Some((_, name)) = free.first() {
-            return Err(Error::UnknownTensorName {
+            return Err(LifetimeError::UnknownTensorName {
                 name: name.clone(),
                 at: "graph".to_owned(),
             });
@@ -182,14 +182,18 @@ fn write_captures(graph: &Graph, value: &mut Value) {
     }
 }
 
-fn json_err(at: &str, problem: impl Into<String>) -> Error {
-    Error::Json {
+fn json_err(at: &str, problem: impl Into<String>) -> LifetimeError {
+    LifetimeError::Json {
         at: at.to_owned(),
         problem: problem.into(),
     }
 }
 
-fn object<'a>(v: &'a Value, at: &str, allowed: &[&str]) -> Result<&'a Map<String, Value>, Error> {
+fn object<'a>(
+    v: &'a Value,
+    at: &str,
+    allowed: &[&str],
+) -> Result<&'a Map<String, Value>, LifetimeError> {
     let map = v
         .as_object()
         .ok_or_else(|| json_err(at, "expected an object"))?;
@@ -202,11 +206,15 @@ fn object<'a>(v: &'a Value, at: &str, allowed: &[&str]) -> Result<&'a Map<String
     Ok(map)
 }
 
-fn string<'a>(v: &'a Value, at: &str) -> Result<&'a str, Error> {
+fn string<'a>(v: &'a Value, at: &str) -> Result<&'a str, LifetimeError> {
     v.as_str().ok_or_else(|| json_err(at, "expected a string"))
 }
 
-fn array<'a>(map: &'a Map<String, Value>, key: &str, at: &str) -> Result<&'a [Value], Error> {
+fn array<'a>(
+    map: &'a Map<String, Value>,
+    key: &str,
+    at: &str,
+) -> Result<&'a [Value], LifetimeError> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(&[]),
         Some(Value::Array(a)) => Ok(a),
@@ -227,7 +235,7 @@ fn dtype_bytes(name: &str) -> Option<u64> {
     })
 }
 
-fn parse_tensor(v: &Value, at: &str) -> Result<Tensor, Error> {
+fn parse_tensor(v: &Value, at: &str) -> Result<Tensor, LifetimeError> {
     let map = object(
         v,
         at,
@@ -317,7 +325,7 @@ struct Level<'o> {
 }
 
 impl Level<'_> {
-    fn resolve(&mut self, name: &str, at: &str) -> Result<TensorId, Error> {
+    fn resolve(&mut self, name: &str, at: &str) -> Result<TensorId, LifetimeError> {
         if let Some(&id) = self.names.get(name) {
             return Ok(id);
         }
@@ -329,13 +337,13 @@ impl Level<'_> {
                 return Ok(id);
             }
         }
-        Err(Error::UnknownTensorName {
+        Err(LifetimeError::UnknownTensorName {
             name: name.to_owned(),
             at: at.to_owned(),
         })
     }
 
-    fn names(&mut self, list: &[Value], at: &str) -> Result<Vec<TensorId>, Error> {
+    fn names(&mut self, list: &[Value], at: &str) -> Result<Vec<TensorId>, LifetimeError> {
         list.iter()
             .enumerate()
             .map(|(k, v)| {
@@ -352,7 +360,7 @@ fn parse_graph(
     v: &Value,
     at: &str,
     outer: &[&HashMap<String, Tensor>],
-) -> Result<(Graph, Vec<(TensorId, String)>), Error> {
+) -> Result<(Graph, Vec<(TensorId, String)>), LifetimeError> {
     let map = object(
         v,
         at,
@@ -376,7 +384,7 @@ fn parse_graph(
     for (k, tv) in array(map, "tensors", at)?.iter().enumerate() {
         let t = parse_tensor(tv, &format!("{at}.tensors[{k}]"))?;
         if names.contains_key(&t.name) {
-            return Err(Error::DuplicateName {
+            return Err(LifetimeError::DuplicateName {
                 name: t.name,
                 graph: graph.name,
             });
@@ -408,7 +416,7 @@ fn parse_graph(
                     .iter()
                     .rev()
                     .find_map(|s| s.get(from))
-                    .ok_or_else(|| Error::UnknownTensorName {
+                    .ok_or_else(|| LifetimeError::UnknownTensorName {
                         name: from.to_owned(),
                         at: here.clone(),
                     })?;
@@ -475,7 +483,7 @@ fn parse_graph(
                         .ok_or_else(|| json_err(&at_s, "missing key \"graph\""))?;
                     Ok((sname.to_owned(), g, format!("{at_s}.graph")))
                 })
-                .collect::<Result<_, Error>>()?,
+                .collect::<Result<_, LifetimeError>>()?,
             Some(Value::Object(m)) => {
                 let mut keys: Vec<&String> = m.keys().collect();
                 let rank = |k: &str| match k {

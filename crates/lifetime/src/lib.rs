@@ -43,7 +43,7 @@
 //!         bytes.fill(s as u8); // every live tensor's own bytes
 //!     }
 //! }
-//! # Ok::<(), memwarden_lifetime::Error>(())
+//! # Ok::<(), memwarden_lifetime::LifetimeError>(())
 //! ```
 //!
 //! # The key decision: every plan is checked, and `best` is deterministic
@@ -51,7 +51,7 @@
 //! A planner bug would corrupt tensors silently at run time, so no plan leaves this
 //! crate unchecked: a sweep over the buffers by first step verifies that buffers live
 //! at the same step occupy disjoint bytes, that offsets honour the alignment and that
-//! the arena covers everything, and a failure is [`Error::InvalidPlan`], never a
+//! the arena covers everything, and a failure is [`LifetimeError::InvalidPlan`], never a
 //! plan. `best` runs every baseline and several other placement orders, keeps the
 //! smallest, and then hill-climbs over the placement order with a seeded SplitMix64
 //! until it reaches the lower bound or spends its budget. The budget is a count of
@@ -63,7 +63,7 @@
 //!
 //! - **Order**: Kahn's algorithm taking the lowest-indexed ready node first, so a
 //!   graph whose nodes are already in a valid order keeps it. A cycle is
-//!   [`Error::Cycle`], naming the nodes on it.
+//!   [`LifetimeError::Cycle`], naming the nodes on it.
 //! - **Constants**: initializers ([`ir::TensorKind::Constant`]), outputs of nodes
 //!   with no inputs (`Constant`, ...), and outputs of nodes whose inputs are all
 //!   constants, transitively, are weights: such nodes are not steps and their outputs
@@ -153,7 +153,11 @@ pub mod onnx;
 pub use analysis::{Analysis, Step, TensorLifetime};
 pub use arena::{Arena, StepView};
 pub use dynamic::{MAX_ROWS_PER_VALUE, Planner, RangePlan, RangeRow, plan_range};
-pub use error::{Error, UnknownTensor};
+pub use error::{LifetimeError, UnknownTensor};
+
+/// The old name of [`LifetimeError`].
+#[deprecated(note = "renamed to `LifetimeError`")]
+pub type Error = LifetimeError;
 pub use place::{
     DEFAULT_EFFORT, DEFAULT_TIME_CAP, Layout, Record, SearchBudget, lower_bound, plan_records,
     plan_records_budgeted,

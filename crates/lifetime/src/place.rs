@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use crate::Strategy;
-use crate::error::Error;
+use crate::error::LifetimeError;
 use crate::rng::SplitMix64;
 
 /// One buffer to place: its size and its inclusive lifetime in steps.
@@ -40,6 +40,7 @@ impl Record {
 
 /// Offsets for a list of records, as [`plan_records`] returns them.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Layout {
     /// One offset per record, in record order; each a multiple of the alignment.
     pub offsets: Vec<u64>,
@@ -103,15 +104,19 @@ impl Default for SearchBudget {
 /// let layout = plan_records(&records, Strategy::GreedyBySize, 1)?;
 /// assert_eq!(layout.offsets, [0, 32, 0]);
 /// assert_eq!(layout.arena_bytes, 64);
-/// # Ok::<(), memwarden_lifetime::Error>(())
+/// # Ok::<(), memwarden_lifetime::LifetimeError>(())
 /// ```
 ///
 /// # Errors
 ///
-/// [`Error::InvalidAlignment`], [`Error::BadRecord`] for `first > last`,
-/// [`Error::SizeOverflow`] when offsets pass `u64::MAX`, and [`Error::InvalidPlan`]
+/// [`LifetimeError::InvalidAlignment`], [`LifetimeError::BadRecord`] for `first > last`,
+/// [`LifetimeError::SizeOverflow`] when offsets pass `u64::MAX`, and [`LifetimeError::InvalidPlan`]
 /// (a bug) when the result fails validation.
-pub fn plan_records(records: &[Record], strategy: Strategy, align: u64) -> Result<Layout, Error> {
+pub fn plan_records(
+    records: &[Record],
+    strategy: Strategy,
+    align: u64,
+) -> Result<Layout, LifetimeError> {
     plan_records_budgeted(records, strategy, align, &SearchBudget::default())
 }
 
@@ -125,7 +130,7 @@ pub fn plan_records_budgeted(
     strategy: Strategy,
     align: u64,
     budget: &SearchBudget,
-) -> Result<Layout, Error> {
+) -> Result<Layout, LifetimeError> {
     let layout = compute_layout(records, strategy, align, budget)?;
     validate_layout(records, &layout.offsets, align, layout.arena_bytes, |i| {
         format!("record {i}")
@@ -140,11 +145,11 @@ pub(crate) fn compute_layout(
     strategy: Strategy,
     align: u64,
     budget: &SearchBudget,
-) -> Result<Layout, Error> {
+) -> Result<Layout, LifetimeError> {
     check_align(align)?;
     for (index, r) in records.iter().enumerate() {
         if r.first > r.last {
-            return Err(Error::BadRecord {
+            return Err(LifetimeError::BadRecord {
                 index,
                 first: r.first,
                 last: r.last,
@@ -158,7 +163,7 @@ pub(crate) fn compute_layout(
         total = total
             .checked_add(r.bytes)
             .and_then(|t| t.checked_add(align))
-            .ok_or_else(|| Error::SizeOverflow {
+            .ok_or_else(|| LifetimeError::SizeOverflow {
                 tensor: "sum of all records".to_owned(),
             })?;
     }
@@ -191,11 +196,11 @@ pub(crate) fn compute_layout(
     })
 }
 
-pub(crate) fn check_align(align: u64) -> Result<(), Error> {
+pub(crate) fn check_align(align: u64) -> Result<(), LifetimeError> {
     if align.is_power_of_two() {
         Ok(())
     } else {
-        Err(Error::InvalidAlignment { align })
+        Err(LifetimeError::InvalidAlignment { align })
     }
 }
 
@@ -292,17 +297,17 @@ pub(crate) fn validate_layout(
     align: u64,
     arena_bytes: u64,
     name: impl Fn(usize) -> String,
-) -> Result<(), Error> {
+) -> Result<(), LifetimeError> {
     use std::cmp::Reverse;
     use std::collections::{BTreeMap, BinaryHeap};
 
-    let bad = |i: usize, other: Option<usize>, problem: String| Error::InvalidPlan {
+    let bad = |i: usize, other: Option<usize>, problem: String| LifetimeError::InvalidPlan {
         tensor: name(i),
         other: other.map(&name),
         problem,
     };
     if offsets.len() != records.len() {
-        return Err(Error::InvalidPlan {
+        return Err(LifetimeError::InvalidPlan {
             tensor: "layout".to_owned(),
             other: None,
             problem: format!("{} offsets for {} records", offsets.len(), records.len()),

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use crate::analysis::{Analysis, Step, Structure};
-use crate::error::{Error, UnknownTensor};
+use crate::error::{LifetimeError, UnknownTensor};
 use crate::ir::Graph;
 use crate::place::{self, Layout, Record, SearchBudget};
 
@@ -14,6 +14,7 @@ use crate::place::{self, Layout, Record, SearchBudget};
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
 )]
+#[non_exhaustive]
 pub enum Strategy {
     /// Every buffer its own range, one after the other (`naive`).
     Naive,
@@ -53,20 +54,20 @@ impl fmt::Display for Strategy {
 }
 
 impl FromStr for Strategy {
-    type Err = Error;
+    type Err = LifetimeError;
 
-    fn from_str(s: &str) -> Result<Self, Error> {
+    fn from_str(s: &str) -> Result<Self, LifetimeError> {
         Strategy::ALL
             .into_iter()
             .find(|st| st.name() == s)
-            .ok_or_else(|| Error::UnknownStrategy { name: s.to_owned() })
+            .ok_or_else(|| LifetimeError::UnknownStrategy { name: s.to_owned() })
     }
 }
 
 /// What to do with tensors whose size is unknown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Unknown {
-    /// Fail with [`Error::UnknownSizes`], which lists each with its producing op.
+    /// Fail with [`LifetimeError::UnknownSizes`], which lists each with its producing op.
     #[default]
     Error,
     /// Leave them out of the arena and list them in [`Plan::skipped`].
@@ -216,8 +217,8 @@ impl Plan {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidPlan`] naming the tensor(s) at fault.
-    pub fn validate(&self) -> Result<(), Error> {
+    /// [`LifetimeError::InvalidPlan`] naming the tensor(s) at fault.
+    pub fn validate(&self) -> Result<(), LifetimeError> {
         place::check_align(self.align)?;
         let b = self.buffers()?;
         place::validate_layout(&b.records, &b.offsets, self.align, self.arena_bytes, |i| {
@@ -226,7 +227,7 @@ impl Plan {
     }
 
     /// Groups the tensors into buffers: `(records, offsets, owner names)`.
-    pub(crate) fn buffers(&self) -> Result<Buffers, Error> {
+    pub(crate) fn buffers(&self) -> Result<Buffers, LifetimeError> {
         if self.tensors.iter().all(|t| t.alias_of.is_none()) {
             // No aliases: one buffer per tensor.
             return Ok(Buffers {
@@ -251,7 +252,7 @@ impl Plan {
             let mut hops = 0;
             while let Some(target) = &self.tensors[cur].alias_of {
                 let Some(&next) = by_name.get(target.as_str()) else {
-                    return Err(Error::InvalidPlan {
+                    return Err(LifetimeError::InvalidPlan {
                         tensor: self.tensors[i].name.clone(),
                         other: Some(target.clone()),
                         problem: "aliases a tensor that is not in the plan".to_owned(),
@@ -259,7 +260,7 @@ impl Plan {
                 };
                 hops += 1;
                 if hops > self.tensors.len() {
-                    return Err(Error::InvalidPlan {
+                    return Err(LifetimeError::InvalidPlan {
                         tensor: self.tensors[i].name.clone(),
                         other: None,
                         problem: "alias chain loops".to_owned(),
@@ -277,7 +278,7 @@ impl Plan {
             let owner = owner_of[i];
             let o = &self.tensors[owner];
             if t.offset != o.offset || t.bytes > o.bytes {
-                return Err(Error::InvalidPlan {
+                return Err(LifetimeError::InvalidPlan {
                     tensor: t.name.clone(),
                     other: Some(o.name.clone()),
                     problem: format!(
@@ -319,9 +320,9 @@ pub(crate) struct Buffers {
 ///
 /// # Errors
 ///
-/// [`Error::Cycle`], [`Error::UndefinedTensor`], [`Error::DuplicateProducer`],
-/// [`Error::BadTensorId`], [`Error::UnknownSizes`], [`Error::SizeOverflow`].
-pub fn analyze(graph: &Graph, opts: &PlanOptions) -> Result<Analysis, Error> {
+/// [`LifetimeError::Cycle`], [`LifetimeError::UndefinedTensor`], [`LifetimeError::DuplicateProducer`],
+/// [`LifetimeError::BadTensorId`], [`LifetimeError::UnknownSizes`], [`LifetimeError::SizeOverflow`].
+pub fn analyze(graph: &Graph, opts: &PlanOptions) -> Result<Analysis, LifetimeError> {
     Structure::new(graph)?.bind(&opts.dims, opts.unknown == Unknown::Skip, opts.inplace)
 }
 
@@ -345,14 +346,14 @@ pub fn analyze(graph: &Graph, opts: &PlanOptions) -> Result<Analysis, Error> {
 /// assert_eq!(plan.naive_bytes, 3000);
 /// assert_eq!(plan.lower_bound_bytes, 2000);
 /// assert_eq!(plan.arena_bytes, 2000); // z reuses x's bytes
-/// # Ok::<(), memwarden_lifetime::Error>(())
+/// # Ok::<(), memwarden_lifetime::LifetimeError>(())
 /// ```
 ///
 /// # Errors
 ///
-/// Those of [`analyze`], [`Error::InvalidAlignment`], and [`Error::InvalidPlan`]
+/// Those of [`analyze`], [`LifetimeError::InvalidAlignment`], and [`LifetimeError::InvalidPlan`]
 /// when the plan fails validation (a bug: no unchecked plan is ever returned).
-pub fn plan(graph: &Graph, opts: &PlanOptions) -> Result<Plan, Error> {
+pub fn plan(graph: &Graph, opts: &PlanOptions) -> Result<Plan, LifetimeError> {
     let started = Instant::now();
     place::check_align(opts.align)?;
     let analysis = analyze(graph, opts)?;
@@ -364,7 +365,7 @@ pub(crate) fn plan_analysis(
     analysis: Analysis,
     opts: &PlanOptions,
     started: Instant,
-) -> Result<Plan, Error> {
+) -> Result<Plan, LifetimeError> {
     place::check_align(opts.align)?;
     let buffers = analysis.buffers();
     let records: Vec<Record> = buffers.iter().map(|(_, r)| *r).collect();

@@ -12,7 +12,7 @@
 //! assert!(g.nodes.len() >= 60);
 //! let p = plan(&g, &PlanOptions::default())?;
 //! assert!(p.arena_bytes >= p.lower_bound_bytes);
-//! # Ok::<(), memwarden_lifetime::Error>(())
+//! # Ok::<(), memwarden_lifetime::LifetimeError>(())
 //! ```
 
 use crate::ir::{Dim, Graph, Node, Tensor, TensorId};

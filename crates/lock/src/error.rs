@@ -8,6 +8,7 @@ use crate::Mode;
 
 /// One step of a deadlock cycle: a thread and the name it waits for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct CycleStep {
     /// The waiting thread's name (or `thread-<id>` if it has none).
     pub thread: String,

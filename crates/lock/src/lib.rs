@@ -4,7 +4,8 @@
 //! on names (or [`ResourceId`](memwarden_core::ResourceId)s): writer preference by default
 //! (a waiting writer holds back new readers) or first come, first served
 //! ([`LockConfig::fair`]); timeouts; upgrade and downgrade; re-entry checks; deadlock
-//! detection; and introspection ([`LockManager::snapshot`]).
+//! detection; cumulative statistics ([`LockManager::stats`]) and introspection of who
+//! holds and waits for what ([`LockManager::inspect`]).
 //!
 //! ```
 //! use memwarden_lock::{Held, LockConfig, LockManager};
@@ -21,7 +22,7 @@
 //!     let r = w.downgrade()?; // and lets readers back in, no writer in between
 //!     assert!(r.is_valid());
 //! }
-//! assert_eq!(locks.counters().grants, 4);
+//! assert_eq!(locks.stats().grants, 4);
 //! # Ok::<(), memwarden_lock::LockError>(())
 //! ```
 //!
@@ -52,7 +53,7 @@
 //! graph over holders and queued waiters (a reader also waits for writers queued ahead of
 //! it) and, if it is on a cycle, fails with [`LockError::Deadlock`] naming the threads and
 //! names; it checks again after every further delay, so a cycle that forms later is found
-//! by its last member. A cycle is reported only if two successive snapshots agree on
+//! by its last member. A cycle is reported only if two successive reads of the graph agree on
 //! every edge (tokens and wait numbers are never reused), so a graph that changed while it
 //! was read is never mistaken for a deadlock.
 #![deny(missing_docs)]
@@ -71,7 +72,7 @@ use std::fmt;
 pub use error::{CycleStep, LockError};
 pub use guard::{Fenced, Held, LockHandle, ReadGuard, UpgradeFailed, WriteGuard};
 pub use manager::{
-    HolderInfo, LockConfig, LockCounters, LockInfo, LockManager, LockSnapshot, MAX_CHECK_DELAY,
+    HolderInfo, LockConfig, LockInfo, LockManager, LockState, LockStats, MAX_CHECK_DELAY,
     WaiterInfo,
 };
 pub use name_lock::WaitKind;

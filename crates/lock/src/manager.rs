@@ -1,4 +1,5 @@
-//! [`LockManager`]: names to locks, the lease monitor, introspection.
+//! [`LockManager`]: names to locks, the lease monitor, statistics ([`LockStats`]) and
+//! introspection ([`LockState`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -55,9 +56,11 @@ impl LockConfig {
     }
 }
 
-/// Counters over every name.
+/// Cumulative counters over every name since the manager was made, from
+/// [`LockManager::stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct LockCounters {
+#[non_exhaustive]
+pub struct LockStats {
     /// Locks granted (acquires, upgrades, downgrades).
     pub grants: u64,
     /// Acquires that timed out.
@@ -74,7 +77,7 @@ pub struct LockCounters {
     pub contended: u64,
 }
 
-impl LockCounters {
+impl LockStats {
     fn add(&mut self, c: &NameCounters) {
         self.grants += c.grants;
         self.timeouts += c.timeouts;
@@ -86,8 +89,9 @@ impl LockCounters {
     }
 }
 
-/// One grant, as introspection shows it.
+/// One grant, as [`LockManager::inspect`] shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct HolderInfo {
     /// The holding thread.
     pub thread: String,
@@ -101,8 +105,9 @@ pub struct HolderInfo {
     pub lease_left: Option<Duration>,
 }
 
-/// One waiter, as introspection shows it.
+/// One waiter, as [`LockManager::inspect`] shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct WaiterInfo {
     /// The waiting thread.
     pub thread: String,
@@ -113,8 +118,9 @@ pub struct WaiterInfo {
     pub waited: Duration,
 }
 
-/// One name with holders or waiters.
+/// One name with holders or waiters, as [`LockManager::inspect`] shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct LockInfo {
     /// The name.
     pub name: String,
@@ -126,13 +132,14 @@ pub struct LockInfo {
     pub waiters: Vec<WaiterInfo>,
 }
 
-/// Everything the manager knows at one moment.
+/// Everything the manager knows at one moment, from [`LockManager::inspect`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LockSnapshot {
+#[non_exhaustive]
+pub struct LockState {
     /// Names that are held or waited for, sorted by name.
     pub locks: Vec<LockInfo>,
-    /// Counters over every name.
-    pub counters: LockCounters,
+    /// The cumulative counters, read in the same pass.
+    pub stats: LockStats,
 }
 
 /// The lease monitor thread, stopped and joined on drop.
@@ -332,25 +339,26 @@ impl LockManager {
         Ok(Fenced::new(self.lock_for(name)?, value))
     }
 
-    /// Counters over every name.
-    pub fn counters(&self) -> LockCounters {
-        let mut counters = LockCounters::default();
+    /// Cumulative counters over every name since the manager was made.
+    pub fn stats(&self) -> LockStats {
+        let mut stats = LockStats::default();
         for lock in self.names.read().values() {
-            counters.add(&lock.state.lock().counters);
+            stats.add(&lock.state.lock().counters);
         }
-        counters
+        stats
     }
 
-    /// Who holds what, in which mode, for how long, with which token; who waits; counters.
-    pub fn snapshot(&self) -> LockSnapshot {
+    /// The state now: who holds what, in which mode, for how long, with which token;
+    /// who waits; and the [`stats`](Self::stats).
+    pub fn inspect(&self) -> LockState {
         let now = self.registry.lease.map(|_| self.registry.clock.now());
         let waiting = self.registry.waiting();
         let mut locks = Vec::new();
-        let mut counters = LockCounters::default();
+        let mut stats = LockStats::default();
         let all: Vec<Arc<NameLock>> = self.names.read().values().cloned().collect();
         for lock in all {
             let st = lock.state.lock();
-            counters.add(&st.counters);
+            stats.add(&st.counters);
             let waiters: Vec<WaiterInfo> = waiting
                 .iter()
                 .filter(|w| Arc::ptr_eq(&w.lock, &lock))
@@ -386,7 +394,7 @@ impl LockManager {
             });
         }
         locks.sort_by(|a, b| a.name.cmp(&b.name));
-        LockSnapshot { locks, counters }
+        LockState { locks, stats }
     }
 }
 

@@ -105,8 +105,23 @@ pub(crate) struct Allocation {
     pub(crate) node: u32,
 }
 
-/// One segment in a [`snapshot`](crate::MemoryPool::snapshot).
+/// A pool at one moment, from [`inspect`](crate::MemoryPool::inspect): every segment
+/// with its blocks, and the statistics read under the same lock.
+///
+/// The live blocks with their labels are a leak report, the large ones a
+/// large-allocation report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct PoolState {
+    /// Every segment the pool holds, in address order.
+    pub segments: Vec<SegmentInfo>,
+    /// The statistics at the same moment.
+    pub stats: PoolStats,
+}
+
+/// One segment in a [`PoolState`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct SegmentInfo {
     /// The segment's address.
     pub addr: usize,
@@ -122,6 +137,7 @@ pub struct SegmentInfo {
 
 /// One block in a [`SegmentInfo`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct BlockInfo {
     /// The block's address.
     pub addr: usize,
@@ -544,8 +560,16 @@ impl Arena {
         self.stats.reset_peak();
     }
 
+    /// The segments with their blocks, and the statistics.
+    pub(crate) fn inspect(&self) -> PoolState {
+        PoolState {
+            segments: self.segments(),
+            stats: self.stats(),
+        }
+    }
+
     /// The segments and their blocks, in address order.
-    pub(crate) fn snapshot(&self) -> Vec<SegmentInfo> {
+    fn segments(&self) -> Vec<SegmentInfo> {
         let mut segs: Vec<SegmentInfo> = self
             .segs
             .iter()

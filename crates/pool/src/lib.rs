@@ -19,8 +19,9 @@
 //! - [`PoolStats`] are the figures `torch.cuda.memory_stats` users know: allocated,
 //!   reserved, active, inactive and requested bytes with their peaks, allocation and
 //!   segment counts, reuses and the cache hit rate, fragmentation, the largest free
-//!   block, retries and OOMs. [`MemoryPool::snapshot`] lists every segment and block
-//!   (with labels from [`allocate_labeled`](MemoryPool::allocate_labeled)).
+//!   block, retries and OOMs. [`MemoryPool::inspect`] lists every segment and block
+//!   (with labels from [`allocate_labeled`](MemoryPool::allocate_labeled)) as a
+//!   [`PoolState`].
 //! - [`profiler::Profiler`] records a timeline of pool events once attached with
 //!   [`MemoryPool::set_profiler`]; [`tracking`] counts the process's own allocations.
 //!
@@ -111,7 +112,7 @@ pub mod profiler;
 mod stats;
 pub mod tracking;
 
-pub use arena::{BlockInfo, SegmentInfo};
+pub use arena::{BlockInfo, PoolState, SegmentInfo};
 #[cfg(unix)]
 pub use backend::MmapBackend;
 pub use backend::{Backend, SystemBackend};

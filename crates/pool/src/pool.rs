@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::arena::{self, Allocation, Arena, Limits, SegmentInfo};
+use crate::arena::{self, Allocation, Arena, Limits, PoolState};
 use crate::backend::Backend;
 use crate::error::PoolError;
 use crate::profiler::Profiler;
@@ -121,7 +121,7 @@ macro_rules! pool_common {
             self.empty_cache()
         }
 
-        /// The statistics now.
+        /// The statistics now: current figures with their peaks, and cumulative counts.
         pub fn stats(&self) -> PoolStats {
             self.$lock().stats()
         }
@@ -152,10 +152,11 @@ macro_rules! pool_common {
             self.$lock().backend().name()
         }
 
-        /// Every segment with its blocks, in address order: the live blocks with their
-        /// labels are a leak report, the large ones a large-allocation report.
-        pub fn snapshot(&self) -> Vec<SegmentInfo> {
-            self.$lock().snapshot()
+        /// The state now: every segment with its blocks, in address order, and the
+        /// statistics at the same moment. The live blocks with their labels are a leak
+        /// report, the large ones a large-allocation report.
+        pub fn inspect(&self) -> PoolState {
+            self.$lock().inspect()
         }
 
         /// Checks the allocator's invariants: blocks tile their segments, no two free
@@ -239,7 +240,7 @@ impl MemoryPool {
     }
 
     /// As [`allocate`](Self::allocate), with a label the profiler and
-    /// [`snapshot`](Self::snapshot) show.
+    /// [`inspect`](Self::inspect) show.
     ///
     /// # Errors
     ///

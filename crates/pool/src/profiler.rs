@@ -51,11 +51,12 @@ use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use memwarden_core::fs::{Durability, write_atomic};
 use parking_lot::Mutex;
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -67,6 +68,7 @@ pub const DEFAULT_MAX_EVENTS: usize = 1 << 18;
 /// What happened in the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum EventKind {
     /// A block was handed out to a caller.
     Alloc,
@@ -387,14 +389,22 @@ impl Timeline {
     }
 
     /// Draws the pool's allocated and reserved bytes over the window as an SVG plot
-    /// into `path`, through a temporary file in the same directory renamed into place.
+    /// into `path`, through a temporary file in the same directory renamed into place
+    /// ([`memwarden_core::fs::write_atomic`]): a reader sees the old picture or the new
+    /// one, never half of one.
     ///
     /// Long timelines are thinned to a few points per horizontal pixel, keeping each
     /// pixel column's first, last, lowest and highest values, so peaks stay visible.
+    ///
+    /// # Errors
+    ///
+    /// A drawing error, or the I/O error of the write, which says what failed
+    /// (`create`, `write`, `rename`) and on which file.
     pub fn write_svg(&self, path: impl AsRef<Path>) -> io::Result<()> {
         let path = path.as_ref();
         let svg = self.render_svg()?;
-        write_via_temp(path, svg.as_bytes())
+        // A picture a user can draw again: it has to survive the process, not a crash.
+        write_atomic(path, svg.as_bytes(), Durability::Process).map_err(io::Error::from)
     }
 
     fn render_svg(&self) -> io::Result<String> {
@@ -533,35 +543,9 @@ fn thin_steps(
     points
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it to `path`; on
-/// error removes the temporary file.
-fn write_via_temp(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let name = path.file_name().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{} does not name a file", path.display()),
-        )
-    })?;
-    let temp: PathBuf = path.with_file_name(format!(
-        ".{}.tmp-{}-{}",
-        name.to_string_lossy(),
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = std::fs::write(&temp, bytes).and_then(|()| std::fs::rename(&temp, path));
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&temp);
-        return Err(io::Error::new(
-            e.kind(),
-            format!("cannot write {}: {e}", path.display()),
-        ));
-    }
-    Ok(())
-}
-
 /// Blocks allocated in a window and still live at its end ([`Timeline::leaks`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct LeakReport {
     /// One group per label, the most bytes first (then by label, unlabelled first).
     pub groups: Vec<LeakGroup>,
@@ -583,6 +567,7 @@ impl LeakReport {
 
 /// The live blocks of one label.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct LeakGroup {
     /// The label the blocks were allocated with; `None` for unlabelled blocks.
     pub label: Option<Arc<str>>,
@@ -596,6 +581,7 @@ pub struct LeakGroup {
 
 /// One block still live at the end of the window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct LeakedBlock {
     /// When it was allocated, in nanoseconds since the window opened.
     pub at_ns: u64,
@@ -659,6 +645,7 @@ impl fmt::Display for LeakReport {
 
 /// A block at or above the threshold of [`Timeline::large_allocations`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct LargeAllocation {
     /// When it was allocated, in nanoseconds since the window opened.
     pub at_ns: u64,

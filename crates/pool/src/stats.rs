@@ -5,6 +5,7 @@ use serde::Serialize;
 /// A quantity with its current value and its peak since creation or the last
 /// [`reset_peak`](crate::MemoryPool::reset_peak).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Stat {
     /// The value now.
     pub current: u64,
@@ -27,9 +28,11 @@ impl Stat {
     }
 }
 
-/// A snapshot of a pool's statistics. Byte figures count the pool's own rounded sizes
+/// A pool's statistics, from [`stats`](crate::MemoryPool::stats): current figures with
+/// their peaks, and cumulative counts. Byte figures count the pool's own rounded sizes
 /// except [`requested`](PoolStats::requested), which counts what callers asked for.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct PoolStats {
     /// Bytes in live blocks (rounded sizes, including a remainder too small to split).
     pub allocated: Stat,

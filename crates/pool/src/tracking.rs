@@ -31,7 +31,7 @@
 //! The counts are the sizes callers ask for ([`Layout::size`]), not what the inner
 //! allocator rounds them to, and cover the Rust heap only: memory that C code `malloc`s
 //! directly, thread stacks and `mmap`s are not seen. Each counter is exact, but
-//! [`TrackingAllocator::stats`] reads them one after the other, so a snapshot taken while
+//! [`TrackingAllocator::stats`] reads them one after the other, so a reading taken while
 //! other threads allocate may mix moments.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -55,6 +55,7 @@ pub struct TrackingAllocator<A = System> {
 
 /// What a [`TrackingAllocator`] has counted ([`TrackingAllocator::stats`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct AllocStats {
     /// Bytes allocated and not yet freed.
     pub current: u64,

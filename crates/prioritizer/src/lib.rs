@@ -3,7 +3,8 @@
 //! [`plan`] is a pure function of its input: a [`CandidateSet`] from the tracker, a
 //! [`Policy`], and a [`Request`] (an [`Urgency`] and a byte target). It returns a
 //! [`ReleasePlan`]: the victims in the order they must be released, each with a
-//! [`Score`] breakdown that prints as one readable line saying why it was chosen.
+//! [`Score`] breakdown that prints as one readable line saying why it was chosen, and
+//! the resources it had to leave out because of their dependents ([`Blocked`]).
 //!
 //! ```
 //! use memwarden_core::{ManualClock, ResourceKind};
@@ -27,8 +28,8 @@
 //! The key design decision: **the prioritizer ranks, it never acts.** It holds no state
 //! and touches nothing; the same candidates, policy and request give the same plan, in
 //! whatever order the candidates arrive. That makes every release decision reproducible
-//! from a logged candidate snapshot, and lets the reaper re-check each victim at the
-//! moment it acts (the world may have moved on since the snapshot).
+//! from a logged candidate set, and lets the reaper re-check each victim at the moment it
+//! acts (the world may have moved on since the candidates were read).
 #![deny(missing_docs)]
 #![warn(unreachable_pub, missing_debug_implementations)]
 
@@ -37,6 +38,14 @@ mod policy;
 mod score;
 
 pub use memwarden_tracker::{Candidate, CandidateSet};
-pub use plan::{ReleasePlan, Skip, SkipReason, Victim, plan};
+pub use plan::{BlockReason, Blocked, ReleasePlan, Victim, plan};
+
+/// The old name of [`Blocked`].
+#[deprecated(note = "renamed to `Blocked` (the reaper's skips are another thing)")]
+pub type Skip = Blocked;
+
+/// The old name of [`BlockReason`].
+#[deprecated(note = "renamed to `BlockReason` (the reaper has its own `SkipReason`)")]
+pub type SkipReason = BlockReason;
 pub use policy::{Policy, Request, Urgency, Weights};
 pub use score::{Reason, Score};

@@ -13,6 +13,7 @@ use crate::{Policy, Reason, Request, Score, Urgency};
 
 /// One resource the plan releases.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct Victim {
     /// Its id.
     pub id: ResourceId,
@@ -36,10 +37,13 @@ impl fmt::Display for Victim {
     }
 }
 
-/// Why a releasable resource was left out of the plan.
+/// Why a releasable resource was blocked: left out of the plan because of a resource
+/// that depends on it. (Not the reaper's `SkipReason`, which says why a victim was not
+/// released when the plan was carried out.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum SkipReason {
+#[non_exhaustive]
+pub enum BlockReason {
     /// A resource that depends on it is pinned, so it cannot go first.
     DependentPinned {
         /// The pinned dependent.
@@ -52,17 +56,19 @@ pub enum SkipReason {
     },
 }
 
-/// A releasable resource the plan had to leave out.
+/// A releasable resource the plan had to leave out ([`ReleasePlan::blocked`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Skip {
+#[non_exhaustive]
+pub struct Blocked {
     /// Its id.
     pub id: ResourceId,
     /// Why.
-    pub reason: SkipReason,
+    pub reason: BlockReason,
 }
 
 /// The ordered list of resources to release; release them front to back.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct ReleasePlan {
     /// The urgency it was planned at.
     pub urgency: Urgency,
@@ -73,7 +79,7 @@ pub struct ReleasePlan {
     /// The victims, in release order: every resource comes after those that depend on it.
     pub victims: Vec<Victim>,
     /// Releasable resources left out because of their dependents.
-    pub skipped: Vec<Skip>,
+    pub blocked: Vec<Blocked>,
     /// Candidates looked at.
     pub considered: usize,
     /// Candidates left alone because they are pinned.
@@ -107,20 +113,20 @@ impl fmt::Display for ReleasePlan {
         for (n, victim) in self.victims.iter().enumerate() {
             writeln!(f, "  {:>3}. {victim}", n + 1)?;
         }
-        for skip in &self.skipped {
-            match &skip.reason {
-                SkipReason::DependentPinned { dependent } => {
+        for blocked in &self.blocked {
+            match &blocked.reason {
+                BlockReason::DependentPinned { dependent } => {
                     writeln!(
                         f,
                         "  kept {}: {dependent} depends on it and is pinned",
-                        skip.id
+                        blocked.id
                     )?;
                 }
-                SkipReason::DependentProtected { dependent } => {
+                BlockReason::DependentProtected { dependent } => {
                     writeln!(
                         f,
                         "  kept {}: {dependent} depends on it and may not go at this urgency",
-                        skip.id
+                        blocked.id
                     )?;
                 }
             }
@@ -140,7 +146,7 @@ impl fmt::Display for ReleasePlan {
 ///   score until `bytes_to_free` is covered, scores within [`Policy::tie_band`] of each
 ///   other counting as tied and going to the larger resource (fewer, larger victims);
 /// - a resource is planned only together with, and after, every live resource that
-///   depends on it; if one of those may not go, the resource is skipped and reported.
+///   depends on it; if one of those may not go, the resource is blocked and reported.
 ///
 /// The result depends only on the arguments, not on the order of the candidates.
 pub fn plan(set: &CandidateSet, policy: &Policy, request: &Request) -> ReleasePlan {
@@ -183,7 +189,7 @@ pub fn plan(set: &CandidateSet, policy: &Policy, request: &Request) -> ReleasePl
         target_bytes: request.bytes_to_free,
         planned_bytes: 0,
         victims: Vec::new(),
-        skipped: Vec::new(),
+        blocked: Vec::new(),
         considered: candidates.len(),
         pinned: candidates.iter().filter(|c| c.pinned).count(),
     };
@@ -207,7 +213,7 @@ pub fn plan(set: &CandidateSet, policy: &Policy, request: &Request) -> ReleasePl
             &mut visiting,
             &mut chain,
         ) {
-            plan.skipped.push(Skip {
+            plan.blocked.push(Blocked {
                 id: candidates[i].id.clone(),
                 reason,
             });
@@ -371,7 +377,7 @@ fn collect_dependents(
     planned: &[bool],
     visiting: &mut HashSet<usize>,
     chain: &mut Vec<(usize, usize)>,
-) -> Result<(), SkipReason> {
+) -> Result<(), BlockReason> {
     visiting.insert(i);
     for &d in &dependents[i] {
         if planned[d] || visiting.contains(&d) {
@@ -379,10 +385,10 @@ fn collect_dependents(
         }
         let dependent = candidates[d].id.clone();
         if candidates[d].pinned {
-            return Err(SkipReason::DependentPinned { dependent });
+            return Err(BlockReason::DependentPinned { dependent });
         }
         if reasons[d].is_none() {
-            return Err(SkipReason::DependentProtected { dependent });
+            return Err(BlockReason::DependentProtected { dependent });
         }
         collect_dependents(d, dependents, reasons, candidates, planned, visiting, chain)?;
         chain.push((d, i));

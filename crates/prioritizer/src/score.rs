@@ -12,6 +12,7 @@ use crate::Policy;
 /// Why a victim may be released at all.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Reason {
     /// Its time to live has run out.
     Expired,
@@ -53,6 +54,7 @@ impl fmt::Display for Reason {
 
 /// The score of one candidate, term by term (each term already weighted).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct Score {
     /// From the kind's priority.
     pub kind: f64,

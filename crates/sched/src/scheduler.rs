@@ -214,7 +214,7 @@ impl SchedulerBuilder {
 /// it used. From [`ParallelScheduler::last_run`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct RunStats {
+pub struct RunReport {
     /// Items (or, for [`for_each_chunk_mut`](ParallelScheduler::for_each_chunk_mut),
     /// elements) in the call's input.
     pub items: usize,
@@ -232,7 +232,7 @@ pub struct RunStats {
     pub item_cost: Option<Duration>,
 }
 
-impl RunStats {
+impl RunReport {
     /// Whether the call ran entirely on the caller's thread.
     pub fn ran_inline(&self) -> bool {
         self.workers <= 1
@@ -307,7 +307,7 @@ pub struct ParallelScheduler {
     pressure: Option<Arc<dyn PressureSource>>,
     /// Started on first parallel use; `None` inside when the threads could not start.
     pool: OnceLock<Option<Pool>>,
-    last_run: Mutex<Option<RunStats>>,
+    last_run: Mutex<Option<RunReport>>,
 }
 
 impl fmt::Debug for ParallelScheduler {
@@ -418,7 +418,7 @@ impl ParallelScheduler {
 
     /// How the most recent call (from any thread) cut its input; `None` before the
     /// first call.
-    pub fn last_run(&self) -> Option<RunStats> {
+    pub fn last_run(&self) -> Option<RunReport> {
         *self.last_run.lock()
     }
 
@@ -587,7 +587,7 @@ impl ParallelScheduler {
 
     /// Keeps how a call ran for [`last_run`](Self::last_run).
     fn record(&self, plan: &Plan, chunks: usize) {
-        *self.last_run.lock() = Some(RunStats {
+        *self.last_run.lock() = Some(RunReport {
             items: plan.items,
             probed: plan.start,
             chunk: plan.chunk,

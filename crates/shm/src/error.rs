@@ -1,4 +1,4 @@
-//! The crate's one error type.
+//! [`ShmError`]: the crate's one error type, and [`NpyProblem`], what is wrong with a `.npy` file.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 /// `.npy` file, a shared-memory segment that cannot be created, opened or reserved.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum Error {
+pub enum ShmError {
     /// A series has fewer than the two timestamps a GAF needs.
     #[error("a series needs at least 2 timestamps to make a GAF image, got {len}")]
     SeriesTooShort {
@@ -158,7 +158,7 @@ pub enum Error {
     },
 }
 
-/// What is wrong with a `.npy` header or file; carried by [`Error::Npy`].
+/// What is wrong with a `.npy` header or file; carried by [`ShmError::Npy`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum NpyProblem {
@@ -213,9 +213,9 @@ impl fmt::Display for NpyProblem {
 }
 
 /// This crate's result type.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub type Result<T, E = ShmError> = std::result::Result<T, E>;
 
-impl Error {
+impl ShmError {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             op,

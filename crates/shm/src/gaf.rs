@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use memwarden_sched::ParallelScheduler;
 use rayon::prelude::*;
 
-use crate::error::{Error, Result};
+use crate::error::{Result, ShmError};
 use crate::float::Float;
 
 /// How large the square image is.
@@ -34,14 +34,14 @@ impl ImageSize {
             Self::Fixed(size) => size,
             Self::Fraction(fraction) => {
                 if !(fraction > 0.0 && fraction <= 1.0) {
-                    return Err(Error::ImageFractionOutOfRange { fraction });
+                    return Err(ShmError::ImageFractionOutOfRange { fraction });
                 }
                 // In (0, series_len] by the check above, so the cast is exact.
                 (fraction * series_len as f64).ceil() as usize
             }
         };
         if size == 0 || size > series_len {
-            return Err(Error::ImageSizeOutOfRange {
+            return Err(ShmError::ImageSizeOutOfRange {
                 image_size: size,
                 series_len,
             });
@@ -138,7 +138,7 @@ impl Gaf {
     /// Validates `config` for series of `series_len` timestamps.
     pub fn new(config: GafConfig, series_len: usize) -> Result<Self> {
         if series_len < 2 {
-            return Err(Error::SeriesTooShort { len: series_len });
+            return Err(ShmError::SeriesTooShort { len: series_len });
         }
         let image_size = config.image_size.resolve(series_len)?;
         // Every later size computation multiplies by the image's values and their
@@ -150,14 +150,14 @@ impl Gaf {
             .and_then(|v| v.checked_mul(std::mem::size_of::<f64>()))
             .is_none()
         {
-            return Err(Error::TooLarge {
+            return Err(ShmError::TooLarge {
                 what: format!("a {channels} × {image_size} × {image_size} image"),
             });
         }
         if let Some((min, max)) = config.sample_range {
             // Written to reject NaN as well.
             if !(-1.0 <= min && min < max && max <= 1.0) {
-                return Err(Error::InvalidSampleRange { min, max });
+                return Err(ShmError::InvalidSampleRange { min, max });
             }
         }
         let windows = (image_size < series_len).then(|| {
@@ -300,10 +300,10 @@ impl Gaf {
         Ok(())
     }
 
-    /// Output values for `n` samples, or [`Error::TooLarge`] when they overflow.
+    /// Output values for `n` samples, or [`ShmError::TooLarge`] when they overflow.
     pub(crate) fn output_len(&self, n: usize) -> Result<usize> {
         n.checked_mul(self.output_len_per_sample())
-            .ok_or_else(|| Error::TooLarge {
+            .ok_or_else(|| ShmError::TooLarge {
                 what: format!("the images of {n} samples ({:?})", self.output_shape(n)),
             })
     }
@@ -377,7 +377,7 @@ impl Gaf {
     }
 
     /// Runs the validation part of the pipeline serially and returns the first error.
-    fn first_error<I: Float>(&self, samples: &[I], first_index: usize) -> Option<Error> {
+    fn first_error<I: Float>(&self, samples: &[I], first_index: usize) -> Option<ShmError> {
         let s = self.image_size;
         let (mut cos, mut sin) = (vec![0.0; s], vec![0.0; s]);
         samples
@@ -400,7 +400,7 @@ impl Gaf {
             .enumerate()
             .find(|(_, v)| !v.is_finite())
         {
-            return Err(Error::NonFinite {
+            return Err(ShmError::NonFinite {
                 sample,
                 timestamp,
                 value,
@@ -446,7 +446,7 @@ impl Gaf {
             }
             None => {
                 if let Some(&value) = cos.iter().find(|v| !(-1.0..=1.0).contains(*v)) {
-                    return Err(Error::ValueOutOfUnitRange { sample, value });
+                    return Err(ShmError::ValueOutOfUnitRange { sample, value });
                 }
             }
         }
@@ -490,7 +490,7 @@ fn outer_difference<F: Float>(a: &[F], b: &[F], c: &[F], d: &[F], out: &mut [F])
 pub(crate) fn check_len(what: &'static str, n: usize, per_row: usize, actual: usize) -> Result<()> {
     match n.checked_mul(per_row) {
         Some(expected) if expected == actual => Ok(()),
-        expected => Err(Error::LengthMismatch {
+        expected => Err(ShmError::LengthMismatch {
             what,
             expected: expected.unwrap_or(usize::MAX),
             actual,

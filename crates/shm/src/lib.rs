@@ -38,7 +38,7 @@
 //! drop(reader);
 //! drop(segment); // the owner unlinks the segment
 //! assert!(SharedSegment::open_with(&name, &SegmentOptions::new()).is_err());
-//! # Ok::<(), memwarden_shm::Error>(())
+//! # Ok::<(), memwarden_shm::ShmError>(())
 //! ```
 //!
 //! # Design: reserve, then map; reuse, never re-fault
@@ -68,7 +68,11 @@ mod loader;
 pub mod npy;
 mod segment;
 
-pub use error::{Error, NpyProblem, Result};
+pub use error::{NpyProblem, Result, ShmError};
+
+/// The old name of [`ShmError`].
+#[deprecated(note = "renamed to `ShmError`")]
+pub type Error = ShmError;
 pub use float::{Float, as_bytes};
 pub use gaf::{Gaf, GafConfig, ImageSize, Method};
 pub use loader::{

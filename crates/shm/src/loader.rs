@@ -20,7 +20,7 @@
 //! by construction and re-raises a worker's panic on the caller's thread. The ring still
 //! matters: a consumer may hold up to `ring_slots` batches at once (one being read by
 //! another process while the next is computed), plus the final shorter batch; asking
-//! for more is an error ([`Error::RingExhausted`]), never a deadlock.
+//! for more is an error ([`ShmError::RingExhausted`]), never a deadlock.
 //!
 //! # Auto configuration
 //!
@@ -41,7 +41,7 @@ use std::sync::{Mutex, PoisonError};
 
 use memwarden_sched::{CacheInfo, ParallelScheduler};
 
-use crate::error::{Error, Result};
+use crate::error::{Result, ShmError};
 use crate::float::{self, Float};
 use crate::gaf::Gaf;
 use crate::npy;
@@ -130,6 +130,7 @@ impl LoaderConfig {
 
 /// The configuration a loader settled on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LoaderPlan {
     /// Worker threads.
     pub workers: usize,
@@ -165,7 +166,7 @@ type Hook<F> = Box<dyn Fn(usize, &mut [F]) + Send + Sync>;
 ///     assert_eq!(batch.images().len(), batch.len() * 64);
 /// }
 /// assert_eq!(seen, n);
-/// # Ok::<(), memwarden_shm::Error>(())
+/// # Ok::<(), memwarden_shm::ShmError>(())
 /// ```
 pub struct GafLoader<'a, I: Float, F: Float> {
     gaf: Gaf,
@@ -247,7 +248,7 @@ impl<'a, I: Float, F: Float> GafLoader<'a, I, F> {
         let slot_bytes = batch_size
             .checked_mul(image_bytes)
             .and_then(|data| data.checked_add(header_len))
-            .ok_or_else(|| Error::TooLarge {
+            .ok_or_else(|| ShmError::TooLarge {
                 what: format!(
                     "a batch of {batch_size} images of {image_bytes} bytes (lower the batch size)"
                 ),
@@ -265,7 +266,7 @@ impl<'a, I: Float, F: Float> GafLoader<'a, I, F> {
             .chunk_size(chunk_size)
             .dynamic_balance(false)
             .build()
-            .map_err(|e| Error::WorkerPool {
+            .map_err(|e| ShmError::WorkerPool {
                 workers,
                 message: e.to_string(),
             })?;
@@ -329,8 +330,8 @@ impl<'a, I: Float, F: Float> GafLoader<'a, I, F> {
     ///
     /// # Errors
     ///
-    /// [`Error::RingExhausted`] when every slot is held by a live [`Batch`]; the input's
-    /// errors ([`Error::NonFinite`], ...) naming the first bad sample of the batch;
+    /// [`ShmError::RingExhausted`] when every slot is held by a live [`Batch`]; the input's
+    /// errors ([`ShmError::NonFinite`], ...) naming the first bad sample of the batch;
     /// segment creation errors for a slot made on first use.
     ///
     /// # Panics
@@ -379,7 +380,7 @@ impl<'a, I: Float, F: Float> GafLoader<'a, I, F> {
             return Ok(slot);
         }
         if made {
-            return Err(Error::RingExhausted {
+            return Err(ShmError::RingExhausted {
                 slots: self.plan.ring_slots,
             });
         }

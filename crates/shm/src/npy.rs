@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
-use crate::error::{Error, NpyProblem, Result};
+use crate::error::{NpyProblem, Result, ShmError};
 use crate::float::{self, Float};
 
 /// The magic string every `.npy` file starts with.
@@ -175,7 +175,7 @@ pub fn encode_header(dtype: Dtype, shape: &[usize]) -> Vec<u8> {
 /// header). `path` only names the source in errors. The data size is not checked here;
 /// see [`check_size`].
 pub fn parse_header(bytes: &[u8], path: &Path) -> Result<NpyHeader> {
-    let fail = |problem| Error::npy(path, problem);
+    let fail = |problem| ShmError::npy(path, problem);
     let magic_seen = &bytes[..bytes.len().min(MAGIC.len())];
     if magic_seen != &MAGIC[..magic_seen.len()] {
         return Err(fail(NpyProblem::BadMagic));
@@ -233,14 +233,14 @@ pub fn check_size(header: &NpyHeader, file_len: u64, path: &Path) -> Result<()> 
     let expected = data_len(header.dtype, &header.shape)
         .map(|bytes| bytes as u64)
         .ok_or_else(|| {
-            Error::npy(
+            ShmError::npy(
                 path,
                 NpyProblem::MalformedHeader(format!("shape {:?} is too large", header.shape)),
             )
         })?;
     let actual = file_len.saturating_sub(header.data_offset as u64);
     if file_len < header.data_offset as u64 || actual != expected {
-        return Err(Error::npy(
+        return Err(ShmError::npy(
             path,
             NpyProblem::SizeMismatch { expected, actual },
         ));
@@ -252,16 +252,16 @@ pub fn check_size(header: &NpyHeader, file_len: u64, path: &Path) -> Result<()> 
 pub fn write<F: Float>(path: &Path, shape: &[usize], data: &[F]) -> Result<()> {
     let expected = data_len(F::DTYPE, shape).map(|bytes| bytes / F::DTYPE.size());
     if expected != Some(data.len()) {
-        return Err(Error::LengthMismatch {
+        return Err(ShmError::LengthMismatch {
             what: "data",
             expected: expected.unwrap_or(usize::MAX),
             actual: data.len(),
         });
     }
-    let mut file = File::create(path).map_err(|e| Error::io("create", path, e))?;
+    let mut file = File::create(path).map_err(|e| ShmError::io("create", path, e))?;
     file.write_all(&encode_header(F::DTYPE, shape))
         .and_then(|()| file.write_all(float::as_bytes(data)))
-        .map_err(|e| Error::io("write", path, e))
+        .map_err(|e| ShmError::io("write", path, e))
 }
 
 /// An `.npy` file mapped read-only into memory.
@@ -292,9 +292,9 @@ impl NpyFile {
         let path = path.as_ref();
         // Checked before opening: opening a FIFO for reading would block until some
         // writer appears, and devices have no size to check against the header.
-        let meta = std::fs::metadata(path).map_err(|e| Error::io("open", path, e))?;
+        let meta = std::fs::metadata(path).map_err(|e| ShmError::io("open", path, e))?;
         if !meta.is_file() {
-            return Err(Error::io(
+            return Err(ShmError::io(
                 "open",
                 path,
                 std::io::Error::new(
@@ -303,19 +303,19 @@ impl NpyFile {
                 ),
             ));
         }
-        let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+        let file = File::open(path).map_err(|e| ShmError::io("open", path, e))?;
         let len = file
             .metadata()
-            .map_err(|e| Error::io("stat", path, e))?
+            .map_err(|e| ShmError::io("stat", path, e))?
             .len();
         if len == 0 {
-            return Err(Error::npy(path, NpyProblem::Truncated));
+            return Err(ShmError::npy(path, NpyProblem::Truncated));
         }
         // SAFETY: a read-only shared mapping of the regular file we just opened, of its
         // current length; we only ever read it as bytes (or as f32/f64, valid for any
         // bits). Truncation or rewriting by another process while it is mapped is
         // excluded by this function's documented contract (nothing here can prevent it).
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io("map", path, e))?;
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| ShmError::io("map", path, e))?;
         let header = parse_header(&map, path)?;
         // The mapping's length, not the `stat` above: the file may have changed in
         // between, and the data views are cut from the mapping.
@@ -357,7 +357,7 @@ impl NpyFile {
     /// The data as `F`; an error when the file holds the other dtype.
     pub fn data_as<F: Float>(&self) -> Result<Cow<'_, [F]>> {
         if self.header.dtype != F::DTYPE {
-            return Err(Error::npy(
+            return Err(ShmError::npy(
                 &self.path,
                 NpyProblem::WrongArray(format!(
                     "holds {} data, {} was asked for",

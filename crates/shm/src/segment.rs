@@ -45,7 +45,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use memmap2::MmapMut;
 
-use crate::error::{Error, NpyProblem, Result};
+use crate::error::{NpyProblem, Result, ShmError};
 use crate::float::{self, Float};
 use crate::npy::{self, NpyHeader};
 
@@ -62,6 +62,7 @@ pub const MAX_NAME_LEN: usize = 254;
 
 /// What memory a segment lives in, in fallback order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Backing {
     /// A file in the shared-memory directory (`/dev/shm`): other processes can open it by
     /// name, and it never touches a disk.
@@ -239,7 +240,7 @@ enum Refusal {
     /// Try the next place.
     Soft(String),
     /// Stop: trying elsewhere would hide a real problem (a name clash, say).
-    Hard(Error),
+    Hard(ShmError),
 }
 
 impl SharedSegment {
@@ -254,7 +255,7 @@ impl SharedSegment {
     pub fn create_with(name: &str, len: usize, options: &SegmentOptions) -> Result<Self> {
         let name = validate_name(name)?;
         if len == 0 {
-            return Err(Error::EmptySegment { name: name.into() });
+            return Err(ShmError::EmptySegment { name: name.into() });
         }
         let mut reasons = Vec::new();
         let mut chain = options.chain().peekable();
@@ -297,7 +298,7 @@ impl SharedSegment {
                 }
             }
         }
-        Err(Error::NoBacking {
+        Err(ShmError::NoBacking {
             name: name.into(),
             len,
             reasons: reasons.join("; "),
@@ -334,7 +335,7 @@ impl SharedSegment {
             .mode(0o600)
             .open(&path)
             .map_err(|e| match e.kind() {
-                io::ErrorKind::AlreadyExists => Refusal::Hard(Error::io("create", &path, e)),
+                io::ErrorKind::AlreadyExists => Refusal::Hard(ShmError::io("create", &path, e)),
                 _ => Refusal::Soft(format!("create {}: {e}", path.display())),
             })?;
         let mut cleanup = RemoveOnDrop(Some(&path));
@@ -370,13 +371,13 @@ impl SharedSegment {
     ) -> Result<Self> {
         let header = npy::encode_header(F::DTYPE, shape);
         let data = npy::data_len(F::DTYPE, shape).ok_or_else(|| {
-            Error::npy(
+            ShmError::npy(
                 name,
                 NpyProblem::MalformedHeader(format!("shape {shape:?} is too large")),
             )
         })?;
         let len = header.len().checked_add(data).ok_or_else(|| {
-            Error::npy(
+            ShmError::npy(
                 name,
                 NpyProblem::MalformedHeader(format!("shape {shape:?} is too large")),
             )
@@ -404,14 +405,14 @@ impl SharedSegment {
             let path = dir.join(name);
             match Self::open_path(&path, backing) {
                 Ok(segment) => return Ok(segment),
-                Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                    last = Some(Error::io("open", path, source));
+                Err(ShmError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                    last = Some(ShmError::io("open", path, source));
                 }
                 Err(other) => return Err(other),
             }
         }
         Err(last.unwrap_or_else(|| {
-            Error::io(
+            ShmError::io(
                 "open",
                 options.shm_dir.join(name),
                 io::Error::from(io::ErrorKind::NotFound),
@@ -424,24 +425,24 @@ impl SharedSegment {
             .read(true)
             .write(true)
             .open(path)
-            .map_err(|e| Error::io("open", path, e))?;
+            .map_err(|e| ShmError::io("open", path, e))?;
         let len = file
             .metadata()
-            .map_err(|e| Error::io("stat", path, e))?
+            .map_err(|e| ShmError::io("stat", path, e))?
             .len();
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         if len == 0 {
-            return Err(Error::EmptySegment { name });
+            return Err(ShmError::EmptySegment { name });
         }
         // SAFETY: maps an existing segment file for reading and writing, exactly its
         // current size, so every page is inside the file when mapped (its creator reserved
         // them; a foreign sparse file may still hit ENOSPC on a write, a SIGBUS, not UB).
         // Concurrent writers and truncation by another process are `SharedSegment`'s
         // documented contract ("Sharing the memory"): nothing here can prevent them.
-        let map = unsafe { MmapMut::map_mut(&file) }.map_err(|e| Error::io("map", path, e))?;
+        let map = unsafe { MmapMut::map_mut(&file) }.map_err(|e| ShmError::io("map", path, e))?;
         Ok(Self {
             name,
             path: Some(path.to_owned()),
@@ -456,7 +457,7 @@ impl SharedSegment {
     /// have it mapped keep their mapping.
     pub fn unlink(name: &str) -> Result<()> {
         let path = Path::new(DEFAULT_SHM_DIR).join(validate_name(name)?);
-        fs::remove_file(&path).map_err(|e| Error::io("unlink", path, e))
+        fs::remove_file(&path).map_err(|e| ShmError::io("unlink", path, e))
     }
 
     /// A fresh name `memwarden-shm-{pid}-{user}-{tag}-{n}`, unique within this process and,
@@ -538,10 +539,10 @@ impl SharedSegment {
         };
         let now = file
             .metadata()
-            .map_err(|e| Error::io("stat", path, e))?
+            .map_err(|e| ShmError::io("stat", path, e))?
             .len();
         if now < self.map.len() as u64 {
-            return Err(Error::io(
+            return Err(ShmError::io(
                 "read",
                 path,
                 io::Error::new(
@@ -560,7 +561,7 @@ impl SharedSegment {
     fn npy_range<F: Float>(&self) -> Result<std::ops::Range<usize>> {
         let header = self.npy_header()?;
         if header.dtype != F::DTYPE {
-            return Err(Error::npy(
+            return Err(ShmError::npy(
                 &self.name,
                 NpyProblem::WrongArray(format!(
                     "segment holds {} data, {} was asked for",
@@ -572,8 +573,8 @@ impl SharedSegment {
         Ok(header.data_offset..self.map.len())
     }
 
-    fn misaligned(&self) -> Error {
-        Error::npy(
+    fn misaligned(&self) -> ShmError {
+        ShmError::npy(
             &self.name,
             NpyProblem::WrongArray("data section is not aligned for in-place access".into()),
         )
@@ -602,7 +603,7 @@ impl SharedSegment {
     /// segment's sole user should shrink it.
     pub fn resize(&mut self, len: usize) -> Result<()> {
         if len == 0 {
-            return Err(Error::EmptySegment {
+            return Err(ShmError::EmptySegment {
                 name: self.name.clone(),
             });
         }
@@ -613,7 +614,7 @@ impl SharedSegment {
             (Some(file), Some(path)) => {
                 let old = self.map.len();
                 if len > old {
-                    reserve(file, len, false).map_err(|e| Error::io("reserve", path, e))?;
+                    reserve(file, len, false).map_err(|e| ShmError::io("reserve", path, e))?;
                 }
                 // Map the new length before any truncation: if mapping fails, the old
                 // mapping is still over a file at least as long as itself.
@@ -629,7 +630,7 @@ impl SharedSegment {
                             // Give back the space reserved above (best effort).
                             let _ = file.set_len(old as u64);
                         }
-                        return Err(Error::io("map", path, e));
+                        return Err(ShmError::io("map", path, e));
                     }
                 };
                 if len < old {
@@ -637,13 +638,13 @@ impl SharedSegment {
                     // unchanged file. On success the old one is replaced below without
                     // being touched past the new end (`&mut self` excludes any view).
                     file.set_len(len as u64)
-                        .map_err(|e| Error::io("truncate", path, e))?;
+                        .map_err(|e| ShmError::io("truncate", path, e))?;
                 }
                 self.map = map;
             }
             _ => {
                 let mut map = MmapMut::map_anon(len)
-                    .map_err(|e| Error::io("map", PathBuf::from(&self.name), e))?;
+                    .map_err(|e| ShmError::io("map", PathBuf::from(&self.name), e))?;
                 let keep = len.min(self.map.len());
                 map[..keep].copy_from_slice(&self.map[..keep]);
                 self.map = map;
@@ -660,7 +661,7 @@ impl SharedSegment {
                 self.owner = false;
                 Ok(path)
             }
-            None => Err(Error::NotFileBacked {
+            None => Err(ShmError::NotFileBacked {
                 name: self.name.clone(),
             }),
         }
@@ -697,13 +698,13 @@ pub fn sweep_stale_in(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("list", dir, e)),
+        Err(e) => return Err(ShmError::io("list", dir, e)),
     };
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
     let mut removed = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
+        let entry = entry.map_err(|e| ShmError::io("list", dir, e))?;
         let file_name = entry.file_name();
         let Some(pid) = file_name.to_str().and_then(owner_pid) else {
             continue;
@@ -747,7 +748,7 @@ fn pid_alive(pid: libc::pid_t) -> bool {
 }
 
 fn validate_name(name: &str) -> Result<&str> {
-    let refuse = |reason| Error::InvalidSegmentName {
+    let refuse = |reason| ShmError::InvalidSegmentName {
         name: name.to_owned(),
         reason,
     };

@@ -6,7 +6,7 @@ use std::time::Duration;
 use memwarden_core::{Priority, ResourceId, ResourceKind, Timestamp};
 use serde::Serialize;
 
-/// A snapshot of one registered resource, as the prioritizer sees it.
+/// One registered resource at one instant, as the prioritizer sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Candidate {
     /// The resource's id.
@@ -63,7 +63,7 @@ impl Candidate {
 /// Every registered resource at one instant: the input of a release plan.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CandidateSet {
-    /// The instant the snapshot describes.
+    /// The instant the set describes.
     pub now: Timestamp,
     /// One entry per registered resource, in no particular order.
     pub candidates: Vec<Candidate>,
@@ -71,6 +71,7 @@ pub struct CandidateSet {
 
 /// A count of resources and their bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Totals {
     /// Number of resources.
     pub count: u64,

@@ -31,7 +31,7 @@
 //!
 //! The key design decision: **the tracker records, it never releases.** Values are held
 //! as `Arc<T>`; callers get clones. When the reaper releases a resource it
-//! [`detaches`](Tracker::detach) the registry's reference, so a caller still holding a
+//! [`detaches`](release::detach) the registry's reference, so a caller still holding a
 //! clone keeps a valid value and the memory goes when the last clone drops. The tracker
 //! refuses to detach a pinned resource or one that a live resource depends on, which makes
 //! "release never breaks a dependent" an invariant of the registry rather than a hope.
@@ -44,6 +44,7 @@
 mod candidate;
 mod error;
 mod registry;
+pub mod release;
 mod spec;
 
 pub use candidate::{Candidate, CandidateSet, Totals};

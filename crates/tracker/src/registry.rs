@@ -93,10 +93,12 @@ impl Books {
     }
 }
 
-/// A resource the tracker no longer holds, handed to whoever releases it.
+/// A resource the tracker no longer holds, handed to whoever releases it
+/// ([`release::detach`](crate::release::detach)).
 ///
 /// Dropping a `Detached` drops the registry's reference to the value; the memory is freed
 /// when the last clone held elsewhere drops.
+#[non_exhaustive]
 pub struct Detached {
     /// The resource's id.
     pub id: ResourceId,
@@ -124,8 +126,9 @@ impl fmt::Debug for Detached {
     }
 }
 
-/// Counters of the tracker's activity since it was made.
+/// Counters of the tracker's activity since it was made, from [`Tracker::stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct TrackerStats {
     /// Resources registered.
     pub registered: u64,
@@ -385,7 +388,7 @@ impl Tracker {
         self.shard(id).map.read().contains_key(id)
     }
 
-    /// A snapshot of `id`'s record (not counted as an access).
+    /// `id`'s record now, as a release candidate (not counted as an access).
     pub fn info(&self, id: &str) -> Option<Candidate> {
         let map = self.shard(id).map.read();
         let (key, entry) = map.get_key_value(id)?;
@@ -434,10 +437,17 @@ impl Tracker {
     }
 
     /// Removes `id` from the registry and hands it over for release.
-    ///
-    /// Refuses a pinned resource and one that live resources depend on (release those
-    /// first). This is how the reaper releases; nothing else should call it.
+    #[deprecated(note = "for the reaper only: use `memwarden_tracker::release::detach`")]
+    #[doc(hidden)]
     pub fn detach(&self, id: &str) -> Result<Detached, TrackerError> {
+        self.detach_entry(id)
+    }
+
+    /// Removes `id` from the registry and hands it over for release; see
+    /// [`release::detach`](crate::release::detach).
+    ///
+    /// Refuses a pinned resource and one that live resources depend on.
+    pub(crate) fn detach_entry(&self, id: &str) -> Result<Detached, TrackerError> {
         let mut books = self.books.lock();
         let mut map = self.shard(id).map.write();
         let entry = map

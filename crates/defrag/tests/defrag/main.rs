@@ -34,7 +34,10 @@ pub(crate) fn quiet() -> DefragConfig {
 /// A defragmenter without a monitor thread, on a manual clock.
 pub(crate) fn manual(config: DefragConfig) -> (Defragmenter, ManualClock) {
     let clock = ManualClock::new();
-    let defrag = Defragmenter::with_clock(config, Arc::new(clock.clone())).expect("a valid config");
+    let defrag = Defragmenter::builder(config)
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .expect("a valid config");
     (defrag, clock)
 }
 

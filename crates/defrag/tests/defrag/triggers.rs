@@ -150,7 +150,7 @@ fn set_config_changes_the_threshold_at_runtime() {
 #[test]
 fn invalid_configs_are_refused_and_change_nothing() {
     let check = |config: DefragConfig, what: &str| {
-        match Defragmenter::new(config.clone()) {
+        match Defragmenter::builder(config.clone()).build() {
             Err(DefragError::ZeroDuration { what: got }) => assert_eq!(got, what),
             other => panic!("{config:?}: {other:?}"),
         }
@@ -185,14 +185,13 @@ fn invalid_configs_are_refused_and_change_nothing() {
 #[test]
 fn the_monitor_thread_fires_both_triggers() {
     let clock = ManualClock::new();
-    let defrag = Defragmenter::start_with_clock(
-        DefragConfig {
-            released_threshold: 1000,
-            interval: Some(HOUR),
-            ..quiet()
-        },
-        Arc::new(clock.clone()),
-    )
+    let defrag = Defragmenter::builder(DefragConfig {
+        released_threshold: 1000,
+        interval: Some(HOUR),
+        ..quiet()
+    })
+    .clock(Arc::new(clock.clone()))
+    .start()
     .expect("the monitor starts");
     assert!(defrag.is_monitored());
 
@@ -209,14 +208,13 @@ fn the_monitor_thread_fires_both_triggers() {
 
 #[test]
 fn a_lower_threshold_wakes_the_monitor_at_once() {
-    let defrag = Defragmenter::start_with_clock(
-        DefragConfig {
-            released_threshold: 1 << 30,
-            poll: HOUR, // only a wake-up can make it look
-            ..quiet()
-        },
-        Arc::new(ManualClock::new()),
-    )
+    let defrag = Defragmenter::builder(DefragConfig {
+        released_threshold: 1 << 30,
+        poll: HOUR, // only a wake-up can make it look
+        ..quiet()
+    })
+    .clock(Arc::new(ManualClock::new()))
+    .start()
     .expect("the monitor starts");
     defrag.notify_released(1 << 20);
     defrag
@@ -237,7 +235,9 @@ fn the_monitor_stops_and_joins_promptly() {
         ..DefragConfig::default()
     };
     let started = Instant::now();
-    let defrag = Defragmenter::start(config.clone()).expect("the monitor starts");
+    let defrag = Defragmenter::builder(config.clone())
+        .start()
+        .expect("the monitor starts");
     drop(defrag);
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -246,7 +246,9 @@ fn the_monitor_stops_and_joins_promptly() {
     );
 
     // An explicit shutdown, then the defragmenter works on without a thread.
-    let defrag = Defragmenter::start(config).expect("the monitor starts");
+    let defrag = Defragmenter::builder(config)
+        .start()
+        .expect("the monitor starts");
     let started = Instant::now();
     defrag.shutdown();
     assert!(started.elapsed() < Duration::from_secs(5));

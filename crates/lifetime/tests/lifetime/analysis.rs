@@ -2,7 +2,7 @@
 //! shared reference figures.
 
 use memwarden_lifetime::ir::{Graph, Node, Tensor, TensorId};
-use memwarden_lifetime::{Error, PlanOptions, Strategy, Unknown, plan};
+use memwarden_lifetime::{LifetimeError, PlanOptions, Strategy, Unknown, plan};
 
 use crate::util::{build, lifetimes, opts};
 
@@ -95,7 +95,7 @@ fn topological_order_is_stable() {
 fn structural_errors_name_what_is_wrong() {
     let err = |spec: &str| plan(&build(spec), &opts(Strategy::Naive)).unwrap_err();
     match err("in x\nout d\nn0 Relu x -> a\nn1 Add a c -> b\nn2 Relu b -> c\nn3 Relu c -> d") {
-        Error::Cycle { nodes } => {
+        LifetimeError::Cycle { nodes } => {
             let mut sorted = nodes.clone();
             sorted.sort();
             assert_eq!(sorted, ["n1", "n2"], "{nodes:?}");
@@ -103,27 +103,27 @@ fn structural_errors_name_what_is_wrong() {
         e => panic!("expected a cycle, got {e}"),
     }
     match err("in x\nout a\nn0 Add a x -> a") {
-        Error::Cycle { nodes } => assert_eq!(nodes, ["n0"]),
+        LifetimeError::Cycle { nodes } => assert_eq!(nodes, ["n0"]),
         e => panic!("expected a cycle, got {e}"),
     }
     let e = err("in x\nout b\nn0 Add x ghost -> b");
     assert!(
-        matches!(&e, Error::UndefinedTensor { tensor, node } if tensor == "ghost" && node == "n0"),
+        matches!(&e, LifetimeError::UndefinedTensor { tensor, node } if tensor == "ghost" && node == "n0"),
         "{e}"
     );
     let e = err("in x\nout b\nn0 Relu x -> b\nn1 Relu x -> b");
     assert!(
-        matches!(&e, Error::DuplicateProducer { tensor, first, second } if tensor == "b" && first == "n0" && second == "n1"),
+        matches!(&e, LifetimeError::DuplicateProducer { tensor, first, second } if tensor == "b" && first == "n0" && second == "n1"),
         "{e}"
     );
     let e = err("in x\nout x2\nn0 Relu x -> x");
     assert!(
-        matches!(&e, Error::DuplicateProducer { tensor, .. } if tensor == "x"),
+        matches!(&e, LifetimeError::DuplicateProducer { tensor, .. } if tensor == "x"),
         "{e}"
     );
     let e = err("in x\nout nothing\nn0 Relu x -> y");
     assert!(
-        matches!(&e, Error::UndefinedTensor { tensor, .. } if tensor == "nothing"),
+        matches!(&e, LifetimeError::UndefinedTensor { tensor, .. } if tensor == "nothing"),
         "{e}"
     );
     let mut g = build("in x\nout y\nn0 Relu x -> y");
@@ -132,7 +132,7 @@ fn structural_errors_name_what_is_wrong() {
         .push(Some(memwarden_lifetime::ir::TensorId(99)));
     assert!(matches!(
         plan(&g, &opts(Strategy::Naive)),
-        Err(Error::BadTensorId { id: 99, .. })
+        Err(LifetimeError::BadTensorId { id: 99, .. })
     ));
     // A body capturing a tensor id the enclosing graph does not have.
     let mut body = build("out o\nn Relu i -> o");
@@ -152,7 +152,7 @@ fn structural_errors_name_what_is_wrong() {
     });
     let e = plan(&g, &opts(Strategy::Naive)).unwrap_err();
     assert!(
-        matches!(&e, Error::BadTensorId { id: 99, context, .. } if context.contains("then_branch")),
+        matches!(&e, LifetimeError::BadTensorId { id: 99, context, .. } if context.contains("then_branch")),
         "{e}"
     );
 }
@@ -162,7 +162,7 @@ fn unknown_sizes_error_or_skip() {
     let spec = "in x\nout z\nunknown y\nshape z 4 N 16\nn0 Relu x -> y\nn1 Relu y -> z";
     let g = build(spec);
     let e = plan(&g, &opts(Strategy::Best)).unwrap_err();
-    let Error::UnknownSizes { tensors } = &e else {
+    let LifetimeError::UnknownSizes { tensors } = &e else {
         panic!("{e}")
     };
     let listed: Vec<(&str, Option<&str>)> = tensors
@@ -190,7 +190,7 @@ fn unknown_sizes_error_or_skip() {
 fn sizes_that_overflow_are_errors() {
     let g = build("in x\nout y\nshape y 8 4294967296 4294967296\nn Relu x -> y");
     assert!(
-        matches!(plan(&g, &opts(Strategy::Naive)), Err(Error::SizeOverflow { tensor }) if tensor == "y")
+        matches!(plan(&g, &opts(Strategy::Naive)), Err(LifetimeError::SizeOverflow { tensor }) if tensor == "y")
     );
 }
 
@@ -221,7 +221,7 @@ fn alignment_rounds_offsets_not_sizes() {
         },
     )
     .unwrap_err();
-    assert!(matches!(e, Error::InvalidAlignment { align: 48 }));
+    assert!(matches!(e, LifetimeError::InvalidAlignment { align: 48 }));
 }
 
 #[test]
@@ -259,7 +259,7 @@ fn strategy_names_round_trip() {
         Strategy::GreedyBySize
     );
     assert!(
-        matches!("greedy".parse::<Strategy>(), Err(Error::UnknownStrategy { name }) if name == "greedy")
+        matches!("greedy".parse::<Strategy>(), Err(LifetimeError::UnknownStrategy { name }) if name == "greedy")
     );
 }
 
@@ -335,6 +335,6 @@ fn analysis_without_planning() {
     );
     assert!(matches!(
         plan(&g, &opts(Strategy::Naive)),
-        Err(Error::SizeOverflow { .. })
+        Err(LifetimeError::SizeOverflow { .. })
     ));
 }

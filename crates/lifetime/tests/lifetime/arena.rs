@@ -1,7 +1,7 @@
 //! Materialisation: one aligned arena, per-step slices that are disjoint and
 //! writable, aliases sharing bytes.
 
-use memwarden_lifetime::{Arena, Error, Plan, PlanOptions, Strategy, plan, synth};
+use memwarden_lifetime::{Arena, LifetimeError, Plan, PlanOptions, Strategy, plan, synth};
 
 use crate::util::build;
 
@@ -105,15 +105,15 @@ fn in_place_tensors_share_their_bytes() {
     assert_eq!(step.len(), 1);
     assert!(matches!(
         step.get_many_mut(["a", "b"]),
-        Err(Error::Arena { .. })
+        Err(LifetimeError::Arena { .. })
     ));
     assert!(
-        matches!(step.get_many_mut(["a", "x"]), Err(Error::Arena { problem }) if problem.contains("not live"))
+        matches!(step.get_many_mut(["a", "x"]), Err(LifetimeError::Arena { problem }) if problem.contains("not live"))
     );
     let mut step = arena.step(2).unwrap();
     let [b, z] = step.get_many_mut(["b", "z"]).unwrap();
     z.copy_from_slice(b);
-    assert!(matches!(arena.step(3), Err(Error::Arena { .. })));
+    assert!(matches!(arena.step(3), Err(LifetimeError::Arena { .. })));
 }
 
 #[test]
@@ -123,7 +123,10 @@ fn a_tampered_plan_is_refused() {
     let a = p.tensors.iter().position(|t| t.name == "a").unwrap();
     let z = p.tensors.iter().position(|t| t.name == "z").unwrap();
     p.tensors[z].offset = p.tensors[a].offset;
-    assert!(matches!(Arena::new(&p), Err(Error::InvalidPlan { .. })));
+    assert!(matches!(
+        Arena::new(&p),
+        Err(LifetimeError::InvalidPlan { .. })
+    ));
 }
 
 #[cfg(feature = "pool")]

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use memwarden_lifetime::{Error, Planner, Strategy, plan, plan_range};
+use memwarden_lifetime::{LifetimeError, Planner, Strategy, plan, plan_range};
 
 use crate::util::{brute_check, build, opts};
 
@@ -61,7 +61,7 @@ fn range_errors() {
     let g = build(SPEC);
     let (lo, hi) = (5, 2);
     assert!(
-        matches!(plan_range(&g, &opts(Strategy::Best), "N", lo..=hi), Err(Error::BadRange { dim, .. }) if dim == "N")
+        matches!(plan_range(&g, &opts(Strategy::Best), "N", lo..=hi), Err(LifetimeError::BadRange { dim, .. }) if dim == "N")
     );
     let e = plan_range(&g, &opts(Strategy::Best), "S", 1..=2).unwrap_err();
     assert!(e.to_string().contains("its symbols: N"), "{e}");

@@ -1,6 +1,6 @@
 //! The JSON graph format: round trips and errors that say where.
 
-use memwarden_lifetime::Error;
+use memwarden_lifetime::LifetimeError;
 use memwarden_lifetime::ir::{Dim, Graph, TensorKind};
 use memwarden_lifetime::synth;
 
@@ -91,7 +91,7 @@ fn errors_name_the_problem() {
     }
     let e = Graph::from_json(r#"{"inputs": ["ghost"]}"#).unwrap_err();
     assert!(
-        matches!(&e, Error::UnknownTensorName { name, at } if name == "ghost" && at == "graph.inputs[0]"),
+        matches!(&e, LifetimeError::UnknownTensorName { name, at } if name == "ghost" && at == "graph.inputs[0]"),
         "{e}"
     );
     // A body may only capture what an enclosing graph declares.

@@ -2,7 +2,7 @@
 //! properties over random record sets.
 
 use memwarden_lifetime::{
-    Error, Plan, PlannedTensor, Record, SearchBudget, Strategy, lower_bound, plan_records,
+    LifetimeError, Plan, PlannedTensor, Record, SearchBudget, Strategy, lower_bound, plan_records,
     plan_records_budgeted,
 };
 use proptest::prelude::*;
@@ -143,16 +143,16 @@ fn record_errors() {
     let e = plan_records(&records(&[(8, 3, 1)]), Strategy::Naive, 1).unwrap_err();
     assert!(matches!(
         e,
-        Error::BadRecord {
+        LifetimeError::BadRecord {
             index: 0,
             first: 3,
             last: 1
         }
     ));
     let e = plan_records(&tflite(), Strategy::Best, 0).unwrap_err();
-    assert!(matches!(e, Error::InvalidAlignment { align: 0 }));
+    assert!(matches!(e, LifetimeError::InvalidAlignment { align: 0 }));
     let e = plan_records(&records(&[(u64::MAX, 0, 0), (8, 0, 0)]), Strategy::Naive, 1).unwrap_err();
-    assert!(matches!(e, Error::SizeOverflow { .. }));
+    assert!(matches!(e, LifetimeError::SizeOverflow { .. }));
     let empty = plan_records(&[], Strategy::Best, 64).unwrap();
     assert_eq!((empty.arena_bytes, empty.lower_bound_bytes), (0, 0));
     let zero = plan_records(&records(&[(0, 0, 3), (16, 1, 2)]), Strategy::Best, 16).unwrap();
@@ -208,11 +208,13 @@ fn validation_catches_a_bad_plan_and_names_both_tensors() {
     plan.tensors[2].offset = 64; // c now overlaps b at step 2
     let e = plan.validate().unwrap_err();
     assert!(
-        matches!(&e, Error::InvalidPlan { tensor, other: Some(other), .. } if tensor == "c" && other == "b"),
+        matches!(&e, LifetimeError::InvalidPlan { tensor, other: Some(other), .. } if tensor == "c" && other == "b"),
         "{e}"
     );
     plan.tensors[2].offset = 32;
-    assert!(matches!(plan.validate(), Err(Error::InvalidPlan { tensor, .. }) if tensor == "c"));
+    assert!(
+        matches!(plan.validate(), Err(LifetimeError::InvalidPlan { tensor, .. }) if tensor == "c")
+    );
     plan.tensors[2].offset = 128;
     assert!(plan.validate().is_err(), "past the arena");
 }

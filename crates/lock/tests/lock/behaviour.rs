@@ -65,7 +65,7 @@ fn a_waiting_writer_holds_back_new_readers() {
         });
         rx.recv().unwrap();
         // Wait until the writer is queued, then a new reader must not overtake it.
-        while m.snapshot().locks.iter().all(|l| l.waiters.is_empty()) {
+        while m.inspect().locks.iter().all(|l| l.waiters.is_empty()) {
             thread::yield_now();
         }
         let late = s.spawn(|| m.try_read_for("x", SHORT).err()).join().unwrap();
@@ -95,7 +95,7 @@ fn fair_mode_serves_in_arrival_order() {
                 order.lock().push(i);
             });
             // Let thread i queue before thread i + 1 starts.
-            while m.snapshot().locks[0].waiters.len() <= i {
+            while m.inspect().locks[0].waiters.len() <= i {
                 thread::yield_now();
             }
         }
@@ -124,7 +124,7 @@ fn upgrade_downgrade_and_conflict() {
             mine.upgrade().map(|w| w.token()).map_err(|f| f.error)
         });
         rx.recv().unwrap();
-        while !m.snapshot().locks[0]
+        while !m.inspect().locks[0]
             .waiters
             .iter()
             .any(|w| w.kind == WaitKind::Upgrade)
@@ -141,7 +141,7 @@ fn upgrade_downgrade_and_conflict() {
         drop(failed);
         assert!(upgrader.join().unwrap().is_ok());
     });
-    assert_eq!(m.counters().upgrade_conflicts, 1);
+    assert_eq!(m.stats().upgrade_conflicts, 1);
 }
 
 #[test]
@@ -174,7 +174,7 @@ fn re_entry_is_refused_not_hung() {
         a.upgrade().unwrap_err().error,
         LockError::WouldDeadlock { .. }
     ));
-    assert_eq!(m.counters().would_deadlock, 4);
+    assert_eq!(m.stats().would_deadlock, 4);
 }
 
 #[test]
@@ -217,7 +217,7 @@ fn leases_expire_fence_and_hand_over() {
     counter.with_mut(&stale, |c| *c += 1).unwrap();
     clock.advance(Duration::from_secs(29));
     assert_eq!(m.expire_overdue(), 0);
-    let holder = &m.snapshot().locks[0].holders[0];
+    let holder = &m.inspect().locks[0].holders[0];
     assert_eq!(holder.held_for, Some(Duration::from_secs(29)));
     assert_eq!(holder.lease_left, Some(Duration::from_secs(1)));
     clock.advance(Duration::from_secs(1));
@@ -251,7 +251,7 @@ fn leases_expire_fence_and_hand_over() {
         11,
         "the stale write after expiry never landed"
     );
-    assert_eq!(m.counters().expiries, 1);
+    assert_eq!(m.stats().expiries, 1);
 }
 
 #[test]
@@ -317,21 +317,21 @@ fn bad_input_is_an_error_not_a_panic() {
 }
 
 #[test]
-fn resource_ids_name_locks_and_snapshots_serialise() {
+fn resource_ids_name_locks_and_states_serialise() {
     let m = manager();
     let handle = m.resource(&ResourceId::from("frame-7")).unwrap();
     let _r = handle.read().unwrap();
-    let snap = m.snapshot();
-    assert_eq!(snap.locks.len(), 1);
-    assert_eq!(snap.locks[0].name, "frame-7");
-    assert_eq!(snap.locks[0].holders[0].mode, Mode::Read);
+    let state = m.inspect();
+    assert_eq!(state.locks.len(), 1);
+    assert_eq!(state.locks[0].name, "frame-7");
+    assert_eq!(state.locks[0].holders[0].mode, Mode::Read);
     assert_eq!(
-        snap.locks[0].holders[0].held_for, None,
+        state.locks[0].holders[0].held_for, None,
         "no clock is read without leases"
     );
-    let json = serde_json::to_value(&snap).unwrap();
+    let json = serde_json::to_value(&state).unwrap();
     assert_eq!(json["locks"][0]["holders"][0]["mode"], "read");
-    assert_eq!(json["counters"]["grants"], 1);
+    assert_eq!(json["stats"]["grants"], 1);
 }
 
 #[test]

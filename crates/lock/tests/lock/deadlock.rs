@@ -67,7 +67,7 @@ fn check_ring(n: usize) {
         assert!(text.contains("worker-") && text.contains("\"n"), "{text}");
     }
     assert_eq!(deadlocks.len(), 1, "one cycle, one victim: {outcomes:?}");
-    assert_eq!(m.counters().deadlocks, 1);
+    assert_eq!(m.stats().deadlocks, 1);
 }
 
 #[test]
@@ -94,7 +94,7 @@ fn a_long_wait_without_a_cycle_is_not_a_deadlock() {
         drop(holder);
         assert_eq!(waiter.join().unwrap(), Ok(()));
     });
-    assert_eq!(m.counters().deadlocks, 0);
+    assert_eq!(m.stats().deadlocks, 0);
 }
 
 #[test]
@@ -106,7 +106,7 @@ fn a_reader_behind_a_queued_writer_is_on_the_cycle() {
     let m = &m;
     let waiting = |n: usize| {
         while m
-            .snapshot()
+            .inspect()
             .locks
             .iter()
             .map(|l| l.waiters.len())

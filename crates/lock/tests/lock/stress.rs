@@ -93,12 +93,12 @@ fn mixed_operations_lose_no_update() {
             "name-{n}"
         );
     }
-    let counters = m.counters();
+    let stats = m.stats();
     assert_eq!(
-        counters.grants,
+        stats.grants,
         grants.load(Ordering::Relaxed) + NAMES as u64,
         "grants (plus the final reads)"
     );
-    assert_eq!(counters.upgrade_conflicts, refused.load(Ordering::Relaxed));
-    assert_eq!(counters.deadlocks, 0);
+    assert_eq!(stats.upgrade_conflicts, refused.load(Ordering::Relaxed));
+    assert_eq!(stats.deadlocks, 0);
 }

@@ -128,7 +128,7 @@ fn pinned_blocks_are_locked_or_fail_with_a_typed_error() {
             block.as_mut_slice().fill(3);
             let stats = pool.stats();
             assert!(stats.pinned_reserved.current > 0);
-            assert!(pool.snapshot().iter().any(|s| s.pinned));
+            assert!(pool.inspect().segments.iter().any(|s| s.pinned));
             drop(block);
             pool.empty_cache();
             assert_eq!(pool.stats().pinned_reserved.current, 0);
@@ -275,7 +275,7 @@ fn overhead_cap_holds_when_smaller_tensors_follow_bigger_ones() {
 }
 
 #[test]
-fn labels_reach_the_snapshot_and_the_profiler() {
+fn labels_reach_the_state_and_the_profiler() {
     let pool = MemoryPool::with_config(PoolConfig::torch());
     let profiler = Arc::new(Profiler::new());
     pool.set_profiler(Some(Arc::clone(&profiler)));
@@ -285,7 +285,8 @@ fn labels_reach_the_snapshot_and_the_profiler() {
         .allocate_labeled(5000, 64, "weights")
         .expect("no limit");
     let live: Vec<_> = pool
-        .snapshot()
+        .inspect()
+        .segments
         .into_iter()
         .flat_map(|s| s.blocks)
         .filter(|b| b.allocated)

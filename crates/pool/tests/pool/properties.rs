@@ -176,7 +176,7 @@ proptest! {
         prop_assert_eq!(stats.reserved.current, 0);
         prop_assert_eq!(stats.segment_allocs, stats.segment_frees);
         // Every segment was entirely free and went back.
-        prop_assert!(pool.snapshot().is_empty());
+        prop_assert!(pool.inspect().segments.is_empty());
     }
 
     #[test]
@@ -194,7 +194,7 @@ proptest! {
                 break;
             }
             live.swap_remove(pick % live.len());
-            for segment in pool.snapshot() {
+            for segment in pool.inspect().segments {
                 for pair in segment.blocks.windows(2) {
                     prop_assert!(
                         pair[0].allocated || pair[1].allocated,
@@ -206,7 +206,7 @@ proptest! {
             }
         }
         drop(live);
-        for segment in pool.snapshot() {
+        for segment in pool.inspect().segments {
             prop_assert_eq!(segment.blocks.len(), 1, "a free segment is one block");
         }
     }

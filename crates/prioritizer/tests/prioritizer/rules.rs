@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use memwarden_core::{Priority, ResourceId, ResourceKind, Timestamp};
-use memwarden_prioritizer::{Policy, Reason, Request, SkipReason, Urgency, plan};
+use memwarden_prioritizer::{BlockReason, Policy, Reason, Request, Urgency, plan};
 
 use crate::{cand, ids, set};
 
@@ -132,10 +132,10 @@ fn dependents_are_released_first_and_block_when_protected() {
         &Request::new(Urgency::Medium, u64::MAX),
     );
     assert_eq!(ids(&p), ["frame"]);
-    assert_eq!(p.skipped.len(), 1);
+    assert_eq!(p.blocked.len(), 1);
     assert_eq!(
-        p.skipped[0].reason,
-        SkipReason::DependentProtected {
+        p.blocked[0].reason,
+        BlockReason::DependentProtected {
             dependent: "shard".into()
         }
     );
@@ -163,8 +163,8 @@ fn dependents_are_released_first_and_block_when_protected() {
         &Request::new(Urgency::Critical, u64::MAX),
     );
     assert!(!ids(&p).contains(&"tmp"));
-    assert!(p.skipped.iter().any(|k| k.reason
-        == SkipReason::DependentPinned {
+    assert!(p.blocked.iter().any(|k| k.reason
+        == BlockReason::DependentPinned {
             dependent: "shard".into()
         }));
 }

@@ -1,6 +1,6 @@
 //! Bad parameters and bad input give the documented errors, naming what is wrong.
 
-use memwarden_shm::{Error, Gaf, GafConfig, ImageSize, Method};
+use memwarden_shm::{Gaf, GafConfig, ImageSize, Method, ShmError};
 
 fn config(image_size: ImageSize, sample_range: Option<(f64, f64)>) -> GafConfig {
     GafConfig {
@@ -13,30 +13,31 @@ fn config(image_size: ImageSize, sample_range: Option<(f64, f64)>) -> GafConfig 
 #[test]
 fn bad_parameters_are_refused_by_new() {
     let unit = Some((-1.0, 1.0));
-    let check = |series_len: usize, config: GafConfig, matches: fn(&Error) -> bool, text: &str| {
-        let err = Gaf::new(config.clone(), series_len).expect_err(&format!("{config:?}"));
-        assert!(matches(&err), "{config:?} on T={series_len}: got {err:?}");
-        assert!(
-            err.to_string().contains(text),
-            "{err} should mention {text:?}"
-        );
-    };
+    let check =
+        |series_len: usize, config: GafConfig, matches: fn(&ShmError) -> bool, text: &str| {
+            let err = Gaf::new(config.clone(), series_len).expect_err(&format!("{config:?}"));
+            assert!(matches(&err), "{config:?} on T={series_len}: got {err:?}");
+            assert!(
+                err.to_string().contains(text),
+                "{err} should mention {text:?}"
+            );
+        };
     check(
         1,
         GafConfig::default(),
-        |e| matches!(e, Error::SeriesTooShort { len: 1 }),
+        |e| matches!(e, ShmError::SeriesTooShort { len: 1 }),
         "at least 2",
     );
     check(
         0,
         GafConfig::default(),
-        |e| matches!(e, Error::SeriesTooShort { len: 0 }),
+        |e| matches!(e, ShmError::SeriesTooShort { len: 0 }),
         "got 0",
     );
     check(
         10,
         config(ImageSize::Fixed(0), unit),
-        |e| matches!(e, Error::ImageSizeOutOfRange { image_size: 0, .. }),
+        |e| matches!(e, ShmError::ImageSizeOutOfRange { image_size: 0, .. }),
         "1..=10",
     );
     check(
@@ -45,7 +46,7 @@ fn bad_parameters_are_refused_by_new() {
         |e| {
             matches!(
                 e,
-                Error::ImageSizeOutOfRange {
+                ShmError::ImageSizeOutOfRange {
                     image_size: 11,
                     series_len: 10
                 }
@@ -56,43 +57,43 @@ fn bad_parameters_are_refused_by_new() {
     check(
         10,
         config(ImageSize::Fraction(0.0), unit),
-        |e| matches!(e, Error::ImageFractionOutOfRange { .. }),
+        |e| matches!(e, ShmError::ImageFractionOutOfRange { .. }),
         "(0, 1]",
     );
     check(
         10,
         config(ImageSize::Fraction(1.01), unit),
-        |e| matches!(e, Error::ImageFractionOutOfRange { .. }),
+        |e| matches!(e, ShmError::ImageFractionOutOfRange { .. }),
         "1.01",
     );
     check(
         10,
         config(ImageSize::Fraction(f64::NAN), unit),
-        |e| matches!(e, Error::ImageFractionOutOfRange { .. }),
+        |e| matches!(e, ShmError::ImageFractionOutOfRange { .. }),
         "NaN",
     );
     check(
         10,
         config(ImageSize::Fixed(5), Some((1.0, 1.0))),
-        |e| matches!(e, Error::InvalidSampleRange { .. }),
+        |e| matches!(e, ShmError::InvalidSampleRange { .. }),
         "min < max",
     );
     check(
         10,
         config(ImageSize::Fixed(5), Some((0.5, -0.5))),
-        |e| matches!(e, Error::InvalidSampleRange { .. }),
+        |e| matches!(e, ShmError::InvalidSampleRange { .. }),
         "(0.5, -0.5)",
     );
     check(
         10,
         config(ImageSize::Fixed(5), Some((-2.0, 1.0))),
-        |e| matches!(e, Error::InvalidSampleRange { .. }),
+        |e| matches!(e, ShmError::InvalidSampleRange { .. }),
         "-1 <= min",
     );
     check(
         10,
         config(ImageSize::Fixed(5), Some((f64::NAN, 1.0))),
-        |e| matches!(e, Error::InvalidSampleRange { .. }),
+        |e| matches!(e, ShmError::InvalidSampleRange { .. }),
         "NaN",
     );
     // The edges are fine.
@@ -132,7 +133,7 @@ fn non_finite_values_name_the_first_bad_sample_and_timestamp() {
             assert!(
                 matches!(
                     err,
-                    Error::NonFinite {
+                    ShmError::NonFinite {
                         sample: 7,
                         timestamp: 5,
                         ..
@@ -157,7 +158,7 @@ fn non_finite_values_name_the_first_bad_sample_and_timestamp() {
     assert!(
         matches!(
             err,
-            Error::NonFinite {
+            ShmError::NonFinite {
                 sample: 2,
                 timestamp: 0,
                 ..
@@ -181,7 +182,7 @@ fn values_outside_unit_range_need_a_sample_range() {
     x[2 * t + 3] = 1.0 + 1e-9;
     let err = gaf.transform::<f64, f64>(&x, 3).expect_err("out of range");
     assert!(
-        matches!(err, Error::ValueOutOfUnitRange { sample: 2, .. }),
+        matches!(err, ShmError::ValueOutOfUnitRange { sample: 2, .. }),
         "{err:?}"
     );
     assert!(err.to_string().contains("sample 2"), "{err}");
@@ -202,7 +203,7 @@ fn buffer_lengths_must_fit_the_shape() {
     assert!(
         matches!(
             err,
-            Error::LengthMismatch {
+            ShmError::LengthMismatch {
                 what: "input",
                 expected: 16,
                 actual: 15
@@ -216,7 +217,7 @@ fn buffer_lengths_must_fit_the_shape() {
     assert!(
         matches!(
             err,
-            Error::LengthMismatch {
+            ShmError::LengthMismatch {
                 what: "output",
                 expected: 32,
                 actual: 31
@@ -233,7 +234,7 @@ fn buffer_lengths_must_fit_the_shape() {
         .transform_into(&x, usize::MAX / 4, &mut out)
         .expect_err("overflowing count");
     assert!(
-        matches!(err, Error::LengthMismatch { what: "input", .. }),
+        matches!(err, ShmError::LengthMismatch { what: "input", .. }),
         "{err:?}"
     );
 }
@@ -248,7 +249,7 @@ fn images_too_large_for_memory_are_refused_by_new() {
             ..GafConfig::default()
         };
         let err = Gaf::new(config, series_len).expect_err("too large");
-        assert!(matches!(err, Error::TooLarge { .. }), "{err:?}");
+        assert!(matches!(err, ShmError::TooLarge { .. }), "{err:?}");
         assert!(err.to_string().contains("address space"), "{err}");
     }
     // A fixed, small image of such a series is fine.

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use memwarden_shm::npy::NpyFile;
 use memwarden_shm::{
-    Backing, Error, Float, Gaf, GafConfig, GafLoader, ImageSize, LoaderConfig, Method,
-    SegmentOptions,
+    Backing, Float, Gaf, GafConfig, GafLoader, ImageSize, LoaderConfig, Method, SegmentOptions,
+    ShmError,
 };
 
 fn gaf(t: usize, s: usize, method: Method) -> Gaf {
@@ -107,7 +107,10 @@ fn slots_are_reused_and_the_ring_is_bounded() {
     let second = loader.batch(1).expect("slot 2");
     assert_ne!(first.segment_name(), second.segment_name());
     let err = loader.batch(2).expect_err("ring exhausted");
-    assert!(matches!(err, Error::RingExhausted { slots: 2 }), "{err:?}");
+    assert!(
+        matches!(err, ShmError::RingExhausted { slots: 2 }),
+        "{err:?}"
+    );
     drop(first);
     let third = loader.batch(2).expect("a slot came back");
     assert_eq!(third.samples(), 6..9);
@@ -152,10 +155,10 @@ fn a_shorter_final_batch_has_its_own_slot_and_nothing_is_remade() {
     assert_eq!(tail.len(), 2);
     assert!(matches!(
         loader.batch(1),
-        Err(Error::RingExhausted { slots: 1 })
+        Err(ShmError::RingExhausted { slots: 1 })
     ));
     assert!(
-        matches!(loader.batch(2), Err(Error::RingExhausted { .. })),
+        matches!(loader.batch(2), Err(ShmError::RingExhausted { .. })),
         "tail held"
     );
     drop((held, tail));
@@ -179,7 +182,7 @@ fn input_errors_name_the_global_sample() {
     assert!(
         matches!(
             results[2],
-            Err(Error::NonFinite {
+            Err(ShmError::NonFinite {
                 sample: 13,
                 timestamp: 2,
                 ..
@@ -197,7 +200,7 @@ fn input_errors_name_the_global_sample() {
     )
     .expect_err("input length");
     assert!(
-        matches!(err, Error::LengthMismatch { what: "input", .. }),
+        matches!(err, ShmError::LengthMismatch { what: "input", .. }),
         "{err:?}"
     );
 }
@@ -294,7 +297,7 @@ fn the_auto_configuration_respects_the_budget() {
         LoaderConfig::new().with_workers(usize::MAX),
     );
     assert!(
-        matches!(refused, Err(memwarden_shm::Error::WorkerPool { .. })),
+        matches!(refused, Err(memwarden_shm::ShmError::WorkerPool { .. })),
         "{refused:?}"
     );
 

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use memwarden_shm::npy::{self, Dtype, NpyData, NpyFile, NpyHeader};
-use memwarden_shm::{Error, NpyProblem};
+use memwarden_shm::{NpyProblem, ShmError};
 use proptest::prelude::*;
 
 #[test]
@@ -47,7 +47,7 @@ fn round_trips_both_dtypes_and_several_ranks() {
     assert!(
         matches!(
             err,
-            Error::LengthMismatch {
+            ShmError::LengthMismatch {
                 expected: 4,
                 actual: 3,
                 ..
@@ -108,7 +108,7 @@ fn only_regular_files_are_opened() {
     for path in [fifo.as_path(), dir.path()] {
         let err = NpyFile::open(path).expect_err("not a regular file");
         assert!(
-            matches!(&err, Error::Io { op: "open", source, .. } if source.kind() == std::io::ErrorKind::InvalidInput),
+            matches!(&err, ShmError::Io { op: "open", source, .. } if source.kind() == std::io::ErrorKind::InvalidInput),
             "{}: {err:?}",
             path.display()
         );
@@ -127,7 +127,7 @@ fn shapes_whose_size_overflows_are_refused_not_multiplied() {
     );
     let err = npy::check_size(&parsed, 1 << 20, Path::new("huge.npy")).expect_err("too large");
     assert!(
-        matches!(&err, Error::Npy { problem: NpyProblem::MalformedHeader(why), .. } if why.contains("too large")),
+        matches!(&err, ShmError::Npy { problem: NpyProblem::MalformedHeader(why), .. } if why.contains("too large")),
         "{err:?}"
     );
     // A zero extent holds nothing, however large the others (the product of the
@@ -146,7 +146,7 @@ fn shapes_whose_size_overflows_are_refused_not_multiplied() {
     let dir = tempfile::tempdir().expect("tempdir");
     let err = npy::write::<f32>(&dir.path().join("w.npy"), &[huge, huge], &[])
         .expect_err("shape and data disagree");
-    assert!(matches!(err, Error::LengthMismatch { .. }), "{err:?}");
+    assert!(matches!(err, ShmError::LengthMismatch { .. }), "{err:?}");
 }
 
 #[test]
@@ -349,7 +349,7 @@ fn bad_files_are_refused_with_the_file_and_the_reason() {
     ];
     for (path, check, text) in cases {
         let err = NpyFile::open(&path).expect_err(&path.display().to_string());
-        let Error::Npy {
+        let ShmError::Npy {
             path: named,
             problem,
         } = &err

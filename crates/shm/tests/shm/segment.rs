@@ -5,7 +5,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use memwarden_shm::{
-    Backing, DEFAULT_SHM_DIR, Error, SegmentOptions, SharedSegment, sweep_stale, sweep_stale_in,
+    Backing, DEFAULT_SHM_DIR, SegmentOptions, SharedSegment, ShmError, sweep_stale, sweep_stale_in,
 };
 
 /// Options that keep every place inside `dir` (shared-memory and temp subfolders).
@@ -64,7 +64,7 @@ fn a_segment_in_dev_shm_is_shared_by_name_and_unlinked_by_its_owner() {
     assert!(!path.exists(), "the owner unlinks on drop");
     let err = SharedSegment::open(&name).expect_err("gone");
     assert!(
-        matches!(&err, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound),
+        matches!(&err, ShmError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound),
         "{err:?}"
     );
 }
@@ -98,7 +98,7 @@ fn names_are_checked() {
     ] {
         let err = SharedSegment::create(name, 16).expect_err(name);
         assert!(
-            matches!(err, Error::InvalidSegmentName { .. }),
+            matches!(err, ShmError::InvalidSegmentName { .. }),
             "{name:?}: {err:?}"
         );
         assert!(err.to_string().contains(reason), "{err}");
@@ -106,10 +106,10 @@ fn names_are_checked() {
     let long = "x".repeat(255);
     assert!(matches!(
         SharedSegment::create(&long, 16),
-        Err(Error::InvalidSegmentName { .. })
+        Err(ShmError::InvalidSegmentName { .. })
     ));
     let err = SharedSegment::create("zero-length", 0).expect_err("zero bytes");
-    assert!(matches!(err, Error::EmptySegment { .. }), "{err:?}");
+    assert!(matches!(err, ShmError::EmptySegment { .. }), "{err:?}");
     let unique = SharedSegment::unique_name("my tag/with: odd chars");
     assert!(
         unique.starts_with(&format!("memwarden-shm-{}-", std::process::id())),
@@ -132,7 +132,7 @@ fn an_existing_name_is_an_error_not_a_fallback() {
     let first = SharedSegment::create_with("taken", 64, &options).expect("first");
     let err = SharedSegment::create_with("taken", 64, &options).expect_err("clash");
     assert!(
-        matches!(&err, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists),
+        matches!(&err, ShmError::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists),
         "{err:?}"
     );
     assert!(listing(&tmp).is_empty(), "no fallback file");
@@ -163,7 +163,7 @@ fn a_full_shm_dir_falls_back_to_a_temp_file_then_to_the_heap() {
     // Without fallback the same failure is an error that names the reason.
     let strict = enospc.clone().with_fallback(false);
     let err = SharedSegment::create_with("strict", 8192, &strict).expect_err("no fallback");
-    assert!(matches!(err, Error::NoBacking { .. }), "{err:?}");
+    assert!(matches!(err, ShmError::NoBacking { .. }), "{err:?}");
     assert!(err.to_string().contains("No space left"), "{err}");
     assert!(listing(&shm).is_empty());
 
@@ -173,7 +173,7 @@ fn a_full_shm_dir_falls_back_to_a_temp_file_then_to_the_heap() {
     assert_eq!(heap.backing(), Backing::Heap);
     assert_eq!(heap.path(), None);
     let err = heap.persist().expect_err("nothing to persist");
-    assert!(matches!(err, Error::NotFileBacked { .. }), "{err:?}");
+    assert!(matches!(err, ShmError::NotFileBacked { .. }), "{err:?}");
 
     // A missing /dev/shm (some containers) goes straight to the temp dir.
     let missing = options.clone().with_shm_dir(dir.path().join("no-such-dir"));

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::thread;
 
 use memwarden_core::ResourceKind;
-use memwarden_tracker::{ResourceSpec, Tracker};
+use memwarden_tracker::{ResourceSpec, Tracker, release};
 
 #[test]
 fn concurrent_register_get_detach_keeps_totals_exact() {
@@ -25,7 +25,7 @@ fn concurrent_register_get_detach_keeps_totals_exact() {
                     let other = format!("t{}-{i}", (t + 1) % 4);
                     let _ = tracker.get::<u64>(&other);
                     if i % 3 == 0 {
-                        assert_eq!(tracker.detach(&id).unwrap().bytes, i + 1);
+                        assert_eq!(release::detach(&tracker, &id).unwrap().bytes, i + 1);
                     } else {
                         kept += i + 1;
                     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use memwarden_core::{ManualClock, Priority, ResourceKind};
-use memwarden_tracker::{KindPolicy, ResourceSpec, Shrink, Tracker, TrackerError};
+use memwarden_tracker::{KindPolicy, ResourceSpec, Shrink, Tracker, TrackerError, release};
 use parking_lot::Mutex;
 
 fn tracker() -> (Tracker, ManualClock) {
@@ -41,7 +41,7 @@ fn detaching_keeps_outstanding_clones_valid() {
     let frame = t
         .register(spec("f", ResourceKind::RenderCache, 1024), vec![7u8; 1024])
         .unwrap();
-    let detached = t.detach("f").unwrap();
+    let detached = release::detach(&t, "f").unwrap();
     assert_eq!(detached.bytes, 1024);
     drop(detached);
     assert_eq!(frame.len(), 1024);
@@ -166,7 +166,7 @@ fn totals_per_kind_follow_register_resize_and_detach() {
     assert_eq!(t.kind_total(&ResourceKind::RenderCache).count, 2);
     assert_eq!(t.set_bytes("a", 40).unwrap(), 100);
     assert_eq!(t.kind_total(&ResourceKind::RenderCache).bytes, 90);
-    t.detach("c").unwrap();
+    release::detach(&t, "c").unwrap();
     let kinds = t.kind_totals();
     assert_eq!(kinds.len(), 1);
     assert_eq!(kinds[&ResourceKind::RenderCache].bytes, 90);
@@ -193,17 +193,17 @@ fn pinned_and_depended_on_resources_are_not_detached() {
     )
     .unwrap();
 
-    let err = t.detach("weights").unwrap_err();
+    let err = release::detach(&t, "weights").unwrap_err();
     assert_eq!(err.to_string(), "resource weights is still needed by shard");
     assert!(matches!(
-        t.detach("pinned"),
+        release::detach(&t, "pinned"),
         Err(TrackerError::Pinned { .. })
     ));
     t.set_pinned("pinned", false).unwrap();
-    t.detach("pinned").unwrap();
+    release::detach(&t, "pinned").unwrap();
 
-    t.detach("shard").unwrap();
-    t.detach("weights").unwrap();
+    release::detach(&t, "shard").unwrap();
+    release::detach(&t, "weights").unwrap();
     assert!(t.is_empty());
 }
 
