@@ -157,7 +157,7 @@ fn main() -> anyhow::Result<()> {
     if let (Some(a), Some(b)) = (rss_start, rss_declared) {
         ensure!(b.saturating_sub(a) < MIB, "declaring cost more than 1 MiB");
     }
-    ensure!(registry.status().models.iter().all(|m| !m.loaded));
+    ensure!(registry.inspect().models.iter().all(|m| !m.loaded));
 
     // 3. Preload the detector in the background.
     registry.preload(["detector"])?;
@@ -199,7 +199,7 @@ fn main() -> anyhow::Result<()> {
             delta(after_get, after_job),
             loaded(&registry)
         );
-        let status = registry.status();
+        let status = registry.inspect();
         ensure!(
             status.loaded_bytes <= CAP_MIB * MIB,
             "{} bytes loaded, over the cap",
@@ -209,7 +209,7 @@ fn main() -> anyhow::Result<()> {
     for must in ["detector", "depth", "ocr"] {
         ensure!(registry.is_loaded(must), "{must} should be loaded");
     }
-    let status = registry.status();
+    let status = registry.inspect();
     println!(
         "\n{:<13} {:>5} {:>6} {:>8}",
         "model", "hits", "loads", "unloads"
@@ -278,7 +278,7 @@ fn main() -> anyhow::Result<()> {
     // 7. The status report.
     println!(
         "\n== registry status\n{}",
-        serde_json::to_string_pretty(&registry.status())?
+        serde_json::to_string_pretty(&registry.inspect())?
     );
     Ok(())
 }
@@ -328,9 +328,9 @@ fn run_job(model: &Model) -> anyhow::Result<f64> {
 }
 
 /// A model's row of the status.
-fn row(registry: &ModelRegistry, id: &str) -> memwarden::registry::ModelStatus {
+fn row(registry: &ModelRegistry, id: &str) -> memwarden::registry::ModelInfo {
     registry
-        .status()
+        .inspect()
         .models
         .into_iter()
         .find(|m| m.id.as_str() == id)
@@ -339,7 +339,7 @@ fn row(registry: &ModelRegistry, id: &str) -> memwarden::registry::ModelStatus {
 
 /// The loaded models and their MiB.
 fn loaded(registry: &ModelRegistry) -> String {
-    let status = registry.status();
+    let status = registry.inspect();
     let names: Vec<_> = status
         .models
         .iter()

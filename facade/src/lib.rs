@@ -58,6 +58,6 @@ pub use memwarden_tracker as tracker;
 
 #[cfg(feature = "runtime")]
 pub use memwarden_runtime::{
-    Fetched, Governor, Lifecycle, LockGuard, ModelRegistry, Thresholds, config, governor,
-    machine_memory, registry,
+    Budget, Fetched, Governor, Lifecycle, LockGuard, ModelRegistry, Runtime, Thresholds, config,
+    governor, machine_memory, registry,
 };

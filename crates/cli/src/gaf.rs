@@ -276,7 +276,7 @@ fn into_segment<I: Float, F: Float>(
 ) -> anyhow::Result<()> {
     let options = SegmentOptions::new().with_fallback(false);
     let mut segment = SharedSegment::create_npy::<F>(name, shape, &options).map_err(|e| {
-        let exists = matches!(&e, memwarden::shm::Error::Io { source, .. }
+        let exists = matches!(&e, memwarden::shm::ShmError::Io { source, .. }
             if source.kind() == std::io::ErrorKind::AlreadyExists);
         let e = anyhow::Error::from(e);
         if exists {
@@ -310,7 +310,7 @@ fn into_segment<I: Float, F: Float>(
 
 /// A transform error, named by the input file. Within a shard, sample indices count
 /// from the shard's first row; the user thinks in rows of the file, so say where that is.
-fn in_input(args: &Args, e: memwarden::shm::Error, first: usize) -> anyhow::Error {
+fn in_input(args: &Args, e: memwarden::shm::ShmError, first: usize) -> anyhow::Error {
     let shard = if first == 0 {
         String::new()
     } else {

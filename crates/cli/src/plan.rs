@@ -143,8 +143,8 @@ fn symbols(graph: &Graph, out: &mut BTreeSet<String>) {
 
 /// A planning error, named by the model file; unknown sizes get the options that
 /// resolve them.
-fn plan_error(model: &Path, e: lifetime::Error) -> anyhow::Error {
-    if let lifetime::Error::UnknownSizes { tensors } = &e {
+fn plan_error(model: &Path, e: lifetime::LifetimeError) -> anyhow::Error {
+    if let lifetime::LifetimeError::UnknownSizes { tensors } = &e {
         let list: Vec<String> = tensors.iter().map(ToString::to_string).collect();
         return anyhow::anyhow!(
             "{}: {} tensor(s) of unknown size: {} (bind symbols with --dim NAME=VALUE, or \

@@ -45,8 +45,5 @@ pub use bytes::ByteSize;
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::ParseError;
 
-/// The old name of [`ParseError`].
-#[deprecated(note = "renamed to `ParseError`")]
-pub type Error = ParseError;
 pub use id::{ResourceId, ResourceKind};
 pub use priority::Priority;

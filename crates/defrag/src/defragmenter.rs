@@ -319,18 +319,6 @@ impl Defragmenter {
         }
     }
 
-    /// A defragmenter on the system clock, without a monitor thread.
-    #[deprecated(note = "use `Defragmenter::builder(config).build()`")]
-    pub fn new(config: DefragConfig) -> Result<Self, DefragError> {
-        Self::builder(config).build()
-    }
-
-    /// A defragmenter on the system clock with its monitor thread running.
-    #[deprecated(note = "use `Defragmenter::builder(config).start()`")]
-    pub fn start(config: DefragConfig) -> Result<Self, DefragError> {
-        Self::builder(config).start()
-    }
-
     /// Stops the monitor thread and waits for it (for the run in progress, if any, to
     /// end). Idempotent. Afterwards the defragmenter behaves as one made with
     /// [`DefragmenterBuilder::build`].

@@ -155,9 +155,6 @@ pub use arena::{Arena, StepView};
 pub use dynamic::{MAX_ROWS_PER_VALUE, Planner, RangePlan, RangeRow, plan_range};
 pub use error::{LifetimeError, UnknownTensor};
 
-/// The old name of [`LifetimeError`].
-#[deprecated(note = "renamed to `LifetimeError`")]
-pub type Error = LifetimeError;
 pub use place::{
     DEFAULT_EFFORT, DEFAULT_TIME_CAP, Layout, Record, SearchBudget, lower_bound, plan_records,
     plan_records_budgeted,

@@ -40,12 +40,5 @@ mod score;
 pub use memwarden_tracker::{Candidate, CandidateSet};
 pub use plan::{BlockReason, Blocked, ReleasePlan, Victim, plan};
 
-/// The old name of [`Blocked`].
-#[deprecated(note = "renamed to `Blocked` (the reaper's skips are another thing)")]
-pub type Skip = Blocked;
-
-/// The old name of [`BlockReason`].
-#[deprecated(note = "renamed to `BlockReason` (the reaper has its own `SkipReason`)")]
-pub type SkipReason = BlockReason;
 pub use policy::{Policy, Request, Urgency, Weights};
 pub use score::{Reason, Score};

@@ -248,7 +248,7 @@ impl Reaper {
         if let Some(holder) = self.protected(id) {
             return self.skip(id, kind, SkipReason::Locked { holder }, report);
         }
-        let detached = match self.tracker.detach(id.as_str()) {
+        let detached = match memwarden_tracker::release::detach(&self.tracker, id.as_str()) {
             Ok(detached) => detached,
             Err(TrackerError::Pinned { .. }) => {
                 return self.skip(id, kind, SkipReason::Pinned, report);

@@ -26,7 +26,7 @@
 //! tracked bytes; the governor only measures differently (the RSS, after a compaction). The pressure level itself,
 //! and what listeners hear, follows the RSS the process really has.
 //!
-//! Every tick and every release is recorded in a [`GovernorReport`] (bounded: samples are
+//! Every tick and every release is recorded in a [`GovernorStats`] (bounded: samples are
 //! thinned out as they accumulate), and listeners registered with
 //! [`Governor::on_pressure`] hear each change of level. The monitor thread stops and is
 //! joined on drop; [`Governor::shutdown`] does the same and returns the final report.
@@ -174,6 +174,7 @@ fn serialize_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok,
 /// What made the governor look at the RSS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Cause {
     /// The monitor thread's tick (or [`Governor::tick`]).
     Tick,
@@ -183,6 +184,7 @@ pub enum Cause {
 
 /// One reading.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct Sample {
     /// Time since the governor started, by the tracker's clock.
     #[serde(serialize_with = "serialize_duration")]
@@ -197,6 +199,7 @@ pub struct Sample {
 
 /// A change of pressure level, as listeners hear it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct PressureChange {
     /// Time since the governor started.
     #[serde(serialize_with = "serialize_duration")]
@@ -212,6 +215,7 @@ pub struct PressureChange {
 
 /// One release the governor ran.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct ReleaseEvent {
     /// Time since the governor started.
     #[serde(serialize_with = "serialize_duration")]
@@ -237,7 +241,7 @@ pub struct ReleaseEvent {
 /// What the governor saw and did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
-pub struct GovernorReport {
+pub struct GovernorStats {
     /// The configuration it ran with.
     pub config: GovernorConfig,
     /// The budget at the last reading (the lifecycle's).
@@ -273,7 +277,7 @@ pub struct GovernorReport {
     pub failed_reads: u64,
 }
 
-impl GovernorReport {
+impl GovernorStats {
     /// The median RSS over the kept samples; 0 without samples.
     pub fn rss_median(&self) -> u64 {
         let mut rss: Vec<u64> = self.samples.iter().map(|s| s.rss).collect();
@@ -455,14 +459,14 @@ struct Inner {
 /// The report under construction.
 struct Record {
     /// The report, less its samples.
-    report: GovernorReport,
+    report: GovernorStats,
     samples: Thinned<Sample>,
 }
 
 impl Record {
     fn new(config: GovernorConfig, limits: Limits) -> Self {
         Record {
-            report: GovernorReport {
+            report: GovernorStats {
                 config,
                 budget: ByteSize::b(limits.budget),
                 thresholds: limits.thresholds,
@@ -623,7 +627,7 @@ impl Governor {
     }
 
     /// A copy of the report so far.
-    pub fn report(&self) -> GovernorReport {
+    pub fn stats(&self) -> GovernorStats {
         let record = self.inner.record.lock();
         let mut report = record.report.clone();
         report.samples = record.samples.points().to_vec();
@@ -633,9 +637,9 @@ impl Governor {
     }
 
     /// Stops and joins the monitor thread, and returns the final report.
-    pub fn shutdown(mut self) -> GovernorReport {
+    pub fn shutdown(mut self) -> GovernorStats {
         self.stop();
-        self.report()
+        self.stats()
     }
 
     fn stop(&mut self) {

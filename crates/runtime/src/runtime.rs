@@ -10,7 +10,7 @@ use memwarden_snapshot::{SnapshotError, SnapshotStore, StoreConfig};
 use memwarden_tracker::Tracker;
 
 use crate::config::Config;
-use crate::governor::{GovernorConfig, GovernorError, GovernorReport, RssSource};
+use crate::governor::{GovernorConfig, GovernorError, GovernorStats, RssSource};
 use crate::registry::RegistryConfig;
 use crate::{Budget, BudgetError, Governor, Lifecycle, ModelRegistry, SettingError};
 
@@ -182,7 +182,7 @@ impl Runtime {
     /// defragmenter's timer), joins the threads, and returns the governor's final report
     /// (`None` without a governor, or when already stopped). The tracker, lifecycle,
     /// registry, store and the defragmenter's figures stay readable.
-    pub fn stop(&mut self) -> Option<GovernorReport> {
+    pub fn stop(&mut self) -> Option<GovernorStats> {
         self.registry.cancel_preload();
         let report = self.governor.take().map(Governor::shutdown);
         if let Some(defrag) = &self.defrag {
@@ -192,7 +192,7 @@ impl Runtime {
     }
 
     /// [`stop`](Self::stop), then drops every part.
-    pub fn shutdown(mut self) -> Option<GovernorReport> {
+    pub fn shutdown(mut self) -> Option<GovernorStats> {
         self.stop()
     }
 }
@@ -326,9 +326,9 @@ impl RuntimeBuilder {
         };
         let lifecycle = Arc::new(lifecycle);
         let defrag = if self.defrag {
-            Some(Arc::new(Defragmenter::start(DefragConfig::from(
-                &config.defrag,
-            ))?))
+            Some(Arc::new(
+                Defragmenter::builder(DefragConfig::from(&config.defrag)).start()?,
+            ))
         } else {
             None
         };

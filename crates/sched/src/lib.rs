@@ -74,11 +74,6 @@ pub use matmul::MatmulShape;
 pub use pressure::PressureSource;
 pub use scheduler::{MAX_JOBS, ParallelScheduler, RunReport, SchedulerBuilder};
 
-/// The old name of [`RunReport`]: what one call did is a report, `*Stats` are
-/// cumulative.
-#[deprecated(note = "renamed to `RunReport`")]
-pub type RunStats = RunReport;
-
 /// The process-wide scheduler behind [`schedule`] and [`batched_matmul`]:
 /// [`ParallelScheduler::new`]'s automatic configuration, built on first use and never
 /// dropped (its threads live as long as the process).

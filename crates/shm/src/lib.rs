@@ -70,9 +70,6 @@ mod segment;
 
 pub use error::{NpyProblem, Result, ShmError};
 
-/// The old name of [`ShmError`].
-#[deprecated(note = "renamed to `ShmError`")]
-pub type Error = ShmError;
 pub use float::{Float, as_bytes};
 pub use gaf::{Gaf, GafConfig, ImageSize, Method};
 pub use loader::{

@@ -436,13 +436,6 @@ impl Tracker {
         self.shard(id).map.read().get(id)?.shrink.clone()
     }
 
-    /// Removes `id` from the registry and hands it over for release.
-    #[deprecated(note = "for the reaper only: use `memwarden_tracker::release::detach`")]
-    #[doc(hidden)]
-    pub fn detach(&self, id: &str) -> Result<Detached, TrackerError> {
-        self.detach_entry(id)
-    }
-
     /// Removes `id` from the registry and hands it over for release; see
     /// [`release::detach`](crate::release::detach).
     ///

@@ -4,10 +4,17 @@
 //! clips, looks up subtitles and runs models. Which frame, clip, cue or model each step
 //! touches follows a seeded Zipf law. Everything is real: frames and audio are heap
 //! buffers that are read for real, subtitle indexes are maps, and the models are weight
-//! files (generated once into a cache directory) that a [`ModelRegistry`] maps on first
-//! use, so inference makes their pages resident.
+//! files (generated once into a cache directory) that a
+//! [`ModelRegistry`](memwarden::ModelRegistry) maps on first use, so inference makes their
+//! pages resident.
 //!
-//! The whole process is held to the budget by a [`Governor`]: before each load it checks
+//! Everything is wired by [`Runtime::builder`] from the config, as a user's program
+//! would: the module files split the work into the arguments (`args`), the session's
+//! steps (`session`), the figures gathered at the end (`report`) and their text form
+//! (`render`).
+//!
+//! The whole process is held to the budget by a [`Governor`](memwarden::Governor): before
+//! each load it checks
 //! the resident set plus the incoming bytes against the budget and releases (through the
 //! prioritizer and the reaper) when they would pass the warning line; its monitor thread
 //! reads the RSS every tick for growth nobody announced. Released frames are snapshotted

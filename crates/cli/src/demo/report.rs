@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use memwarden::core::ResourceKind;
 use memwarden::defrag::rss;
-use memwarden::governor::GovernorReport;
+use memwarden::governor::GovernorStats;
 use memwarden::runtime::{Runtime, Thinned};
 use serde::Serialize;
 
@@ -174,7 +174,7 @@ impl Report {
     pub(crate) fn build(
         args: &Args,
         runtime: &Runtime,
-        governor: &GovernorReport,
+        governor: &GovernorStats,
         outcome: Outcome,
     ) -> anyhow::Result<Report> {
         let stats = runtime.lifecycle().reaper().stats();
@@ -268,7 +268,7 @@ impl Report {
                 bytes_returned: defrag.total_returned,
                 seconds: defrag.total_duration.as_secs_f64(),
             },
-            models: serde_json::to_value(runtime.registry().status())?,
+            models: serde_json::to_value(runtime.registry().inspect())?,
             snapshots,
             samples: outcome.series.points().to_vec(),
         })

@@ -38,11 +38,11 @@
 //! assert!(!registry.is_loaded("detector") && registry.is_loaded("segmenter"));
 //! assert_eq!(embed.shape[1], 256, "a model still held stays mapped and valid");
 //!
-//! let status = registry.status();
+//! let status = registry.inspect();
 //! assert_eq!(status.loaded_bytes, 1 << 20);
 //! assert_eq!((status.models[0].loads, status.models[0].unloads), (1, 0));
 //! drop(detector); // the last handle: now the detector's pages go
-//! assert_eq!(registry.status().models[0].unloads, 1);
+//! assert_eq!(registry.inspect().models[0].unloads, 1);
 //! # Ok(()) }
 //! ```
 //!
@@ -64,7 +64,7 @@
 //! Releasing drops the tracker's reference only. A caller holding an `Arc<Model>` keeps a
 //! valid mapping, and a `get` while it is still held registers that same mapping again
 //! rather than mapping the file twice. A model is **unloaded** when its mapping is actually
-//! unmapped, that is when the last `Arc<Model>` drops; [`ModelStatus::unloads`] counts those
+//! unmapped, that is when the last `Arc<Model>` drops; [`ModelInfo::unloads`] counts those
 //! (a `Drop` on [`Model`] bumps it), so `loads - unloads` is the number of live mappings.
 //!
 //! A model that cannot fit under the cap because the rest is pinned (or the model alone is
@@ -93,7 +93,7 @@
 //! its byte length; and the tensors cover the data section exactly, without gaps or
 //! overlaps (the format's own rule, which rejects truncated files and files with bytes no
 //! tensor describes). A failed load leaves nothing behind: the error is returned (and kept
-//! as [`ModelStatus::last_error`]), and the next `get` tries the file again.
+//! as [`ModelInfo::last_error`]), and the next `get` tries the file again.
 //!
 //! **Model files must not be truncated or rewritten in place while mapped**; replace a
 //! model by renaming a new file over its path (existing mappings keep the old file), as
@@ -374,9 +374,10 @@ impl Default for RegistryConfig {
     }
 }
 
-/// One declared model in a [`RegistryStatus`].
+/// One declared model in a [`RegistryState`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ModelStatus {
+#[non_exhaustive]
+pub struct ModelInfo {
     /// Its id.
     pub id: ResourceId,
     /// Its file (lossily converted to UTF-8 when serialised).
@@ -406,9 +407,10 @@ pub struct ModelStatus {
 
 /// What a [`ModelRegistry`] holds: every declared model, in declaration order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RegistryStatus {
+#[non_exhaustive]
+pub struct RegistryState {
     /// Every declared model.
-    pub models: Vec<ModelStatus>,
+    pub models: Vec<ModelInfo>,
     /// Bytes of the models the tracker holds.
     pub loaded_bytes: u64,
     /// The registry's cap.
@@ -421,6 +423,7 @@ fn lossy_path<S: serde::Serializer>(path: &Path, serializer: S) -> Result<S::Ok,
 
 /// What a preload did.
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct PreloadReport {
     /// Models loaded (or found already loaded), in order.
     pub loaded: Vec<ResourceId>,
@@ -648,7 +651,7 @@ impl ModelRegistry {
     ///
     /// Fails without starting anything if an id is not declared. Collect the outcome with
     /// [`wait_preload`](Self::wait_preload); failures are also logged and kept as each
-    /// model's [`ModelStatus::last_error`].
+    /// model's [`ModelInfo::last_error`].
     pub fn preload<I, S>(&self, ids: I) -> Result<(), RegistryError>
     where
         I: IntoIterator<Item = S>,
@@ -690,7 +693,7 @@ impl ModelRegistry {
     }
 
     /// Every declared model, in declaration order, with the registry's totals.
-    pub fn status(&self) -> RegistryStatus {
+    pub fn inspect(&self) -> RegistryState {
         let slots = self.inner.models.read().slots.clone();
         let tracker = self.inner.lifecycle.tracker();
         let mut loaded_bytes = 0;
@@ -702,7 +705,7 @@ impl ModelRegistry {
                     loaded_bytes += info.bytes;
                 }
                 let state = slot.state.lock();
-                ModelStatus {
+                ModelInfo {
                     id: slot.decl.id.clone(),
                     path: slot.decl.path.clone(),
                     kind: slot.decl.kind.clone(),
@@ -727,7 +730,7 @@ impl ModelRegistry {
                 }
             })
             .collect();
-        RegistryStatus {
+        RegistryState {
             models,
             loaded_bytes,
             cap: self.inner.config.cap,

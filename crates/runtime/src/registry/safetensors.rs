@@ -208,7 +208,7 @@ impl fmt::Display for Dtype {
     }
 }
 
-/// One tensor of a [`Model`]: its description and its bytes, borrowed from the mapping.
+/// One tensor of a [`Model`](super::Model): its description and its bytes, borrowed from the mapping.
 ///
 /// `data` is row-major and little-endian, as safetensors stores it. Reading it pages the
 /// tensor in; describing it (name, dtype, shape) does not.

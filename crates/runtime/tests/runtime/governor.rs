@@ -68,7 +68,7 @@ fn below_the_warning_line_nothing_is_released() {
     let released = governor.tick();
     assert_eq!(released.bytes_freed, 0);
     assert_eq!(governor.level(), Urgency::Low);
-    let report = governor.report();
+    let report = governor.stats();
     assert_eq!(report.ticks, 1);
     assert_eq!(report.release_count, 0);
     assert_eq!(report.samples.len(), 1);
@@ -90,7 +90,7 @@ fn a_tick_above_the_warning_line_frees_to_the_relief_line() {
     let ids: Vec<&str> = released.released.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids, ["frame-0", "frame-1"]);
     assert_eq!(governor.level(), Urgency::Low, "65 MiB after the release");
-    let report = governor.report();
+    let report = governor.stats();
     assert_eq!(report.release_count, 1);
     let event = report.releases[0];
     assert_eq!(event.cause, Cause::Tick);
@@ -125,7 +125,7 @@ fn admission_counts_the_incoming_bytes() {
     // allocation happens. 15 MiB must go.
     let released = governor.make_room(&ResourceKind::AudioCache, 30 * MIB);
     assert_eq!(released.bytes_freed, 20 * MIB);
-    let report = governor.report();
+    let report = governor.stats();
     assert_eq!(report.admissions, 1);
     assert_eq!(report.releases[0].cause, Cause::Admit);
     assert_eq!(report.releases[0].incoming, 30 * MIB);
@@ -150,7 +150,7 @@ fn over_the_budget_anything_unpinned_may_go() {
     let released = governor.tick();
     assert_eq!(released.bytes_freed, 90 * MIB);
     assert!(f.tracker.contains("pinned"));
-    assert_eq!(governor.report().releases[0].level, Urgency::Critical);
+    assert_eq!(governor.stats().releases[0].level, Urgency::Critical);
     assert_eq!(governor.level(), Urgency::Low);
 }
 
@@ -206,7 +206,7 @@ fn listeners_hear_every_change() {
             (Urgency::Critical, Urgency::Low, 10),
         ]
     );
-    let report = governor.report();
+    let report = governor.stats();
     assert_eq!(report.pressure_changes.len(), 4);
     assert_eq!(report.release_count, 0, "nothing tracked, nothing released");
     assert_eq!((report.rss_min, report.rss_max), (10 * MIB, 101 * MIB));
@@ -226,7 +226,7 @@ fn failed_reads_are_counted_and_release_nothing() {
         .expect("a valid config");
     assert_eq!(governor.tick().bytes_freed, 0);
     assert!(f.tracker.contains("frame"));
-    let report = governor.report();
+    let report = governor.stats();
     assert_eq!(report.failed_reads, 1);
     assert!(report.samples.is_empty());
     assert_eq!((report.rss_min, report.rss_max), (0, 0));
@@ -247,9 +247,9 @@ fn samples_stay_bounded_and_even() {
     for i in 0..100u64 {
         f.clock.advance(Duration::from_secs(1));
         governor.tick();
-        assert!(governor.report().samples.len() < 8, "after tick {i}");
+        assert!(governor.stats().samples.len() < 8, "after tick {i}");
     }
-    let report = governor.report();
+    let report = governor.stats();
     assert_eq!(report.ticks, 100);
     let at: Vec<u64> = report.samples.iter().map(|s| s.at.as_secs()).collect();
     let gaps: Vec<u64> = at.windows(2).map(|w| w[1] - w[0]).collect();
@@ -276,7 +276,7 @@ fn the_monitor_ticks_on_its_own_and_shutdown_joins_it() {
     .start()
     .expect("a valid config");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while governor.report().ticks < 3 {
+    while governor.stats().ticks < 3 {
         assert!(Instant::now() < deadline, "the monitor never ticked");
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -342,7 +342,7 @@ fn the_real_rss_is_read_by_default() {
         .start()
         .expect("a valid config");
     governor.tick();
-    let report = governor.report();
+    let report = governor.stats();
     if cfg!(target_os = "linux") {
         assert_eq!(report.failed_reads, 0);
         assert!(report.rss_max > MIB, "a running test binary is resident");
@@ -353,7 +353,11 @@ fn the_real_rss_is_read_by_default() {
 fn the_defragmenter_hears_every_release_and_compacts_when_the_rss_stays_up() {
     use memwarden_defrag::{DefragConfig, Defragmenter, Trigger};
     let f = Fixture::new();
-    let defrag = Arc::new(Defragmenter::new(DefragConfig::manual()).expect("a manual config"));
+    let defrag = Arc::new(
+        Defragmenter::builder(DefragConfig::manual())
+            .build()
+            .expect("a manual config"),
+    );
     // An RSS that does not fall when resources are released: the allocator kept them.
     f.lifecycle
         .set_budget(ByteSize::mib(100))
@@ -369,7 +373,7 @@ fn the_defragmenter_hears_every_release_and_compacts_when_the_rss_stays_up() {
     }
     let released = governor.tick();
     assert!(released.bytes_freed >= 20 * MIB);
-    let report = governor.report();
+    let report = governor.stats();
     assert_eq!(report.compactions, 1);
     assert!(report.releases[0].compacted);
     assert_eq!(defrag.stats().by_trigger.get(Trigger::Pressure), 1);
@@ -459,7 +463,7 @@ fn a_listener_may_call_back_in_and_a_panicking_one_is_contained() {
     f.overhead.store(MIB, Ordering::Relaxed);
     governor.tick();
     assert_eq!(*levels.lock(), [Urgency::High, Urgency::Low]);
-    assert_eq!(governor.report().pressure_change_count, 2);
+    assert_eq!(governor.stats().pressure_change_count, 2);
 }
 
 #[test]
@@ -471,7 +475,7 @@ fn an_admission_that_needs_no_release_is_no_pressure_event() {
     // the frame is released to make room, but the process itself never did: the level
     // follows the RSS it really has.
     governor.make_room(&ResourceKind::AudioCache, 70 * MIB);
-    let report = governor.report();
+    let report = governor.stats();
     assert_eq!(
         report.pressure_change_count, 0,
         "{:?}",
@@ -491,7 +495,7 @@ fn set_budget_takes_effect_and_refuses_zero() {
     governor
         .set_budget(ByteSize::mib(16))
         .expect("a valid budget");
-    assert_eq!(governor.report().budget, ByteSize::mib(16));
+    assert_eq!(governor.stats().budget, ByteSize::mib(16));
     assert_eq!(f.lifecycle.budget(), ByteSize::mib(16), "one budget");
     governor.tick();
     assert!(

@@ -11,7 +11,7 @@ use memwarden_core::{ByteSize, ManualClock, Priority, ResourceId, ResourceKind};
 use memwarden_reaper::Hooks;
 use memwarden_runtime::Lifecycle;
 use memwarden_runtime::registry::{
-    Dtype, FormatError, MAX_HEADER_BYTES, Model, ModelDecl, ModelRegistry, ModelStatus,
+    Dtype, FormatError, MAX_HEADER_BYTES, Model, ModelDecl, ModelInfo, ModelRegistry,
     RegistryConfig, RegistryError, write_model_file,
 };
 use memwarden_tracker::{ResourceSpec, Tracker};
@@ -71,9 +71,9 @@ impl Fixture {
     }
 }
 
-fn status(registry: &ModelRegistry, id: &str) -> ModelStatus {
+fn status(registry: &ModelRegistry, id: &str) -> ModelInfo {
     registry
-        .status()
+        .inspect()
         .models
         .into_iter()
         .find(|m| m.id.as_str() == id)
@@ -87,7 +87,7 @@ fn counts(registry: &ModelRegistry, id: &str) -> (u64, u64, u64) {
 
 fn loaded(registry: &ModelRegistry) -> BTreeSet<String> {
     registry
-        .status()
+        .inspect()
         .models
         .into_iter()
         .filter(|m| m.loaded)
@@ -268,14 +268,14 @@ fn check_cap(decls: &[Decl], gets: &[&str], expected: &[&str]) {
     }
     for name in gets {
         registry.get(name).expect("a valid file");
-        let status = registry.status();
+        let status = registry.inspect();
         assert!(status.loaded_bytes <= 3 * MODEL, "after {name}");
     }
     let expected: BTreeSet<String> = expected.iter().map(ToString::to_string).collect();
     assert_eq!(loaded(&registry), expected, "after {gets:?}");
     // Every mapping that is not loaded was unmapped: nothing else holds one.
     let mut unloads = 0;
-    for m in registry.status().models {
+    for m in registry.inspect().models {
         assert_eq!(
             m.loads - m.unloads,
             u64::from(m.loaded),
@@ -363,7 +363,7 @@ fn the_cap_spares_pinned_and_higher_priority_models() {
         registry.set_pinned(name, true).unwrap();
     }
     registry.get("c").expect("loaded over the cap");
-    assert_eq!(registry.status().loaded_bytes, 3 * MODEL);
+    assert_eq!(registry.inspect().loaded_bytes, 3 * MODEL);
     assert!(status(&registry, "a").pinned);
     // Unpinned, `a` is the first to go.
     registry.set_pinned("a", false).unwrap();
@@ -812,7 +812,7 @@ fn status_reports_every_model_and_serialises() {
     }
     assert!(registry.get("bad").is_err());
 
-    let status = registry.status();
+    let status = registry.inspect();
     assert_eq!(status.cap, Some(ByteSize::b(2 * MODEL)));
     assert_eq!(status.loaded_bytes, 2 * MODEL);
     let rows: Vec<_> = status
