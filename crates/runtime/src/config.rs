@@ -53,6 +53,12 @@
 //! them one a line, compiler style: `memwarden.toml:14:12: kinds.render_cache.priority:
 //! priority 11 is out of range (expected 1..=10)`.
 //!
+//! # In code
+//!
+//! The types here are `#[non_exhaustive]`, so that a setting can be added without
+//! breaking anyone: a config comes from the loader (or [`Config::shipped`]) and is edited
+//! field by field, and [`KindConfig::new`] makes the policy of a kind configured in code.
+//!
 //! # Serialising
 //!
 //! Every type here implements [`serde::Serialize`] (for `memwarden config check --format
@@ -88,6 +94,7 @@ pub const SHIPPED_TOML: &str = include_str!("../../../configs/releasable_resourc
 
 /// A whole, checked memwarden configuration.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct Config {
     /// The memory budget and when to act on it (`[monitor]`).
     pub monitor: MonitorConfig,
@@ -103,6 +110,7 @@ pub struct Config {
 
 /// When the defragmenter returns freed heap to the operating system (`[defrag]`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct DefragSettings {
     /// Whether the automatic triggers run at all (a manual compaction always does).
     pub enabled: bool,
@@ -147,6 +155,7 @@ impl Default for DefragSettings {
 
 /// The memory budget and the thresholds at which memwarden starts releasing (`[monitor]`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct MonitorConfig {
     /// The most memory the process may use (its resident set, as the governor watches it;
     /// the tracked resources share it), as written: a size, or a share of this machine's
@@ -169,6 +178,7 @@ pub struct MonitorConfig {
 
 /// The release policy of one resource kind (`[kinds.<name>]`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct KindConfig {
     /// How important the kind is to keep: 1 is released first, 10 last.
     pub priority: Priority,
@@ -194,6 +204,21 @@ pub struct KindConfig {
     /// Whether to write a snapshot of a resource before releasing it, so it can be
     /// restored instead of rebuilt.
     pub snapshot_on_release: bool,
+}
+
+impl KindConfig {
+    /// A policy with `priority` and nothing else: no TTL, idle limit or cap, released
+    /// whole, no snapshot (for configuring a custom kind in code).
+    pub fn new(priority: Priority) -> Self {
+        KindConfig {
+            priority,
+            ttl: None,
+            max_idle: None,
+            max_bytes: None,
+            incremental_fraction: 0.0,
+            snapshot_on_release: false,
+        }
+    }
 }
 
 /// The release policies of the configured resource kinds (`[kinds.<name>]`), built-in
@@ -241,6 +266,7 @@ impl KindsConfig {
 
 /// Where snapshots of released resources are written (`[snapshot]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct SnapshotConfig {
     /// The snapshot directory. A relative path in a file loaded with [`Config::from_path`]
     /// is resolved against the file's directory; from [`Config::from_toml_str`] it is kept
@@ -262,6 +288,7 @@ impl Default for SnapshotConfig {
 
 /// How much memwarden logs (`[logging]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct LoggingConfig {
     /// The most verbose level logged: `off`, `error`, `warn`, `info`, `debug` or `trace`
     /// in the file (any case).

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use memwarden_core::{ByteSize, ManualClock, ResourceKind};
 use memwarden_prioritizer::Urgency;
-use memwarden_runtime::config::Config;
+use memwarden_runtime::config::{Config, KindConfig};
 use memwarden_runtime::{Lifecycle, Thresholds};
 use memwarden_tracker::{ResourceSpec, Tracker};
 
@@ -330,12 +330,7 @@ fn relief_frees_below_the_warning_line_so_the_next_registrations_plan_nothing() 
 fn a_custom_kind_from_the_config_gets_its_policy_and_cap() {
     let mut config = Config::shipped();
     let kv_cache: ResourceKind = "kv_cache".parse().expect("a valid name");
-    let mut policy = config
-        .kinds
-        .get(&ResourceKind::TempBuffers)
-        .expect("shipped")
-        .clone();
-    policy.priority = memwarden_core::Priority::new(6).expect("in range");
+    let mut policy = KindConfig::new(memwarden_core::Priority::new(6).expect("in range"));
     policy.max_bytes = Some(ByteSize::mib(4));
     config.kinds.insert(kv_cache.clone(), policy);
     let tracker = Arc::new(Tracker::new());
