@@ -4,7 +4,9 @@
 //! policy per [`ResourceKind`], built-in or custom ([`KindsConfig`], [`KindConfig`]), where snapshots go
 //! ([`SnapshotConfig`]), how much to log ([`LoggingConfig`]) and when to return freed heap
 //! to the operating system ([`DefragSettings`]). [`Config::shipped`] is the
-//! file that ships with memwarden, which keeps to a 1 GiB budget.
+//! file that ships with memwarden, whose budget is `auto`: three quarters of the memory
+//! cgroup's limit in a container, a quarter of the machine's memory elsewhere (see
+//! [`Budget`](crate::Budget)).
 //!
 //! ```
 //! use memwarden_runtime::config::{Config, ConfigError};
@@ -12,7 +14,7 @@
 //! use std::time::Duration;
 //!
 //! let config = Config::shipped();
-//! assert_eq!(config.monitor.budget_bytes.as_u64(), 1 << 30);
+//! assert!(config.monitor.budget.is_auto());
 //! let render = config.kinds.get(&ResourceKind::RenderCache).expect("a built-in kind");
 //! assert!(render.snapshot_on_release);
 //!
@@ -79,6 +81,7 @@ use std::time::Duration;
 use memwarden_core::{ByteSize, Priority, ResourceKind};
 
 use crate::Budget;
+use crate::budget::{AutoShares, BudgetSource};
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::{Serialize, Serializer};
 use toml::de::DeTable;
@@ -164,6 +167,16 @@ pub struct MonitorConfig {
     /// [`budget`](Self::budget) in bytes, resolved when the file was loaded.
     #[serde(skip)]
     pub budget_bytes: ByteSize,
+    /// Where [`budget_bytes`](Self::budget_bytes) came from.
+    #[serde(skip)]
+    pub budget_source: BudgetSource,
+    /// With `budget = "auto"`: the share of the tightest cgroup limit, in `(0, 1]`
+    /// (`auto_cgroup_share`, 0.75 when left out).
+    pub auto_cgroup_share: f64,
+    /// With `budget = "auto"`: the share of the machine's memory where no cgroup limit
+    /// applies, and the ceiling where one does, in `(0, 1]` (`auto_machine_share`, 0.25
+    /// when left out).
+    pub auto_machine_share: f64,
     /// The share of the budget, in `(0, 1]`, above which memwarden releases the most
     /// expendable resources.
     pub warning_fraction: f64,
@@ -381,7 +394,8 @@ impl Config {
         }
     }
 
-    /// The shipped configuration, [`SHIPPED_TOML`]: a 1 GiB budget, safe on a 4 GiB machine.
+    /// The shipped configuration, [`SHIPPED_TOML`]: an `auto` budget (three quarters of the
+    /// cgroup's limit, else a quarter of the machine: 1 GiB on a 4 GiB machine).
     pub fn shipped() -> Config {
         Config::from_toml_str(SHIPPED_TOML, "configs/releasable_resources.toml")
             .expect("the shipped config is valid (a unit test checks it)")
@@ -407,13 +421,28 @@ fn read_monitor(report: &mut Report<'_>, mut table: Table<'_, '_>) -> Option<Mon
     let warning = fraction(report, &mut table, "warning_fraction", Zero::Rejected);
     let critical = fraction(report, &mut table, "critical_fraction", Zero::Rejected);
     let tick = positive_duration(report, &mut table, "tick", Presence::Required);
+    let defaults = AutoShares::default();
+    let cgroup_share =
+        optional_fraction(report, &mut table, "auto_cgroup_share").unwrap_or(defaults.cgroup);
+    let machine_share =
+        optional_fraction(report, &mut table, "auto_machine_share").unwrap_or(defaults.machine);
     table.finish(report, "key");
 
-    let budget = budget.and_then(|budget| match budget.get_ref().resolve() {
-        Ok(bytes) => Some((budget.into_inner(), bytes)),
-        Err(error) => {
-            report.error(table.key("budget"), budget.span(), error.to_string());
-            None
+    let budget = budget.and_then(|budget| {
+        let span = budget.span();
+        let budget = match budget.into_inner() {
+            Budget::Auto(_) => Budget::Auto(AutoShares {
+                cgroup: cgroup_share,
+                machine: machine_share,
+            }),
+            other => other,
+        };
+        match budget.resolve_detailed() {
+            Ok(resolved) => Some((budget, resolved)),
+            Err(error) => {
+                report.error(table.key("budget"), span, error.to_string());
+                None
+            }
         }
     });
     if let (Some(warning), Some(critical)) = (&warning, &critical)
@@ -428,10 +457,13 @@ fn read_monitor(report: &mut Report<'_>, mut table: Table<'_, '_>) -> Option<Mon
         );
         report.error(table.key("critical_fraction"), critical.span(), message);
     }
-    let (budget, budget_bytes) = budget?;
+    let (budget, resolved) = budget?;
     Some(MonitorConfig {
         budget,
-        budget_bytes,
+        budget_bytes: resolved.bytes,
+        budget_source: resolved.source,
+        auto_cgroup_share: cgroup_share,
+        auto_machine_share: machine_share,
         warning_fraction: warning?.into_inner(),
         critical_fraction: critical?.into_inner(),
         tick: tick?,
@@ -563,6 +595,26 @@ fn fraction(
             table.key(name),
             value.span(),
             format!("{v} is out of range: a fraction must be {expected}"),
+        );
+        None
+    }
+}
+
+/// Reads an optional fraction in `(0, 1]`; `None` when absent or rejected (reported).
+fn optional_fraction(
+    report: &mut Report<'_>,
+    table: &mut Table<'_, '_>,
+    name: &'static str,
+) -> Option<f64> {
+    let value = table.optional::<f64>(report, name)?;
+    let v = *value.get_ref();
+    if v > 0.0 && v <= 1.0 {
+        Some(v)
+    } else {
+        report.error(
+            table.key(name),
+            value.span(),
+            format!("{v} is out of range: a fraction must be greater than 0 and at most 1"),
         );
         None
     }

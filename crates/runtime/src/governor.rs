@@ -66,6 +66,8 @@ use memwarden_reaper::ReleaseReport;
 use parking_lot::{Condvar, Mutex, RwLock};
 use serde::Serialize;
 
+use crate::Budget;
+use crate::cgroup::MemoryCgroup;
 use crate::lifecycle::Limits;
 use crate::{Lifecycle, SettingError, Thinned, Thresholds};
 
@@ -78,19 +80,46 @@ pub trait RssSource: Send + Sync + 'static {
     fn resident_bytes(&self) -> Option<u64>;
 }
 
-/// The operating system's figure: `/proc/self/statm`, kept open and re-read with one
-/// `pread` (the cheapest source the `rss_sources` benchmark found), else a fresh read.
+/// The operating system's figure: the process's resident set, from `/proc/self/statm`
+/// kept open and re-read with one `pread` (the cheapest source the `rss_sources`
+/// benchmark found), else a fresh read; and, when the process's memory cgroup has a
+/// limit, the larger of that and the cgroup's charge.
+///
+/// Why both: where a cgroup limit applies, the kernel kills by the cgroup's charge, which
+/// counts more than the RSS: page cache of the files the process wrote (snapshots), tmpfs
+/// and `/dev/shm` pages (shared-memory segments), other processes of the same container.
+/// The charge used is [`MemoryCgroup::usage`]: less the inactive file pages, which the
+/// kernel reclaims before it kills anyone. Without a limit the charge decides nothing (and
+/// may count a whole session's processes), so only the RSS is read.
 #[derive(Debug)]
-pub struct OsRss(Option<RssReader>);
+pub struct OsRss {
+    reader: Option<RssReader>,
+    cgroup: Option<MemoryCgroup>,
+}
 
 impl OsRss {
-    /// Opens the source; where there is no `/proc/self/statm` every reading is `None`.
+    /// Opens the source; where there is no `/proc/self/statm` the RSS reading is `None`.
+    /// Reads the cgroup's charge too when the process's memory cgroup has a limit now.
     pub fn new() -> Self {
-        OsRss(
-            RssReader::open()
+        OsRss {
+            cgroup: MemoryCgroup::detect().filter(|cgroup| cgroup.limit().is_some()),
+            ..OsRss::rss_only()
+        }
+    }
+
+    /// The resident set alone, whatever the cgroup.
+    pub fn rss_only() -> Self {
+        OsRss {
+            reader: RssReader::open()
                 .map_err(|e| log::warn!("the governor cannot read the RSS: {e}"))
                 .ok(),
-        )
+            cgroup: None,
+        }
+    }
+
+    /// The memory cgroup whose charge is read, if any.
+    pub fn cgroup(&self) -> Option<&MemoryCgroup> {
+        self.cgroup.as_ref()
     }
 }
 
@@ -102,9 +131,14 @@ impl Default for OsRss {
 
 impl RssSource for OsRss {
     fn resident_bytes(&self) -> Option<u64> {
-        match &self.0 {
+        let rss = match &self.reader {
             Some(reader) => reader.read(),
             None => memwarden_defrag::rss::current(),
+        };
+        let charge = self.cgroup.as_ref().and_then(MemoryCgroup::usage);
+        match (rss, charge) {
+            (Some(rss), Some(charge)) => Some(rss.max(charge)),
+            (rss, charge) => rss.or(charge),
         }
     }
 }
@@ -248,6 +282,9 @@ pub struct GovernorStats {
     pub budget: ByteSize,
     /// The thresholds at the last reading (the lifecycle's).
     pub thresholds: Thresholds,
+    /// Times an `auto` budget moved with the cgroup's limit
+    /// ([`GovernorBuilder::follow`]).
+    pub budget_changes: u64,
     /// Readings over time (thinned out evenly past [`GovernorConfig::max_samples`]).
     pub samples: Vec<Sample>,
     /// The changes of pressure level, oldest first (the most recent
@@ -312,6 +349,7 @@ pub struct GovernorBuilder {
     source: Option<Box<dyn RssSource>>,
     defrag: Option<Arc<Defragmenter>>,
     monitor: bool,
+    follow: Option<Budget>,
 }
 
 impl std::fmt::Debug for GovernorBuilder {
@@ -342,6 +380,15 @@ impl GovernorBuilder {
     #[must_use]
     pub fn defrag(mut self, defrag: Arc<Defragmenter>) -> Self {
         self.defrag = Some(defrag);
+        self
+    }
+
+    /// Re-resolves `budget` on every tick when it is `auto`, and sets the lifecycle's
+    /// budget when the result changes: a container resized in place is followed within a
+    /// tick. Other budgets are fixed and this does nothing.
+    #[must_use]
+    pub fn follow(mut self, budget: Budget) -> Self {
+        self.follow = Some(budget).filter(Budget::is_auto);
         self
     }
 
@@ -388,6 +435,11 @@ impl GovernorBuilder {
             stop: Mutex::new(false),
             wake: Condvar::new(),
             listeners: RwLock::new(Vec::new()),
+            follow: self.follow.map(|budget| Follow {
+                budget,
+                cgroup: MemoryCgroup::detect(),
+                machine: crate::machine_memory(),
+            }),
         });
         let monitor = if self.monitor {
             let inner = Arc::clone(&inner);
@@ -454,6 +506,14 @@ struct Inner {
     stop: Mutex<bool>,
     wake: Condvar,
     listeners: RwLock<Vec<Listener>>,
+    follow: Option<Follow>,
+}
+
+/// An `auto` budget the governor keeps resolving.
+struct Follow {
+    budget: Budget,
+    cgroup: Option<MemoryCgroup>,
+    machine: Option<u64>,
 }
 
 /// The report under construction.
@@ -470,6 +530,7 @@ impl Record {
                 config,
                 budget: ByteSize::b(limits.budget),
                 thresholds: limits.thresholds,
+                budget_changes: 0,
                 samples: Vec::new(),
                 pressure_changes: VecDeque::new(),
                 pressure_change_count: 0,
@@ -529,6 +590,7 @@ impl Governor {
             source: None,
             defrag: None,
             monitor: true,
+            follow: None,
         }
     }
 
@@ -696,6 +758,9 @@ impl Inner {
     /// about to be allocated, for an admission.
     fn check(&self, cause: Cause, admit: Option<(&ResourceKind, u64)>) -> ReleaseReport {
         let act = self.act.lock();
+        if cause == Cause::Tick {
+            self.follow_budget();
+        }
         let config = *self.config.read();
         let limits = self.lifecycle.limits();
         let (budget, thresholds) = (limits.budget, limits.thresholds);
@@ -775,6 +840,29 @@ impl Inner {
             }
         }
         report
+    }
+
+    /// Re-resolves an `auto` budget against the cgroup's limits now, and moves the
+    /// lifecycle's budget when it changed.
+    fn follow_budget(&self) {
+        let Some(follow) = &self.follow else {
+            return;
+        };
+        match follow
+            .budget
+            .resolve_in(follow.cgroup.as_ref(), || follow.machine)
+        {
+            Ok(resolved) if resolved.bytes != self.lifecycle.budget() => {
+                if self.lifecycle.set_budget(resolved.bytes).is_ok() {
+                    log::info!("the memory limit changed: the budget is now {resolved}");
+                    let mut record = self.record.lock();
+                    record.report.budget = resolved.bytes;
+                    record.report.budget_changes += 1;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => log::warn!("cannot follow the memory limit: {e}"),
+        }
     }
 
     fn count(&self, cause: Cause) {

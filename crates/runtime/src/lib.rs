@@ -44,6 +44,7 @@
 #![warn(unreachable_pub, missing_debug_implementations)]
 
 mod budget;
+pub mod cgroup;
 pub mod config;
 pub mod governor;
 mod lifecycle;
@@ -52,7 +53,7 @@ pub mod registry;
 mod runtime;
 mod series;
 
-pub use budget::{Budget, BudgetError};
+pub use budget::{AutoShares, Budget, BudgetError, BudgetSource, ResolvedBudget};
 pub use governor::Governor;
 pub use lifecycle::{Fetched, Lifecycle, SettingError, Thresholds};
 pub use lock_guard::LockGuard;

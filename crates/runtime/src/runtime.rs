@@ -12,7 +12,9 @@ use memwarden_tracker::Tracker;
 use crate::config::Config;
 use crate::governor::{GovernorConfig, GovernorError, GovernorStats, RssSource};
 use crate::registry::RegistryConfig;
-use crate::{Budget, BudgetError, Governor, Lifecycle, ModelRegistry, SettingError};
+use crate::{
+    Budget, BudgetError, Governor, Lifecycle, ModelRegistry, ResolvedBudget, SettingError,
+};
 
 /// The tracker, the lifecycle (prioritizer and reaper), the snapshot store, the lock
 /// manager, the defragmenter, the governor and the model registry of one process, wired
@@ -42,6 +44,7 @@ use crate::{Budget, BudgetError, Governor, Lifecycle, ModelRegistry, SettingErro
 #[derive(Debug)]
 pub struct Runtime {
     config: Config,
+    budget: ResolvedBudget,
     // Declared in the order they stop: the registry (its preload thread) first, then
     // the governor, which calls into the defragmenter, then the defragmenter.
     registry: ModelRegistry,
@@ -138,6 +141,12 @@ impl Runtime {
     /// The config it was built from (with the budget it was given, if one was).
     pub fn config(&self) -> &Config {
         &self.config
+    }
+    /// The budget it started with, and where it came from ("192 MiB = 75% of the cgroup
+    /// limit 256 MiB (memory.max, /kubepods/…)"). An `auto` budget then follows the
+    /// cgroup's limit on the governor's ticks ([`Lifecycle::budget`] is the one in force).
+    pub fn budget(&self) -> &ResolvedBudget {
+        &self.budget
     }
     /// The resource registry.
     pub fn tracker(&self) -> &Arc<Tracker> {
@@ -285,9 +294,15 @@ impl RuntimeBuilder {
     pub fn start(self) -> Result<Runtime, RuntimeError> {
         let mut config = self.config;
         if let Some(budget) = self.budget {
-            config.monitor.budget_bytes = budget.resolve()?;
+            let resolved = budget.resolve_detailed()?;
+            config.monitor.budget_bytes = resolved.bytes;
+            config.monitor.budget_source = resolved.source;
             config.monitor.budget = budget;
         }
+        let budget = ResolvedBudget {
+            bytes: config.monitor.budget_bytes,
+            source: config.monitor.budget_source.clone(),
+        };
         if config.monitor.budget_bytes.as_u64() == 0 {
             return Err(SettingError::ZeroBudget.into());
         }
@@ -344,6 +359,7 @@ impl RuntimeBuilder {
             if !self.monitor {
                 builder = builder.manual();
             }
+            builder = builder.follow(config.monitor.budget);
             Some(builder.start()?)
         } else {
             None
@@ -365,6 +381,7 @@ impl RuntimeBuilder {
         }
         Ok(Runtime {
             config,
+            budget,
             registry,
             governor,
             defrag,

@@ -9,8 +9,10 @@ use crate::Format;
 /// Arguments of `memwarden demo`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The most resident memory the whole process may use: a size ("384MiB") or a share
-    /// of this machine's memory ("25%"); the config's `monitor.budget` by default.
+    /// The most memory the whole process may use: a size ("384MiB"), a share of this
+    /// machine's memory ("25%"), or "auto" (three quarters of the memory cgroup's limit in
+    /// a container, else a quarter of the machine); the config's `monitor.budget` ("auto"
+    /// as shipped) by default. A budget above the cgroup's limit is refused.
     #[arg(long)]
     pub(crate) budget: Option<Budget>,
     /// Seed of the access pattern.

@@ -16,7 +16,7 @@ pub(crate) fn render(r: &Report) -> String {
         r.steps,
         r.simulated_seconds,
         r.wall_seconds,
-        b(r.budget_bytes),
+        r.budget_source,
         r.warning_fraction * 100.0,
         r.critical_fraction * 100.0,
         if r.small { ", small models" } else { "" }
@@ -161,6 +161,7 @@ mod tests {
             steps: 4,
             small: true,
             budget_bytes: budget,
+            budget_source: "100 MiB = 75% of the cgroup limit 133 MiB (memory.max, /ci)".into(),
             warning_fraction: 0.75,
             critical_fraction: 0.9,
             simulated_seconds: 0.2,
@@ -227,7 +228,7 @@ mod tests {
         let text = render(&report(90 << 20));
         for expected in [
             "seed 7, 4 steps",
-            "budget 100 MiB (warning 75%, critical 90%), small models",
+            "budget 100 MiB = 75% of the cgroup limit 133 MiB (memory.max, /ci) (warning 75%, critical 90%), small models",
             "peak (VmHWM) 90 MiB = 90.0% of budget\n",
             "render_cache",
             "75.0%",

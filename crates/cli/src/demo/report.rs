@@ -145,6 +145,8 @@ pub(crate) struct Report {
     pub(crate) steps: u64,
     pub(crate) small: bool,
     pub(crate) budget_bytes: u64,
+    /// Where the budget came from: "192 MiB = 75% of the cgroup limit 256 MiB (...)".
+    pub(crate) budget_source: String,
     pub(crate) warning_fraction: f64,
     pub(crate) critical_fraction: f64,
     pub(crate) simulated_seconds: f64,
@@ -222,6 +224,7 @@ impl Report {
             steps: args.steps,
             small: args.small,
             budget_bytes: budget,
+            budget_source: runtime.budget().to_string(),
             warning_fraction: governor.thresholds.warning,
             critical_fraction: governor.thresholds.critical,
             simulated_seconds: outcome.simulated_seconds,

@@ -46,11 +46,16 @@ fn config_check_names_key_and_line_and_exits_2() {
             "warning_fraction = 0.95",
             "monitor.critical_fraction",
         ),
-        ("budget = \"1GiB\"", "budget = \"-1GiB\"", "monitor.budget"),
+        ("budget = \"auto\"", "budget = \"-1GiB\"", "monitor.budget"),
         (
-            "budget = \"1GiB\"",
-            "budget = \"1GiB\"\nbudgett = 3",
+            "budget = \"auto\"",
+            "budget = \"auto\"\nbudgett = 3",
             "monitor.budgett",
+        ),
+        (
+            "auto_cgroup_share = 0.75",
+            "auto_cgroup_share = 0",
+            "monitor.auto_cgroup_share",
         ),
     ];
     for (from, to, key) in cases {

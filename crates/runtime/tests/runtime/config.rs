@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use memwarden_core::{ByteSize, ResourceKind};
-use memwarden_runtime::Budget;
 use memwarden_runtime::config::{Config, ConfigError, Diagnostic, SHIPPED_TOML};
+use memwarden_runtime::{AutoShares, Budget};
 
 /// A small valid config; the trailing comments are line numbers, so that the expected
 /// lines below can be checked by eye.
@@ -614,10 +614,18 @@ fn snapshot_and_logging_may_be_left_out() {
 fn shipped_config() {
     let config = Config::shipped();
     assert_eq!(config, Config::default());
+    assert_eq!(config.monitor.budget, Budget::Auto(AutoShares::default()));
     assert_eq!(
-        config.monitor.budget_bytes,
+        config.monitor.budget.resolve_against(4 << 30),
         ByteSize::gib(1),
-        "safe on a 4 GiB machine"
+        "a quarter of a 4 GiB machine outside a container"
+    );
+    assert_eq!(
+        (
+            config.monitor.auto_cgroup_share,
+            config.monitor.auto_machine_share
+        ),
+        (0.75, 0.25)
     );
     assert!(config.monitor.warning_fraction < config.monitor.critical_fraction);
     let priorities: Vec<(ResourceKind, u8)> = config
@@ -649,7 +657,7 @@ fn shipped_config() {
         Some(Duration::from_secs(30))
     );
     assert_eq!(kind(ResourceKind::SubtitleIndex).incremental_fraction, 0.5);
-    assert!(SHIPPED_TOML.contains("budget = \"1GiB\""));
+    assert!(SHIPPED_TOML.contains("budget = \"auto\""));
 }
 
 #[test]
@@ -849,4 +857,33 @@ fn custom_kinds_are_configured_like_built_in_ones_and_kinds_may_be_left_out() {
     let monitor_only: String = BASE.lines().take(5).collect::<Vec<_>>().join("\n");
     let config = Config::from_toml_str(&monitor_only, "t").unwrap_or_else(|e| panic!("{e}"));
     assert!(config.kinds.is_empty());
+}
+
+#[test]
+fn auto_budget_shares_are_read_and_checked() {
+    let toml = edit(
+        "budget = \"1GiB\"",
+        "budget = \"auto\"\nauto_machine_share = 0.5",
+    );
+    let config = Config::from_toml_str(&toml, "t").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.monitor.budget,
+        Budget::Auto(AutoShares {
+            cgroup: 0.75,
+            machine: 0.5
+        })
+    );
+    check(
+        &edit(
+            "budget = \"1GiB\"",
+            "budget = \"auto\"\nauto_cgroup_share = 1.5",
+        ),
+        "monitor.auto_cgroup_share",
+        3,
+        "out of range",
+    );
+    // A round trip keeps the shares.
+    let text = toml::to_string(&config).expect("a config serialises");
+    let back = Config::from_toml_str(&text, "serialised").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(back.monitor.budget, config.monitor.budget);
 }
