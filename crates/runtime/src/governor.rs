@@ -53,7 +53,7 @@
 //! ```
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -69,6 +69,7 @@ use serde::Serialize;
 use crate::Budget;
 use crate::cgroup::MemoryCgroup;
 use crate::lifecycle::Limits;
+use crate::pressure::PressureWatch;
 use crate::{Lifecycle, SettingError, Thinned, Thresholds};
 
 /// Where the governor reads the process's resident memory.
@@ -285,6 +286,12 @@ pub struct GovernorStats {
     /// Times an `auto` budget moved with the cgroup's limit
     /// ([`GovernorBuilder::follow`]).
     pub budget_changes: u64,
+    /// The kernel's memory-pressure notifications heard (each raises the level to high
+    /// at once and frees a relief step's worth).
+    pub kernel_pressure_events: u64,
+    /// What the kernel's pressure notifications come from ("PSI memory.pressure of /x",
+    /// "v1 medium memory pressure of /x"); `None` when the monitor only ticks.
+    pub kernel_pressure_source: Option<String>,
     /// Readings over time (thinned out evenly past [`GovernorConfig::max_samples`]).
     pub samples: Vec<Sample>,
     /// The changes of pressure level, oldest first (the most recent
@@ -330,6 +337,8 @@ impl GovernorStats {
 pub struct Governor {
     inner: Arc<Inner>,
     monitor: Option<JoinHandle<()>>,
+    /// The kernel's pressure notifications, with the monitor thread only.
+    watch: Option<PressureWatch>,
 }
 
 impl std::fmt::Debug for Governor {
@@ -435,6 +444,7 @@ impl GovernorBuilder {
             stop: Mutex::new(false),
             wake: Condvar::new(),
             listeners: RwLock::new(Vec::new()),
+            kernel_pressure: AtomicBool::new(false),
             follow: self.follow.map(|budget| Follow {
                 budget,
                 cgroup: MemoryCgroup::detect(),
@@ -451,7 +461,28 @@ impl GovernorBuilder {
         } else {
             None
         };
-        Ok(Governor { inner, monitor })
+        // The kernel's word on pressure wakes the monitor at once; without a monitor
+        // thread there is nothing to wake.
+        let watch = if monitor.is_some() {
+            let weak = Arc::downgrade(&inner);
+            let cgroup = MemoryCgroup::detect();
+            PressureWatch::start(cgroup.as_ref(), "medium", move || {
+                if let Some(inner) = weak.upgrade() {
+                    inner.kernel_pressure.store(true, Ordering::SeqCst);
+                    let _stop = inner.stop.lock();
+                    inner.wake.notify_all();
+                }
+            })
+        } else {
+            None
+        };
+        inner.record.lock().report.kernel_pressure_source =
+            watch.as_ref().map(|w| w.what().to_owned());
+        Ok(Governor {
+            inner,
+            monitor,
+            watch,
+        })
     }
 }
 
@@ -507,6 +538,8 @@ struct Inner {
     wake: Condvar,
     listeners: RwLock<Vec<Listener>>,
     follow: Option<Follow>,
+    /// Set by the kernel's pressure notification, taken by the next check.
+    kernel_pressure: AtomicBool,
 }
 
 /// An `auto` budget the governor keeps resolving.
@@ -531,6 +564,8 @@ impl Record {
                 budget: ByteSize::b(limits.budget),
                 thresholds: limits.thresholds,
                 budget_changes: 0,
+                kernel_pressure_events: 0,
+                kernel_pressure_source: None,
                 samples: Vec::new(),
                 pressure_changes: VecDeque::new(),
                 pressure_change_count: 0,
@@ -705,6 +740,8 @@ impl Governor {
     }
 
     fn stop(&mut self) {
+        // First the watch, whose callback wakes the monitor.
+        drop(self.watch.take());
         *self.inner.stop.lock() = true;
         self.inner.wake.notify_all();
         if let Some(monitor) = self.monitor.take()
@@ -736,7 +773,7 @@ impl Inner {
             }
             let tick = self.config.read().tick;
             stop = self.stop.lock();
-            if !*stop {
+            if !*stop && !self.kernel_pressure.load(Ordering::SeqCst) {
                 self.wake.wait_for(&mut stop, tick);
             }
         }
@@ -761,21 +798,41 @@ impl Inner {
         if cause == Cause::Tick {
             self.follow_budget();
         }
+        let mut report = ReleaseReport::default();
+        let mut kernel_change = None;
+        if self.kernel_pressure.swap(false, Ordering::SeqCst) {
+            // The kernel stalls on reclaim: free a relief step's worth of what high
+            // urgency may take, whatever the reading says, and say so at once.
+            let limits = self.lifecycle.limits();
+            let bytes = (limits.budget as f64 * limits.thresholds.relief.max(0.01)) as u64;
+            report = self
+                .lifecycle
+                .release(memwarden_prioritizer::Request::new(Urgency::High, bytes));
+            let rss = self.source.resident_bytes().unwrap_or(0);
+            kernel_change = self.set_level(Urgency::High, rss);
+            let mut record = self.record.lock();
+            record.report.kernel_pressure_events += 1;
+            record.report.bytes_freed += report.bytes_freed;
+            log::debug!(
+                "kernel memory pressure: released {} in {} resources",
+                ByteSize::b(report.bytes_freed),
+                report.released.len()
+            );
+        }
         let config = *self.config.read();
         let limits = self.lifecycle.limits();
         let (budget, thresholds) = (limits.budget, limits.thresholds);
-        let mut report = match admit {
-            Some((kind, incoming)) => self.lifecycle.make_room(kind, incoming),
-            None => ReleaseReport::default(),
-        };
+        if let Some((kind, incoming)) = admit {
+            report.merge(self.lifecycle.make_room(kind, incoming));
+        }
         let incoming = admit.map_or(0, |(_, bytes)| bytes);
         let Some(rss) = self.read() else {
             self.count(cause);
             return report;
         };
-        let mut changes: Vec<PressureChange> = self
-            .set_level(thresholds.urgency(rss, budget), rss)
+        let mut changes: Vec<PressureChange> = kernel_change
             .into_iter()
+            .chain(self.set_level(thresholds.urgency(rss, budget), rss))
             .collect();
         let mut rss_now = rss;
         let wanted = thresholds.urgency(rss.saturating_add(incoming), budget);
@@ -946,5 +1003,41 @@ impl Inner {
             compacted,
         };
         (report, event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use memwarden_tracker::{ResourceSpec, Tracker};
+
+    #[test]
+    fn a_kernel_pressure_notification_raises_the_level_and_frees_a_relief_step() {
+        let tracker = Arc::new(Tracker::new());
+        let lifecycle = Arc::new(Lifecycle::new(Arc::clone(&tracker), ByteSize::mib(100)));
+        for i in 0..10 {
+            let spec = ResourceSpec::new(format!("frame-{i}"), ResourceKind::RenderCache, 1 << 20);
+            tracker.register(spec, ()).expect("fresh id");
+        }
+        // Far below the warning line: a tick alone releases nothing.
+        let governor = Governor::builder(lifecycle, GovernorConfig::default())
+            .source(|| Some(20 << 20))
+            .manual()
+            .start()
+            .expect("starts");
+        assert_eq!(governor.tick().bytes_freed, 0);
+        governor.inner.kernel_pressure.store(true, Ordering::SeqCst);
+        let released = governor.tick();
+        // 5 % of the 100 MiB budget: five 1 MiB frames.
+        assert_eq!(released.bytes_freed, 5 << 20);
+        let stats = governor.stats();
+        assert_eq!(stats.kernel_pressure_events, 1);
+        assert_eq!(stats.pressure_changes[0].to, Urgency::High);
+        assert_eq!(
+            governor.level(),
+            Urgency::Low,
+            "the next reading sets it from the RSS"
+        );
+        assert_eq!(stats.kernel_pressure_source, None, "no monitor, no watch");
     }
 }

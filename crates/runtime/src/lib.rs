@@ -49,6 +49,7 @@ pub mod config;
 pub mod governor;
 mod lifecycle;
 mod lock_guard;
+mod pressure;
 pub mod registry;
 mod runtime;
 mod series;

@@ -99,6 +99,13 @@ pub(crate) fn render(r: &Report) -> String {
         g.pressure_events,
         g.compactions
     );
+    if let Some(source) = &g.kernel_pressure_source {
+        let _ = writeln!(
+            out,
+            "kernel pressure: {} notifications ({source})",
+            g.kernel_pressure_events
+        );
+    }
     let _ = writeln!(
         out,
         "defrag: {} runs returned {} to the OS in {:.0} ms",
@@ -196,6 +203,8 @@ mod tests {
                 bytes_freed: 16 << 20,
                 compactions: 1,
                 pressure_events: 2,
+                kernel_pressure_events: 3,
+                kernel_pressure_source: Some("v1 medium memory pressure of /ci".into()),
                 pressure_changes: Vec::new(),
             },
             defrag: DefragSummary {
@@ -235,6 +244,7 @@ mod tests {
             "governor: 5 ticks, 4 admission checks, 1 releases freeing 16 MiB",
             "defrag: 1 runs returned 8 MiB",
             "snapshots: 2 written (0 failed), 1 restored",
+            "kernel pressure: 3 notifications (v1 medium memory pressure of /ci)",
         ] {
             assert!(
                 text.contains(expected),

@@ -116,6 +116,9 @@ pub(crate) struct GovernorSummary {
     pub(crate) bytes_freed: u64,
     pub(crate) compactions: u64,
     pub(crate) pressure_events: u64,
+    /// The kernel's memory-pressure notifications the governor heard, and their source.
+    pub(crate) kernel_pressure_events: u64,
+    pub(crate) kernel_pressure_source: Option<String>,
     /// Each change of pressure level: (simulated seconds, from, to).
     pub(crate) pressure_changes: Vec<(f64, String, String)>,
 }
@@ -254,6 +257,8 @@ impl Report {
                 bytes_freed: governor.bytes_freed,
                 compactions: governor.compactions,
                 pressure_events: governor.pressure_change_count,
+                kernel_pressure_events: governor.kernel_pressure_events,
+                kernel_pressure_source: governor.kernel_pressure_source.clone(),
                 pressure_changes: governor
                     .pressure_changes
                     .iter()
