@@ -23,8 +23,14 @@ use crate::cgroup::{CgroupLimit, MemoryCgroup};
 /// The most memory a process may use, as a user writes it.
 ///
 /// Parsed from a size (`"512MiB"`, `"1.5 GiB"`, a byte count), a share of this machine's
-/// memory (`"25%"`) or `"auto"` (see the [module docs](self)); [`Budget::resolve`] turns it
-/// into bytes.
+/// memory (`"25%"`) or `"auto"`; [`Budget::resolve`] turns it into bytes.
+///
+/// In a container the limit that decides who is killed is the memory cgroup's, not the
+/// machine's: `auto` (the shipped default) is a share of the tightest cgroup limit that
+/// applies to the process (75 % by default), and where none applies a share of the
+/// machine's memory (25 % by default); never more than that machine share either. Every
+/// budget is checked against the cgroup's hard limit: one above it cannot be held and is
+/// refused. [`ResolvedBudget`] says where the bytes came from.
 ///
 /// ```
 /// use memwarden_runtime::Budget;
@@ -213,7 +219,7 @@ impl Budget {
 
     /// The budget in bytes in `cgroup` (if any) on a machine of `machine()` bytes (read
     /// only when a share of it is needed): a size as it is, a share of the machine as
-    /// that share, `auto` as the [module docs](self) say; any of them above the cgroup's
+    /// that share, `auto` as [`Budget`] says; any of them above the cgroup's
     /// hard limit is [`BudgetError::AboveLimit`].
     pub fn resolve_in(
         &self,

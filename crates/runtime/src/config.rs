@@ -6,7 +6,7 @@
 //! to the operating system ([`DefragSettings`]). [`Config::shipped`] is the
 //! file that ships with memwarden, whose budget is `auto`: three quarters of the memory
 //! cgroup's limit in a container, a quarter of the machine's memory elsewhere (see
-//! [`Budget`](crate::Budget)).
+//! [`Budget`]).
 //!
 //! ```
 //! use memwarden_runtime::config::{Config, ConfigError};
