@@ -505,3 +505,47 @@ fn one_store_per_directory() {
         "free again once dropped"
     );
 }
+
+/// Pages of `path` in the page cache, counted with `mincore` over a fresh mapping
+/// (mapping a file faults nothing in).
+#[cfg(target_os = "linux")]
+fn cached_pages(path: &Path) -> usize {
+    let file = fs::File::open(path).expect("the snapshot file");
+    // SAFETY: the mapping is read-only, private to this function, and the test writes no
+    // snapshot while it lives.
+    let map = unsafe { memmap2::Mmap::map(&file) }.expect("mapped");
+    // SAFETY: sysconf takes no pointers.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).expect("a page size");
+    let mut resident = vec![0u8; map.len().div_ceil(page)];
+    // SAFETY: the range is the live mapping and `resident` holds one byte per page of it.
+    let done = unsafe { libc::mincore(map.as_ptr() as *mut _, map.len(), resident.as_mut_ptr()) };
+    assert_eq!(done, 0, "mincore: {}", std::io::Error::last_os_error());
+    resident.iter().filter(|&&r| r & 1 == 1).count()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn written_snapshots_leave_no_page_cache_behind() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = ManualClock::new();
+    let config = StoreConfig {
+        disk_bytes: 64 << 20,
+        ..disk_only(dir.path())
+    };
+    let store = open(config, &clock);
+    let payload = vec![7u8; 4 << 20];
+    store
+        .put(&id("frame/big"), &RENDER, 1, &payload)
+        .expect("put");
+    let file = &files(dir.path(), "snap")[0];
+    // Reading the file back through the page cache fills it, so the check can fail.
+    let control = dir.path().join("control");
+    fs::write(&control, &payload).expect("written");
+    assert!(cached_pages(&control) > 0, "a plain write stays cached");
+    assert_eq!(
+        cached_pages(file),
+        0,
+        "the snapshot's pages were dropped after the sync"
+    );
+    assert_eq!(store.get(&id("frame/big"), &RENDER), Some((1, payload)));
+}
