@@ -2,14 +2,7 @@
 //!
 //! The config file's `monitor.budget`, the CLI's `--budget` and code all go through
 //! [`Budget`]'s parser, so `"512MiB"`, `"25%"` and `"auto"` mean the same everywhere and
-//! are refused with the same words.
-//!
-//! In a container the limit that decides who is killed is the memory cgroup's, not the
-//! machine's: `auto` (the shipped default) is a share of the tightest cgroup limit that
-//! applies to the process (75 % by default), and where none applies a share of the
-//! machine's memory (25 % by default); never more than that machine share either. Every
-//! budget is checked against the cgroup's hard limit: one above it cannot be held and is
-//! refused. [`ResolvedBudget`] says where the bytes came from.
+//! are refused with the same words; [`Budget`] says how each is resolved.
 
 use std::fmt;
 use std::str::FromStr;

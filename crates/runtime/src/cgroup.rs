@@ -63,7 +63,7 @@ pub struct CgroupLimit {
 
 /// The memory cgroup of this process: where it is, and its limits and charge read fresh
 /// on every call. See the [module docs](self) for which numbers are used and why.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct MemoryCgroup {
     version: CgroupVersion,
     /// The process's cgroup path, as /proc/self/cgroup writes it.

@@ -102,8 +102,14 @@ impl OsRss {
     /// Opens the source; where there is no `/proc/self/statm` the RSS reading is `None`.
     /// Reads the cgroup's charge too when the process's memory cgroup has a limit now.
     pub fn new() -> Self {
+        OsRss::in_cgroup(MemoryCgroup::detect())
+    }
+
+    /// [`new`](Self::new) with the memory cgroup already found: its charge is read when
+    /// it has a limit now.
+    fn in_cgroup(cgroup: Option<MemoryCgroup>) -> Self {
         OsRss {
-            cgroup: MemoryCgroup::detect().filter(|cgroup| cgroup.limit().is_some()),
+            cgroup: cgroup.filter(|cgroup| cgroup.limit().is_some()),
             ..OsRss::rss_only()
         }
     }
@@ -430,7 +436,13 @@ impl GovernorBuilder {
             });
         }
         let clock = Arc::clone(self.lifecycle.tracker().clock());
-        let source = self.source.unwrap_or_else(|| Box::new(OsRss::new()));
+        // Found once: the default source, an `auto` budget and the pressure watch all
+        // read the same cgroup.
+        let cgroup = MemoryCgroup::detect();
+        let source = match self.source {
+            Some(source) => source,
+            None => Box::new(OsRss::in_cgroup(cgroup.clone())),
+        };
         let inner = Arc::new(Inner {
             started: clock.now(),
             clock,
@@ -447,7 +459,7 @@ impl GovernorBuilder {
             kernel_pressure: AtomicBool::new(false),
             follow: self.follow.map(|budget| Follow {
                 budget,
-                cgroup: MemoryCgroup::detect(),
+                cgroup: cgroup.clone(),
                 machine: crate::machine_memory(),
             }),
         });
@@ -465,7 +477,6 @@ impl GovernorBuilder {
         // thread there is nothing to wake.
         let watch = if monitor.is_some() {
             let weak = Arc::downgrade(&inner);
-            let cgroup = MemoryCgroup::detect();
             PressureWatch::start(cgroup.as_ref(), "medium", move || {
                 if let Some(inner) = weak.upgrade() {
                     inner.kernel_pressure.store(true, Ordering::SeqCst);
@@ -912,9 +923,8 @@ impl Inner {
             Ok(resolved) if resolved.bytes != self.lifecycle.budget() => {
                 if self.lifecycle.set_budget(resolved.bytes).is_ok() {
                     log::info!("the memory limit changed: the budget is now {resolved}");
-                    let mut record = self.record.lock();
-                    record.report.budget = resolved.bytes;
-                    record.report.budget_changes += 1;
+                    // The check that called this records the budget in force.
+                    self.record.lock().report.budget_changes += 1;
                 }
             }
             Ok(_) => {}

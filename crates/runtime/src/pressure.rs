@@ -269,7 +269,10 @@ mod tests {
     #[test]
     fn v1_pressure_wakes_the_callback_and_drop_joins_the_thread() {
         let Some(dir) = v1_group() else { return };
-        let cgroup = format!("4:memory:/{}\n", dir.file_name().unwrap().to_string_lossy());
+        let cgroup = format!(
+            "4:memory:/{}\n",
+            dir.file_name().expect("a named dir").to_string_lossy()
+        );
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("readable");
         let group =
             MemoryCgroup::from_proc(&cgroup, &mountinfo, Path::new("/")).expect("the test cgroup");

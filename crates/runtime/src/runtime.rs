@@ -44,7 +44,6 @@ use crate::{
 #[derive(Debug)]
 pub struct Runtime {
     config: Config,
-    budget: ResolvedBudget,
     // Declared in the order they stop: the registry (its preload thread) first, then
     // the governor, which calls into the defragmenter, then the defragmenter.
     registry: ModelRegistry,
@@ -145,8 +144,11 @@ impl Runtime {
     /// The budget it started with, and where it came from ("192 MiB = 75% of the cgroup
     /// limit 256 MiB (memory.max, /kubepods/…)"). An `auto` budget then follows the
     /// cgroup's limit on the governor's ticks ([`Lifecycle::budget`] is the one in force).
-    pub fn budget(&self) -> &ResolvedBudget {
-        &self.budget
+    pub fn budget(&self) -> ResolvedBudget {
+        ResolvedBudget {
+            bytes: self.config.monitor.budget_bytes,
+            source: self.config.monitor.budget_source.clone(),
+        }
     }
     /// The resource registry.
     pub fn tracker(&self) -> &Arc<Tracker> {
@@ -299,10 +301,6 @@ impl RuntimeBuilder {
             config.monitor.budget_source = resolved.source;
             config.monitor.budget = budget;
         }
-        let budget = ResolvedBudget {
-            bytes: config.monitor.budget_bytes,
-            source: config.monitor.budget_source.clone(),
-        };
         if config.monitor.budget_bytes.as_u64() == 0 {
             return Err(SettingError::ZeroBudget.into());
         }
@@ -381,7 +379,6 @@ impl RuntimeBuilder {
         }
         Ok(Runtime {
             config,
-            budget,
             registry,
             governor,
             defrag,
