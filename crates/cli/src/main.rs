@@ -23,7 +23,8 @@ struct Cli {
 enum Command {
     /// Run a scripted editing-and-inference session under a memory budget and report.
     Demo(demo::Args),
-    /// Plan the tensor memory of an inference graph (ONNX or JSON) into one arena.
+    /// Plan the tensor memory of an inference graph (ONNX or JSON), or a buffer list in
+    /// MiniMalloc's CSV format, into one arena.
     Plan(plan::Args),
     /// Turn time series (`.npy`) into Gramian Angular Field images (`.npy`), through
     /// shared memory.

@@ -1,12 +1,16 @@
-//! `memwarden plan MODEL.onnx|GRAPH.json`: a tensor memory plan for one inference
-//! graph, as text, JSON or an SVG picture of the arena.
+//! `memwarden plan MODEL.onnx|GRAPH.json|BUFFERS.csv`: a tensor memory plan for one
+//! inference graph, or for a buffer list in MiniMalloc's CSV format, as text, JSON,
+//! CSV or an SVG picture of the arena.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use memwarden::core::ByteSize;
+use memwarden::lifetime::csv::BufferSpec;
 use memwarden::lifetime::ir::{Dim, Graph};
 use memwarden::lifetime::{self, Plan, PlanOptions, RangePlan, Strategy, Unknown};
 use plotters::prelude::*;
@@ -14,29 +18,48 @@ use plotters::prelude::*;
 /// Arguments of `memwarden plan`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The graph: an `.onnx` model, or a graph in memwarden's JSON format.
+    /// The graph: an `.onnx` model or a graph in memwarden's JSON format; or, by a
+    /// `.csv` extension, a buffer list in MiniMalloc's CSV format (header
+    /// `id,lower,upper,size`, each buffer live over `[lower, upper)`).
     model: PathBuf,
-    /// The placement strategy.
+    /// The placement strategy: naive, greedy-size, greedy-breadth, best, or exact
+    /// (the exact search with the whole budget).
     #[arg(long, default_value = "best", value_parser = parse_strategy)]
     strategy: Strategy,
-    /// Every offset is a multiple of this many bytes.
-    #[arg(long, default_value_t = 64)]
-    align: u64,
+    /// Every offset is a multiple of this many bytes (a power of two). Default: 64
+    /// for a graph, 1 for a CSV buffer list (MiniMalloc's instances are in bytes,
+    /// unaligned).
+    #[arg(long)]
+    align: Option<u64>,
+    /// Find a layout within this many bytes ("1048576", "1MiB", "64 k") instead of
+    /// the smallest: the search stops at the first layout that fits. When none
+    /// exists (proved) or none is found in time, exit 2 saying which. Without
+    /// --budget-ms and --effort, the search may run up to 60 s and 10^12 work units.
+    #[arg(long, value_name = "BYTES", value_parser = parse_capacity)]
+    capacity: Option<ByteSize>,
+    /// Search work `best` and `exact` may spend, in placement work units: the same
+    /// input and effort always give the same plan. Default: 4000000 (about 10 ms in a
+    /// release build), or 10^12 with --capacity.
+    #[arg(long, value_name = "UNITS")]
+    effort: Option<u64>,
+    /// Wall-clock cap on the search, in milliseconds: a safety net that stops it
+    /// before --effort is spent on a slow machine (the plan then depends on the
+    /// machine's speed; a warning says so). Default: 100, or 60000 with --capacity.
+    #[arg(long, value_name = "MS")]
+    budget_ms: Option<u64>,
     /// Binds a symbolic dimension: `N=8`, or a range `N=1..32` that plans for the
-    /// largest value and prints the arena for each. Repeat for several names.
+    /// largest value and prints the arena for each. Repeat for several names. Graphs
+    /// only.
     #[arg(long = "dim", value_name = "NAME=VALUE|LO..HI", value_parser = parse_dim)]
     dims: Vec<DimArg>,
     /// Lets an elementwise op write its output over an input that dies at that step.
+    /// Graphs only.
     #[arg(long)]
     inplace: bool,
     /// What to do with tensors whose size stays unknown: stop with an error naming
-    /// them, or plan without them and list them.
-    #[arg(long, value_enum, default_value_t = UnknownArg::Error)]
-    unknown: UnknownArg,
-    /// Time `best` may spend searching, in milliseconds (it stops sooner when it
-    /// reaches the lower bound).
-    #[arg(long, default_value_t = 100)]
-    budget_ms: u64,
+    /// them (the default), or plan without them and list them. Graphs only.
+    #[arg(long, value_enum)]
+    unknown: Option<UnknownArg>,
     /// How many of the largest tensors the text report lists.
     #[arg(long, default_value_t = 10)]
     top: usize,
@@ -50,8 +73,13 @@ pub(crate) struct Args {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum PlanFormat {
+    /// A summary and the largest tensors, for people.
     Text,
+    /// The whole plan as one JSON document.
     Json,
+    /// MiniMalloc's output format: `id,lower,upper,size,offset`, one line per tensor.
+    Csv,
+    /// A picture of the arena: steps across, offsets up.
     Svg,
 }
 
@@ -71,6 +99,10 @@ struct DimArg {
 
 fn parse_strategy(s: &str) -> Result<Strategy, String> {
     s.parse::<Strategy>().map_err(|e| e.to_string())
+}
+
+fn parse_capacity(s: &str) -> Result<ByteSize, String> {
+    s.parse::<ByteSize>().map_err(|e| e.to_string())
 }
 
 fn parse_dim(s: &str) -> Result<DimArg, String> {
@@ -125,6 +157,49 @@ fn load(path: &Path) -> anyhow::Result<Graph> {
     Ok(graph)
 }
 
+/// The most a CSV buffer list may weigh: MiniMalloc's largest instances are well
+/// under a megabyte, and the whole file is read into memory.
+const MAX_CSV_BYTES: u64 = 64 << 20;
+
+/// Whether `path` names a CSV buffer list (by its extension, in any case).
+fn is_csv(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+}
+
+/// Reads a buffer list in MiniMalloc's CSV format. Only a regular file of at most
+/// [`MAX_CSV_BYTES`] is read: a FIFO or a device would block or never end.
+fn load_buffers(path: &Path) -> anyhow::Result<Vec<BufferSpec>> {
+    let cannot_read = || format!("cannot read {}", path.display());
+    let too_large = |len: u64| {
+        anyhow::anyhow!(
+            "{} is too large for a buffer list ({len} bytes; the limit is {})",
+            path.display(),
+            ByteSize::b(MAX_CSV_BYTES)
+        )
+    };
+    let meta = std::fs::metadata(path).with_context(cannot_read)?;
+    if !meta.is_file() {
+        bail!("{} is not a regular file", path.display());
+    }
+    if meta.len() > MAX_CSV_BYTES {
+        return Err(too_large(meta.len()));
+    }
+    let file = std::fs::File::open(path).with_context(cannot_read)?;
+    let mut bytes = Vec::new();
+    // The file may have grown since: read one byte past the limit to see.
+    file.take(MAX_CSV_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(cannot_read)?;
+    if bytes.len() as u64 > MAX_CSV_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    let text = std::str::from_utf8(&bytes)
+        .with_context(|| format!("{} is not UTF-8 text", path.display()))?;
+    lifetime::csv::read_buffers(text)
+        .with_context(|| format!("bad buffer list in {}", path.display()))
+}
+
 /// Every symbolic dimension named in the graph's shapes, bodies included.
 fn symbols(graph: &Graph, out: &mut BTreeSet<String>) {
     for t in &graph.tensors {
@@ -157,13 +232,103 @@ fn plan_error(model: &Path, e: lifetime::LifetimeError) -> anyhow::Error {
     anyhow::Error::from(e).context(format!("cannot plan {}", model.display()))
 }
 
-/// The plan, and the per-value table when a `--dim` was a range.
+/// The plan, the per-value table when a `--dim` was a range, and the capacity
+/// asked for.
 struct Outcome {
     plan: Plan,
     range: Option<RangePlan>,
+    capacity: Option<u64>,
 }
 
+/// The default `--effort` with `--capacity`: enough to run until a layout is found,
+/// none is proved to exist, or the time cap trips.
+const CAPACITY_EFFORT: u64 = 1_000_000_000_000;
+/// The default `--budget-ms` with `--capacity`.
+const CAPACITY_TIME_CAP: Duration = Duration::from_secs(60);
+
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
+    let outcome = if is_csv(&args.model) {
+        plan_csv(args)?
+    } else {
+        plan_graph(args)?
+    };
+    match args.format {
+        PlanFormat::Text => emit(args, render_text(&outcome, args.top).as_bytes()),
+        PlanFormat::Json => {
+            let mut json = outcome.plan.to_json();
+            if let Some(range) = &outcome.range {
+                json["range"] = range_json(range);
+            }
+            let mut text = serde_json::to_string_pretty(&json)?;
+            text.push('\n');
+            emit(args, text.as_bytes())
+        }
+        PlanFormat::Csv => emit(args, lifetime::csv::write_plan(&outcome.plan).as_bytes()),
+        PlanFormat::Svg => {
+            let svg = render_svg(&outcome.plan)?;
+            emit(args, svg.as_bytes())
+        }
+    }
+}
+
+/// The options every input takes: strategy, alignment, search budget, capacity.
+fn options(args: &Args, default_align: u64) -> anyhow::Result<PlanOptions> {
+    let capacity = args.capacity.map(u64::from);
+    let (effort, time_cap) = match capacity {
+        Some(_) => (CAPACITY_EFFORT, CAPACITY_TIME_CAP),
+        None => (lifetime::DEFAULT_EFFORT, lifetime::DEFAULT_TIME_CAP),
+    };
+    let options = PlanOptions {
+        strategy: args.strategy,
+        align: args.align.unwrap_or(default_align),
+        search_effort: args.effort.unwrap_or(effort),
+        time_budget: args.budget_ms.map_or(time_cap, Duration::from_millis),
+        capacity,
+        ..PlanOptions::default()
+    };
+    if options.align == 0 {
+        bail!("--align must be at least 1");
+    }
+    Ok(options)
+}
+
+/// Plans a buffer list in MiniMalloc's CSV format, named by the file's stem.
+fn plan_csv(args: &Args) -> anyhow::Result<Outcome> {
+    let path = &args.model;
+    let graph_only: Vec<&str> = [
+        ("--dim", !args.dims.is_empty()),
+        ("--inplace", args.inplace),
+        ("--unknown", args.unknown.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, given)| given.then_some(flag))
+    .collect();
+    if !graph_only.is_empty() {
+        bail!(
+            "{}: {} {} not apply to a CSV buffer list (it has no graph: no symbols, no \
+             ops, every size known)",
+            path.display(),
+            graph_only.join(" and "),
+            if graph_only.len() == 1 { "does" } else { "do" }
+        );
+    }
+    let options = options(args, 1)?;
+    let buffers = load_buffers(path)?;
+    let name = path.file_stem().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let plan =
+        lifetime::csv::plan_buffers(&name, &buffers, &options).map_err(|e| plan_error(path, e))?;
+    Ok(Outcome {
+        plan,
+        range: None,
+        capacity: options.capacity,
+    })
+}
+
+/// Plans an ONNX or JSON graph.
+fn plan_graph(args: &Args) -> anyhow::Result<Outcome> {
     let graph = load(&args.model)?;
     let ranges: Vec<&DimArg> = args.dims.iter().filter(|d| d.lo != d.hi).collect();
     if ranges.len() > 1 {
@@ -196,21 +361,15 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
     let mut options = PlanOptions {
-        strategy: args.strategy,
-        align: args.align,
         dims: seen,
         inplace: args.inplace,
-        unknown: match args.unknown {
+        unknown: match args.unknown.unwrap_or(UnknownArg::Error) {
             UnknownArg::Error => Unknown::Error,
             UnknownArg::Skip => Unknown::Skip,
         },
-        time_budget: Duration::from_millis(args.budget_ms),
-        ..PlanOptions::default()
+        ..options(args, 64)?
     };
-    if options.align == 0 {
-        bail!("--align must be at least 1");
-    }
-    let outcome = match ranges.first() {
+    Ok(match ranges.first() {
         Some(d) => {
             options.dims.remove(&d.name);
             let range = lifetime::plan_range(&graph, &options, &d.name, d.lo..=d.hi)
@@ -218,29 +377,15 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             Outcome {
                 plan: range.plan.clone(),
                 range: Some(range),
+                capacity: options.capacity,
             }
         }
         None => Outcome {
             plan: lifetime::plan(&graph, &options).map_err(|e| plan_error(&args.model, e))?,
             range: None,
+            capacity: options.capacity,
         },
-    };
-    match args.format {
-        PlanFormat::Text => emit(args, render_text(&outcome, args.top).as_bytes()),
-        PlanFormat::Json => {
-            let mut json = outcome.plan.to_json();
-            if let Some(range) = &outcome.range {
-                json["range"] = range_json(range);
-            }
-            let mut text = serde_json::to_string_pretty(&json)?;
-            text.push('\n');
-            emit(args, text.as_bytes())
-        }
-        PlanFormat::Svg => {
-            let svg = render_svg(&outcome.plan)?;
-            emit(args, svg.as_bytes())
-        }
-    }
+    })
 }
 
 fn emit(args: &Args, bytes: &[u8]) -> anyhow::Result<()> {
@@ -280,13 +425,24 @@ fn render_text(outcome: &Outcome, top: usize) -> String {
     let _ = writeln!(s, "steps            {}", p.steps);
     let _ = writeln!(s, "tensors          {}", p.tensors.len());
     let _ = writeln!(s, "strategy         {} (align {})", p.strategy, p.align);
-    for (label, bytes) in [
+    let _ = writeln!(s, "method           {}", p.method);
+    let mut rows = vec![
         ("naive", p.naive_bytes),
         ("lower bound", p.lower_bound_bytes),
-        ("arena", p.arena_bytes),
-    ] {
+    ];
+    rows.extend(outcome.capacity.map(|c| ("capacity", c)));
+    rows.push(("arena", p.arena_bytes));
+    for (label, bytes) in rows {
         let _ = writeln!(s, "{label:<16} {bytes:>14} B  {}", mib(bytes));
     }
+    let optimal = if p.arena_bytes <= p.lower_bound_bytes {
+        "yes (the arena is the lower bound)"
+    } else if p.optimal {
+        "yes (the exact search proved no smaller arena exists)"
+    } else {
+        "not proved"
+    };
+    let _ = writeln!(s, "optimal          {optimal}");
     let _ = writeln!(
         s,
         "arena / LB       {:.4}   (naive / arena {:.2}x)",
@@ -363,17 +519,26 @@ fn render_svg(plan: &Plan) -> anyhow::Result<String> {
         let err =
             |e: DrawingAreaErrorKind<std::io::Error>| anyhow::anyhow!("cannot draw the arena: {e}");
         root.fill(&WHITE).map_err(err)?;
+        // Steps may be timestamps (a CSV buffer list's `upper` up to 10^6 and more):
+        // nothing below is per step, only per tensor.
         let steps = plan.steps.max(1) as f64;
-        let top = (plan.arena_bytes.max(plan.lower_bound_bytes).max(1) as f64) / f64::from(1 << 20);
+        let peak = plan.arena_bytes.max(plan.lower_bound_bytes).max(1);
+        // The offset axis in the largest unit the arena reaches: MiB for a network's
+        // activations, bytes for MiniMalloc's small examples.
+        let (unit, m) = [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)]
+            .into_iter()
+            .find(|&(_, u)| peak >= u)
+            .map_or(("B", 1.0), |(name, u)| (name, u as f64));
+        let top = peak as f64 / m;
         let mut chart = ChartBuilder::on(&root)
             .caption(
                 format!(
                     "{}: {} arena {} (lower bound {}, naive {})",
                     plan.model,
                     plan.strategy,
-                    mib(plan.arena_bytes),
-                    mib(plan.lower_bound_bytes),
-                    mib(plan.naive_bytes)
+                    ByteSize::b(plan.arena_bytes),
+                    ByteSize::b(plan.lower_bound_bytes),
+                    ByteSize::b(plan.naive_bytes)
                 ),
                 ("sans-serif", 18),
             )
@@ -385,7 +550,8 @@ fn render_svg(plan: &Plan) -> anyhow::Result<String> {
         chart
             .configure_mesh()
             .x_desc("step")
-            .y_desc("arena offset (MiB)")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_desc(format!("arena offset ({unit})"))
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(err)?;
@@ -399,7 +565,6 @@ fn render_svg(plan: &Plan) -> anyhow::Result<String> {
             RGBColor(218, 139, 195),
             RGBColor(140, 140, 140),
         ];
-        let m = f64::from(1 << 20);
         // Each tensor: a filled box with a thin outline, steps [first, last + 1) across.
         let corners = |t: &lifetime::PlannedTensor| {
             [

@@ -108,8 +108,27 @@ pub enum LifetimeError {
         /// What is wrong.
         problem: String,
     },
-    /// A strategy name that is not `naive`, `greedy-size`, `greedy-breadth` or `best`.
-    #[error("unknown strategy {name:?} (expected naive, greedy-size, greedy-breadth or best)")]
+    /// No layout within the capacity asked for ([`PlanOptions::capacity`]): proved
+    /// impossible, or not found within the search budget.
+    ///
+    /// [`PlanOptions::capacity`]: crate::PlanOptions::capacity
+    #[error("{}", no_layout_message(*capacity, *best_bytes, *lower_bound_bytes, *proved))]
+    NoLayoutWithin {
+        /// The capacity asked for, in bytes.
+        capacity: u64,
+        /// The smallest arena found.
+        best_bytes: u64,
+        /// The lower bound (max bytes live at one step).
+        lower_bound_bytes: u64,
+        /// True when no layout within the capacity exists (the lower bound passes
+        /// it, or the exact search was exhausted); false when the budget ran out.
+        proved: bool,
+    },
+    /// A strategy name that is not `naive`, `greedy-size`, `greedy-breadth`, `best`
+    /// or `exact`.
+    #[error(
+        "unknown strategy {name:?} (expected naive, greedy-size, greedy-breadth, best or exact)"
+    )]
     UnknownStrategy {
         /// The name given.
         name: String,
@@ -146,6 +165,23 @@ pub enum LifetimeError {
         /// The graph (or body) that declares it.
         graph: String,
     },
+    /// A buffer list in MiniMalloc's CSV format is malformed (see [`csv`](crate::csv)).
+    #[error("line {line}: {problem}")]
+    Csv {
+        /// The line, from 1.
+        line: usize,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A buffer given to [`plan_buffers`](crate::csv::plan_buffers) has an empty
+    /// interval, a step that does not fit in `usize`, or an id used before.
+    #[error("buffer {id:?}: {problem}")]
+    BadBuffer {
+        /// The buffer's id.
+        id: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// A step outside the plan, or a tensor that is not live at the step asked for.
     #[error("arena: {problem}")]
     Arena {
@@ -162,4 +198,20 @@ pub enum LifetimeError {
         /// What the allocator said.
         reason: String,
     },
+}
+
+fn no_layout_message(capacity: u64, best: u64, lower: u64, proved: bool) -> String {
+    if lower > capacity {
+        format!("proved infeasible: the lower bound is {lower} > {capacity}")
+    } else if proved {
+        format!(
+            "proved infeasible: no layout within {capacity} bytes exists (the exact search \
+             was exhausted; the best layout found needs {best} bytes)"
+        )
+    } else {
+        format!(
+            "no layout within {capacity} bytes found in the budget (the best found needs \
+             {best} bytes, the lower bound is {lower})"
+        )
+    }
 }

@@ -138,8 +138,10 @@
 
 mod analysis;
 mod arena;
+pub mod csv;
 mod dynamic;
 mod error;
+mod exact;
 pub mod ir;
 pub mod json;
 mod place;

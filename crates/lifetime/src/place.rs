@@ -57,6 +57,9 @@ pub struct Layout {
     pub method: String,
     /// Placements the search evaluated (0 for the baselines).
     pub evaluations: u64,
+    /// No layout is smaller: the arena equals the lower bound, or the exact search
+    /// proved every smaller height impossible.
+    pub optimal: bool,
 }
 
 /// How much work [`Strategy::Best`] may spend.
@@ -76,6 +79,10 @@ pub struct SearchBudget {
     pub effort: u64,
     /// Wall-clock limit on the search (the safety net).
     pub time_cap: Duration,
+    /// Stop at the first layout within this many bytes; when there is none (or none
+    /// is found in the budget) planning fails with
+    /// [`LifetimeError::NoLayoutWithin`]. `None`: search for the smallest.
+    pub capacity: Option<u64>,
 }
 
 /// Default [`SearchBudget::effort`]: about 10 ms of search in a release build (40 ms
@@ -90,6 +97,7 @@ impl Default for SearchBudget {
         Self {
             effort: DEFAULT_EFFORT,
             time_cap: DEFAULT_TIME_CAP,
+            capacity: None,
         }
     }
 }
@@ -169,31 +177,70 @@ pub(crate) fn compute_layout(
     }
     // Planners index arrays by step: renumber the steps densely first (the order of
     // every first and last step is kept, so overlaps and the bound are unchanged).
+    // The exact search ranks records by area in the caller's own time units.
+    let spans: Vec<u64> = records
+        .iter()
+        .map(|r| (r.last - r.first) as u64 + 1)
+        .collect();
     let compressed = compress_steps(records);
     let records = &compressed[..];
     let lower = dense_lower_bound(records);
     let naive_bytes = records.iter().map(|r| r.bytes).sum();
-    let (offsets, method, evaluations) = match strategy {
-        Strategy::Naive => (naive(records, align), "naive".to_owned(), 0),
+    let searched = match strategy {
+        Strategy::Naive => Searched::heuristic(naive(records, align), "naive"),
         Strategy::GreedyBySize => {
             let p = Problem::new(records, align);
-            (p.place(&p.size_order()), "greedy-size".to_owned(), 0)
+            Searched::heuristic(p.place(&p.size_order()), "greedy-size")
         }
         Strategy::GreedyByBreadth => {
             let p = Problem::new(records, align);
-            (p.place(&p.breadth_order()), "greedy-breadth".to_owned(), 0)
+            Searched::heuristic(p.place(&p.breadth_order()), "greedy-breadth")
         }
-        Strategy::Best => best(records, align, lower, budget),
+        Strategy::Best | Strategy::Exact => best(records, &spans, align, lower, budget, strategy),
     };
-    let arena_bytes = arena_of(records, &offsets);
+    let arena_bytes = arena_of(records, &searched.offsets);
+    if let Some(capacity) = budget.capacity
+        && arena_bytes > capacity
+    {
+        return Err(LifetimeError::NoLayoutWithin {
+            capacity,
+            best_bytes: arena_bytes,
+            lower_bound_bytes: lower,
+            proved: lower > capacity || searched.infeasible,
+        });
+    }
     Ok(Layout {
-        offsets,
+        offsets: searched.offsets,
         arena_bytes,
         lower_bound_bytes: lower,
         naive_bytes,
-        method,
-        evaluations,
+        method: searched.method,
+        evaluations: searched.evaluations,
+        optimal: arena_bytes <= lower || searched.optimal,
     })
+}
+
+/// What a planner returns to [`compute_layout`].
+struct Searched {
+    offsets: Vec<u64>,
+    method: String,
+    evaluations: u64,
+    /// The exact search proved no smaller layout exists.
+    optimal: bool,
+    /// The exact search proved no layout within the capacity exists.
+    infeasible: bool,
+}
+
+impl Searched {
+    fn heuristic(offsets: Vec<u64>, method: &str) -> Self {
+        Self {
+            offsets,
+            method: method.to_owned(),
+            evaluations: 0,
+            optimal: false,
+            infeasible: false,
+        }
+    }
 }
 
 pub(crate) fn check_align(align: u64) -> Result<(), LifetimeError> {
@@ -619,22 +666,27 @@ fn copy_positions(dst: &mut State, src: &State, range: std::ops::Range<usize>) {
     }
 }
 
-/// `best`: the baselines and other orders, the minimum kept, then a hill climb over
-/// the order of the winner, stopping at the (alignment-aware) lower bound.
+/// `best` and `exact`: the baselines and other orders, the minimum kept; then, while
+/// above the goal (the alignment-aware lower bound, or the capacity asked for),
+/// `best` hill-climbs over the order of the winner with half the effort, and both
+/// run the exact search ([`crate::exact`]) with what is left.
 fn best(
     records: &[Record],
+    spans: &[u64],
     align: u64,
     lower: u64,
     budget: &SearchBudget,
-) -> (Vec<u64>, String, u64) {
+    strategy: Strategy,
+) -> Searched {
     let started = Instant::now();
     let n = records.len();
     let naive_offsets = naive(records, align);
     let naive_total = arena_of(records, &naive_offsets);
     if n == 0 {
-        return (naive_offsets, "naive".to_owned(), 0);
+        return Searched::heuristic(naive_offsets, "naive");
     }
     let target = aligned_lower_bound(records, align).max(lower);
+    let goal = budget.capacity.unwrap_or(target).max(target);
     let problem = Problem::new(records, align);
     let mut search = Search {
         problem: &problem,
@@ -652,26 +704,91 @@ fn best(
         // is already optimal among the candidates.
         if let Ok(total) = search.evaluate(&mut state, 0, bound.saturating_sub(1)) {
             best_state = Some((state, name));
-            if total <= target {
+            if total <= goal {
                 break;
             }
         }
     }
     let Some((mut cur, name)) = best_state else {
-        return (naive_offsets, "naive".to_owned(), search.evaluations);
+        return Searched::heuristic(naive_offsets, "naive");
     };
-    let mut method = name.to_owned();
-    if cur.total() > target && n > 1 {
-        let before = cur.total();
-        hill_climb(&mut search, &mut cur, target, budget, started);
-        if cur.total() < before {
-            method = format!("{name}+search");
+    let infeasible = budget.capacity.is_some_and(|c| c < target);
+    let mut top = cur.total();
+    let mut out = Searched {
+        offsets: cur.offsets.clone(),
+        method: name.to_owned(),
+        evaluations: search.evaluations,
+        optimal: false,
+        infeasible,
+    };
+    if top <= goal || infeasible {
+        out.optimal = top <= target;
+        return out;
+    }
+    // The exact search first: it may prove the incumbent optimal, or find a layout
+    // within the capacity, where the local search never could. `best` keeps half of
+    // the effort for the local search.
+    let exact_effort = match strategy {
+        Strategy::Best if budget.capacity.is_none() => budget.effort / 2,
+        _ => budget.effort,
+    };
+    let incumbent = &out.offsets;
+    let ran = crate::exact::with_stack(records.len(), || {
+        let mut meter = crate::exact::Meter::new(exact_effort, started, budget.time_cap);
+        let improved = crate::exact::improve(
+            records,
+            spans,
+            align,
+            budget.capacity,
+            (incumbent, top),
+            target,
+            &mut meter,
+        );
+        (improved, meter)
+    });
+    if let Some((improved, meter)) = ran {
+        if let Some(offsets) = improved.offsets {
+            out.offsets = offsets;
+            out.method = "exact".to_owned();
+            top = arena_of(records, &out.offsets);
+        }
+        out.optimal = improved.optimal;
+        out.infeasible |= improved.infeasible;
+        out.evaluations += meter.work;
+        if meter.timed_out {
+            log::warn!(
+                "{strategy}: the {:?} time cap stopped the exact search; this plan may \
+                 differ on a faster machine",
+                budget.time_cap
+            );
         }
     }
-    if naive_total < cur.total() {
-        return (naive_offsets, "naive".to_owned(), search.evaluations);
+    if strategy == Strategy::Best
+        && budget.capacity.is_none()
+        && !out.optimal
+        && top > goal
+        && started.elapsed() < budget.time_cap
+    {
+        // The local search over the best cheap order, with the rest of the effort.
+        let rest = SearchBudget {
+            effort: budget.effort - exact_effort,
+            ..*budget
+        };
+        let before = search.evaluations;
+        hill_climb(&mut search, &mut cur, goal, &rest, started);
+        out.evaluations += search.evaluations - before;
+        if cur.total() < top {
+            top = cur.total();
+            out.offsets = cur.offsets;
+            out.method = format!("{name}+search");
+        }
     }
-    (cur.offsets, method, search.evaluations)
+    if naive_total < top {
+        return Searched::heuristic(naive_offsets, "naive");
+    }
+    // The alignment-aware bound is a proven bound too.
+    out.optimal |= top <= target;
+    out
 }
 
 /// Number of candidate orders [`initial_order`] knows.

@@ -22,18 +22,23 @@ pub enum Strategy {
     GreedyBySize,
     /// Greedy by breadth, adapted to offsets (`greedy-breadth`).
     GreedyByBreadth,
-    /// The smallest of several orders and a deterministic local search (`best`).
+    /// The smallest of several orders, a deterministic local search and the exact
+    /// search with what is left of the budget (`best`).
     #[default]
     Best,
+    /// The smallest of several orders, then the exact branch and bound with the
+    /// whole budget (`exact`): optimal when it finishes.
+    Exact,
 }
 
 impl Strategy {
     /// Every strategy, baselines first.
-    pub const ALL: [Strategy; 4] = [
+    pub const ALL: [Strategy; 5] = [
         Strategy::Naive,
         Strategy::GreedyBySize,
         Strategy::GreedyByBreadth,
         Strategy::Best,
+        Strategy::Exact,
     ];
 
     /// The name used on the command line and in JSON.
@@ -43,6 +48,7 @@ impl Strategy {
             Strategy::GreedyBySize => "greedy-size",
             Strategy::GreedyByBreadth => "greedy-breadth",
             Strategy::Best => "best",
+            Strategy::Exact => "exact",
         }
     }
 }
@@ -91,6 +97,11 @@ pub struct PlanOptions {
     pub time_budget: Duration,
     /// `best`'s deterministic work bound (see [`SearchBudget::effort`]).
     pub search_effort: u64,
+    /// Ask for a layout within this many bytes instead of the smallest: the search
+    /// stops at the first one found, and planning fails with
+    /// [`LifetimeError::NoLayoutWithin`] when there is none (or none is found in the
+    /// budget).
+    pub capacity: Option<u64>,
 }
 
 impl Default for PlanOptions {
@@ -103,6 +114,7 @@ impl Default for PlanOptions {
             unknown: Unknown::Error,
             time_budget: place::DEFAULT_TIME_CAP,
             search_effort: place::DEFAULT_EFFORT,
+            capacity: None,
         }
     }
 }
@@ -112,6 +124,7 @@ impl PlanOptions {
         SearchBudget {
             effort: self.search_effort,
             time_cap: self.time_budget,
+            capacity: self.capacity,
         }
     }
 }
@@ -156,6 +169,9 @@ pub struct Plan {
     pub lower_bound_bytes: u64,
     /// The arena size.
     pub arena_bytes: u64,
+    /// No smaller arena exists: it equals the lower bound, or the exact search
+    /// proved every smaller size impossible.
+    pub optimal: bool,
     /// Every planned tensor, graph inputs first, then by producing step.
     pub tensors: Vec<PlannedTensor>,
     /// Tensors of unknown size left out ([`Unknown::Skip`]).
@@ -166,7 +182,7 @@ pub struct Plan {
 
 impl Plan {
     /// The plan as JSON: `model`, `steps`, `align`, `strategy`, `naive_bytes`,
-    /// `lower_bound_bytes`, `arena_bytes`, `tensors` (each with `name`, `bytes`,
+    /// `lower_bound_bytes`, `arena_bytes`, `optimal`, `tensors` (each with `name`, `bytes`,
     /// `first_step`, `last_step`, `offset`, `alias_of`), plus `method` and `skipped`.
     /// It holds no timings, so the same graph and options give the same document byte
     /// for byte ([`Plan::planning_time`] is in the struct for those who want it).
@@ -200,6 +216,7 @@ impl Plan {
             "naive_bytes": self.naive_bytes,
             "lower_bound_bytes": self.lower_bound_bytes,
             "arena_bytes": self.arena_bytes,
+            "optimal": self.optimal,
             "tensors": tensors,
             "skipped": skipped,
         })
@@ -412,6 +429,7 @@ pub(crate) fn plan_analysis(
         naive_bytes: layout.naive_bytes,
         lower_bound_bytes: layout.lower_bound_bytes,
         arena_bytes: layout.arena_bytes,
+        optimal: layout.optimal,
         tensors,
         skipped,
         planning_time: started.elapsed(),

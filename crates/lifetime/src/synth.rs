@@ -283,3 +283,66 @@ pub fn random_records(seed: u64, n: usize, steps: usize) -> Vec<Record> {
         })
         .collect()
 }
+
+/// A buffer set with a known perfect layout: a `steps` × `height` rectangle (time by
+/// bytes) cut into `pieces` rectangles by straight cuts, each piece a record of its
+/// height in bytes over its steps. Returns the records and the offsets they had in
+/// the rectangle: every step is covered exactly, so the lower bound is `height` and a
+/// layout within `height` bytes exists (the returned one). Each cut splits the
+/// piece with the largest area, across time or across bytes at random (across the
+/// longer side twice as often), at a uniformly random point, until there are
+/// `pieces` or nothing can be cut.
+///
+/// ```
+/// use memwarden_lifetime::{lower_bound, synth};
+///
+/// let (records, offsets) = synth::perfect_packing(3, 200, 64, 1 << 20);
+/// assert_eq!(records.len(), 200);
+/// assert_eq!(lower_bound(&records), 1 << 20);
+/// assert!(records.iter().zip(&offsets).all(|(r, &o)| o + r.bytes <= 1 << 20));
+/// ```
+pub fn perfect_packing(
+    seed: u64,
+    pieces: usize,
+    steps: usize,
+    height: u64,
+) -> (Vec<Record>, Vec<u64>) {
+    let mut rng = SplitMix64::new(seed ^ 0x7065_7266_6563_7421);
+    // (first step, end step, offset, end offset)
+    let mut rects: Vec<(usize, usize, u64, u64)> = vec![(0, steps.max(1), 0, height.max(1))];
+    while rects.len() < pieces {
+        let area = |r: &(usize, usize, u64, u64)| (r.1 - r.0) as u128 * u128::from(r.3 - r.2);
+        let Some((k, _)) = rects
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.1 - r.0 > 1 || r.3 - r.2 > 1)
+            .max_by_key(|(k, r)| (area(r), std::cmp::Reverse(*k)))
+        else {
+            break;
+        };
+        let (t0, t1, o0, o1) = rects[k];
+        let (w, h) = (t1 - t0, o1 - o0);
+        // Cut across the longer side (relative to the whole) two times in three.
+        let wide = (w as f64 / steps.max(1) as f64) >= (h as f64 / height.max(1) as f64);
+        let across_time = if w < 2 {
+            false
+        } else if h < 2 {
+            true
+        } else {
+            wide == (rng.below(3) < 2)
+        };
+        if across_time {
+            let cut = t0 + 1 + rng.below(w - 1);
+            rects[k] = (t0, cut, o0, o1);
+            rects.push((cut, t1, o0, o1));
+        } else {
+            let cut = o0 + 1 + rng.next_u64() % (h - 1);
+            rects[k] = (t0, t1, o0, cut);
+            rects.push((t0, t1, cut, o1));
+        }
+    }
+    rects
+        .into_iter()
+        .map(|(t0, t1, o0, o1)| (Record::new(o1 - o0, t0, t1 - 1), o0))
+        .unzip()
+}

@@ -648,3 +648,222 @@ fn plan_bad_input_exits_2_naming_the_file() {
         assert_refused(&full, &[needle], &out_file);
     }
 }
+
+/// MiniMalloc's five-buffer example, whose optimal arena is 12 bytes.
+fn minimalloc_example() -> String {
+    format!(
+        "{}/../lifetime/tests/data/minimalloc/input.12.csv",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+#[test]
+fn plan_reads_minimallocs_csv_and_reaches_its_optimum() {
+    let csv = minimalloc_example();
+    let out = memwarden(&["plan", &csv]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    for needle in [
+        "model            input.12",
+        "strategy         best (align 1)",
+        "method           ",
+        "arena                        12 B",
+        "optimal          yes",
+    ] {
+        assert!(report.contains(needle), "{needle:?} missing from\n{report}");
+    }
+
+    let out = memwarden(&["plan", &csv, "--format", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&plan["arena_bytes"], &plan["optimal"], &plan["align"]),
+        (&12.into(), &true.into(), &1.into())
+    );
+    assert!(text(&out.stdout).contains("\"optimal\": true"));
+
+    // MiniMalloc's output format, in input order; the offsets are a valid layout.
+    let out = memwarden(&["plan", &csv, "--format", "csv"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let written = text(&out.stdout);
+    let mut lines = written.lines();
+    assert_eq!(lines.next(), Some("id,lower,upper,size,offset"));
+    let rows: Vec<Vec<String>> = lines
+        .map(|l| l.split(',').map(str::to_owned).collect())
+        .collect();
+    let input = std::fs::read_to_string(&csv).unwrap();
+    for (row, given) in rows.iter().zip(input.lines().skip(1)) {
+        assert_eq!(row.len(), 5);
+        assert_eq!(row[..4].join(","), given, "id, lower, upper, size as given");
+    }
+    assert_eq!(rows.len(), 5);
+    let num = |r: &Vec<String>, k: usize| r[k].parse::<u64>().unwrap();
+    for (i, a) in rows.iter().enumerate() {
+        assert!(num(a, 4) + num(a, 3) <= 12, "{a:?} within the arena");
+        for b in &rows[i + 1..] {
+            let live_together = num(a, 1) < num(b, 2) && num(b, 1) < num(a, 2);
+            let apart = num(a, 4) + num(a, 3) <= num(b, 4) || num(b, 4) + num(b, 3) <= num(a, 4);
+            assert!(!live_together || apart, "{a:?} and {b:?} overlap");
+        }
+    }
+
+    // The written plan plans again (its offset column is read and ignored), and an
+    // upper-case extension is CSV too.
+    let dir = tempfile::tempdir().unwrap();
+    let again = dir.path().join("again.CSV");
+    std::fs::write(&again, &written).unwrap();
+    let out = memwarden(&["plan", again.to_str().unwrap(), "--format", "csv"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), written);
+}
+
+#[test]
+fn plan_capacity_proves_the_example_infeasible_below_its_optimum() {
+    let csv = minimalloc_example();
+    let out = memwarden(&["plan", &csv, "--capacity", "11"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("proved infeasible: the lower bound is 12 > 11"),
+        "{err}"
+    );
+    assert!(err.contains("input.12.csv"), "{err}");
+    assert!(out.stdout.is_empty());
+
+    for capacity in ["12", "12B", "1KiB"] {
+        let out = memwarden(&["plan", &csv, "--capacity", capacity, "--format", "json"]);
+        assert!(out.status.success(), "{capacity}: {}", text(&out.stderr));
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(plan["arena_bytes"].as_u64().unwrap() <= 12);
+    }
+    let out = memwarden(&["plan", &csv, "--capacity", "12", "--effort", "1000"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("capacity                     12 B"));
+
+    let out = memwarden(&["plan", &csv, "--capacity", "twelve"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("twelve"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn plan_bad_csv_exits_2_naming_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("plan.csv");
+    let csv = minimalloc_example();
+    let cases: [(&str, &str, &[&str]); 5] = [
+        (
+            "dup.csv",
+            "id,lower,upper,size\nb1,0,3,4\nb1,3,9,4\n",
+            &["line 3", "duplicate id \"b1\" (first on line 2)"],
+        ),
+        (
+            "empty_interval.csv",
+            "id,lower,upper,size\nb1,0,3,4\n\nb2,9,9,4\n",
+            &["line 4", "upper 9 is not above lower 9"],
+        ),
+        (
+            "no_size.csv",
+            "id,lower,upper\nb1,0,3\n",
+            &["line 1", "no size column"],
+        ),
+        (
+            "nan.csv",
+            "id,lower,upper,size\nb1,0,3,four\n",
+            &["line 2", "size is not a whole number: \"four\""],
+        ),
+        ("blank.csv", "\n\n", &["line 1", "no header"]),
+    ];
+    for (name, body, needles) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, body).unwrap();
+        let p = path.to_str().unwrap();
+        assert_refused(
+            &[
+                "plan",
+                p,
+                "--format",
+                "csv",
+                "--out",
+                out_file.to_str().unwrap(),
+            ],
+            &[&[p][..], needles].concat(),
+            &out_file,
+        );
+    }
+    // Options for graphs have no meaning for a buffer list.
+    for flag in [
+        &["--dim", "N=8"][..],
+        &["--inplace"],
+        &["--unknown", "skip"],
+    ] {
+        let args = [
+            &["plan", &csv[..]][..],
+            flag,
+            &["--out", out_file.to_str().unwrap()],
+        ]
+        .concat();
+        assert_refused(&args, &[&csv, flag[0], "does not apply"], &out_file);
+    }
+    // Only a regular file is read.
+    let sub = dir.path().join("dir.csv");
+    std::fs::create_dir(&sub).unwrap();
+    assert_refused(
+        &[
+            "plan",
+            sub.to_str().unwrap(),
+            "--out",
+            out_file.to_str().unwrap(),
+        ],
+        &[sub.to_str().unwrap(), "not a regular file"],
+        &out_file,
+    );
+    assert_refused(
+        &[
+            "plan",
+            "/no/such/buffers.csv",
+            "--out",
+            out_file.to_str().unwrap(),
+        ],
+        &["/no/such/buffers.csv"],
+        &out_file,
+    );
+}
+
+#[test]
+fn plan_writes_a_graphs_plan_as_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let graph = shared_onnx("resnet18.json");
+    let out_file = dir.path().join("resnet18.csv");
+    let out = memwarden(&[
+        "plan",
+        &graph,
+        "--format",
+        "csv",
+        "--out",
+        out_file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json = memwarden(&["plan", &graph, "--format", "json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let written = std::fs::read_to_string(&out_file).unwrap();
+    let mut lines = written.lines();
+    assert_eq!(lines.next(), Some("id,lower,upper,size,offset"));
+    let tensors = plan["tensors"].as_array().unwrap();
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), tensors.len());
+    for (row, t) in rows.iter().zip(tensors) {
+        let expected = format!(
+            "{},{},{},{},{}",
+            t["name"].as_str().unwrap(),
+            t["first_step"],
+            t["last_step"].as_u64().unwrap() + 1,
+            t["bytes"],
+            t["offset"]
+        );
+        assert_eq!(*row, expected);
+    }
+}

@@ -3,7 +3,9 @@
 mod analysis;
 mod arena;
 mod control_flow;
+mod csv;
 mod dynamic;
+mod exact;
 mod inplace;
 mod json;
 mod properties;

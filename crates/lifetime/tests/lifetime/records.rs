@@ -198,6 +198,7 @@ fn validation_catches_a_bad_plan_and_names_both_tensors() {
         strategy: Strategy::Naive,
         method: "hand".to_owned(),
         naive_bytes: 192,
+        optimal: false,
         lower_bound_bytes: 128,
         arena_bytes: 128,
         tensors: vec![t("a", 0, 0, 1), t("b", 64, 1, 2), t("c", 0, 2, 2)],
@@ -237,7 +238,11 @@ proptest! {
         let align = 1u64 << align_pow;
         // The effort bound, not the wall-clock safety net, must end the search for
         // the plan to be deterministic: give the net plenty of room in a debug build.
-        let budget = SearchBudget { effort: 200_000, time_cap: std::time::Duration::from_secs(60) };
+        let budget = SearchBudget {
+            effort: 200_000,
+            time_cap: std::time::Duration::from_secs(60),
+            capacity: None,
+        };
         let mut baseline = u64::MAX;
         for s in [Strategy::Naive, Strategy::GreedyBySize, Strategy::GreedyByBreadth] {
             let l = plan_records(&recs, s, align).unwrap();

@@ -1,0 +1,905 @@
+//! The exact placement search: branch and bound over canonical layouts.
+//!
+//! The question it answers is a decision: given a capacity, is there a layout of
+//! every record whose top stays within it? [`decide`] answers it with a layout, a
+//! proof that none exists, or "out of budget"; [`minimize`] turns a series of such
+//! questions into an anytime optimisation.
+//!
+//! # Canonical layouts
+//!
+//! Drop every buffer of a valid layout as far down as it goes: each then rests on
+//! offset 0 or on the top of a buffer it overlaps in time, and the layout is still
+//! valid and no taller. Sort the buffers of such a layout by offset; placing them in
+//! that order, each buffer's offset is exactly the highest top among the buffers
+//! already placed that it overlaps (its *minimum offset*). So the search only has to
+//! choose an order, and only orders whose offsets never decrease (ties broken by a
+//! fixed rank): every canonical layout is reached by exactly one path. That idea,
+//! the floors and totals per time section below, the "no gap a waiting buffer could
+//! fill" dominance rule and the split into independent time windows are from
+//! MiniMalloc (Moffitt, ASPLOS 2023); the code, the restart schedule and the
+//! optimisation driver are ours.
+//!
+//! # Pruning
+//!
+//! Time is cut into *sections*: maximal runs of steps over which the set of live
+//! records does not change. Each section keeps a *floor* (nothing more can go below
+//! it: the top of the highest buffer placed there, raised to the lowest minimum
+//! offset of the buffers still waiting there, and to the offset of the last
+//! placement, since offsets never decrease) and the total size of the buffers still
+//! waiting there, which all have to be stacked above the floor. A partial layout
+//! whose floor plus waiting total passes the capacity in any section is dropped.
+//!
+//! - **Dominance.** A buffer is not placed at or above the top that another waiting
+//!   buffer would have at its own minimum offset: that buffer would then fit in the
+//!   gap underneath and could be moved down into it, so the same layout is found on
+//!   another path.
+//! - **Decomposition.** When no waiting buffer spans the boundary between two
+//!   sections, the two sides no longer interact: each is solved on its own, so the
+//!   search is a sum over the sides instead of a product.
+//!
+//! # Branching order and restarts
+//!
+//! Candidates are tried lowest minimum offset first, ties by a static rank that puts
+//! the buffers of the most crowded sections first (then the larger, then the
+//! longer). A wrong early choice in a depth-first search can cost exponential time,
+//! so the search runs as a series of restarts: each rank order in turn gets a node
+//! limit that doubles every round (a Luby-like schedule, as MiniMalloc does with its
+//! three orders). The budget is counted in work units (nodes and the sections and
+//! neighbours they touch), never in time, so the outcome depends only on the input;
+//! a wall-clock cap is a safety net.
+
+use std::time::{Duration, Instant};
+
+use crate::place::Record;
+use crate::rng::SplitMix64;
+
+/// No offset yet.
+const UNPLACED: u64 = u64::MAX;
+
+/// Work accounting shared by every search of one planning call.
+#[derive(Debug)]
+pub(crate) struct Meter {
+    /// Work units spent.
+    pub(crate) work: u64,
+    /// Work units allowed.
+    pub(crate) limit: u64,
+    started: Instant,
+    time_cap: Duration,
+    /// Set once the time cap stopped a search.
+    pub(crate) timed_out: bool,
+    polls: u32,
+}
+
+impl Meter {
+    pub(crate) fn new(limit: u64, started: Instant, time_cap: Duration) -> Self {
+        Self {
+            work: 0,
+            limit,
+            started,
+            time_cap,
+            timed_out: false,
+            polls: 0,
+        }
+    }
+
+    /// Spends `units`; false once the budget or the time cap is exhausted.
+    fn spend(&mut self, units: u64) -> bool {
+        self.work = self.work.saturating_add(units);
+        if self.work >= self.limit || self.timed_out {
+            return false;
+        }
+        self.polls += 1;
+        if self.polls >= 256 {
+            self.polls = 0;
+            if self.started.elapsed() > self.time_cap {
+                self.timed_out = true;
+                return false;
+            }
+        }
+        true
+    }
+
+    pub(crate) fn left(&self) -> u64 {
+        self.limit.saturating_sub(self.work)
+    }
+
+    pub(crate) fn exhausted(&self) -> bool {
+        self.timed_out || self.work >= self.limit
+    }
+}
+
+/// The answer to "is there a layout within this capacity?".
+#[derive(Debug)]
+pub(crate) enum Decision {
+    /// A layout within the capacity: one offset per record.
+    Found(Vec<u64>),
+    /// The search was exhausted: no layout fits.
+    Infeasible,
+    /// The budget ran out first.
+    Unknown,
+}
+
+/// The records as the search sees them: sections, overlap lists, static ranks.
+struct Instance<'a> {
+    records: &'a [Record],
+    align: u64,
+    /// Buffers with a size, the only ones the search places.
+    active: Vec<u32>,
+    /// Sections each record covers: `[sec_lo, sec_hi)`.
+    sec_lo: Vec<u32>,
+    sec_hi: Vec<u32>,
+    /// Overlapping non-empty records of record `i`: `nbr[nbr_start[i]..nbr_start[i+1]]`.
+    nbr_start: Vec<usize>,
+    nbr: Vec<u32>,
+    /// Records covering section `s`: `members[mem_start[s]..mem_start[s+1]]`.
+    mem_start: Vec<usize>,
+    members: Vec<u32>,
+    sections: usize,
+    /// Per record, the keys rank orders sort by (see [`Instance::rank_keys`]).
+    keys: Vec<[u64; 5]>,
+    /// Other records over exactly the same sections: `same_span[span_start[i]..span_start[i+1]]`.
+    span_start: Vec<usize>,
+    same_span: Vec<u32>,
+}
+
+impl<'a> Instance<'a> {
+    /// `records` have dense steps (see `compress_steps`).
+    /// `spans[i]` is record `i`'s length in the caller's time units (for the area).
+    fn new(records: &'a [Record], spans: &[u64], align: u64) -> Self {
+        let n = records.len();
+        let active: Vec<u32> = (0..n as u32)
+            .filter(|&i| records[i as usize].bytes > 0)
+            .collect();
+        // Section boundaries: every first step and every step after a last step.
+        let mut bounds: Vec<usize> = active
+            .iter()
+            .flat_map(|&i| {
+                let r = records[i as usize];
+                [r.first, r.last + 1]
+            })
+            .collect();
+        bounds.sort_unstable();
+        bounds.dedup();
+        let index = |step: usize| bounds.partition_point(|&b| b < step) as u32;
+        let mut sec_lo = vec![0u32; n];
+        let mut sec_hi = vec![0u32; n];
+        for &i in &active {
+            let r = records[i as usize];
+            sec_lo[i as usize] = index(r.first);
+            sec_hi[i as usize] = index(r.last + 1);
+        }
+        let sections = bounds.len().saturating_sub(1);
+
+        let mut count = vec![0usize; sections + 1];
+        for &i in &active {
+            for s in sec_lo[i as usize]..sec_hi[i as usize] {
+                count[s as usize] += 1;
+            }
+        }
+        let mut mem_start = vec![0usize; sections + 1];
+        for s in 0..sections {
+            mem_start[s + 1] = mem_start[s] + count[s];
+        }
+        let mut fill = mem_start.clone();
+        let mut members = vec![0u32; mem_start[sections]];
+        for &i in &active {
+            for s in sec_lo[i as usize]..sec_hi[i as usize] {
+                members[fill[s as usize]] = i;
+                fill[s as usize] += 1;
+            }
+        }
+
+        // Overlap lists by a sweep over first steps.
+        let mut by_first = active.clone();
+        by_first.sort_by_key(|&i| (records[i as usize].first, i));
+        let mut degree = vec![0usize; n];
+        let mut edges: Vec<(u32, u32)> = Vec::new();
+        let mut live: Vec<u32> = Vec::new();
+        for &i in &by_first {
+            let r = records[i as usize];
+            live.retain(|&j| records[j as usize].last >= r.first);
+            for &j in &live {
+                edges.push((i, j));
+                degree[i as usize] += 1;
+                degree[j as usize] += 1;
+            }
+            live.push(i);
+        }
+        let mut nbr_start = vec![0usize; n + 1];
+        for i in 0..n {
+            nbr_start[i + 1] = nbr_start[i] + degree[i];
+        }
+        let mut fill = nbr_start.clone();
+        let mut nbr = vec![0u32; nbr_start[n]];
+        for (a, b) in edges {
+            nbr[fill[a as usize]] = b;
+            fill[a as usize] += 1;
+            nbr[fill[b as usize]] = a;
+            fill[b as usize] += 1;
+        }
+
+        let mut inst = Self {
+            records,
+            align,
+            active,
+            sec_lo,
+            sec_hi,
+            nbr_start,
+            nbr,
+            mem_start,
+            members,
+            sections,
+            keys: Vec::new(),
+            span_start: Vec::new(),
+            same_span: Vec::new(),
+        };
+        inst.keys = inst.rank_keys(spans);
+        (inst.span_start, inst.same_span) = inst.span_groups();
+        inst
+    }
+
+    /// Records grouped by identical section ranges, as lists of the others in the
+    /// group (groups of one are empty lists).
+    fn span_groups(&self) -> (Vec<usize>, Vec<u32>) {
+        let n = self.records.len();
+        let mut by_span = self.active.clone();
+        by_span.sort_unstable_by_key(|&i| (self.sec_lo[i as usize], self.sec_hi[i as usize], i));
+        let mut lists: Vec<Vec<u32>> = vec![Vec::new(); n];
+        for group in by_span.chunk_by(|&a, &b| {
+            (self.sec_lo[a as usize], self.sec_hi[a as usize])
+                == (self.sec_lo[b as usize], self.sec_hi[b as usize])
+        }) {
+            if group.len() > 1 {
+                for &i in group {
+                    lists[i as usize] = group.iter().copied().filter(|&j| j != i).collect();
+                }
+            }
+        }
+        let mut start = vec![0usize; n + 1];
+        for i in 0..n {
+            start[i + 1] = start[i] + lists[i].len();
+        }
+        (start, lists.concat())
+    }
+
+    fn same_span(&self, i: usize) -> &[u32] {
+        &self.same_span[self.span_start[i]..self.span_start[i + 1]]
+    }
+
+    fn neighbours(&self, i: usize) -> &[u32] {
+        &self.nbr[self.nbr_start[i]..self.nbr_start[i + 1]]
+    }
+
+    fn section(&self, s: usize) -> &[u32] {
+        &self.members[self.mem_start[s]..self.mem_start[s + 1]]
+    }
+
+    /// The keys the rank orders sort by, per record, all descending: the largest
+    /// total of any section the record is in (`T`), its area in the caller's time
+    /// units (`A`), its length in those units (`W`), the number of sections it spans
+    /// (`C`), its size (`Z`).
+    fn rank_keys(&self, spans: &[u64]) -> Vec<[u64; 5]> {
+        let mut total = vec![0u64; self.sections];
+        for &i in &self.active {
+            for s in self.sec_lo[i as usize]..self.sec_hi[i as usize] {
+                total[s as usize] += self.records[i as usize].bytes;
+            }
+        }
+        (0..self.records.len())
+            .map(|i| {
+                let r = self.records[i];
+                let t = (self.sec_lo[i]..self.sec_hi[i])
+                    .map(|s| total[s as usize])
+                    .max()
+                    .unwrap_or(0);
+                [
+                    t,
+                    r.bytes.saturating_mul(spans[i]),
+                    spans[i],
+                    u64::from(self.sec_hi[i] - self.sec_lo[i]),
+                    r.bytes,
+                ]
+            })
+            .collect()
+    }
+
+    /// The rank of every record (0 first) for restart `restart`. The first
+    /// [`ORDERS`] restarts use the orders as they are; later ones perturb each
+    /// record's first key by up to a quarter, seeded by the restart, so each restart
+    /// explores a different part of the tree (the classic cure for the heavy tail
+    /// of depth-first search).
+    fn rank(&self, restart: u64) -> Vec<u32> {
+        let keys = ORDERS[(restart % ORDERS.len() as u64) as usize];
+        let mut rng = SplitMix64::new(restart.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let first: Vec<u64> = self
+            .keys
+            .iter()
+            .map(|k| {
+                let key = k[keys[0]];
+                if restart < ORDERS.len() as u64 {
+                    key
+                } else {
+                    let factor = 768 + rng.below(513) as u128;
+                    ((u128::from(key) * factor) >> 10) as u64
+                }
+            })
+            .collect();
+        let mut order = self.active.clone();
+        order.sort_by(|&a, &b| {
+            let (ka, kb) = (&self.keys[a as usize], &self.keys[b as usize]);
+            first[b as usize]
+                .cmp(&first[a as usize])
+                .then(kb[keys[1]].cmp(&ka[keys[1]]))
+                .then(kb[keys[2]].cmp(&ka[keys[2]]))
+                .then(a.cmp(&b))
+        });
+        let mut rank = vec![u32::MAX; self.records.len()];
+        for (pos, &i) in order.iter().enumerate() {
+            rank[i as usize] = pos as u32;
+        }
+        rank
+    }
+}
+
+/// Key indices into [`Instance::rank_keys`]: `T`, `A`, `W`, `C`, `Z`.
+const T: usize = 0;
+const A: usize = 1;
+const W: usize = 2;
+const C: usize = 3;
+const Z: usize = 4;
+
+/// The rank orders restarts cycle through: MiniMalloc's three (`WAT`, `TAW`, `TWA`)
+/// and two of ours.
+const ORDERS: [[usize; 3]; 5] = [[W, A, T], [T, A, W], [T, W, A], [T, A, C], [Z, T, C]];
+
+/// The Luby sequence (1, 1, 2, 1, 1, 2, 4, ...) at `i` (from 1): restart `i` gets
+/// this many times the base node limit.
+fn luby(mut i: u64) -> u64 {
+    loop {
+        let mut k = 1u32;
+        while (1u64 << k) - 1 < i {
+            k += 1;
+        }
+        if (1u64 << k) - 1 == i {
+            return 1u64 << (k - 1);
+        }
+        i -= (1u64 << (k - 1)) - 1;
+    }
+}
+
+/// A time window solved on its own: sections `[lo, hi)` and the waiting records in it.
+struct Partition {
+    lo: u32,
+    hi: u32,
+    buffers: Vec<u32>,
+}
+
+/// Why a search stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Found,
+    NotFound,
+    /// The restart's node limit.
+    NodeLimit,
+    /// The whole budget or the time cap.
+    Budget,
+}
+
+struct Solver<'i, 'a, 'm> {
+    inst: &'i Instance<'a>,
+    capacity: u64,
+    rank: Vec<u32>,
+    offset: Vec<u64>,
+    solution: Vec<u64>,
+    min_off: Vec<u64>,
+    floor: Vec<u64>,
+    waiting: Vec<u64>,
+    /// Waiting records spanning the boundary after section `s`.
+    cuts: Vec<u32>,
+    trail_min: Vec<(u32, u64)>,
+    trail_floor: Vec<(u32, u64)>,
+    /// Sections whose waiting records' minimum offsets changed (stamp == epoch).
+    stamp: Vec<u64>,
+    epoch: u64,
+    touched: Vec<u32>,
+    nodes_left: u64,
+    meter: &'m mut Meter,
+}
+
+impl Solver<'_, '_, '_> {
+    fn align_up(&self, x: u64) -> u64 {
+        let a = self.inst.align;
+        x.div_ceil(a) * a
+    }
+
+    /// Solves one partition from scratch (offsets restart at 0: its records do not
+    /// interact with the rest).
+    fn solve(&mut self, part: &Partition) -> Outcome {
+        self.search(part, (0, 0))
+    }
+
+    fn search(&mut self, part: &Partition, last: (u64, u32)) -> Outcome {
+        if self.nodes_left == 0 {
+            return Outcome::NodeLimit;
+        }
+        self.nodes_left -= 1;
+        if !self.meter.spend(1 + part.buffers.len() as u64) {
+            return Outcome::Budget;
+        }
+        let mut cands: Vec<(u64, u32, u32)> = part
+            .buffers
+            .iter()
+            .filter(|&&b| self.offset[b as usize] == UNPLACED)
+            .map(|&b| (self.min_off[b as usize], self.rank[b as usize], b))
+            .collect();
+        if cands.is_empty() {
+            return Outcome::Found;
+        }
+        let min_height = cands
+            .iter()
+            .map(|&(o, _, b)| o + self.inst.records[b as usize].bytes)
+            .min()
+            .unwrap_or(u64::MAX);
+        cands.sort_unstable();
+        for &(o, r, b) in &cands {
+            if (o, r) < last || self.waits_for_twin(b, r) {
+                continue;
+            }
+            if o >= min_height {
+                // Sorted by offset: every later candidate is dominated too.
+                break;
+            }
+            let size = self.inst.records[b as usize].bytes;
+            if o + size > self.capacity {
+                continue;
+            }
+            let marks = (self.trail_min.len(), self.trail_floor.len());
+            let hatless = self.place(b, o);
+            let mut outcome = Outcome::NotFound;
+            if self.check(part, (o, r)) {
+                outcome = self.split_or_descend(part, b, (o, r));
+            }
+            self.unplace(b, marks);
+            if outcome != Outcome::NotFound {
+                return outcome;
+            }
+            if hatless {
+                // Nothing waiting overlaps `b`: where it goes cannot matter to the
+                // rest, so the rest fails whichever candidate goes first.
+                break;
+            }
+        }
+        Outcome::NotFound
+    }
+
+    /// Whether `b` must wait for a twin: records of the same size over the same
+    /// sections are interchangeable, so a layout with them in one order has a twin
+    /// with them in the other; the search keeps only the one where they go up in
+    /// rank order.
+    fn waits_for_twin(&self, b: u32, r: u32) -> bool {
+        let size = self.inst.records[b as usize].bytes;
+        self.inst.same_span(b as usize).iter().any(|&a| {
+            let (a, other) = (a as usize, self.inst.records[a as usize].bytes);
+            other == size && self.offset[a] == UNPLACED && self.rank[a] < r
+        })
+    }
+
+    /// After placing `b`: go on in this partition, or, when `b` was the last
+    /// waiting record over some boundary, solve the sides one by one.
+    fn split_or_descend(&mut self, part: &Partition, b: u32, last: (u64, u32)) -> Outcome {
+        let (lo, hi) = (self.inst.sec_lo[b as usize], self.inst.sec_hi[b as usize]);
+        let mut cutpoints = Vec::new();
+        for s in lo..hi.saturating_sub(1) {
+            self.cuts[s as usize] -= 1;
+            if self.cuts[s as usize] == 0 && s >= part.lo && s + 1 < part.hi {
+                cutpoints.push(s + 1);
+            }
+        }
+        let outcome = if cutpoints.is_empty() {
+            self.search(part, last)
+        } else {
+            let mut outcome = Outcome::Found;
+            let mut start = part.lo;
+            cutpoints.push(part.hi);
+            for &end in &cutpoints {
+                let buffers: Vec<u32> = part
+                    .buffers
+                    .iter()
+                    .copied()
+                    .filter(|&x| {
+                        self.offset[x as usize] == UNPLACED
+                            && self.inst.sec_lo[x as usize] < end
+                            && start < self.inst.sec_hi[x as usize]
+                    })
+                    .collect();
+                let sub = Partition {
+                    lo: start,
+                    hi: end,
+                    buffers,
+                };
+                start = end;
+                if sub.buffers.is_empty() {
+                    continue;
+                }
+                outcome = self.solve(&sub);
+                if outcome != Outcome::Found {
+                    break;
+                }
+            }
+            outcome
+        };
+        for s in lo..hi.saturating_sub(1) {
+            self.cuts[s as usize] += 1;
+        }
+        outcome
+    }
+
+    /// Places `b` at `o` and propagates; true when no waiting record overlaps `b`.
+    fn place(&mut self, b: u32, o: u64) -> bool {
+        let inst = self.inst;
+        let bi = b as usize;
+        let size = inst.records[bi].bytes;
+        self.offset[bi] = o;
+        self.solution[bi] = o;
+        let top = o + size;
+        let raised = self.align_up(top);
+        self.epoch += 1;
+        self.touched.clear();
+        for s in inst.sec_lo[bi]..inst.sec_hi[bi] {
+            let si = s as usize;
+            self.trail_floor.push((s, self.floor[si]));
+            self.floor[si] = top;
+            self.waiting[si] -= size;
+            self.stamp[si] = self.epoch;
+            self.touched.push(s);
+        }
+        let nbrs = inst.neighbours(bi);
+        let mut hatless = true;
+        for &u in nbrs {
+            let ui = u as usize;
+            if self.offset[ui] != UNPLACED {
+                continue;
+            }
+            hatless = false;
+            let old = self.min_off[ui];
+            if old >= raised {
+                continue;
+            }
+            self.trail_min.push((u, old));
+            self.min_off[ui] = raised;
+            // A section's floor is the lowest minimum offset waiting there: only a
+            // section where `u` was at that lowest value can see its floor rise.
+            for s in inst.sec_lo[ui]..inst.sec_hi[ui] {
+                let si = s as usize;
+                if old <= self.floor[si] && self.stamp[si] != self.epoch {
+                    self.stamp[si] = self.epoch;
+                    self.touched.push(s);
+                }
+            }
+        }
+        // A section's floor is at least the lowest minimum offset of what waits there.
+        let mut units = nbrs.len() as u64 + u64::from(inst.sec_hi[bi] - inst.sec_lo[bi]);
+        for k in 0..self.touched.len() {
+            let si = self.touched[k] as usize;
+            let members = inst.section(si);
+            units += members.len() as u64;
+            let lowest = members
+                .iter()
+                .filter(|&&x| self.offset[x as usize] == UNPLACED)
+                .map(|&x| self.min_off[x as usize])
+                .min();
+            if let Some(lowest) = lowest
+                && self.floor[si] < lowest
+            {
+                self.trail_floor.push((si as u32, self.floor[si]));
+                self.floor[si] = lowest;
+            }
+        }
+        self.meter.work = self.meter.work.saturating_add(units);
+        hatless
+    }
+
+    fn unplace(&mut self, b: u32, (min_mark, floor_mark): (usize, usize)) {
+        let bi = b as usize;
+        let size = self.inst.records[bi].bytes;
+        while self.trail_floor.len() > floor_mark {
+            let (s, f) = self.trail_floor.pop().expect("above the mark");
+            self.floor[s as usize] = f;
+        }
+        while self.trail_min.len() > min_mark {
+            let (u, m) = self.trail_min.pop().expect("above the mark");
+            self.min_off[u as usize] = m;
+        }
+        for s in self.inst.sec_lo[bi]..self.inst.sec_hi[bi] {
+            self.waiting[s as usize] += size;
+        }
+
+        self.offset[bi] = UNPLACED;
+    }
+
+    /// Every section of the partition can still take what waits there above its
+    /// floor (never below `last.0`: offsets do not decrease along a path), and a
+    /// section with no byte to spare at `last.0` has a record that can still go
+    /// there: one waiting with its minimum offset exactly there and a later rank
+    /// (records below it can only rise, and a record at that offset with an earlier
+    /// rank would break the order). Without this second rule a search that skips
+    /// the only record that can fill a section's bottom finds out only once it has
+    /// placed everything else that goes at that offset.
+    fn check(&mut self, part: &Partition, last: (u64, u32)) -> bool {
+        let (offset, rank) = last;
+        let mut units = u64::from(part.hi - part.lo);
+        let mut ok = true;
+        for s in part.lo as usize..part.hi as usize {
+            let waiting = self.waiting[s];
+            if waiting == 0 {
+                continue;
+            }
+            let floor = self.floor[s].max(offset);
+            if floor + waiting > self.capacity {
+                ok = false;
+                break;
+            }
+            if floor + waiting == self.capacity && self.floor[s] <= offset {
+                let members = self.inst.section(s);
+                units += members.len() as u64;
+                let supported = members.iter().any(|&x| {
+                    let x = x as usize;
+                    self.offset[x] == UNPLACED && self.min_off[x] == offset && self.rank[x] > rank
+                });
+                if !supported {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        self.meter.work = self.meter.work.saturating_add(units);
+        ok
+    }
+}
+
+/// Runs `f` on a thread whose stack fits a search `depth` placements deep (the
+/// search recurses once per placement), or on this thread when a new one cannot be
+/// made and the depth is small.
+pub(crate) fn with_stack<R: Send>(depth: usize, f: impl FnOnce() -> R + Send) -> Option<R> {
+    // About 200 bytes per frame in a release build, ten times that in a debug one.
+    let size = (8 << 20).max(depth.saturating_mul(4 << 10));
+    std::thread::scope(|scope| {
+        match std::thread::Builder::new()
+            .name("memwarden-exact".to_owned())
+            .stack_size(size)
+            .spawn_scoped(scope, f)
+        {
+            Ok(handle) => handle.join().ok(),
+            Err(e) => {
+                log::warn!("exact search: cannot start its thread ({e}); skipped");
+                None
+            }
+        }
+    })
+}
+
+/// Is there a layout of `records` (dense steps) within `capacity` bytes? Offsets are
+/// multiples of `align`.
+fn decide(
+    records: &[Record],
+    spans: &[u64],
+    align: u64,
+    capacity: u64,
+    meter: &mut Meter,
+) -> Decision {
+    let inst = Instance::new(records, spans, align);
+    decide_on(&inst, capacity, meter)
+}
+
+fn decide_on(inst: &Instance<'_>, capacity: u64, meter: &mut Meter) -> Decision {
+    let n = inst.records.len();
+    if inst.active.is_empty() {
+        return Decision::Found(vec![0; n]);
+    }
+    let mut waiting = vec![0u64; inst.sections];
+    for &i in &inst.active {
+        for s in inst.sec_lo[i as usize]..inst.sec_hi[i as usize] {
+            waiting[s as usize] += inst.records[i as usize].bytes;
+        }
+    }
+    if waiting.iter().any(|&w| w > capacity) {
+        return Decision::Infeasible;
+    }
+    let mut cuts = vec![0u32; inst.sections];
+    for &i in &inst.active {
+        for s in inst.sec_lo[i as usize]..inst.sec_hi[i as usize].saturating_sub(1) {
+            cuts[s as usize] += 1;
+        }
+    }
+    // The independent windows to begin with.
+    let mut parts = Vec::new();
+    let mut start = 0u32;
+    for s in 0..inst.sections as u32 {
+        if s + 1 == inst.sections as u32 || cuts[s as usize] == 0 {
+            parts.push((start, s + 1));
+            start = s + 1;
+        }
+    }
+    let parts: Vec<Partition> = parts
+        .into_iter()
+        .map(|(lo, hi)| Partition {
+            lo,
+            hi,
+            buffers: inst
+                .active
+                .iter()
+                .copied()
+                .filter(|&x| inst.sec_lo[x as usize] < hi && lo < inst.sec_hi[x as usize])
+                .collect(),
+        })
+        .filter(|p| !p.buffers.is_empty())
+        .collect();
+
+    let base = 2 * (inst.active.len() as u64).max(8);
+    for restart in 0u64.. {
+        let rank = inst.rank(restart);
+        let mut solver = Solver {
+            inst,
+            capacity,
+            rank,
+            offset: vec![UNPLACED; n],
+            solution: vec![0; n],
+            min_off: vec![0; n],
+            floor: vec![0; inst.sections],
+            waiting: waiting.clone(),
+            cuts: cuts.clone(),
+            trail_min: Vec::new(),
+            trail_floor: Vec::new(),
+            stamp: vec![0; inst.sections],
+            epoch: 0,
+            touched: Vec::new(),
+            nodes_left: base.saturating_mul(luby(restart + 1)),
+            meter,
+        };
+        let mut outcome = Outcome::Found;
+        for part in &parts {
+            outcome = solver.solve(part);
+            if outcome != Outcome::Found {
+                break;
+            }
+        }
+        match outcome {
+            Outcome::Found => {
+                let mut solution = vec![0u64; n];
+                for &i in &inst.active {
+                    solution[i as usize] = solver.solution[i as usize];
+                }
+                return Decision::Found(solution);
+            }
+            Outcome::NotFound => return Decision::Infeasible,
+            Outcome::Budget => return Decision::Unknown,
+            Outcome::NodeLimit => {}
+        }
+    }
+    Decision::Unknown
+}
+
+/// What [`improve`] found.
+#[derive(Debug)]
+pub(crate) struct Improved {
+    /// A better layout than the incumbent (within the capacity, when one was given).
+    pub(crate) offsets: Option<Vec<u64>>,
+    /// No smaller layout exists than the best one (the incumbent or `offsets`).
+    pub(crate) optimal: bool,
+    /// No layout within the capacity exists.
+    pub(crate) infeasible: bool,
+}
+
+/// The exact stage of a planner: with a capacity, [`decide`] it; without one,
+/// [`minimize`] from the incumbent `(offsets, top)` towards `lower`, a proven lower
+/// bound.
+pub(crate) fn improve(
+    records: &[Record],
+    spans: &[u64],
+    align: u64,
+    capacity: Option<u64>,
+    (incumbent, top): (&[u64], u64),
+    lower: u64,
+    meter: &mut Meter,
+) -> Improved {
+    match capacity {
+        Some(capacity) => match decide(records, spans, align, capacity, meter) {
+            Decision::Found(offsets) => Improved {
+                optimal: height(records, &offsets) <= lower,
+                offsets: Some(offsets),
+                infeasible: false,
+            },
+            Decision::Infeasible => Improved {
+                offsets: None,
+                optimal: false,
+                infeasible: true,
+            },
+            Decision::Unknown => Improved {
+                offsets: None,
+                optimal: false,
+                infeasible: false,
+            },
+        },
+        None => {
+            let m = minimize(records, spans, align, incumbent.to_vec(), top, lower, meter);
+            Improved {
+                offsets: (m.top < top).then_some(m.offsets),
+                optimal: m.optimal,
+                infeasible: false,
+            }
+        }
+    }
+}
+
+fn height(records: &[Record], offsets: &[u64]) -> u64 {
+    records
+        .iter()
+        .zip(offsets)
+        .map(|(r, &o)| o + r.bytes)
+        .max()
+        .unwrap_or(0)
+}
+
+/// The outcome of [`minimize`].
+#[derive(Debug)]
+pub(crate) struct Minimized {
+    pub(crate) offsets: Vec<u64>,
+    pub(crate) top: u64,
+    /// No layout is lower than `top` (it met the lower bound, or every lower
+    /// capacity was proved infeasible).
+    pub(crate) optimal: bool,
+}
+
+/// Improves `incumbent` (offsets of height `top`) towards `lower`, a proven lower
+/// bound: first asks for a layout at the bound itself, then bisects between what is
+/// proved impossible and the best layout found, while the meter allows.
+fn minimize(
+    records: &[Record],
+    spans: &[u64],
+    align: u64,
+    incumbent: Vec<u64>,
+    top: u64,
+    lower: u64,
+    meter: &mut Meter,
+) -> Minimized {
+    let mut best = Minimized {
+        offsets: incumbent,
+        top,
+        optimal: top <= lower,
+    };
+    if best.optimal {
+        return best;
+    }
+    let inst = Instance::new(records, spans, align);
+    let mut proven = lower;
+    let mut probe_lo = lower;
+    let mut first = true;
+    while probe_lo < best.top && !meter.exhausted() {
+        let target = if first {
+            probe_lo
+        } else {
+            probe_lo + (best.top - 1 - probe_lo) / 2
+        };
+        first = false;
+        // Each probe may spend half of what is left, so later probes still run.
+        let share = (meter.left() / 2).max(1);
+        let limit = meter.limit;
+        meter.limit = meter.work.saturating_add(share).min(limit);
+        let decision = decide_on(&inst, target, meter);
+        meter.limit = limit;
+        match decision {
+            Decision::Found(offsets) => {
+                best.top = height(records, &offsets);
+                best.offsets = offsets;
+            }
+            Decision::Infeasible => {
+                // Nothing fits within `target`: every lower height is ruled out too.
+                proven = proven.max(target + 1);
+                probe_lo = target + 1;
+            }
+            Decision::Unknown => probe_lo = target + 1,
+        }
+    }
+    best.optimal = best.top <= proven;
+    best
+}
