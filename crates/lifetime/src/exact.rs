@@ -402,6 +402,12 @@ struct Solver<'i, 'a, 'm> {
     stamp: Vec<u64>,
     epoch: u64,
     touched: Vec<u32>,
+    /// `empty[s] == level`: no record starts at `level` in section `s` (a branch's
+    /// decision).
+    empty: Vec<u64>,
+    /// Scratch: eligible covers per section.
+    covers: Vec<u32>,
+
     nodes_left: u64,
     meter: &'m mut Meter,
 }
@@ -415,10 +421,26 @@ impl Solver<'_, '_, '_> {
     /// Solves one partition from scratch (offsets restart at 0: its records do not
     /// interact with the rest).
     fn solve(&mut self, part: &Partition) -> Outcome {
-        self.search(part, (0, 0))
+        let level = part
+            .buffers
+            .iter()
+            .filter(|&&b| self.offset[b as usize] == UNPLACED)
+            .map(|&b| self.min_off[b as usize])
+            .min()
+            .unwrap_or(0);
+        self.search_level(part, level)
     }
 
-    fn search(&mut self, part: &Partition, last: (u64, u32)) -> Outcome {
+    /// The search one offset at a time. At `level`, the records that can start
+    /// there are those whose minimum offset is `level` (none of whose sections was
+    /// left empty at this level). Records at the same offset never overlap in time,
+    /// so what is decided at a level is a set, not an order: the search picks the
+    /// open section with the fewest such records (sections with no byte to spare
+    /// first) and branches on which of them starts there, or, where the section can
+    /// spare the bytes, on leaving it empty at this level. When no record can start
+    /// at `level`, it moves up to the next minimum offset. Every layout pushed down
+    /// as far as it goes is reached on exactly one path.
+    fn search_level(&mut self, part: &Partition, level: u64) -> Outcome {
         if self.nodes_left == 0 {
             return Outcome::NodeLimit;
         }
@@ -426,50 +448,133 @@ impl Solver<'_, '_, '_> {
         if !self.meter.spend(1 + part.buffers.len() as u64) {
             return Outcome::Budget;
         }
-        let mut cands: Vec<(u64, u32, u32)> = part
-            .buffers
-            .iter()
-            .filter(|&&b| self.offset[b as usize] == UNPLACED)
-            .map(|&b| (self.min_off[b as usize], self.rank[b as usize], b))
-            .collect();
-        if cands.is_empty() {
-            return Outcome::Found;
-        }
-        let min_height = cands
-            .iter()
-            .map(|&(o, _, b)| o + self.inst.records[b as usize].bytes)
-            .min()
-            .unwrap_or(u64::MAX);
-        cands.sort_unstable();
-        for &(o, r, b) in &cands {
-            if (o, r) < last || self.waits_for_twin(b, r) {
+        let mut eligible: Vec<u32> = Vec::new();
+        let mut any = false;
+        let mut min_height = u64::MAX;
+        let mut next = u64::MAX;
+        for &b in &part.buffers {
+            let bi = b as usize;
+            if self.offset[bi] != UNPLACED {
                 continue;
             }
-            if o >= min_height {
-                // Sorted by offset: every later candidate is dominated too.
-                break;
+            any = true;
+            let m = self.min_off[bi];
+            min_height = min_height.min(m + self.inst.records[bi].bytes);
+            if m == level {
+                let (lo, hi) = (self.inst.sec_lo[bi], self.inst.sec_hi[bi]);
+                if (lo..hi).all(|s| self.empty[s as usize] != level)
+                    && !self.waits_for_twin(b, self.rank[bi])
+                {
+                    eligible.push(b);
+                }
+            } else if m > level {
+                next = next.min(m);
             }
+        }
+        if !any {
+            return Outcome::Found;
+        }
+        if min_height <= level {
+            // A waiting record fits wholly below this level, where it could be moved
+            // down to: the layouts of this branch are dominated.
+            return Outcome::NotFound;
+        }
+        if eligible.is_empty() {
+            if next == u64::MAX || !self.fits(part, next) {
+                return Outcome::NotFound;
+            }
+            return self.search_level(part, next);
+        }
+        // Eligible covers per section; the open section to decide.
+        for &b in &eligible {
+            for s in self.inst.sec_lo[b as usize]..self.inst.sec_hi[b as usize] {
+                self.covers[s as usize] += 1;
+            }
+        }
+        let mut choice: Option<(bool, u32, u32)> = None;
+        let mut dead = false;
+        for s in part.lo..part.hi {
+            let si = s as usize;
+            let c = self.covers[si];
+            self.covers[si] = 0;
+            if dead || self.waiting[si] == 0 || self.floor[si] > level || self.empty[si] == level {
+                continue;
+            }
+            let tight = level + self.waiting[si] == self.capacity;
+            if c == 0 {
+                dead |= tight;
+                continue;
+            }
+            let key = (!tight, c, s);
+            if choice.is_none_or(|k| key < k) {
+                choice = Some(key);
+            }
+        }
+        self.meter.work = self.meter.work.saturating_add(u64::from(part.hi - part.lo));
+        if dead {
+            return Outcome::NotFound;
+        }
+        let Some((loose, _, s)) = choice else {
+            return Outcome::NotFound;
+        };
+        let mut cands: Vec<(u32, u32)> = eligible
+            .iter()
+            .copied()
+            .filter(|&b| self.inst.sec_lo[b as usize] <= s && s < self.inst.sec_hi[b as usize])
+            .map(|b| (self.rank[b as usize], b))
+            .collect();
+        cands.sort_unstable();
+        // A candidate that no waiting record overlaps can never be lifted, so it
+        // goes here or nowhere: then the section cannot be left empty.
+        let mut stuck = false;
+        for &(_, b) in &cands {
             let size = self.inst.records[b as usize].bytes;
-            if o + size > self.capacity {
+            if level + size > self.capacity {
                 continue;
             }
             let marks = (self.trail_min.len(), self.trail_floor.len());
-            let hatless = self.place(b, o);
+            stuck |= self.place(b, level);
             let mut outcome = Outcome::NotFound;
-            if self.check(part, (o, r)) {
-                outcome = self.split_or_descend(part, b, (o, r));
+            if self.fits(part, level) {
+                outcome = self.split_or_descend(part, b);
             }
             self.unplace(b, marks);
             if outcome != Outcome::NotFound {
                 return outcome;
             }
-            if hatless {
-                // Nothing waiting overlaps `b`: where it goes cannot matter to the
-                // rest, so the rest fails whichever candidate goes first.
-                break;
-            }
         }
-        Outcome::NotFound
+        if !loose || stuck {
+            return Outcome::NotFound;
+        }
+        // Leave section `s` empty at this level.
+        let before = self.empty[s as usize];
+        self.empty[s as usize] = level;
+        let outcome = if self.fits(part, level) {
+            self.search_level(part, level)
+        } else {
+            Outcome::NotFound
+        };
+        self.empty[s as usize] = before;
+        outcome
+    }
+
+    /// Every section of the window can take what waits there above its floor, and
+    /// above `level` (offsets do not go down), and above `level + 1` where the
+    /// section was left empty at `level`.
+    fn fits(&mut self, part: &Partition, level: u64) -> bool {
+        self.meter.work = self.meter.work.saturating_add(u64::from(part.hi - part.lo));
+        (part.lo..part.hi).all(|s| {
+            let s = s as usize;
+            let waiting = self.waiting[s];
+            if waiting == 0 {
+                return true;
+            }
+            let mut floor = self.floor[s].max(level);
+            if self.empty[s] == level && self.floor[s] <= level {
+                floor = level + 1;
+            }
+            floor + waiting <= self.capacity
+        })
     }
 
     /// Whether `b` must wait for a twin: records of the same size over the same
@@ -486,7 +591,7 @@ impl Solver<'_, '_, '_> {
 
     /// After placing `b`: go on in this partition, or, when `b` was the last
     /// waiting record over some boundary, solve the sides one by one.
-    fn split_or_descend(&mut self, part: &Partition, b: u32, last: (u64, u32)) -> Outcome {
+    fn split_or_descend(&mut self, part: &Partition, b: u32) -> Outcome {
         let (lo, hi) = (self.inst.sec_lo[b as usize], self.inst.sec_hi[b as usize]);
         let mut cutpoints = Vec::new();
         for s in lo..hi.saturating_sub(1) {
@@ -496,7 +601,7 @@ impl Solver<'_, '_, '_> {
             }
         }
         let outcome = if cutpoints.is_empty() {
-            self.search(part, last)
+            self.search_level(part, self.offset[b as usize])
         } else {
             let mut outcome = Outcome::Found;
             let mut start = part.lo;
@@ -616,45 +721,6 @@ impl Solver<'_, '_, '_> {
 
         self.offset[bi] = UNPLACED;
     }
-
-    /// Every section of the partition can still take what waits there above its
-    /// floor (never below `last.0`: offsets do not decrease along a path), and a
-    /// section with no byte to spare at `last.0` has a record that can still go
-    /// there: one waiting with its minimum offset exactly there and a later rank
-    /// (records below it can only rise, and a record at that offset with an earlier
-    /// rank would break the order). Without this second rule a search that skips
-    /// the only record that can fill a section's bottom finds out only once it has
-    /// placed everything else that goes at that offset.
-    fn check(&mut self, part: &Partition, last: (u64, u32)) -> bool {
-        let (offset, rank) = last;
-        let mut units = u64::from(part.hi - part.lo);
-        let mut ok = true;
-        for s in part.lo as usize..part.hi as usize {
-            let waiting = self.waiting[s];
-            if waiting == 0 {
-                continue;
-            }
-            let floor = self.floor[s].max(offset);
-            if floor + waiting > self.capacity {
-                ok = false;
-                break;
-            }
-            if floor + waiting == self.capacity && self.floor[s] <= offset {
-                let members = self.inst.section(s);
-                units += members.len() as u64;
-                let supported = members.iter().any(|&x| {
-                    let x = x as usize;
-                    self.offset[x] == UNPLACED && self.min_off[x] == offset && self.rank[x] > rank
-                });
-                if !supported {
-                    ok = false;
-                    break;
-                }
-            }
-        }
-        self.meter.work = self.meter.work.saturating_add(units);
-        ok
-    }
 }
 
 /// Runs `f` on a thread whose stack fits a search `depth` placements deep (the
@@ -753,6 +819,9 @@ fn decide_on(inst: &Instance<'_>, capacity: u64, meter: &mut Meter) -> Decision 
             stamp: vec![0; inst.sections],
             epoch: 0,
             touched: Vec::new(),
+            empty: vec![UNPLACED; inst.sections],
+            covers: vec![0; inst.sections],
+
             nodes_left: base.saturating_mul(luby(restart + 1)),
             meter,
         };
@@ -851,8 +920,11 @@ pub(crate) struct Minimized {
 }
 
 /// Improves `incumbent` (offsets of height `top`) towards `lower`, a proven lower
-/// bound: first asks for a layout at the bound itself, then bisects between what is
-/// proved impossible and the best layout found, while the meter allows.
+/// bound, while the meter allows: first asks for a layout at the bound itself (a
+/// quarter of the effort: on compiler-made instances the optimum is usually there),
+/// then walks down from the best layout found, asking each time for one a step
+/// lower, the step a quarter of the gap to what is proved impossible, halved when
+/// a probe runs out of effort.
 fn minimize(
     records: &[Record],
     spans: &[u64],
@@ -872,32 +944,35 @@ fn minimize(
     }
     let inst = Instance::new(records, spans, align);
     let mut proven = lower;
-    let mut probe_lo = lower;
-    let mut first = true;
-    while probe_lo < best.top && !meter.exhausted() {
-        let target = if first {
-            probe_lo
-        } else {
-            probe_lo + (best.top - 1 - probe_lo) / 2
-        };
-        first = false;
-        // Each probe may spend half of what is left, so later probes still run.
-        let share = (meter.left() / 2).max(1);
+    let probe = |target: u64, share: u64, meter: &mut Meter| {
         let limit = meter.limit;
-        meter.limit = meter.work.saturating_add(share).min(limit);
+        meter.limit = meter.work.saturating_add(share.max(1)).min(limit);
         let decision = decide_on(&inst, target, meter);
         meter.limit = limit;
-        match decision {
+        decision
+    };
+    let mut step: Option<u64> = None;
+    while proven < best.top && !meter.exhausted() {
+        let (target, share) = match step {
+            None => (proven, meter.left() / 4),
+            Some(step) => (best.top.saturating_sub(step).max(proven), meter.left() / 2),
+        };
+        match probe(target, share, meter) {
             Decision::Found(offsets) => {
                 best.top = height(records, &offsets);
                 best.offsets = offsets;
             }
-            Decision::Infeasible => {
-                // Nothing fits within `target`: every lower height is ruled out too.
-                proven = proven.max(target + 1);
-                probe_lo = target + 1;
+            // Nothing fits within `target`: every lower height is ruled out too.
+            Decision::Infeasible => proven = proven.max(target + 1),
+            Decision::Unknown => {
+                if step == Some(1) {
+                    break;
+                }
+                step = step.map(|s| s / 2);
             }
-            Decision::Unknown => probe_lo = target + 1,
+        }
+        if step.is_none() || best.top.saturating_sub(proven) / 4 < step.unwrap_or(0) {
+            step = Some((best.top.saturating_sub(proven) / 4).max(1));
         }
     }
     best.optimal = best.top <= proven;

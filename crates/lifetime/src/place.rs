@@ -726,12 +726,9 @@ fn best(
         return out;
     }
     // The exact search first: it may prove the incumbent optimal, or find a layout
-    // within the capacity, where the local search never could. `best` keeps half of
-    // the effort for the local search.
-    let exact_effort = match strategy {
-        Strategy::Best if budget.capacity.is_none() => budget.effort / 2,
-        _ => budget.effort,
-    };
+    // within the capacity, where the local search never could.
+    let exact_effort = budget.effort;
+    let mut exact_work = 0;
     let incumbent = &out.offsets;
     let ran = crate::exact::with_stack(records.len(), || {
         let mut meter = crate::exact::Meter::new(exact_effort, started, budget.time_cap);
@@ -755,6 +752,7 @@ fn best(
         out.optimal = improved.optimal;
         out.infeasible |= improved.infeasible;
         out.evaluations += meter.work;
+        exact_work = meter.work;
         if meter.timed_out {
             log::warn!(
                 "{strategy}: the {:?} time cap stopped the exact search; this plan may \
@@ -769,9 +767,9 @@ fn best(
         && top > goal
         && started.elapsed() < budget.time_cap
     {
-        // The local search over the best cheap order, with the rest of the effort.
+        // The local search over the best cheap order, with what effort is left.
         let rest = SearchBudget {
-            effort: budget.effort - exact_effort,
+            effort: budget.effort.saturating_sub(exact_work),
             ..*budget
         };
         let before = search.evaluations;
