@@ -9,44 +9,63 @@
 //!
 //! Drop every buffer of a valid layout as far down as it goes: each then rests on
 //! offset 0 or on the top of a buffer it overlaps in time, and the layout is still
-//! valid and no taller. Sort the buffers of such a layout by offset; placing them in
-//! that order, each buffer's offset is exactly the highest top among the buffers
-//! already placed that it overlaps (its *minimum offset*). So the search only has to
-//! choose an order, and only orders whose offsets never decrease (ties broken by a
-//! fixed rank): every canonical layout is reached by exactly one path. That idea,
-//! the floors and totals per time section below, the "no gap a waiting buffer could
-//! fill" dominance rule and the split into independent time windows are from
-//! MiniMalloc (Moffitt, ASPLOS 2023); the code, the restart schedule and the
-//! optimisation driver are ours.
+//! valid and no taller. In such a layout a buffer's offset is its *minimum offset*:
+//! the highest top among the buffers below it that it overlaps. The search builds
+//! layouts bottom up, one offset *level* at a time, and only ever puts a buffer at
+//! its minimum offset, so it only meets layouts of this kind.
+//!
+//! # Branching: one level at a time, the tightest section first
+//!
+//! Buffers that start at the same offset never overlap in time, so what has to be
+//! decided at a level is a set, not an order, and a set is an exact-cover question
+//! over time: for each section (a maximal run of steps over which the set of live
+//! buffers does not change) whose floor is at this level, which buffer starts
+//! there, if any? The search decides the open section with the fewest buffers that
+//! can start there (a section with no byte to spare first, since it must be
+//! covered), branching on each of them and, where the section can spare the bytes,
+//! on leaving it empty at this level. When nothing more can start at the level it
+//! moves up to the next minimum offset. Each layout is reached on exactly one path.
+//! Choosing the most constrained section first is what exact-cover solvers do
+//! (Knuth's Algorithm X); it is what lets the search fit a compiler's instance at
+//! its lower bound in milliseconds where trying buffers in a fixed order takes
+//! seconds.
 //!
 //! # Pruning
 //!
-//! Time is cut into *sections*: maximal runs of steps over which the set of live
-//! records does not change. Each section keeps a *floor* (nothing more can go below
-//! it: the top of the highest buffer placed there, raised to the lowest minimum
-//! offset of the buffers still waiting there, and to the offset of the last
-//! placement, since offsets never decrease) and the total size of the buffers still
-//! waiting there, which all have to be stacked above the floor. A partial layout
+//! Each section keeps a *floor* (nothing more can go below it: the top of the
+//! highest buffer placed there, raised to the lowest minimum offset of the buffers
+//! still waiting there) and the total size of the buffers still waiting there,
+//! which all have to be stacked above the floor and above the current level (one
+//! byte above it where the section was left empty at this level). A partial layout
 //! whose floor plus waiting total passes the capacity in any section is dropped.
 //!
-//! - **Dominance.** A buffer is not placed at or above the top that another waiting
-//!   buffer would have at its own minimum offset: that buffer would then fit in the
-//!   gap underneath and could be moved down into it, so the same layout is found on
-//!   another path.
+//! - **Dominance.** No level at or above the top that a waiting buffer would have at
+//!   its own minimum offset: that buffer would fit in the gap underneath and could be
+//!   moved down into it, a layout with smaller offsets that another path reaches.
 //! - **Decomposition.** When no waiting buffer spans the boundary between two
 //!   sections, the two sides no longer interact: each is solved on its own, so the
 //!   search is a sum over the sides instead of a product.
+//! - **Twins.** Buffers of the same size over the same sections are interchangeable;
+//!   they go in rank order.
+//! - **Stuck buffers.** A candidate that no waiting buffer overlaps can never be
+//!   lifted, so its section cannot be left empty.
 //!
-//! # Branching order and restarts
+//! The floors and waiting totals per section, the dominance rule and the
+//! decomposition into time windows are from MiniMalloc (Moffitt, ASPLOS 2023),
+//! which branches on the next buffer in a fixed order instead. The level
+//! formulation with the most constrained section first, the restart schedule and
+//! the optimisation driver are ours.
 //!
-//! Candidates are tried lowest minimum offset first, ties by a static rank that puts
-//! the buffers of the most crowded sections first (then the larger, then the
-//! longer). A wrong early choice in a depth-first search can cost exponential time,
-//! so the search runs as a series of restarts: each rank order in turn gets a node
-//! limit that doubles every round (a Luby-like schedule, as MiniMalloc does with its
-//! three orders). The budget is counted in work units (nodes and the sections and
-//! neighbours they touch), never in time, so the outcome depends only on the input;
-//! a wall-clock cap is a safety net.
+//! # Candidate order and restarts
+//!
+//! Within a section, candidates are tried in a static rank order (the buffers of
+//! the most crowded sections first, then by area, then by length: MiniMalloc's
+//! three orders and two of ours). A wrong early choice in a depth-first search can
+//! cost exponential time, so the search runs as a series of restarts with node
+//! limits following the Luby sequence, each with the next rank order, and from the
+//! sixth on with its first key perturbed by a seeded factor. The budget is counted
+//! in work units (nodes and the sections and neighbours they touch), never in time,
+//! so the outcome depends only on the input; a wall-clock cap is a safety net.
 
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,6 @@
 //! Offset planners over [`Record`]s: naive, TFLite's greedy by size and greedy by
-//! breadth, and `best` (several orders plus a deterministic local search).
+//! breadth, and `best` / `exact` (several orders, the exact search of
+//! [`crate::exact`], and for `best` a deterministic local search).
 //!
 //! Every planner here except naive is the same placement rule applied to a different
 //! order of the records: take the records one by one; for each, look at the records
@@ -62,19 +63,21 @@ pub struct Layout {
     pub optimal: bool,
 }
 
-/// How much work [`Strategy::Best`] may spend.
+/// How much work [`Strategy::Best`] and [`Strategy::Exact`] may spend, and when they
+/// may stop early.
 ///
-/// The search is bounded by `effort`, a count of placement work units (one unit is
-/// one overlapping neighbour looked at while placing a record), so a plan depends
-/// only on its input: the same records always give the same offsets. `time_cap` is
-/// a safety net for slow machines and huge inputs only: when it trips first the
-/// result depends on the machine's speed, and a `log::warn!` says so. The default
+/// The search is bounded by `effort`, a count of work units (one unit is one
+/// overlapping neighbour or one section looked at while placing a record, or one
+/// node of the exact search), so a plan depends only on its input: the same records
+/// always give the same offsets. `time_cap` is a safety net for slow machines and
+/// huge inputs only: when it trips first the result depends on the machine's speed,
+/// and a `log::warn!` says so. The default
 /// effort takes about 10 ms in a release build, well inside the default 100 ms cap;
 /// a debug build is 10 to 20 times slower, so tests that check determinism there
 /// should raise the cap (or lower the effort).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SearchBudget {
-    /// Placement work units the local search may spend (the initial orders are
+    /// Work units the exact and local searches may spend (the initial orders are
     /// always evaluated).
     pub effort: u64,
     /// Wall-clock limit on the search (the safety net).

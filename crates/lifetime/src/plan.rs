@@ -22,8 +22,8 @@ pub enum Strategy {
     GreedyBySize,
     /// Greedy by breadth, adapted to offsets (`greedy-breadth`).
     GreedyByBreadth,
-    /// The smallest of several orders, a deterministic local search and the exact
-    /// search with what is left of the budget (`best`).
+    /// The smallest of several orders, then the exact search, then a deterministic
+    /// local search with whatever effort is left (`best`).
     #[default]
     Best,
     /// The smallest of several orders, then the exact branch and bound with the
@@ -93,9 +93,11 @@ pub struct PlanOptions {
     pub inplace: bool,
     /// Policy for tensors of unknown size.
     pub unknown: Unknown,
-    /// Wall-clock cap on `best`'s search: a safety net only (see [`SearchBudget`]).
+    /// Wall-clock cap on the search of `best` and `exact`: a safety net only (see
+    /// [`SearchBudget`]).
     pub time_budget: Duration,
-    /// `best`'s deterministic work bound (see [`SearchBudget::effort`]).
+    /// The deterministic work bound of `best` and `exact` (see
+    /// [`SearchBudget::effort`]).
     pub search_effort: u64,
     /// Ask for a layout within this many bytes instead of the smallest: the search
     /// stops at the first one found, and planning fails with
