@@ -785,7 +785,10 @@ fn best(
         }
     }
     if naive_total < top {
-        return Searched::heuristic(naive_offsets, "naive");
+        // What the search proved still holds for the naive layout.
+        out.offsets = naive_offsets;
+        out.method = "naive".to_owned();
+        top = naive_total;
     }
     // The alignment-aware bound is a proven bound too.
     out.optimal |= top <= target;
