@@ -69,13 +69,19 @@
 
 use std::time::{Duration, Instant};
 
-use crate::place::Record;
+use crate::place::{Record, arena_of};
 use crate::rng::SplitMix64;
 
 /// No offset yet.
 const UNPLACED: u64 = u64::MAX;
 
-/// Work accounting shared by every search of one planning call.
+/// No section left empty (in `Solver::empty`).
+const NO_LEVEL: u64 = u64::MAX;
+
+/// A record without twins (in `Instance::twin_group`).
+const NO_GROUP: u32 = u32::MAX;
+
+/// Work accounting for the exact stage of one planning call.
 #[derive(Debug)]
 pub(crate) struct Meter {
     /// Work units spent.
@@ -156,9 +162,10 @@ struct Instance<'a> {
     sections: usize,
     /// Per record, the keys rank orders sort by (see [`Instance::rank_keys`]).
     keys: Vec<[u64; 5]>,
-    /// Other records over exactly the same sections: `same_span[span_start[i]..span_start[i+1]]`.
-    span_start: Vec<usize>,
-    same_span: Vec<u32>,
+    /// Twins (records of the same size over the same sections): record `i`'s group
+    /// in `twins`, or [`NO_GROUP`] when it has no twin.
+    twin_group: Vec<u32>,
+    twins: Vec<Vec<u32>>,
 }
 
 impl<'a> Instance<'a> {
@@ -249,40 +256,33 @@ impl<'a> Instance<'a> {
             members,
             sections,
             keys: Vec::new(),
-            span_start: Vec::new(),
-            same_span: Vec::new(),
+            twin_group: Vec::new(),
+            twins: Vec::new(),
         };
         inst.keys = inst.rank_keys(spans);
-        (inst.span_start, inst.same_span) = inst.span_groups();
+        (inst.twin_group, inst.twins) = inst.twin_groups();
         inst
     }
 
-    /// Records grouped by identical section ranges, as lists of the others in the
-    /// group (groups of one are empty lists).
-    fn span_groups(&self) -> (Vec<usize>, Vec<u32>) {
-        let n = self.records.len();
-        let mut by_span = self.active.clone();
-        by_span.sort_unstable_by_key(|&i| (self.sec_lo[i as usize], self.sec_hi[i as usize], i));
-        let mut lists: Vec<Vec<u32>> = vec![Vec::new(); n];
-        for group in by_span.chunk_by(|&a, &b| {
-            (self.sec_lo[a as usize], self.sec_hi[a as usize])
-                == (self.sec_lo[b as usize], self.sec_hi[b as usize])
-        }) {
-            if group.len() > 1 {
-                for &i in group {
-                    lists[i as usize] = group.iter().copied().filter(|&j| j != i).collect();
+    /// Groups of two or more records of the same size over the same sections.
+    fn twin_groups(&self) -> (Vec<u32>, Vec<Vec<u32>>) {
+        let key = |i: u32| {
+            let i = i as usize;
+            (self.sec_lo[i], self.sec_hi[i], self.records[i].bytes)
+        };
+        let mut sorted = self.active.clone();
+        sorted.sort_unstable_by_key(|&i| (key(i), i));
+        let mut group = vec![NO_GROUP; self.records.len()];
+        let mut twins = Vec::new();
+        for members in sorted.chunk_by(|&a, &b| key(a) == key(b)) {
+            if members.len() > 1 {
+                for &i in members {
+                    group[i as usize] = twins.len() as u32;
                 }
+                twins.push(members.to_vec());
             }
         }
-        let mut start = vec![0usize; n + 1];
-        for i in 0..n {
-            start[i + 1] = start[i] + lists[i].len();
-        }
-        (start, lists.concat())
-    }
-
-    fn same_span(&self, i: usize) -> &[u32] {
-        &self.same_span[self.span_start[i]..self.span_start[i + 1]]
+        (group, twins)
     }
 
     fn neighbours(&self, i: usize) -> &[u32] {
@@ -339,7 +339,7 @@ impl<'a> Instance<'a> {
                     key
                 } else {
                     let factor = 768 + rng.below(513) as u128;
-                    ((u128::from(key) * factor) >> 10) as u64
+                    u64::try_from((u128::from(key) * factor) >> 10).unwrap_or(u64::MAX)
                 }
             })
             .collect();
@@ -408,7 +408,10 @@ struct Solver<'i, 'a, 'm> {
     inst: &'i Instance<'a>,
     capacity: u64,
     rank: Vec<u32>,
+    /// Offsets on the current path ([`UNPLACED`] for waiting records).
     offset: Vec<u64>,
+    /// Every placement's offset as it is made, never undone: when the search
+    /// succeeds, the successful path was the last to write each of its records.
     solution: Vec<u64>,
     min_off: Vec<u64>,
     floor: Vec<u64>,
@@ -426,6 +429,9 @@ struct Solver<'i, 'a, 'm> {
     empty: Vec<u64>,
     /// Scratch: eligible covers per section.
     covers: Vec<u32>,
+    /// Each twin group in rank order, and how many of it are placed.
+    twin_order: Vec<Vec<u32>>,
+    twin_next: Vec<u32>,
 
     nodes_left: u64,
     meter: &'m mut Meter,
@@ -437,16 +443,9 @@ impl Solver<'_, '_, '_> {
         x.div_ceil(a) * a
     }
 
-    /// Solves one partition from scratch (offsets restart at 0: its records do not
-    /// interact with the rest).
-    fn solve(&mut self, part: &Partition) -> Outcome {
-        let level = part
-            .buffers
-            .iter()
-            .filter(|&&b| self.offset[b as usize] == UNPLACED)
-            .map(|&b| self.min_off[b as usize])
-            .min()
-            .unwrap_or(0);
+    /// Solves one window from `level` on: its records do not interact with the
+    /// rest any more, and nothing starts below `level` on this path.
+    fn solve(&mut self, part: &Partition, level: u64) -> Outcome {
         self.search_level(part, level)
     }
 
@@ -454,132 +453,143 @@ impl Solver<'_, '_, '_> {
     /// there are those whose minimum offset is `level` (none of whose sections was
     /// left empty at this level). Records at the same offset never overlap in time,
     /// so what is decided at a level is a set, not an order: the search picks the
-    /// open section with the fewest such records (sections with no byte to spare
-    /// first) and branches on which of them starts there, or, where the section can
-    /// spare the bytes, on leaving it empty at this level. When no record can start
-    /// at `level`, it moves up to the next minimum offset. Every layout pushed down
-    /// as far as it goes is reached on exactly one path.
-    fn search_level(&mut self, part: &Partition, level: u64) -> Outcome {
-        if self.nodes_left == 0 {
-            return Outcome::NodeLimit;
-        }
-        self.nodes_left -= 1;
-        if !self.meter.spend(1 + part.buffers.len() as u64) {
-            return Outcome::Budget;
-        }
-        let mut eligible: Vec<u32> = Vec::new();
-        let mut any = false;
-        let mut min_height = u64::MAX;
-        let mut next = u64::MAX;
-        for &b in &part.buffers {
-            let bi = b as usize;
-            if self.offset[bi] != UNPLACED {
-                continue;
+    /// open section with the fewest such records (sections with no room to skip
+    /// this level first) and branches on which of them starts there, or, where the
+    /// section has the room, on leaving it empty at this level. When no record can
+    /// start at `level`, it moves up to the next minimum offset. Levels only rise
+    /// along a path, and every layout pushed down as far as it goes is reached on
+    /// exactly one path. Recursion is once per placement: moving up a level and
+    /// leaving a section empty loop here.
+    fn search_level(&mut self, part: &Partition, mut level: u64) -> Outcome {
+        // Sections left empty on this frame, with what `empty` held before.
+        let mut emptied: Vec<(u32, u64)> = Vec::new();
+        let outcome = 'node: loop {
+            if self.nodes_left == 0 {
+                break Outcome::NodeLimit;
             }
-            any = true;
-            let m = self.min_off[bi];
-            min_height = min_height.min(m + self.inst.records[bi].bytes);
-            if m == level {
-                let (lo, hi) = (self.inst.sec_lo[bi], self.inst.sec_hi[bi]);
-                if (lo..hi).all(|s| self.empty[s as usize] != level)
-                    && !self.waits_for_twin(b, self.rank[bi])
-                {
-                    eligible.push(b);
+            self.nodes_left -= 1;
+            if !self.meter.spend(1 + part.buffers.len() as u64) {
+                break Outcome::Budget;
+            }
+            let mut eligible: Vec<u32> = Vec::new();
+            let mut any = false;
+            let mut min_height = u64::MAX;
+            let mut next = u64::MAX;
+            for &b in &part.buffers {
+                let bi = b as usize;
+                if self.offset[bi] != UNPLACED {
+                    continue;
                 }
-            } else if m > level {
-                next = next.min(m);
+                any = true;
+                let m = self.min_off[bi];
+                min_height = min_height.min(m + self.inst.records[bi].bytes);
+                if m == level {
+                    let (lo, hi) = (self.inst.sec_lo[bi], self.inst.sec_hi[bi]);
+                    if (lo..hi).all(|s| self.empty[s as usize] != level) && self.twin_turn(b) {
+                        eligible.push(b);
+                    }
+                } else if m > level {
+                    next = next.min(m);
+                }
             }
-        }
-        if !any {
-            return Outcome::Found;
-        }
-        if min_height <= level {
-            // A waiting record fits wholly below this level, where it could be moved
-            // down to: the layouts of this branch are dominated.
-            return Outcome::NotFound;
-        }
-        if eligible.is_empty() {
-            if next == u64::MAX || !self.fits(part, next) {
-                return Outcome::NotFound;
+            if !any {
+                break Outcome::Found;
             }
-            return self.search_level(part, next);
-        }
-        // Eligible covers per section; the open section to decide.
-        for &b in &eligible {
-            for s in self.inst.sec_lo[b as usize]..self.inst.sec_hi[b as usize] {
-                self.covers[s as usize] += 1;
+            if min_height <= level {
+                // A waiting record fits wholly below this level, where it could be
+                // moved down to: the layouts of this branch are dominated.
+                break Outcome::NotFound;
             }
-        }
-        let mut choice: Option<(bool, u32, u32)> = None;
-        let mut dead = false;
-        for s in part.lo..part.hi {
-            let si = s as usize;
-            let c = self.covers[si];
-            self.covers[si] = 0;
-            if dead || self.waiting[si] == 0 || self.floor[si] > level || self.empty[si] == level {
+            if eligible.is_empty() {
+                if next == u64::MAX || !self.fits(part, next) {
+                    break Outcome::NotFound;
+                }
+                level = next;
                 continue;
             }
-            let tight = level + self.waiting[si] == self.capacity;
-            if c == 0 {
-                dead |= tight;
-                continue;
+            // Eligible covers per section; the open section to decide.
+            for &b in &eligible {
+                for s in self.inst.sec_lo[b as usize]..self.inst.sec_hi[b as usize] {
+                    self.covers[s as usize] += 1;
+                }
             }
-            let key = (!tight, c, s);
-            if choice.is_none_or(|k| key < k) {
-                choice = Some(key);
+            let skip = level.saturating_add(self.inst.align);
+            let mut choice: Option<(bool, u32, u32)> = None;
+            let mut dead = false;
+            for s in part.lo..part.hi {
+                let si = s as usize;
+                let c = self.covers[si];
+                self.covers[si] = 0;
+                if dead
+                    || self.waiting[si] == 0
+                    || self.floor[si] > level
+                    || self.empty[si] == level
+                {
+                    continue;
+                }
+                // No room to skip this level: something must start here.
+                let tight = skip.saturating_add(self.waiting[si]) > self.capacity;
+                if c == 0 {
+                    dead |= tight;
+                    continue;
+                }
+                let key = (!tight, c, s);
+                if choice.is_none_or(|k| key < k) {
+                    choice = Some(key);
+                }
             }
-        }
-        self.meter.work = self.meter.work.saturating_add(u64::from(part.hi - part.lo));
-        if dead {
-            return Outcome::NotFound;
-        }
-        let Some((loose, _, s)) = choice else {
-            return Outcome::NotFound;
+            self.meter.work = self.meter.work.saturating_add(u64::from(part.hi - part.lo));
+            if dead {
+                break Outcome::NotFound;
+            }
+            let Some((loose, _, s)) = choice else {
+                break Outcome::NotFound;
+            };
+            let mut cands: Vec<(u32, u32)> = eligible
+                .iter()
+                .copied()
+                .filter(|&b| self.inst.sec_lo[b as usize] <= s && s < self.inst.sec_hi[b as usize])
+                .map(|b| (self.rank[b as usize], b))
+                .collect();
+            cands.sort_unstable();
+            // A candidate that no waiting record overlaps can never be lifted, so it
+            // goes here or nowhere: then the section cannot be left empty.
+            let mut stuck = false;
+            for &(_, b) in &cands {
+                let size = self.inst.records[b as usize].bytes;
+                if level + size > self.capacity {
+                    continue;
+                }
+                let marks = (self.trail_min.len(), self.trail_floor.len());
+                stuck |= self.place(b, level);
+                let mut outcome = Outcome::NotFound;
+                if self.fits(part, level) {
+                    outcome = self.split_or_descend(part, b, level);
+                }
+                self.unplace(b, marks);
+                if outcome != Outcome::NotFound {
+                    break 'node outcome;
+                }
+            }
+            if !loose || stuck {
+                break Outcome::NotFound;
+            }
+            // Leave section `s` empty at this level, and decide the next one.
+            emptied.push((s, self.empty[s as usize]));
+            self.empty[s as usize] = level;
+            if !self.fits(part, level) {
+                break Outcome::NotFound;
+            }
         };
-        let mut cands: Vec<(u32, u32)> = eligible
-            .iter()
-            .copied()
-            .filter(|&b| self.inst.sec_lo[b as usize] <= s && s < self.inst.sec_hi[b as usize])
-            .map(|b| (self.rank[b as usize], b))
-            .collect();
-        cands.sort_unstable();
-        // A candidate that no waiting record overlaps can never be lifted, so it
-        // goes here or nowhere: then the section cannot be left empty.
-        let mut stuck = false;
-        for &(_, b) in &cands {
-            let size = self.inst.records[b as usize].bytes;
-            if level + size > self.capacity {
-                continue;
-            }
-            let marks = (self.trail_min.len(), self.trail_floor.len());
-            stuck |= self.place(b, level);
-            let mut outcome = Outcome::NotFound;
-            if self.fits(part, level) {
-                outcome = self.split_or_descend(part, b);
-            }
-            self.unplace(b, marks);
-            if outcome != Outcome::NotFound {
-                return outcome;
-            }
+        for &(s, before) in emptied.iter().rev() {
+            self.empty[s as usize] = before;
         }
-        if !loose || stuck {
-            return Outcome::NotFound;
-        }
-        // Leave section `s` empty at this level.
-        let before = self.empty[s as usize];
-        self.empty[s as usize] = level;
-        let outcome = if self.fits(part, level) {
-            self.search_level(part, level)
-        } else {
-            Outcome::NotFound
-        };
-        self.empty[s as usize] = before;
         outcome
     }
 
     /// Every section of the window can take what waits there above its floor, and
-    /// above `level` (offsets do not go down), and above `level + 1` where the
-    /// section was left empty at `level`.
+    /// above `level` (levels only rise along a path), and above the next aligned
+    /// offset where the section was left empty at `level`.
     fn fits(&mut self, part: &Partition, level: u64) -> bool {
         self.meter.work = self.meter.work.saturating_add(u64::from(part.hi - part.lo));
         (part.lo..part.hi).all(|s| {
@@ -590,27 +600,24 @@ impl Solver<'_, '_, '_> {
             }
             let mut floor = self.floor[s].max(level);
             if self.empty[s] == level && self.floor[s] <= level {
-                floor = level + 1;
+                floor = level.saturating_add(self.inst.align);
             }
-            floor + waiting <= self.capacity
+            floor.saturating_add(waiting) <= self.capacity
         })
     }
 
-    /// Whether `b` must wait for a twin: records of the same size over the same
-    /// sections are interchangeable, so a layout with them in one order has a twin
-    /// with them in the other; the search keeps only the one where they go up in
-    /// rank order.
-    fn waits_for_twin(&self, b: u32, r: u32) -> bool {
-        let size = self.inst.records[b as usize].bytes;
-        self.inst.same_span(b as usize).iter().any(|&a| {
-            let (a, other) = (a as usize, self.inst.records[a as usize].bytes);
-            other == size && self.offset[a] == UNPLACED && self.rank[a] < r
-        })
+    /// Whether it is `b`'s turn among its twins. Twins are interchangeable, so a
+    /// layout with them in one order has a twin layout with them in another; the
+    /// search keeps the one where they are placed in rank order, which makes the
+    /// placed twins of a group a prefix of its rank order (`twin_next` long).
+    fn twin_turn(&self, b: u32) -> bool {
+        let g = self.inst.twin_group[b as usize];
+        g == NO_GROUP || self.twin_order[g as usize][self.twin_next[g as usize] as usize] == b
     }
 
     /// After placing `b`: go on in this partition, or, when `b` was the last
     /// waiting record over some boundary, solve the sides one by one.
-    fn split_or_descend(&mut self, part: &Partition, b: u32) -> Outcome {
+    fn split_or_descend(&mut self, part: &Partition, b: u32, level: u64) -> Outcome {
         let (lo, hi) = (self.inst.sec_lo[b as usize], self.inst.sec_hi[b as usize]);
         let mut cutpoints = Vec::new();
         for s in lo..hi.saturating_sub(1) {
@@ -620,7 +627,7 @@ impl Solver<'_, '_, '_> {
             }
         }
         let outcome = if cutpoints.is_empty() {
-            self.search_level(part, self.offset[b as usize])
+            self.search_level(part, level)
         } else {
             let mut outcome = Outcome::Found;
             let mut start = part.lo;
@@ -645,7 +652,7 @@ impl Solver<'_, '_, '_> {
                 if sub.buffers.is_empty() {
                     continue;
                 }
-                outcome = self.solve(&sub);
+                outcome = self.solve(&sub, level);
                 if outcome != Outcome::Found {
                     break;
                 }
@@ -665,6 +672,10 @@ impl Solver<'_, '_, '_> {
         let size = inst.records[bi].bytes;
         self.offset[bi] = o;
         self.solution[bi] = o;
+        let group = inst.twin_group[bi];
+        if group != NO_GROUP {
+            self.twin_next[group as usize] += 1;
+        }
         let top = o + size;
         let raised = self.align_up(top);
         self.epoch += 1;
@@ -726,6 +737,10 @@ impl Solver<'_, '_, '_> {
     fn unplace(&mut self, b: u32, (min_mark, floor_mark): (usize, usize)) {
         let bi = b as usize;
         let size = self.inst.records[bi].bytes;
+        let group = self.inst.twin_group[bi];
+        if group != NO_GROUP {
+            self.twin_next[group as usize] -= 1;
+        }
         while self.trail_floor.len() > floor_mark {
             let (s, f) = self.trail_floor.pop().expect("above the mark");
             self.floor[s as usize] = f;
@@ -743,8 +758,8 @@ impl Solver<'_, '_, '_> {
 }
 
 /// Runs `f` on a thread whose stack fits a search `depth` placements deep (the
-/// search recurses once per placement), or on this thread when a new one cannot be
-/// made and the depth is small.
+/// search recurses once per placement). `None` when the thread cannot be made; a
+/// panic in `f` is resumed here.
 pub(crate) fn with_stack<R: Send>(depth: usize, f: impl FnOnce() -> R + Send) -> Option<R> {
     // About 200 bytes per frame in a release build, ten times that in a debug one.
     let size = (8 << 20).max(depth.saturating_mul(4 << 10));
@@ -754,7 +769,10 @@ pub(crate) fn with_stack<R: Send>(depth: usize, f: impl FnOnce() -> R + Send) ->
             .stack_size(size)
             .spawn_scoped(scope, f)
         {
-            Ok(handle) => handle.join().ok(),
+            Ok(handle) => match handle.join() {
+                Ok(r) => Some(r),
+                Err(panic) => std::panic::resume_unwind(panic),
+            },
             Err(e) => {
                 log::warn!("exact search: cannot start its thread ({e}); skipped");
                 None
@@ -821,8 +839,18 @@ fn decide_on(inst: &Instance<'_>, capacity: u64, meter: &mut Meter) -> Decision 
         .collect();
 
     let base = 2 * (inst.active.len() as u64).max(8);
-    for restart in 0u64.. {
+    let mut restart = 0u64;
+    loop {
         let rank = inst.rank(restart);
+        let twin_order = inst
+            .twins
+            .iter()
+            .map(|g| {
+                let mut g = g.clone();
+                g.sort_unstable_by_key(|&i| rank[i as usize]);
+                g
+            })
+            .collect();
         let mut solver = Solver {
             inst,
             capacity,
@@ -838,15 +866,17 @@ fn decide_on(inst: &Instance<'_>, capacity: u64, meter: &mut Meter) -> Decision 
             stamp: vec![0; inst.sections],
             epoch: 0,
             touched: Vec::new(),
-            empty: vec![UNPLACED; inst.sections],
+            empty: vec![NO_LEVEL; inst.sections],
             covers: vec![0; inst.sections],
+            twin_order,
+            twin_next: vec![0; inst.twins.len()],
 
             nodes_left: base.saturating_mul(luby(restart + 1)),
             meter,
         };
         let mut outcome = Outcome::Found;
         for part in &parts {
-            outcome = solver.solve(part);
+            outcome = solver.solve(part, 0);
             if outcome != Outcome::Found {
                 break;
             }
@@ -861,10 +891,9 @@ fn decide_on(inst: &Instance<'_>, capacity: u64, meter: &mut Meter) -> Decision 
             }
             Outcome::NotFound => return Decision::Infeasible,
             Outcome::Budget => return Decision::Unknown,
-            Outcome::NodeLimit => {}
+            Outcome::NodeLimit => restart += 1,
         }
     }
-    Decision::Unknown
 }
 
 /// What [`improve`] found.
@@ -893,7 +922,7 @@ pub(crate) fn improve(
     match capacity {
         Some(capacity) => match decide(records, spans, align, capacity, meter) {
             Decision::Found(offsets) => Improved {
-                optimal: height(records, &offsets) <= lower,
+                optimal: arena_of(records, &offsets) <= lower,
                 offsets: Some(offsets),
                 infeasible: false,
             },
@@ -917,15 +946,6 @@ pub(crate) fn improve(
             }
         }
     }
-}
-
-fn height(records: &[Record], offsets: &[u64]) -> u64 {
-    records
-        .iter()
-        .zip(offsets)
-        .map(|(r, &o)| o + r.bytes)
-        .max()
-        .unwrap_or(0)
 }
 
 /// The outcome of [`minimize`].
@@ -978,7 +998,7 @@ fn minimize(
         };
         match probe(target, share, meter) {
             Decision::Found(offsets) => {
-                best.top = height(records, &offsets);
+                best.top = arena_of(records, &offsets);
                 best.offsets = offsets;
             }
             // Nothing fits within `target`: every lower height is ruled out too.

@@ -183,7 +183,7 @@ pub(crate) fn compute_layout(
     // The exact search ranks records by area in the caller's own time units.
     let spans: Vec<u64> = records
         .iter()
-        .map(|r| (r.last - r.first) as u64 + 1)
+        .map(|r| ((r.last - r.first) as u64).saturating_add(1))
         .collect();
     let compressed = compress_steps(records);
     let records = &compressed[..];
@@ -259,7 +259,7 @@ fn align_up(x: u64, align: u64) -> u64 {
     (x + align - 1) & !(align - 1)
 }
 
-fn arena_of(records: &[Record], offsets: &[u64]) -> u64 {
+pub(crate) fn arena_of(records: &[Record], offsets: &[u64]) -> u64 {
     records
         .iter()
         .zip(offsets)
@@ -670,9 +670,10 @@ fn copy_positions(dst: &mut State, src: &State, range: std::ops::Range<usize>) {
 }
 
 /// `best` and `exact`: the baselines and other orders, the minimum kept; then, while
-/// above the goal (the alignment-aware lower bound, or the capacity asked for),
-/// `best` hill-climbs over the order of the winner with half the effort, and both
-/// run the exact search ([`crate::exact`]) with what is left.
+/// above the goal (the alignment-aware lower bound, or the capacity asked for), the
+/// exact search ([`crate::exact`]) with the effort; then, for `best` without a
+/// capacity and short of a proved optimum, a hill climb over the order of the
+/// winning cheap order with whatever effort the exact search left.
 fn best(
     records: &[Record],
     spans: &[u64],
@@ -764,12 +765,7 @@ fn best(
             );
         }
     }
-    if strategy == Strategy::Best
-        && budget.capacity.is_none()
-        && !out.optimal
-        && top > goal
-        && started.elapsed() < budget.time_cap
-    {
+    if strategy == Strategy::Best && budget.capacity.is_none() && !out.optimal && top > goal {
         // The local search over the best cheap order, with what effort is left.
         let rest = SearchBudget {
             effort: budget.effort.saturating_sub(exact_work),
