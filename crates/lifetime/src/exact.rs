@@ -69,7 +69,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::place::{Record, arena_of};
+use crate::place::{Record, arena_of, overlap_lists};
 use crate::rng::SplitMix64;
 
 /// No offset yet.
@@ -215,34 +215,7 @@ impl<'a> Instance<'a> {
             }
         }
 
-        // Overlap lists by a sweep over first steps.
-        let mut by_first = active.clone();
-        by_first.sort_by_key(|&i| (records[i as usize].first, i));
-        let mut degree = vec![0usize; n];
-        let mut edges: Vec<(u32, u32)> = Vec::new();
-        let mut live: Vec<u32> = Vec::new();
-        for &i in &by_first {
-            let r = records[i as usize];
-            live.retain(|&j| records[j as usize].last >= r.first);
-            for &j in &live {
-                edges.push((i, j));
-                degree[i as usize] += 1;
-                degree[j as usize] += 1;
-            }
-            live.push(i);
-        }
-        let mut nbr_start = vec![0usize; n + 1];
-        for i in 0..n {
-            nbr_start[i + 1] = nbr_start[i] + degree[i];
-        }
-        let mut fill = nbr_start.clone();
-        let mut nbr = vec![0u32; nbr_start[n]];
-        for (a, b) in edges {
-            nbr[fill[a as usize]] = b;
-            fill[a as usize] += 1;
-            nbr[fill[b as usize]] = a;
-            fill[b as usize] += 1;
-        }
+        let (nbr_start, nbr) = overlap_lists(records);
 
         let mut inst = Self {
             records,

@@ -435,6 +435,43 @@ pub(crate) fn validate_layout(
     Ok(())
 }
 
+/// The interval-overlap graph of the non-empty records, as adjacency lists: the
+/// neighbours of record `i` are `adjacency[starts[i]..starts[i + 1]]` (empty records
+/// have none). A sweep over the records by first step: O(n log n + edges).
+pub(crate) fn overlap_lists(records: &[Record]) -> (Vec<usize>, Vec<u32>) {
+    let n = records.len();
+    let mut by_first: Vec<u32> = (0..n as u32)
+        .filter(|&i| records[i as usize].bytes > 0)
+        .collect();
+    by_first.sort_by_key(|&i| (records[i as usize].first, i));
+    let mut degree = vec![0usize; n];
+    let mut edges: Vec<(u32, u32)> = Vec::new();
+    let mut active: Vec<u32> = Vec::new();
+    for &i in &by_first {
+        let r = records[i as usize];
+        active.retain(|&j| records[j as usize].last >= r.first);
+        for &j in &active {
+            edges.push((i, j));
+            degree[i as usize] += 1;
+            degree[j as usize] += 1;
+        }
+        active.push(i);
+    }
+    let mut starts = vec![0usize; n + 1];
+    for i in 0..n {
+        starts[i + 1] = starts[i] + degree[i];
+    }
+    let mut fill = starts.clone();
+    let mut adjacency = vec![0u32; starts[n]];
+    for (a, b) in edges {
+        adjacency[fill[a as usize]] = b;
+        fill[a as usize] += 1;
+        adjacency[fill[b as usize]] = a;
+        fill[b as usize] += 1;
+    }
+    (starts, adjacency)
+}
+
 /// The records with their interval-overlap graph, for the greedy placement rule.
 struct Problem<'a> {
     records: &'a [Record],
@@ -447,36 +484,7 @@ struct Problem<'a> {
 
 impl<'a> Problem<'a> {
     fn new(records: &'a [Record], align: u64) -> Self {
-        let n = records.len();
-        let mut by_first: Vec<u32> = (0..n as u32)
-            .filter(|&i| records[i as usize].bytes > 0)
-            .collect();
-        by_first.sort_by_key(|&i| (records[i as usize].first, i));
-        let mut degree = vec![0usize; n];
-        let mut edges: Vec<(u32, u32)> = Vec::new();
-        let mut active: Vec<u32> = Vec::new();
-        for &i in &by_first {
-            let r = records[i as usize];
-            active.retain(|&j| records[j as usize].last >= r.first);
-            for &j in &active {
-                edges.push((i, j));
-                degree[i as usize] += 1;
-                degree[j as usize] += 1;
-            }
-            active.push(i);
-        }
-        let mut starts = vec![0usize; n + 1];
-        for i in 0..n {
-            starts[i + 1] = starts[i] + degree[i];
-        }
-        let mut fill = starts.clone();
-        let mut adjacency = vec![0u32; starts[n]];
-        for (a, b) in edges {
-            adjacency[fill[a as usize]] = b;
-            fill[a as usize] += 1;
-            adjacency[fill[b as usize]] = a;
-            fill[b as usize] += 1;
-        }
+        let (starts, adjacency) = overlap_lists(records);
         Self {
             records,
             align,
