@@ -416,9 +416,21 @@ impl Solver<'_, '_, '_> {
         x.div_ceil(a) * a
     }
 
-    /// Solves one window from `level` on: its records do not interact with the
-    /// rest any more, and nothing starts below `level` on this path.
-    fn solve(&mut self, part: &Partition, level: u64) -> Outcome {
+    /// Solves one window on its own: its records no longer interact with the rest.
+    /// It starts again from its lowest minimum offset, so records the enclosing
+    /// search had passed over may start below its level here. That relaxes the one
+    /// path per layout rule (a layout may be reached twice) but loses none, and in
+    /// practice finds layouts sooner: on the planner's random graphs, restarting at
+    /// the enclosing level instead missed the lower bound on one graph in a
+    /// thousand within the default budget.
+    fn solve(&mut self, part: &Partition) -> Outcome {
+        let level = part
+            .buffers
+            .iter()
+            .filter(|&&b| self.offset[b as usize] == UNPLACED)
+            .map(|&b| self.min_off[b as usize])
+            .min()
+            .unwrap_or(0);
         self.search_level(part, level)
     }
 
@@ -429,9 +441,9 @@ impl Solver<'_, '_, '_> {
     /// open section with the fewest such records (sections with no room to skip
     /// this level first) and branches on which of them starts there, or, where the
     /// section has the room, on leaving it empty at this level. When no record can
-    /// start at `level`, it moves up to the next minimum offset. Levels only rise
-    /// along a path, and every layout pushed down as far as it goes is reached on
-    /// exactly one path. Recursion is once per placement: moving up a level and
+    /// start at `level`, it moves up to the next minimum offset. Within a window
+    /// levels only rise, and every layout pushed down as far as it goes is reached
+    /// on exactly one path. Recursion is once per placement: moving up a level and
     /// leaving a section empty loop here.
     fn search_level(&mut self, part: &Partition, mut level: u64) -> Outcome {
         // Sections left empty on this frame, with what `empty` held before.
@@ -561,7 +573,7 @@ impl Solver<'_, '_, '_> {
     }
 
     /// Every section of the window can take what waits there above its floor, and
-    /// above `level` (levels only rise along a path), and above the next aligned
+    /// above `level` (levels only rise within a window), and above the next aligned
     /// offset where the section was left empty at `level`.
     fn fits(&mut self, part: &Partition, level: u64) -> bool {
         self.meter.work = self.meter.work.saturating_add(u64::from(part.hi - part.lo));
@@ -625,7 +637,7 @@ impl Solver<'_, '_, '_> {
                 if sub.buffers.is_empty() {
                     continue;
                 }
-                outcome = self.solve(&sub, level);
+                outcome = self.solve(&sub);
                 if outcome != Outcome::Found {
                     break;
                 }
@@ -849,7 +861,7 @@ fn decide_on(inst: &Instance<'_>, capacity: u64, meter: &mut Meter) -> Decision 
         };
         let mut outcome = Outcome::Found;
         for part in &parts {
-            outcome = solver.solve(part, 0);
+            outcome = solver.solve(part);
             if outcome != Outcome::Found {
                 break;
             }
