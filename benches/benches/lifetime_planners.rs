@@ -310,27 +310,39 @@ fn main() {
 
 /// The folder of real graphs: the shared data beside the checkout, else the test copies.
 fn real_graph_dir() -> PathBuf {
+    data_dir("onnx", "crates/lifetime/tests/data")
+}
+
+/// `../shared/data/{shared}` beside the workspace, or `fallback` (relative to the
+/// workspace root) on a clone without it.
+fn data_dir(shared: &str, fallback: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let shared = root.join("../shared/data/onnx");
-    if shared.is_dir() {
-        shared
+    let dir = root.join("../shared/data").join(shared);
+    if dir.is_dir() {
+        dir
     } else {
-        root.join("crates/lifetime/tests/data")
+        root.join(fallback)
     }
+}
+
+/// The files in `dir` ending in `.{ext}`, sorted (none when `dir` cannot be read).
+fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == ext))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
 }
 
 /// Section 4: import and plan every real graph; returns the goals it judges.
 fn real_graphs(runs: usize) -> Vec<Goal> {
     let dir = real_graph_dir();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "onnx"))
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
+    let files = files_with_extension(&dir, "onnx");
     println!(
         "\nreal graphs in {} (alignment 1, median of {runs}):",
         dir.display()
@@ -451,13 +463,7 @@ fn minimalloc_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("MEMWARDEN_MINIMALLOC_DIR") {
         return PathBuf::from(dir);
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let shared = root.join("../shared/data/minimalloc");
-    if shared.is_dir() {
-        shared
-    } else {
-        root.join("crates/lifetime/tests/data/minimalloc")
-    }
+    data_dir("minimalloc", "crates/lifetime/tests/data/minimalloc")
 }
 
 /// The capacity in a MiniMalloc file name (`A.1048576.csv`: 1048576): the last
@@ -516,15 +522,7 @@ fn fit(records: &[Record], capacity: u64, time_cap: Duration) -> (Fit, Duration)
 fn minimalloc_instances(full: bool) -> (Vec<Goal>, Ratios) {
     let dir = minimalloc_dir();
     let time_cap = Duration::from_secs(if full { 60 } else { 10 });
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "csv"))
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
+    let files = files_with_extension(&dir, "csv");
     println!(
         "\nMiniMalloc's instances in {} (alignment 1; exact in capacity mode, {} s cap):",
         dir.display(),

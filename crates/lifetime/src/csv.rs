@@ -212,7 +212,8 @@ pub fn plan_buffers(
             producer_op: None,
         })
         .collect();
-    let plan = Plan {
+    // No aliases: the layout validated above is the plan's whole check.
+    Ok(Plan {
         model: name.to_owned(),
         steps: records.iter().map(|r| r.last + 1).max().unwrap_or(0),
         schedule: Vec::new(),
@@ -226,9 +227,7 @@ pub fn plan_buffers(
         tensors,
         skipped: Vec::new(),
         planning_time: started.elapsed(),
-    };
-    plan.validate()?;
-    Ok(plan)
+    })
 }
 
 /// A plan in MiniMalloc's output format: the header `id,lower,upper,size,offset`,

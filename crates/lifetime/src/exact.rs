@@ -405,7 +405,6 @@ struct Solver<'i, 'a, 'm> {
     /// Each twin group in rank order, and how many of it are placed.
     twin_order: Vec<Vec<u32>>,
     twin_next: Vec<u32>,
-
     nodes_left: u64,
     meter: &'m mut Meter,
 }
@@ -855,7 +854,6 @@ fn decide_on(inst: &Instance<'_>, capacity: u64, meter: &mut Meter) -> Decision 
             covers: vec![0; inst.sections],
             twin_order,
             twin_next: vec![0; inst.twins.len()],
-
             nodes_left: base.saturating_mul(luby(restart + 1)),
             meter,
         };
@@ -867,13 +865,8 @@ fn decide_on(inst: &Instance<'_>, capacity: u64, meter: &mut Meter) -> Decision 
             }
         }
         match outcome {
-            Outcome::Found => {
-                let mut solution = vec![0u64; n];
-                for &i in &inst.active {
-                    solution[i as usize] = solver.solution[i as usize];
-                }
-                return Decision::Found(solution);
-            }
+            // Records without bytes were never placed: their offset stays 0.
+            Outcome::Found => return Decision::Found(solver.solution),
             Outcome::NotFound => return Decision::Infeasible,
             Outcome::Budget => return Decision::Unknown,
             Outcome::NodeLimit => restart += 1,
@@ -886,7 +879,8 @@ fn decide_on(inst: &Instance<'_>, capacity: u64, meter: &mut Meter) -> Decision 
 pub(crate) struct Improved {
     /// A better layout than the incumbent (within the capacity, when one was given).
     pub(crate) offsets: Option<Vec<u64>>,
-    /// No smaller layout exists than the best one (the incumbent or `offsets`).
+    /// The search proved that no layout is smaller than the best one (the
+    /// incumbent or `offsets`).
     pub(crate) optimal: bool,
     /// No layout within the capacity exists.
     pub(crate) infeasible: bool,
@@ -906,9 +900,10 @@ pub(crate) fn improve(
 ) -> Improved {
     match capacity {
         Some(capacity) => match decide(records, spans, align, capacity, meter) {
+            // Whether it meets the lower bound is the caller's to see.
             Decision::Found(offsets) => Improved {
-                optimal: arena_of(records, &offsets) <= lower,
                 offsets: Some(offsets),
+                optimal: false,
                 infeasible: false,
             },
             Decision::Infeasible => Improved {

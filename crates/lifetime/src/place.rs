@@ -180,11 +180,7 @@ pub(crate) fn compute_layout(
     }
     // Planners index arrays by step: renumber the steps densely first (the order of
     // every first and last step is kept, so overlaps and the bound are unchanged).
-    // The exact search ranks records by area in the caller's own time units.
-    let spans: Vec<u64> = records
-        .iter()
-        .map(|r| ((r.last - r.first) as u64).saturating_add(1))
-        .collect();
+    let original = records;
     let compressed = compress_steps(records);
     let records = &compressed[..];
     let lower = dense_lower_bound(records);
@@ -199,7 +195,14 @@ pub(crate) fn compute_layout(
             let p = Problem::new(records, align);
             Searched::heuristic(p.place(&p.breadth_order()), "greedy-breadth")
         }
-        Strategy::Best | Strategy::Exact => best(records, &spans, align, lower, budget, strategy),
+        Strategy::Best | Strategy::Exact => {
+            // The exact search ranks records by area in the caller's own time units.
+            let spans: Vec<u64> = original
+                .iter()
+                .map(|r| ((r.last - r.first) as u64).saturating_add(1))
+                .collect();
+            best(records, &spans, align, lower, budget, strategy)
+        }
     };
     let arena_bytes = arena_of(records, &searched.offsets);
     if let Some(capacity) = budget.capacity
@@ -739,11 +742,10 @@ fn best(
     }
     // The exact search first: it may prove the incumbent optimal, or find a layout
     // within the capacity, where the local search never could.
-    let exact_effort = budget.effort;
     let mut exact_work = 0;
     let incumbent = &out.offsets;
     let ran = crate::exact::with_stack(records.len(), || {
-        let mut meter = crate::exact::Meter::new(exact_effort, started, budget.time_cap);
+        let mut meter = crate::exact::Meter::new(budget.effort, started, budget.time_cap);
         let improved = crate::exact::improve(
             records,
             spans,
