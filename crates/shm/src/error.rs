@@ -138,6 +138,22 @@ pub enum ShmError {
         name: String,
     },
 
+    /// The segment or file is already mapped in this process, under this name or another
+    /// (the check is on the file itself: its device and inode). A second mapping would let
+    /// safe code borrow the same bytes mutably and immutably at once, so there is at most
+    /// one [`SharedSegment`](crate::SharedSegment) per file in a process, and no
+    /// [`NpyFile`](crate::npy::NpyFile) beside it. Use the existing handle, or drop it first.
+    #[error(
+        "{name:?} is already mapped in this process by {holder}; use that one or drop it \
+         first (a second mapping could alias its memory)"
+    )]
+    AlreadyMapped {
+        /// The segment's name, or the file's path, as given.
+        name: String,
+        /// What maps it: "a SharedSegment" or "an NpyFile".
+        holder: &'static str,
+    },
+
     /// The loader was asked for another batch while every slot of its ring was held.
     #[error(
         "all {slots} ring slots are held by live batches; drop a batch before asking \

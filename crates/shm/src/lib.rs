@@ -10,14 +10,18 @@
 //!   `GramianAngularField` (PAA, min-max scaling, GASF / GADF, or both as two channels)
 //!   to 1e-12 in `f64` and 1e-6 in `f32`, parallel over samples.
 //! - [`SharedSegment`]: create, open, unlink named segments in `/dev/shm`, with space
-//!   reserved up front and logged fallbacks to a temp file and to the heap;
-//!   [`sweep_stale`] removes segments whose owner process died.
+//!   reserved up front and logged fallbacks to a temp file and to the heap; at most one
+//!   handle per segment in a process, so its `&mut [u8]` aliases nothing here;
+//!   [`sweep_stale`] removes segments that no process holds any more (never persisted
+//!   ones).
 //! - [`GafLoader`]: streams a dataset in [`Batch`]es through a small ring of reused
 //!   shared slots, with workers, chunk size and batch size configured automatically.
 //! - [`npy`]: `.npy` headers, writing, and memory-mapped reading of input arrays.
 //!
 //! ```
-//! use memwarden_shm::{Gaf, GafConfig, ImageSize, Method, SegmentOptions, SharedSegment};
+//! use memwarden_shm::{
+//!     Gaf, GafConfig, ImageSize, Method, SegmentOptions, SharedSegment, ShmError,
+//! };
 //!
 //! let (n, t) = (3, 50);
 //! let series: Vec<f64> = (0..n * t).map(|i| (i as f64 * 0.1).sin() * (1 + i / t) as f64).collect();
@@ -30,12 +34,13 @@
 //! let mut segment = SharedSegment::create_npy::<f32>(&name, &gaf.output_shape(n), &SegmentOptions::new())?;
 //! gaf.transform_into(&series, n, segment.npy_data_mut::<f32>()?)?;
 //!
-//! // A second handle, as another process would open it, sees the images.
-//! let reader = SharedSegment::open_with(&name, &SegmentOptions::new())?;
-//! let images = reader.npy_data::<f32>()?;
+//! let images = segment.npy_data::<f32>()?;
 //! assert_eq!(images[1], images[7]); // GASF is symmetric: [0][1] == [1][0]
 //! assert_eq!(images[49], 0.0); // the GADF channel's diagonal is zero
-//! drop(reader);
+//!
+//! // Another process opens it by name; in this one, the handle above is the only one.
+//! let again = SharedSegment::open_with(&name, &SegmentOptions::new());
+//! assert!(matches!(again, Err(ShmError::AlreadyMapped { .. })));
 //! drop(segment); // the owner unlinks the segment
 //! assert!(SharedSegment::open_with(&name, &SegmentOptions::new()).is_err());
 //! # Ok::<(), memwarden_shm::ShmError>(())
@@ -52,6 +57,17 @@
 //! ring of slots that each batch rewrites, rather than a fresh buffer per batch. The
 //! GAF's own inner loop is a contiguous row update that the compiler vectorises, which
 //! keeps the transform close to the speed of filling the output memory.
+//!
+//! # Soundness: one mapping per file in a process, a contract between processes
+//!
+//! A segment hands out `&mut [u8]` over memory-mapped pages, so a second mapping of the
+//! same file in the process would let safe code alias them. A process-wide table keyed
+//! by the file's device and inode (not its name) therefore allows one
+//! [`SharedSegment`] per file, or any number of read-only [`npy::NpyFile`]s, never both:
+//! anything else is [`ShmError::AlreadyMapped`]. What other processes do to a shared
+//! file is beyond any Rust code's control: they must not write bytes this process is
+//! borrowing, nor truncate a mapped file (`SIGBUS`); [`SharedSegment`] and
+//! [`npy::NpyFile`] spell out that contract.
 #![deny(missing_docs)]
 #![warn(unreachable_pub, missing_debug_implementations)]
 
@@ -65,6 +81,7 @@ mod error;
 mod float;
 mod gaf;
 mod loader;
+mod mapped;
 pub mod npy;
 mod segment;
 

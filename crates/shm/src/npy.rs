@@ -15,6 +15,7 @@ use memmap2::Mmap;
 
 use crate::error::{NpyProblem, Result, ShmError};
 use crate::float::{self, Float};
+use crate::mapped::{Claim, FileId};
 
 /// The magic string every `.npy` file starts with.
 pub const MAGIC: &[u8; 6] = b"\x93NUMPY";
@@ -265,11 +266,30 @@ pub fn write<F: Float>(path: &Path, shape: &[usize], data: &[F]) -> Result<()> {
 }
 
 /// An `.npy` file mapped read-only into memory.
+///
+/// Its views borrow the mapping, so the file must keep its length and bytes while the
+/// value lives. Within this process that is enforced: a file a
+/// [`SharedSegment`](crate::SharedSegment) maps cannot be opened as an `NpyFile` (nor a
+/// segment opened over a file an `NpyFile` maps), see [`ShmError::AlreadyMapped`]; several
+/// `NpyFile`s of one file are fine. For other processes it is a contract this crate cannot
+/// enforce:
+///
+/// - **Truncation kills the reader.** A file cut short under the mapping makes any read
+///   past its new end fault with `SIGBUS`, which ends the process; no Rust code can catch
+///   it. [`open`](Self::open) checks the file against its header, so a file that was
+///   already short is an error; a truncation after that cannot be caught.
+/// - **Rewriting in place is a data race.** Bytes another process writes while a view is
+///   borrowed change under a `&[u8]` that Rust assumes fixed: stale or torn values in
+///   practice (every bit pattern is a valid `f32` / `f64`), undefined by the letter of
+///   Rust's rules. Replace a file by renaming a new one over its path instead: an open
+///   mapping keeps the old file.
 #[derive(Debug)]
 pub struct NpyFile {
     path: PathBuf,
     map: Mmap,
     header: NpyHeader,
+    /// This process's right to map the file read-only; after `map`, so released after it.
+    _claim: Claim,
 }
 
 /// The data of an [`NpyFile`], borrowed in place when aligned (always, for files NumPy
@@ -287,7 +307,9 @@ impl NpyFile {
     ///
     /// The file must not be truncated or rewritten by another process while this value
     /// lives: as with any memory-mapped file, reading past a new end faults (`SIGBUS`),
-    /// and rewritten bytes change under the borrowed data.
+    /// and rewritten bytes change under the borrowed data (see the type's docs). A file a
+    /// [`SharedSegment`](crate::SharedSegment) of this process maps is
+    /// [`ShmError::AlreadyMapped`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         // Checked before opening: opening a FIFO for reading would block until some
@@ -304,17 +326,20 @@ impl NpyFile {
             ));
         }
         let file = File::open(path).map_err(|e| ShmError::io("open", path, e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| ShmError::io("stat", path, e))?
-            .len();
-        if len == 0 {
+        let meta = file.metadata().map_err(|e| ShmError::io("stat", path, e))?;
+        if meta.len() == 0 {
             return Err(ShmError::npy(path, NpyProblem::Truncated));
         }
+        let claim = Claim::shared(FileId::of(&meta)).map_err(|holder| ShmError::AlreadyMapped {
+            name: path.display().to_string(),
+            holder,
+        })?;
         // SAFETY: a read-only shared mapping of the regular file we just opened, of its
         // current length; we only ever read it as bytes (or as f32/f64, valid for any
-        // bits). Truncation or rewriting by another process while it is mapped is
-        // excluded by this function's documented contract (nothing here can prevent it).
+        // bits). No writable mapping of the file exists in this process while it lives:
+        // `claim` shares the file's device and inode with read-only mappings only.
+        // Truncation or rewriting by another process while it is mapped is excluded by
+        // the documented contract of `NpyFile` (nothing here can prevent it).
         let map = unsafe { Mmap::map(&file) }.map_err(|e| ShmError::io("map", path, e))?;
         let header = parse_header(&map, path)?;
         // The mapping's length, not the `stat` above: the file may have changed in
@@ -324,6 +349,7 @@ impl NpyFile {
             path: path.to_owned(),
             map,
             header,
+            _claim: claim,
         })
     }
 

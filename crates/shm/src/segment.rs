@@ -29,16 +29,23 @@
 //! # Ownership
 //!
 //! The process that creates a segment owns it and unlinks it when the value drops,
-//! including during unwinding and on every error path after the file was created. Names
-//! made by [`SharedSegment::unique_name`] carry the owner's pid, so [`sweep_stale`] can
-//! remove the segments of owners that died without unwinding (`SIGKILL`, power loss).
-//! [`SharedSegment::persist`] hands a segment over to outlive its creator.
+//! including during unwinding and on every error path after the file was created.
+//! Every handle, the owner's and those from [`SharedSegment::open`], holds a shared
+//! `flock` on the segment's file for as long as it lives; the kernel drops it when the
+//! process dies, however it dies. [`sweep_stale`] removes a segment named by
+//! [`SharedSegment::unique_name`] only when it can take an exclusive lock on it, that is
+//! when no process anywhere holds a handle (a pid in the name is only a hint: a process
+//! in another pid namespace sharing `/dev/shm` has pids that mean nothing here).
+//! [`SharedSegment::persist`] hands a segment over to outlive its creator, under a name
+//! the sweep never takes.
 //!
-//! Other processes may map a segment too; [`SharedSegment`]'s "Sharing the memory"
-//! section says what that asks of them.
+//! Within one process there is at most one handle per segment; other processes may map
+//! it too, and [`SharedSegment`]'s "Sharing the memory" section says what that asks of
+//! them.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,14 +54,23 @@ use memmap2::MmapMut;
 
 use crate::error::{NpyProblem, Result, ShmError};
 use crate::float::{self, Float};
+use crate::mapped::{Claim, FileId};
 use crate::npy::{self, NpyHeader};
 
 /// Where Linux keeps POSIX shared-memory objects.
 pub const DEFAULT_SHM_DIR: &str = "/dev/shm";
 
 /// Prefix of every name made by [`SharedSegment::unique_name`]; [`sweep_stale`] only
-/// considers names that start with it.
+/// considers names that start with it and a pid.
 pub const NAME_PREFIX: &str = "memwarden-shm-";
+
+/// What [`SharedSegment::persist`] puts after [`NAME_PREFIX`] in a unique name to keep the
+/// segment from [`sweep_stale`]: no pid starts with it.
+const KEPT: &str = "kept-";
+
+/// How many times a new segment file is made again when a stale sweep in another pid
+/// namespace removed it between its creation and its lock (see `create_locked`).
+const CREATE_TRIES: usize = 3;
 
 /// Longest accepted segment name (the usual `NAME_MAX` of 255, less one for the `/` that
 /// `shm_open` names carry).
@@ -191,20 +207,36 @@ impl SegmentOptions {
 /// Dereferences to nothing on purpose: use [`as_bytes`](Self::as_bytes) or the `.npy`
 /// views.
 ///
+/// # One handle per segment in a process
+///
+/// A process holds at most one handle to a segment. [`open`](Self::open) of a segment
+/// this process already maps, by its name or any other (a hard link, another path to the
+/// same file: the check is on the file's device and inode), is
+/// [`ShmError::AlreadyMapped`], and so is an [`NpyFile`](crate::npy::NpyFile) of it; the
+/// check lasts until the handle drops. So within this process the `&mut [u8]` of
+/// [`as_bytes_mut`](Self::as_bytes_mut) is exclusive and the `&[u8]` of
+/// [`as_bytes`](Self::as_bytes) cannot change under it, as for any Rust value; a second
+/// view in this process goes through the one handle.
+///
 /// # Sharing the memory
 ///
-/// A segment's views ([`as_bytes`](Self::as_bytes), the `.npy` views) are ordinary
-/// slices over memory that other processes, and other handles to the same segment
-/// in this process, can map too. Two things follow, and neither is something this
-/// crate can enforce for another process:
+/// Other processes can map the segment too, and nothing in this process can stop them
+/// writing it or shrinking it. That is outside what Rust's rules can promise, so it is
+/// the contract of every process that shares a segment, the caller's to keep, as with
+/// any shared memory-mapped file (it is why `memmap2`'s map functions are `unsafe`).
+/// The same goes for this process writing the file other than through the handle (with
+/// `write(2)`, say):
 ///
-/// - **Writers must take turns.** Memory written by someone else while this process
-///   holds a view of it is a data race, which Rust's memory model leaves undefined
-///   and which a safe API over memory another process can write cannot rule out. In
-///   practice the compiler cannot see the other writer and the values read may be
-///   stale or torn, though never invalid (bytes, `f32` and `f64` have no invalid bit
-///   patterns). Hand a segment over (finish writing, then tell the reader), as
-///   `memwarden gaf --shm` and the loader's batches do.
+/// - **Writers must take turns.** Another process must not write the bytes behind a
+///   view (a borrow from [`as_bytes`](Self::as_bytes), [`as_bytes_mut`](Self::as_bytes_mut)
+///   or the `.npy` views) while this process holds it, nor this process write bytes
+///   another process is reading. If it happens anyway, it is a data race, which Rust's
+///   memory model does not define, and this crate does not claim otherwise. What it
+///   gives in practice is stale or torn values, never invalid ones (the views are bytes,
+///   `f32` or `f64`, which have no invalid bit patterns), but the compiler may assume
+///   that memory behind a view does not change while the view lives, so code that reads
+///   a value twice may act on two different values. Hand a segment over instead: finish
+///   writing, then tell the reader, as `memwarden gaf --shm` and the loader's batches do.
 /// - **Nobody may shrink a segment someone else has mapped.** A file truncated under
 ///   a mapping makes every access past its new end fault with `SIGBUS`, which kills
 ///   the process. Segments are created with mode `0600`, so only the same user can,
@@ -217,9 +249,14 @@ pub struct SharedSegment {
     name: String,
     path: Option<PathBuf>,
     backing: Backing,
-    file: Option<File>,
     map: MmapMut,
+    /// Open for the handle's life: it carries the shared `flock` that keeps
+    /// [`sweep_stale`] away.
+    file: Option<File>,
     owner: bool,
+    /// This process's only mapping of the file; `None` on the heap. Declared last so
+    /// that it is released after the map is gone.
+    _claim: Option<Claim>,
 }
 
 /// A path that is removed on drop unless disarmed: the clean-up for half-made segments.
@@ -267,9 +304,10 @@ impl SharedSegment {
                         name: name.to_owned(),
                         path: None,
                         backing,
-                        file: None,
                         map,
+                        file: None,
                         owner: true,
+                        _claim: None,
                     })
                     .map_err(|e| Refusal::Soft(format!("anonymous map: {e}"))),
             };
@@ -328,27 +366,31 @@ impl SharedSegment {
             )));
         }
         let path = dir.join(name);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::AlreadyExists => Refusal::Hard(ShmError::io("create", &path, e)),
-                _ => Refusal::Soft(format!("create {}: {e}", path.display())),
-            })?;
+        let file = create_locked(&path)?;
         let mut cleanup = RemoveOnDrop(Some(&path));
+        let meta = file
+            .metadata()
+            .map_err(|e| Refusal::Soft(format!("stat {}: {e}", path.display())))?;
+        // A file just created cannot be mapped anywhere in this process yet (a mapping
+        // keeps its inode, and so its number, alive): this cannot fail, but if it did,
+        // refusing is the sound answer.
+        let claim = Claim::exclusive(FileId::of(&meta)).map_err(|holder| {
+            Refusal::Hard(ShmError::AlreadyMapped {
+                name: name.to_owned(),
+                holder,
+            })
+        })?;
         let simulate = options.simulate_enospc && backing == Backing::SharedMemory;
         reserve(&file, len, simulate)
             .map_err(|e| Refusal::Soft(format!("reserve {len} bytes in {}: {e}", dir.display())))?;
         // SAFETY: we created this file (create_new, mode 0600) and reserved all `len` bytes
         // with posix_fallocate, so every mapped page is backed and, as long as nobody
-        // truncates the file, no access can fault. Mapping itself cannot violate Rust's
-        // rules; what other processes (or other handles) may do to the memory while this
-        // one borrows it, and the SIGBUS a truncation by someone else would cause, is the
-        // documented contract of `SharedSegment` ("Sharing the memory"), which no code here
-        // can enforce for another process.
+        // truncates the file, no access can fault. No other mapping of the file exists in
+        // this process, or can while the handle lives: `claim` holds its device and inode
+        // exclusively, so the handle's `&mut [u8]` aliases nothing this process can reach.
+        // What other processes may do to the memory while this one borrows it, and the
+        // SIGBUS a truncation by someone else would cause, is the documented contract of
+        // `SharedSegment` ("Sharing the memory"), which no code here can enforce.
         let map = unsafe { MmapMut::map_mut(&file) }
             .map_err(|e| Refusal::Soft(format!("map {}: {e}", path.display())))?;
         cleanup.0 = None;
@@ -356,9 +398,10 @@ impl SharedSegment {
             name: name.to_owned(),
             path: Some(path.clone()),
             backing,
-            file: Some(file),
             map,
+            file: Some(file),
             owner: true,
+            _claim: Some(claim),
         })
     }
 
@@ -389,6 +432,10 @@ impl SharedSegment {
 
     /// Opens an existing segment by name, looking in `/dev/shm` and then in the temp
     /// directory. The handle does not own the segment: dropping it leaves it in place.
+    ///
+    /// A segment this process already maps (through a handle, under any name, or an
+    /// [`NpyFile`](crate::npy::NpyFile)) is [`ShmError::AlreadyMapped`]: this is for
+    /// another process, or for after the first handle dropped.
     pub fn open(name: &str) -> Result<Self> {
         Self::open_with(name, &SegmentOptions::default())
     }
@@ -426,30 +473,51 @@ impl SharedSegment {
             .write(true)
             .open(path)
             .map_err(|e| ShmError::io("open", path, e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| ShmError::io("stat", path, e))?
-            .len();
+        let meta = file.metadata().map_err(|e| ShmError::io("stat", path, e))?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if len == 0 {
+        if meta.len() == 0 {
             return Err(ShmError::EmptySegment { name });
+        }
+        let claim =
+            Claim::exclusive(FileId::of(&meta)).map_err(|holder| ShmError::AlreadyMapped {
+                name: name.clone(),
+                holder,
+            })?;
+        // The lock only keeps a sweep from removing a segment in use: without it (a
+        // filesystem without flock) the segment is still sound to use, so go on.
+        if let Err(e) = flock(&file, libc::LOCK_SH) {
+            log::warn!(
+                "segment {}: cannot lock it ({e}); a stale sweep may remove it while open",
+                path.display()
+            );
+        } else if !names_file(path, &meta) {
+            // A sweep took it between our open and our lock: it is gone.
+            return Err(ShmError::io(
+                "open",
+                path,
+                io::Error::new(io::ErrorKind::NotFound, "removed by a stale sweep"),
+            ));
         }
         // SAFETY: maps an existing segment file for reading and writing, exactly its
         // current size, so every page is inside the file when mapped (its creator reserved
         // them; a foreign sparse file may still hit ENOSPC on a write, a SIGBUS, not UB).
-        // Concurrent writers and truncation by another process are `SharedSegment`'s
-        // documented contract ("Sharing the memory"): nothing here can prevent them.
+        // No other mapping of the file exists in this process, or can while the handle
+        // lives: `claim` holds its device and inode exclusively, whatever name or path the
+        // other mapping used. Concurrent writers and truncation by another process are
+        // `SharedSegment`'s documented contract ("Sharing the memory"): nothing here can
+        // prevent them.
         let map = unsafe { MmapMut::map_mut(&file) }.map_err(|e| ShmError::io("map", path, e))?;
         Ok(Self {
             name,
             path: Some(path.to_owned()),
             backing,
-            file: Some(file),
             map,
+            file: Some(file),
             owner: false,
+            _claim: Some(claim),
         })
     }
 
@@ -598,9 +666,8 @@ impl SharedSegment {
     /// Changes the size to `len` bytes (reserving the new space first when growing);
     /// contents up to the smaller size are kept. A failure leaves the segment as it was.
     ///
-    /// Shrinking truncates the file: every other mapping of it (another process, or
-    /// another handle from [`open`](Self::open)) faults past the new end, so only the
-    /// segment's sole user should shrink it.
+    /// Shrinking truncates the file: every mapping of it in other processes faults past
+    /// the new end, so only the segment's sole user should shrink it.
     pub fn resize(&mut self, len: usize) -> Result<()> {
         if len == 0 {
             return Err(ShmError::EmptySegment {
@@ -620,8 +687,9 @@ impl SharedSegment {
                 // mapping is still over a file at least as long as itself.
                 // SAFETY: the file holds at least `len` bytes (grown and reserved with
                 // posix_fallocate above, or already longer when shrinking), so every page
-                // of the new mapping lies inside it; the sharing contract of `SharedSegment` holds
-                // as at creation.
+                // of the new mapping lies inside it. The handle's claim on the file covers
+                // the new mapping too (same file), and the old one is never used again once
+                // replaced; the sharing contract of `SharedSegment` holds as at creation.
                 let mapped = unsafe { memmap2::MmapOptions::new().len(len).map_mut(file) };
                 let map = match mapped {
                     Ok(map) => map,
@@ -655,16 +723,40 @@ impl SharedSegment {
 
     /// Keeps the segment after this handle drops (for another process to read after this
     /// one exits) and returns its path. Heap segments have none: an error.
+    ///
+    /// [`sweep_stale`] never removes a persisted segment. Names other than
+    /// [`unique_name`](Self::unique_name)'s are never swept and stay as they are. An owned
+    /// segment with a unique name is renamed first, to the same name with `kept-` after
+    /// [`NAME_PREFIX`] (`memwarden-shm-kept-{pid}-…`), which the sweep does not take;
+    /// the returned path is the new one, and whoever reads the segment later should be
+    /// given that. The rename never replaces an existing file (it links the new name, then
+    /// unlinks the old), and a failure is an error after which the handle drops as the
+    /// owner it still is, removing the segment. Persisting a handle from
+    /// [`open`](Self::open), which never removes the segment anyway, changes nothing.
     pub fn persist(mut self) -> Result<PathBuf> {
-        match self.path.clone() {
-            Some(path) => {
-                self.owner = false;
-                Ok(path)
-            }
-            None => Err(ShmError::NotFileBacked {
+        let Some(path) = self.path.clone() else {
+            return Err(ShmError::NotFileBacked {
                 name: self.name.clone(),
-            }),
+            });
+        };
+        let rest = self.name.strip_prefix(NAME_PREFIX).unwrap_or_default();
+        if !self.owner || owner_pid(&self.name).is_none() {
+            self.owner = false;
+            return Ok(path);
         }
+        let kept = path.with_file_name(format!("{NAME_PREFIX}{KEPT}{rest}"));
+        fs::hard_link(&path, &kept).map_err(|e| ShmError::io("persist", &kept, e))?;
+        // The segment is safe from the sweep under its new name; the old one goes.
+        self.owner = false;
+        if let Err(e) = fs::remove_file(&path) {
+            // A second name of the same file: the sweep removes it once this handle
+            // drops, leaving the kept one.
+            log::warn!(
+                "segment {}: could not remove the old name: {e}",
+                path.display()
+            );
+        }
+        Ok(kept)
     }
 }
 
@@ -684,16 +776,26 @@ impl Drop for SharedSegment {
 }
 
 /// Removes the segments left in `/dev/shm` and the temp directory by memwarden processes
-/// that no longer run; returns the paths removed.
+/// that no longer run; returns the paths removed. See [`sweep_stale_in`].
 pub fn sweep_stale() -> Result<Vec<PathBuf>> {
     let mut removed = sweep_stale_in(Path::new(DEFAULT_SHM_DIR))?;
     removed.extend(sweep_stale_in(&std::env::temp_dir())?);
     Ok(removed)
 }
 
-/// Removes, from `dir`, the files named like [`SharedSegment::unique_name`] whose owner
-/// pid is not alive and that belong to this user. Live owners' segments, other users'
-/// files and every other name are left alone. A missing directory sweeps nothing.
+/// Removes, from `dir`, the segments it can prove stale; returns the paths removed.
+///
+/// A file is removed only when all of these hold: it is named like
+/// [`SharedSegment::unique_name`] (so not persisted, see [`SharedSegment::persist`], and
+/// not named by a user); it is a regular file of this user; the pid in its name is not
+/// alive here; and no process holds a handle to it, which the sweep proves by taking an
+/// exclusive `flock` without waiting (every handle holds a shared one until it drops, and
+/// the kernel releases it when its process dies). The pid alone would not do: in a
+/// container sharing `/dev/shm` with another pid namespace, a live owner's pid can look
+/// dead. Everything else is left alone. A missing directory sweeps nothing.
+///
+/// Files made by a memwarden older than these locks carry none, so for them the pid is
+/// all there is, as it used to be.
 pub fn sweep_stale_in(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -717,19 +819,124 @@ pub fn sweep_stale_in(dir: &Path) -> Result<Vec<PathBuf>> {
             Ok(meta) if meta.is_file() && meta.uid() == me => {}
             _ => continue,
         }
-        match fs::remove_file(&path) {
-            Ok(()) => {
+        match remove_if_unheld(&path, me) {
+            Ok(true) => {
                 log::warn!(
-                    "removed stale segment {} (owner pid {pid} is gone)",
+                    "removed stale segment {} (owner pid {pid} is gone, nobody holds it)",
                     path.display()
                 );
                 removed.push(path);
             }
+            Ok(false) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => log::warn!("could not remove stale segment {}: {e}", path.display()),
         }
     }
     Ok(removed)
+}
+
+/// Removes `path` if it is a regular file of user `me` on which no process holds a lock;
+/// `Ok(false)` when one does (or the file changed under us).
+fn remove_if_unheld(path: &Path, me: libc::uid_t) -> io::Result<bool> {
+    // O_NONBLOCK: should the name have become a FIFO since it was listed, opening it must
+    // not wait for a writer. O_NOFOLLOW: nor a symlink to something else.
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.uid() != me {
+        return Ok(false);
+    }
+    match flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
+        Ok(()) => {}
+        // A handle is alive somewhere: not stale.
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+        // Cannot tell (a filesystem without flock): not provably stale.
+        Err(e) => {
+            log::debug!(
+                "segment {}: cannot lock it ({e}); left alone",
+                path.display()
+            );
+            return Ok(false);
+        }
+    }
+    // Holding the lock, check that the name still is this file, then unlink it; a new
+    // handle to it would first have to take a shared lock, which waits for ours.
+    if !names_file(path, &meta) {
+        return Ok(false);
+    }
+    fs::remove_file(path)?;
+    Ok(true)
+}
+
+/// Creates the segment file `path` (mode 0600, which must not exist yet) and takes the
+/// shared lock every handle holds.
+///
+/// Between the creation and the lock, a sweep in another pid namespace (where our pid
+/// may look dead) could find the file unlocked and remove it; we then hold a file no
+/// name leads to. So after locking, the name is checked to still lead to our file, and
+/// the file is made again if it does not (the name is free again then).
+fn create_locked(path: &Path) -> std::result::Result<File, Refusal> {
+    for _ in 0..CREATE_TRIES {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::AlreadyExists => Refusal::Hard(ShmError::io("create", path, e)),
+                _ => Refusal::Soft(format!("create {}: {e}", path.display())),
+            })?;
+        let mut cleanup = RemoveOnDrop(Some(path));
+        // Blocking: only a sweep takes the exclusive lock, and only for as long as it
+        // takes to check the name and unlink it.
+        flock(&file, libc::LOCK_SH)
+            .map_err(|e| Refusal::Soft(format!("lock {}: {e}", path.display())))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| Refusal::Soft(format!("stat {}: {e}", path.display())))?;
+        if names_file(path, &meta) {
+            cleanup.0 = None;
+            return Ok(file);
+        }
+        // The name is no longer ours to remove.
+        cleanup.0 = None;
+        log::warn!(
+            "segment {}: removed by a stale sweep as it was created; creating it again",
+            path.display()
+        );
+    }
+    Err(Refusal::Hard(ShmError::io(
+        "create",
+        path,
+        io::Error::other(format!(
+            "removed by a stale sweep {CREATE_TRIES} times as it was created"
+        )),
+    )))
+}
+
+/// Whether `path` (following symlinks, as opening it does) leads to the file `meta`
+/// describes.
+fn names_file(path: &Path, meta: &fs::Metadata) -> bool {
+    fs::metadata(path).is_ok_and(|now| FileId::of(&now) == FileId::of(meta))
+}
+
+/// `flock(file, operation)`, retried when a signal interrupts a blocking wait.
+fn flock(file: &File, operation: libc::c_int) -> io::Result<()> {
+    loop {
+        // SAFETY: flock takes a descriptor number and an operation and touches no memory;
+        // `file` keeps the descriptor open for the duration of the call.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), operation) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }
 
 /// The owner pid encoded in a name made by `unique_name`.
@@ -809,7 +1016,6 @@ fn reserve(file: &File, len: usize, simulate_enospc: bool) -> io::Result<()> {
         libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     #[cfg(target_os = "linux")]
     {
-        use std::os::fd::AsRawFd;
         // SAFETY: the descriptor is open for writing for the duration of the call;
         // posix_fallocate touches nothing else.
         let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };

@@ -1,4 +1,7 @@
 //! The safetensors format: the header parser and checker, dtypes, and tensor views.
+//!
+//! Tensor views borrow a memory map of the model file: a file truncated while mapped
+//! makes reads of the lost pages raise `SIGBUS` (see [`TensorView`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -212,6 +215,14 @@ impl fmt::Display for Dtype {
 ///
 /// `data` is row-major and little-endian, as safetensors stores it. Reading it pages the
 /// tensor in; describing it (name, dtype, shape) does not.
+///
+/// `data` points into the model's read-only memory map of its file, so it is only as
+/// stable as the file: if any process truncates the file while it is mapped, reading a
+/// page past the new end raises `SIGBUS`, which kills the process (no Rust code can turn it
+/// into an error; the size checks at load only catch a file that was already short), and
+/// bytes rewritten in place change under this `&[u8]`. Replace a model file by renaming a
+/// new one over its path, which leaves existing mappings on the old file; the registry's
+/// module docs state this contract.
 #[derive(Clone, Copy)]
 pub struct TensorView<'a> {
     /// The tensor's name.

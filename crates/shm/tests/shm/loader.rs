@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use memwarden_shm::npy::NpyFile;
+use memwarden_shm::npy::{self, NpyFile};
 use memwarden_shm::{
     Backing, Float, Gaf, GafConfig, GafLoader, ImageSize, LoaderConfig, Method, SegmentOptions,
     ShmError,
@@ -50,10 +50,16 @@ fn check_matches_direct<F: Float>(method: Method, n: usize, batch: usize, worker
             "{method:?} batch {k} differs from the direct transform"
         );
         assert!(batch.image(batch.len() - 1) == &want[want.len() - per..]);
-        // The slot is a valid .npy of exactly this batch.
-        let file = NpyFile::open(batch.path().expect("file-backed")).expect("slot npy");
-        assert_eq!(file.shape(), &gaf.output_shape(batch.len())[..]);
-        assert!(file.data_as::<F>().expect("dtype")[..] == *batch.images());
+        // The slot is a valid .npy of exactly this batch. (Read, not mapped: this process
+        // maps it already, through the batch.)
+        let path = batch.path().expect("file-backed");
+        let bytes = std::fs::read(path).expect("read the slot");
+        let header = npy::parse_header(&bytes, path).expect("slot npy");
+        npy::check_size(&header, bytes.len() as u64, path).expect("exact size");
+        assert_eq!(header.shape, gaf.output_shape(batch.len()));
+        assert!(bytes[header.data_offset..] == *memwarden_shm::as_bytes(batch.images()));
+        let err = NpyFile::open(path).expect_err("a second mapping");
+        assert!(matches!(err, ShmError::AlreadyMapped { .. }), "{err:?}");
     }
     assert_eq!(next, n);
     assert!(loader.plan().ring_slots >= 1);

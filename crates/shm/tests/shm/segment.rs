@@ -48,17 +48,28 @@ fn a_segment_in_dev_shm_is_shared_by_name_and_unlinked_by_its_owner() {
         "fresh segments are zeroed"
     );
 
-    let mut reader = SharedSegment::open(&name).expect("open by name");
-    assert!(!reader.is_owner());
+    // In this process the owner is the only handle, however the name is spelled
+    // (POSIX-style names with a leading slash name the same object).
+    for spelling in [name.clone(), format!("/{name}")] {
+        let err = SharedSegment::open(&spelling).expect_err("a second handle");
+        assert!(
+            matches!(&err, ShmError::AlreadyMapped { name: n, .. } if *n == name),
+            "{err:?}"
+        );
+    }
+    // The mapping is the file's pages, both ways.
     owner.as_bytes_mut()[1234] = 42;
-    assert_eq!(reader.as_bytes()[1234], 42, "same pages");
-    reader.as_bytes_mut()[9999] = 7;
+    assert_eq!(std::fs::read(&path).expect("read")[1234], 42, "same pages");
+    std::os::unix::fs::FileExt::write_at(
+        &std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open"),
+        &[7],
+        9999,
+    )
+    .expect("write");
     assert_eq!(owner.as_bytes()[9999], 7);
-    // POSIX-style names with a leading slash name the same object.
-    let again = SharedSegment::open(&format!("/{name}")).expect("leading slash");
-    drop(again);
-    drop(reader);
-    assert!(path.exists(), "a non-owner leaves the segment in place");
 
     drop(owner);
     assert!(!path.exists(), "the owner unlinks on drop");
@@ -67,6 +78,15 @@ fn a_segment_in_dev_shm_is_shared_by_name_and_unlinked_by_its_owner() {
         matches!(&err, ShmError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound),
         "{err:?}"
     );
+
+    // A handle from `open` (what another process makes) does not own the segment.
+    std::fs::write(&path, [5u8; 100]).expect("write");
+    let reader = SharedSegment::open(&format!("/{name}")).expect("open by name");
+    assert!(!reader.is_owner());
+    assert_eq!(reader.as_bytes(), &[5; 100]);
+    drop(reader);
+    assert!(path.exists(), "a non-owner leaves the segment in place");
+    std::fs::remove_file(&path).expect("clean up");
 }
 
 #[test]
@@ -153,12 +173,17 @@ fn a_full_shm_dir_falls_back_to_a_temp_file_then_to_the_heap() {
         listing(&shm).is_empty(),
         "the half-made /dev/shm file was removed"
     );
-    // A reader that looks by name finds it in the temp dir.
+    // A reader that looks by name (once the owner handed it over) finds it in the temp dir.
+    let kept = segment.persist().expect("persist");
+    assert_eq!(
+        kept,
+        tmp.join("full"),
+        "a name of the caller's is kept as it is"
+    );
     let reader = SharedSegment::open_with("full", &options).expect("open by name");
     assert_eq!(reader.backing(), Backing::TempFile);
     drop(reader);
-    drop(segment);
-    assert!(listing(&tmp).is_empty());
+    std::fs::remove_file(kept).expect("clean up");
 
     // Without fallback the same failure is an error that names the reason.
     let strict = enospc.clone().with_fallback(false);
@@ -297,7 +322,10 @@ fn a_segment_holds_a_complete_npy_file() {
     assert_eq!(header.shape, [3, 4]);
     assert_eq!(header.data_offset % 64, 0);
     assert!(segment.npy_data::<f64>().is_err(), "dtype is checked");
-    // The file itself is a valid .npy for any reader.
+    // The file itself is a valid .npy for any reader, once this process stopped writing.
+    let err = memwarden_shm::npy::NpyFile::open(shm.join("arr")).expect_err("mapped");
+    assert!(matches!(err, ShmError::AlreadyMapped { .. }), "{err:?}");
+    assert_eq!(segment.persist().expect("persist"), shm.join("arr"));
     let file = memwarden_shm::npy::NpyFile::open(shm.join("arr")).expect("valid npy");
     assert_eq!(file.data_as::<f32>().expect("f32")[11], 16.5);
 }
@@ -305,22 +333,27 @@ fn a_segment_holds_a_complete_npy_file() {
 #[test]
 fn a_segment_truncated_by_someone_else_is_an_error_not_a_fault() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (options, shm, _) = sandbox(dir.path());
+    let (options, _, _) = sandbox(dir.path());
     let owner = SharedSegment::create_npy::<f32>("cut", &[64, 64], &options).expect("create");
-    let reader = SharedSegment::open_with("cut", &options).expect("open");
-    assert_eq!(reader.npy_data::<f32>().expect("whole").len(), 64 * 64);
-    // Another process cuts the file to its first page while both map it whole:
-    // touching the rest of the mapping would now raise SIGBUS.
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(shm.join("cut"))
-        .and_then(|f| f.set_len(4096))
-        .expect("truncate");
-    for segment in [&reader, &owner] {
+    let kept = SharedSegment::create_npy::<f32>("kept", &[64, 64], &options)
+        .and_then(SharedSegment::persist)
+        .expect("create and persist");
+    let reader = SharedSegment::open_with("kept", &options).expect("open");
+    for segment in [&owner, &reader] {
+        assert_eq!(segment.npy_data::<f32>().expect("whole").len(), 64 * 64);
+        // Another process cuts the file to its first page while it is mapped whole:
+        // touching the rest of the mapping would now raise SIGBUS.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(segment.path().expect("file-backed"))
+            .and_then(|f| f.set_len(4096))
+            .expect("truncate");
         let err = segment.npy_data::<f32>().expect_err("truncated");
-        assert!(err.to_string().contains("cut"), "{err}");
+        assert!(err.to_string().contains(segment.name()), "{err}");
         assert!(segment.npy_header().is_err());
     }
+    drop(reader);
+    std::fs::remove_file(kept).expect("clean up");
 }
 
 /// The pid of a process that has exited and been reaped.
@@ -374,4 +407,148 @@ fn the_default_sweep_cleans_dev_shm() {
     let removed = sweep_stale().expect("sweep");
     assert!(removed.contains(&stale), "{removed:?}");
     assert!(!stale.exists());
+}
+
+// --- one handle per segment in a process (issue 14, defect 1) --------------------------
+
+#[test]
+fn a_segment_this_process_maps_cannot_be_mapped_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (options, shm, _) = sandbox(dir.path());
+    let owner = SharedSegment::create_npy::<f32>("once", &[4], &options).expect("create");
+    // The same name, and other names (a hard link, a symlink) for the same file: all
+    // refused.
+    std::fs::hard_link(shm.join("once"), shm.join("alias")).expect("link");
+    std::os::unix::fs::symlink(shm.join("alias"), shm.join("symlink")).expect("symlink");
+    for name in ["once", "/once", "alias", "symlink"] {
+        let err = SharedSegment::open_with(name, &options).expect_err(name);
+        assert!(
+            matches!(&err, ShmError::AlreadyMapped { name: n, holder: "a SharedSegment" }
+                if n == name.trim_start_matches('/')),
+            "{name}: {err:?}"
+        );
+        assert!(
+            err.to_string().contains("already mapped in this process"),
+            "{err}"
+        );
+    }
+    // A read-only map of it would alias the owner's writable one just the same.
+    let err = memwarden_shm::npy::NpyFile::open(shm.join("alias")).expect_err("npy");
+    assert!(
+        matches!(
+            &err,
+            ShmError::AlreadyMapped {
+                holder: "a SharedSegment",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    // Once the handle is gone (the owner unlinks "once"; "alias" still names the file),
+    // one new handle may map it, and again only one.
+    drop(owner);
+    let reader = SharedSegment::open_with("symlink", &options).expect("free again");
+    let err = SharedSegment::open_with("alias", &options).expect_err("second handle");
+    assert!(matches!(err, ShmError::AlreadyMapped { .. }), "{err:?}");
+    drop(reader);
+    let file = memwarden_shm::npy::NpyFile::open(shm.join("alias")).expect("readers only");
+    let again = memwarden_shm::npy::NpyFile::open(shm.join("alias")).expect("many readers");
+    assert_eq!(file.shape(), again.shape());
+    let err = SharedSegment::open_with("alias", &options).expect_err("writer while read");
+    assert!(
+        matches!(
+            &err,
+            ShmError::AlreadyMapped {
+                holder: "an NpyFile",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    drop((file, again));
+    SharedSegment::open_with("alias", &options).expect("free once the readers are gone");
+}
+
+// --- the stale sweep takes only what is provably stale (issue 14, defect 4) -------------
+
+/// Set in the child that [`a_persisted_segment_survives_the_sweep_after_its_creator_exits`]
+/// starts: the folder to create and persist a segment in.
+const CREATOR_DIR: &str = "MEMWARDEN_SHM_TEST_CREATOR_DIR";
+
+#[test]
+fn a_persisted_segment_survives_the_sweep_after_its_creator_exits() {
+    if let Some(dir) = std::env::var_os(CREATOR_DIR) {
+        // The child: create a segment under a unique name, persist it, exit.
+        let (options, _, _) = sandbox(Path::new(&dir));
+        let name = SharedSegment::unique_name("kept");
+        let mut segment = SharedSegment::create_with(&name, 64, &options).expect("create");
+        segment.as_bytes_mut()[..5].copy_from_slice(b"kept!");
+        let path = segment.persist().expect("persist");
+        std::fs::write(
+            Path::new(&dir).join("persisted"),
+            path.as_os_str().as_bytes(),
+        )
+        .expect("report");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, shm, _) = sandbox(dir.path());
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "segment::a_persisted_segment_survives_the_sweep_after_its_creator_exits",
+            "--test-threads=1",
+        ])
+        .env(CREATOR_DIR, dir.path())
+        .output()
+        .expect("run the creator");
+    assert!(out.status.success(), "creator failed: {out:?}");
+    let path = PathBuf::from(std::ffi::OsStr::from_bytes(
+        &std::fs::read(dir.path().join("persisted")).expect("the creator reported a path"),
+    ));
+    assert_eq!(path.parent(), Some(shm.as_path()));
+    let name = path.file_name().expect("name").to_string_lossy();
+    assert!(name.starts_with("memwarden-shm-kept-"), "{name}");
+    // The creator has exited: its pid is dead and nobody holds the segment.
+    let removed = sweep_stale_in(&shm).expect("sweep");
+    assert!(removed.is_empty(), "swept a persisted segment: {removed:?}");
+    assert_eq!(&std::fs::read(&path).expect("still there")[..5], b"kept!");
+}
+
+#[test]
+fn a_live_owner_whose_pid_looks_dead_is_not_swept() {
+    // An owner in another pid namespace sharing the folder: the pid in its segment's
+    // name names no live process here.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (options, shm, _) = sandbox(dir.path());
+    let name = format!("memwarden-shm-{}-elsewhere-live-0", dead_pid());
+    let mut owner = SharedSegment::create_with(&name, 64, &options).expect("create");
+    owner.as_bytes_mut()[0] = 1;
+    let removed = sweep_stale_in(&shm).expect("sweep");
+    assert!(
+        removed.is_empty(),
+        "swept a live owner's segment: {removed:?}"
+    );
+    assert!(shm.join(&name).exists());
+    drop(owner);
+    assert!(listing(&shm).is_empty(), "the owner still unlinks it");
+}
+
+#[test]
+fn a_stale_segment_is_swept_only_once_nobody_holds_it() {
+    // Left behind by a dead owner, but another process still has it open.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (options, shm, _) = sandbox(dir.path());
+    let name = format!("memwarden-shm-{}-gone-left-0", dead_pid());
+    std::fs::write(shm.join(&name), [7u8; 64]).expect("write");
+    let reader = SharedSegment::open_with(&name, &options).expect("open");
+    assert!(
+        sweep_stale_in(&shm).expect("sweep").is_empty(),
+        "swept a segment someone still holds"
+    );
+    assert_eq!(reader.as_bytes()[0], 7);
+    drop(reader);
+    assert_eq!(sweep_stale_in(&shm).expect("sweep"), [shm.join(&name)]);
+    assert!(listing(&shm).is_empty());
 }
