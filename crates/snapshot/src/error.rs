@@ -77,6 +77,21 @@ pub enum SnapshotError {
         /// The directory.
         dir: std::path::PathBuf,
     },
+    /// Users other than the store's own could write to the store's directory: it is
+    /// group- or world-writable (sticky or not), or it belongs to another user. They
+    /// could plant or replace snapshot files, so the store refuses it.
+    #[error(
+        "refusing the snapshot directory {dir:?}: users other than this one can write to it \
+         (mode {mode:04o}, owner uid {owner}); it must belong to this user and be writable by no one else"
+    )]
+    InsecureDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Its permission bits (`mode & 0o7777`).
+        mode: u32,
+        /// The user id that owns it.
+        owner: u32,
+    },
     /// The store's configuration cannot work.
     #[error("invalid snapshot store configuration: {reason}")]
     Config {

@@ -1,4 +1,4 @@
-//! [`FailPoint`]: a switch a test arms to make the store's file writes fail, as a full or broken disk would.
+//! [`FailPoint`]: a switch a test arms to make the store's file writes fail, as a full or broken disk would, or its reads, as a process out of file descriptors would.
 
 use std::io;
 use std::sync::Arc;
@@ -22,14 +22,21 @@ pub enum WriteFault {
     SyncDir,
 }
 
-/// Fault injection for the store's file writes; disarmed unless a test arms it.
+/// Fault injection for the store's file writes and reads; disarmed unless a test arms it.
 ///
 /// Clones share one switch: keep a clone of the one in
 /// [`StoreConfig::fail_point`](crate::StoreConfig::fail_point) and arm it when needed.
-/// An armed fault fires on every write until [`disarm`](FailPoint::disarm)ed.
+/// An armed fault fires on every write (or read) until [`disarm`](FailPoint::disarm)ed.
 #[derive(Debug, Clone, Default)]
 pub struct FailPoint {
-    armed: Arc<Mutex<Option<WriteFault>>>,
+    armed: Arc<Mutex<Armed>>,
+}
+
+#[derive(Debug, Default)]
+struct Armed {
+    write: Option<WriteFault>,
+    /// The OS error every read of a snapshot file fails with.
+    read: Option<i32>,
 }
 
 impl FailPoint {
@@ -40,17 +47,37 @@ impl FailPoint {
 
     /// Makes every following write fail at `fault`.
     pub fn arm(&self, fault: WriteFault) {
-        *self.armed.lock() = Some(fault);
+        self.armed.lock().write = Some(fault);
     }
 
-    /// Lets writes succeed again.
+    /// Makes every following open of a snapshot file for reading (on restore and when the
+    /// store is opened) fail with the operating system error `os_error`, such as
+    /// `libc::EMFILE`: an error that says nothing about the file.
+    pub fn arm_read(&self, os_error: i32) {
+        self.armed.lock().read = Some(os_error);
+    }
+
+    /// Lets writes and reads succeed again.
     pub fn disarm(&self) {
-        *self.armed.lock() = None;
+        *self.armed.lock() = Armed::default();
     }
 
-    /// The armed fault, if any.
+    /// The armed write fault, if any.
     pub fn armed(&self) -> Option<WriteFault> {
-        *self.armed.lock()
+        self.armed.lock().write
+    }
+
+    /// The OS error reads are armed to fail with, if any.
+    pub fn armed_read(&self) -> Option<i32> {
+        self.armed.lock().read
+    }
+
+    /// The injected error if reads are armed.
+    pub(crate) fn check_read(&self) -> io::Result<()> {
+        match self.armed_read() {
+            Some(code) => Err(io::Error::from_raw_os_error(code)),
+            None => Ok(()),
+        }
     }
 
     /// An injected error if `step` is armed. `Write` faults are handled by the writer itself.

@@ -22,6 +22,7 @@ use memwarden_core::{ResourceId, ResourceKind};
 use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
 use crate::codec::len_u64;
+use crate::failpoint::FailPoint;
 
 /// The first eight bytes of every snapshot file.
 pub(crate) const MAGIC: [u8; 8] = *b"MWSNAP\r\n";
@@ -293,7 +294,9 @@ pub(crate) fn verify<'a>(image: &'a [u8], expected: &Expected<'_>) -> Result<&'a
     Ok(&image[names_end..])
 }
 
-/// A missing file is a defect of the snapshot; any other read error is transient.
+/// A missing file is a defect of the snapshot; any other read error is transient: out
+/// of file descriptors or memory, interrupted, a failing disk or a link that cannot be
+/// followed say nothing about the bytes the file holds.
 pub(crate) fn read_error(e: io::Error) -> Defect {
     if e.kind() == io::ErrorKind::NotFound {
         Defect::Unreadable(e.to_string())
@@ -313,8 +316,13 @@ struct Opened {
 
 impl Opened {
     /// Opens `path` and reads everything before the payload; `unreadable` says what an
-    /// I/O error means.
-    fn open(path: &Path, unreadable: fn(io::Error) -> Defect) -> Result<Opened, Defect> {
+    /// I/O error means. An armed read fault of `fail` fails the open.
+    fn open(
+        path: &Path,
+        fail: &FailPoint,
+        unreadable: fn(io::Error) -> Defect,
+    ) -> Result<Opened, Defect> {
+        fail.check_read().map_err(unreadable)?;
         let mut file = File::open(path).map_err(unreadable)?;
         let actual = file.metadata().map_err(unreadable)?.len();
         let mut head = [0u8; HEADER_LEN];
@@ -361,8 +369,12 @@ impl Opened {
 
 /// Reads the snapshot at `path` straight into a buffer for its payload alone (no copy
 /// of the whole file), checking everything [`verify`] checks.
-pub(crate) fn read_payload(path: &Path, expected: &Expected<'_>) -> Result<Vec<u8>, Defect> {
-    let mut opened = Opened::open(path, read_error)?;
+pub(crate) fn read_payload(
+    path: &Path,
+    expected: &Expected<'_>,
+    fail: &FailPoint,
+) -> Result<Vec<u8>, Defect> {
+    let mut opened = Opened::open(path, fail, read_error)?;
     let mut payload = Vec::with_capacity(opened.layout.payload_len);
     (&mut opened.file)
         .take(len_u64(opened.layout.payload_len))
@@ -375,13 +387,15 @@ pub(crate) fn read_payload(path: &Path, expected: &Expected<'_>) -> Result<Vec<u
 }
 
 /// Verifies a file on disk without holding it in memory; returns its header and length.
-pub(crate) fn verify_file(path: &Path) -> Result<(Header, u64), Defect> {
-    let unreadable = |e: io::Error| Defect::Unreadable(e.to_string());
-    let mut opened = Opened::open(path, unreadable)?;
+///
+/// Only what reading proves is a defect (see [`read_error`]): an error opening or reading
+/// the file, such as running out of file descriptors, is [`Defect::Transient`].
+pub(crate) fn verify_file(path: &Path, fail: &FailPoint) -> Result<(Header, u64), Defect> {
+    let mut opened = Opened::open(path, fail, read_error)?;
     let mut buf = vec![0; 64 * 1024];
     let mut read = 0u64;
     loop {
-        let n = opened.file.read(&mut buf).map_err(unreadable)?;
+        let n = opened.file.read(&mut buf).map_err(read_error)?;
         if n == 0 {
             break;
         }
@@ -394,10 +408,24 @@ pub(crate) fn verify_file(path: &Path) -> Result<(Header, u64), Defect> {
 
 /// The file name of a snapshot: a hash of the id (ids may hold any character) and the sequence.
 pub(crate) fn file_name(id: &ResourceId, sequence: u64) -> String {
-    format!(
-        "{:016x}-{sequence:016x}.{SNAPSHOT_EXT}",
-        xxh3_64(id.as_str().as_bytes())
-    )
+    format!("{:016x}-{sequence:016x}.{SNAPSHOT_EXT}", id_hash(id))
+}
+
+/// The hash of `id` that names its snapshot files.
+pub(crate) fn id_hash(id: &ResourceId) -> u64 {
+    xxh3_64(id.as_str().as_bytes())
+}
+
+/// The id hash and sequence in a name [`file_name`] made, for files that cannot be read.
+pub(crate) fn parse_file_name(name: &str) -> Option<(u64, u64)> {
+    let stem = name.strip_suffix(SNAPSHOT_EXT)?.strip_suffix('.')?;
+    let (hash, sequence) = stem.split_once('-')?;
+    let hex = |s: &str| {
+        (s.len() == 16)
+            .then(|| u64::from_str_radix(s, 16).ok())
+            .flatten()
+    };
+    Some((hex(hash)?, hex(sequence)?))
 }
 
 /// Extension of a committed snapshot file.
@@ -437,12 +465,14 @@ mod tests {
             "verify"
         );
         assert_eq!(
-            read_payload(&path, &expected).err().as_ref(),
+            read_payload(&path, &expected, &FailPoint::new())
+                .err()
+                .as_ref(),
             Some(defect),
             "read_payload"
         );
         assert_eq!(
-            verify_file(&path).err().as_ref(),
+            verify_file(&path, &FailPoint::new()).err().as_ref(),
             Some(defect),
             "verify_file"
         );
@@ -493,6 +523,21 @@ mod tests {
         let mut future = sound.clone();
         future[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
         check(&future, &Defect::UnsupportedFormat(FORMAT_VERSION + 1));
+    }
+
+    #[test]
+    fn file_names_parse_back() {
+        let id = ResourceId::from("any/id with spaces");
+        let name = file_name(&id, 0x1234);
+        assert_eq!(parse_file_name(&name), Some((id_hash(&id), 0x1234)));
+        for bad in [
+            "x.snap",
+            "1-2.snap",
+            "0000000000000000-0000000000000001.tmp",
+            "",
+        ] {
+            assert_eq!(parse_file_name(bad), None, "{bad}");
+        }
     }
 
     #[test]

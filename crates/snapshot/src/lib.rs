@@ -65,6 +65,25 @@
 //! the old one in place: the old file is deleted only after the new one is durable, and
 //! if a crash leaves both, reopening keeps the higher sequence. Leftover temporary files
 //! are deleted on open.
+//!
+//! Only what reading a file proves condemns it. An error that says nothing about its
+//! bytes (out of file descriptors or memory, an interrupted or failing read) is counted
+//! in [`StoreStats::read_errors`] and keeps the file: on restore it is a miss and the
+//! index keeps the snapshot; at open the file is left where it is, out of the index until
+//! the next open, and so is a sound older snapshot of the same id, which could be
+//! outdated. A bad file that cannot be moved to quarantine is left where it is, never
+//! deleted. [`SnapshotStore::left_files`] lists the files left, and why.
+//!
+//! # Permissions
+//!
+//! A snapshot holds its user's data, so the store keeps it to that user (on Unix). It
+//! creates its directory (and the quarantine directory) with mode 0700 and every file
+//! (temporary files, snapshots, the lock file) with mode 0600, from the start rather than
+//! by a later `chmod`; snapshot files an earlier version left readable by others are made
+//! 0600 on open. It refuses, with [`SnapshotError::InsecureDir`], an existing directory
+//! that other users could write to, since they could plant or replace snapshots: one that
+//! is group- or world-writable (sticky or not) or owned by another user. An existing
+//! directory that others may only read (0755) is accepted and left as it is.
 #![deny(missing_docs)]
 #![warn(unreachable_pub, missing_debug_implementations)]
 
@@ -83,6 +102,7 @@ pub use error::SnapshotError;
 pub use failpoint::{FailPoint, WriteFault};
 pub use snapshotter::Snapshotter;
 pub use store::{
-    GcReport, LOCK_FILE, QUARANTINE_DIR, SnapshotInfo, SnapshotStore, StoreConfig, StoreStats, Tier,
+    GcReport, LOCK_FILE, LeftFile, LeftReason, QUARANTINE_DIR, SnapshotInfo, SnapshotStore,
+    StoreConfig, StoreStats, Tier,
 };
 pub use weights::MappedWeights;

@@ -3,13 +3,13 @@
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use memwarden_core::fs::{AtomicFile, AtomicWriteError, CommitStep, Durability, sync_dir};
+use memwarden_core::fs::sync_dir;
 use memwarden_core::{Clock, ResourceId, ResourceKind, Timestamp};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -28,10 +28,17 @@ const LOCK_ATTEMPTS: u32 = 40;
 /// The file a store locks to keep a second store out of its directory.
 pub const LOCK_FILE: &str = ".lock";
 
+/// The mode of every file the store creates: its user's alone.
+const FILE_MODE: u32 = 0o600;
+/// The mode of every directory the store creates.
+const DIR_MODE: u32 = 0o700;
+
 /// Where a snapshot store keeps its files and how much it may hold.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    /// The directory of snapshot files; created if missing, recovered if not empty.
+    /// The directory of snapshot files; created (mode 0700) if missing, recovered if not
+    /// empty. An existing one must belong to this user and not be group- or
+    /// world-writable ([`SnapshotError::InsecureDir`]).
     pub dir: PathBuf,
     /// Most bytes of snapshot files kept cached in memory (0: no memory tier).
     pub memory_bytes: u64,
@@ -118,6 +125,14 @@ pub struct StoreStats {
     pub corrupt: u64,
     /// Bad files moved to the quarantine directory.
     pub quarantined: u64,
+    /// Bad files that could not be moved to the quarantine directory: they are left where
+    /// they were, out of the index, and listed by [`SnapshotStore::left_files`].
+    pub quarantine_failures: u64,
+    /// Snapshot files that could not be read for a reason that says nothing about them
+    /// (out of file descriptors or memory, an I/O error): on restore a miss that keeps the
+    /// snapshot; at open a file left where it was, out of the index, and listed by
+    /// [`SnapshotStore::left_files`].
+    pub read_errors: u64,
     /// Snapshots removed to stay under the disk limit.
     pub evictions: u64,
     /// Memory copies dropped to stay under the memory limit (the disk copy stays).
@@ -128,6 +143,44 @@ pub struct StoreStats {
     pub decode_errors: u64,
     /// Leftover temporary files removed when the directory was opened.
     pub temp_files_removed: u64,
+}
+
+/// A file the store left in its directory without indexing it or moving it away; see
+/// [`SnapshotStore::left_files`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct LeftFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Why it was left.
+    pub reason: LeftReason,
+}
+
+/// Why the store left a file where it was; see [`LeftFile`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum LeftReason {
+    /// Reading it at open failed for a reason that says nothing about the file (out of
+    /// file descriptors or memory, an I/O error), so it may well be sound.
+    Unread {
+        /// The operating system's error.
+        error: String,
+    },
+    /// It is bad, but moving it to the quarantine directory failed.
+    NotQuarantined {
+        /// What is wrong with it.
+        defect: String,
+        /// Why it could not be moved.
+        error: String,
+    },
+    /// It is sound, but a newer file that by its name holds the same id could not be
+    /// read ([`Unread`](LeftReason::Unread)): restoring this one could restore an
+    /// outdated snapshot.
+    Shadowed {
+        /// The unread newer file.
+        newer: PathBuf,
+    },
 }
 
 #[derive(Debug)]
@@ -152,6 +205,8 @@ struct State {
     next_tick: u64,
     next_sequence: u64,
     stats: StoreStats,
+    /// Files left in the directory, out of the index.
+    left: Vec<LeftFile>,
 }
 
 impl State {
@@ -276,9 +331,14 @@ enum Source {
 impl SnapshotStore {
     /// Opens (creating if needed) the store directory and recovers what it holds.
     ///
-    /// Leftover temporary files are deleted; every snapshot file is verified in full and
-    /// indexed, bad ones are quarantined; when several files hold the same id the one with
-    /// the highest sequence wins and the others are deleted. Recovered snapshots count
+    /// A missing directory is created with mode 0700; an existing one that users other
+    /// than this one can write to is refused with [`SnapshotError::InsecureDir`].
+    /// Leftover temporary files are deleted; every snapshot file is made private to this
+    /// user (mode 0600), verified in full and indexed, and bad ones are quarantined; when
+    /// several files hold the same id the one with the highest sequence wins and the
+    /// others are deleted. A file that cannot be read for a reason that says nothing about
+    /// it (such as running out of file descriptors) is left as it is, out of the index, for
+    /// the next open; see [`left_files`](Self::left_files). Recovered snapshots count
     /// their TTL from now, since [`Clock`] time does not survive a restart.
     pub fn open(config: StoreConfig, clock: Arc<dyn Clock>) -> Result<Self, SnapshotError> {
         if config.disk_bytes == 0 {
@@ -287,9 +347,10 @@ impl SnapshotStore {
             });
         }
         let dir = &config.dir;
-        fs::create_dir_all(dir).map_err(|e| SnapshotError::io("create", dir, e))?;
+        private_dir(dir).map_err(|e| SnapshotError::io("create", dir, e))?;
+        check_private(dir)?;
         let lock_path = dir.join(LOCK_FILE);
-        let dir_lock = OpenOptions::new()
+        let dir_lock = private_file()
             .create(true)
             .truncate(false)
             .write(true)
@@ -328,14 +389,31 @@ impl SnapshotStore {
         let listing = fs::read_dir(dir).map_err(|e| SnapshotError::io("list", dir, e))?;
         let mut state = self.state.lock();
         let mut newest: HashMap<ResourceId, (format::Header, u64, PathBuf)> = HashMap::new();
+        // Id hash and sequence of each file that could not be read, by its name.
+        let mut unread: HashMap<u64, (u64, PathBuf)> = HashMap::new();
         let mut changed = false;
         for item in listing {
             let item = item.map_err(|e| SnapshotError::io("list", dir, e))?;
             let path = item.path();
-            if item.file_type().is_ok_and(|t| t.is_dir()) {
+            let file_type = item.file_type();
+            if file_type.as_ref().is_ok_and(fs::FileType::is_dir) {
+                if item.file_name() == QUARANTINE_DIR {
+                    make_private(&path);
+                }
                 continue;
             }
-            match path.extension().and_then(|e| e.to_str()) {
+            let named = item.file_name().to_str().and_then(format::parse_file_name);
+            if let Some((_, sequence)) = named {
+                // Even a file left unread or bad in place keeps its sequence: a new
+                // snapshot never takes its name.
+                state.next_sequence = state.next_sequence.max(sequence.saturating_add(1));
+            }
+            let extension = path.extension().and_then(|e| e.to_str());
+            if extension == Some(SNAPSHOT_EXT) && file_type.is_ok_and(|t| t.is_file()) {
+                // Earlier versions created snapshot files with the default mode.
+                make_private(&path);
+            }
+            match extension {
                 Some(TEMP_EXT) => {
                     match fs::remove_file(&path) {
                         Ok(()) => state.stats.temp_files_removed += 1,
@@ -343,7 +421,7 @@ impl SnapshotStore {
                     }
                     changed = true;
                 }
-                Some(SNAPSHOT_EXT) => match format::verify_file(&path) {
+                Some(SNAPSHOT_EXT) => match format::verify_file(&path, &self.config.fail_point) {
                     Ok((header, len)) => {
                         state.next_sequence =
                             state.next_sequence.max(header.sequence.saturating_add(1));
@@ -368,6 +446,24 @@ impl SnapshotStore {
                             changed = true;
                         }
                     }
+                    Err(Defect::Transient(error)) => {
+                        log::warn!(
+                            "snapshot file {path:?} not read ({error}); left as it is, out of the index until the store is opened again"
+                        );
+                        state.stats.read_errors += 1;
+                        if let Some((hash, sequence)) = named {
+                            let newest_unread = unread
+                                .entry(hash)
+                                .or_insert_with(|| (sequence, path.clone()));
+                            if newest_unread.0 < sequence {
+                                *newest_unread = (sequence, path.clone());
+                            }
+                        }
+                        state.left.push(LeftFile {
+                            path,
+                            reason: LeftReason::Unread { error },
+                        });
+                    }
                     Err(defect) => {
                         self.condemn(&mut state, &path, &defect);
                         changed = true;
@@ -376,6 +472,26 @@ impl SnapshotStore {
                 _ => log::debug!("ignoring {path:?} in the snapshot directory"),
             }
         }
+        // A sound snapshot with an unread newer file of its id may be outdated: it is held
+        // back (and kept) until a later open can read both.
+        newest.retain(|id, (header, _, path)| {
+            let newer = unread
+                .get(&format::id_hash(id))
+                .filter(|(sequence, _)| *sequence > header.sequence);
+            let Some((_, newer)) = newer else {
+                return true;
+            };
+            log::warn!(
+                "snapshot file {path:?} of {id} is held back: the newer {newer:?} could not be read"
+            );
+            state.left.push(LeftFile {
+                path: path.clone(),
+                reason: LeftReason::Shadowed {
+                    newer: newer.clone(),
+                },
+            });
+            false
+        });
         if changed {
             sync_dir(dir).map_err(|e| SnapshotError::io("sync", dir, e))?;
         }
@@ -498,9 +614,11 @@ impl SnapshotStore {
     /// The verified payload and codec version of `id`'s snapshot, if it holds one of `kind`.
     ///
     /// Anything wrong is a miss, never wrong data: an absent or expired snapshot, a
-    /// snapshot of another kind (logged; the snapshot stays), or a file that fails
+    /// snapshot of another kind (logged; the snapshot stays), a file that cannot be read
+    /// this time for a reason that says nothing about it (counted in
+    /// [`StoreStats::read_errors`], logged; the snapshot stays), or a file that fails
     /// verification (truncated, corrupt, wrong format version, not what the index says:
-    /// counted, logged and quarantined).
+    /// counted, logged and quarantined, or left where it is if it cannot be moved).
     pub fn get(&self, id: &ResourceId, kind: &ResourceKind) -> Option<(u32, Vec<u8>)> {
         let found = self.fetch(id, kind);
         let mut state = self.state.lock();
@@ -618,6 +736,14 @@ impl SnapshotStore {
         self.state.lock().stats.clone()
     }
 
+    /// The files this store left in its directory without indexing them or moving them
+    /// away, in the order it met them: snapshot files it could not read at open, bad files
+    /// it could not quarantine, and sound ones held back because a newer file of their id
+    /// could not be read. Nothing of them is restored; the next open looks at them again.
+    pub fn left_files(&self) -> Vec<LeftFile> {
+        self.state.lock().left.clone()
+    }
+
     /// The store's configuration.
     pub fn config(&self) -> &StoreConfig {
         &self.config
@@ -676,7 +802,10 @@ impl SnapshotStore {
                     // A file the memory tier can hold is read whole (and cached); a bigger
                     // one has its payload read straight into its own buffer, no copy.
                     let read = if cacheable {
-                        fs::read(&path)
+                        self.config
+                            .fail_point
+                            .check_read()
+                            .and_then(|()| fs::read(&path))
                             .map_err(format::read_error)
                             .and_then(|image| {
                                 let payload_len = format::verify(&image, &expected)?.len();
@@ -684,7 +813,8 @@ impl SnapshotStore {
                                 Ok((payload, Some(image)))
                             })
                     } else {
-                        format::read_payload(&path, &expected).map(|payload| (payload, None))
+                        format::read_payload(&path, &expected, &self.config.fail_point)
+                            .map(|payload| (payload, None))
                     };
                     let mut state = self.state.lock();
                     if !same_snapshot(&state, id, sequence) {
@@ -699,6 +829,7 @@ impl SnapshotStore {
                         }
                         Err(Defect::Transient(e)) => {
                             log::warn!("snapshot of {id} not read this time, kept: {e}");
+                            state.stats.read_errors += 1;
                             None
                         }
                         Err(defect) => {
@@ -727,12 +858,25 @@ impl SnapshotStore {
         }
     }
 
-    /// Counts, logs and quarantines a bad snapshot file.
+    /// Counts, logs and quarantines a bad snapshot file; one that cannot be moved is left
+    /// where it is, never deleted.
     fn condemn(&self, state: &mut State, path: &Path, defect: &Defect) {
         log::error!("snapshot file {path:?} is bad ({defect}); quarantining it");
         state.stats.corrupt += 1;
-        if quarantine(&self.config.dir, path) {
-            state.stats.quarantined += 1;
+        match quarantine(&self.config.dir, path) {
+            Quarantined::Moved => state.stats.quarantined += 1,
+            Quarantined::Gone => {}
+            Quarantined::Failed(e) => {
+                log::error!("cannot quarantine {path:?} ({e}); leaving it where it is");
+                state.stats.quarantine_failures += 1;
+                state.left.push(LeftFile {
+                    path: path.to_path_buf(),
+                    reason: LeftReason::NotQuarantined {
+                        defect: defect.to_string(),
+                        error: e.to_string(),
+                    },
+                });
+            }
         }
     }
 
@@ -786,19 +930,24 @@ fn same_snapshot(state: &State, id: &ResourceId, sequence: u64) -> bool {
         .is_some_and(|e| e.sequence == sequence)
 }
 
-/// Writes `parts` to `file` through [`AtomicFile`] with [`Durability::Crash`]: a
-/// temporary file named for the recovery sweep (`<file>.tmp`), synced, renamed into place,
-/// the directory synced. On error nothing is left: not the temporary file, nor the final
-/// one if the directory sync failed after the rename (the index never learns of it).
+/// Writes `parts` to `file` so that it is whole or absent, and durable once this returns:
+/// a temporary file named for the recovery sweep (`<file>.tmp`) and created with mode
+/// 0600, synced, renamed into place, the directory synced. On error nothing is left: not
+/// the temporary file, nor the final one if the directory sync failed after the rename
+/// (the index never learns of it).
+///
+/// This is the protocol of [`AtomicFile`](memwarden_core::fs::AtomicFile) with
+/// `Durability::Crash`, written out here because `AtomicFile` creates its temporary file
+/// with the default mode: a snapshot must not be readable by other users even for the
+/// moment before a `chmod`, since a reader that opens it then keeps reading.
 fn write_atomically(file: &Path, parts: &[&[u8]], fail: &FailPoint) -> Result<(), SnapshotError> {
-    let failed = |e: AtomicWriteError| {
-        if e.renamed {
-            remove_quietly(file);
-        }
-        SnapshotError::io(e.op, e.path, e.source)
-    };
     let temp = file.with_extension(TEMP_EXT);
-    let mut out = AtomicFile::with_temp(file, &temp).map_err(failed)?;
+    let mut out = private_file()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .map_err(|e| SnapshotError::io("create", &temp, e))?;
+    let mut written = RemoveOnDrop(Some(&temp));
     let write = match fail.write_limit() {
         // An armed fault writes its first `limit` bytes, then fails as a full disk would.
         Some(limit) => {
@@ -808,7 +957,7 @@ fn write_atomically(file: &Path, parts: &[&[u8]], fail: &FailPoint) -> Result<()
                 .try_for_each(|part| {
                     let n = left.min(part.len());
                     left -= n;
-                    out.file().write_all(&part[..n])
+                    out.write_all(&part[..n])
                 })
                 .and_then(|()| {
                     Err(io::Error::new(
@@ -817,19 +966,39 @@ fn write_atomically(file: &Path, parts: &[&[u8]], fail: &FailPoint) -> Result<()
                     ))
                 })
         }
-        None => parts.iter().try_for_each(|part| out.file().write_all(part)),
+        None => parts.iter().try_for_each(|part| out.write_all(part)),
     };
-    // Dropping `out` removes the temporary file.
+    // On an error, dropping `written` removes the temporary file.
     write.map_err(|e| SnapshotError::io("write", &temp, e))?;
-    out.commit_with(Durability::Crash, |step| match step {
-        CommitStep::SyncFile => fail.check(WriteFault::SyncFile),
-        CommitStep::Rename => fail.check(WriteFault::Rename),
-        CommitStep::SyncDir => fail.check(WriteFault::SyncDir),
-        _ => Ok(()),
-    })
-    .map_err(failed)?;
-    drop_cached_pages(file);
+    fail.check(WriteFault::SyncFile)
+        .and_then(|()| out.sync_all())
+        .map_err(|e| SnapshotError::io("sync", &temp, e))?;
+    drop_cached_pages(&out);
+    drop(out);
+    fail.check(WriteFault::Rename)
+        .and_then(|()| fs::rename(&temp, file))
+        .map_err(|e| SnapshotError::io("rename", &temp, e))?;
+    written.0 = None;
+    let dir = match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    if let Err(e) = fail.check(WriteFault::SyncDir).and_then(|()| sync_dir(dir)) {
+        remove_quietly(file);
+        return Err(SnapshotError::io("sync", dir, e));
+    }
     Ok(())
+}
+
+/// Removes a temporary file when dropped, unless it was renamed into place.
+struct RemoveOnDrop<'a>(Option<&'a Path>);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(path) = self.0 {
+            remove_quietly(path);
+        }
+    }
 }
 
 /// Asks the kernel to drop `file`'s pages from the page cache. The file was synced, so
@@ -837,13 +1006,13 @@ fn write_atomically(file: &Path, parts: &[&[u8]], fail: &FailPoint) -> Result<()
 /// against the container's limit until it is reclaimed; a snapshot is read back rarely
 /// (and then through the store's memory tier, when it has one), so it should not hold
 /// memory the process is budgeted for. Advice only: a failure changes nothing.
-fn drop_cached_pages(file: &Path) {
+fn drop_cached_pages(file: &File) {
     #[cfg(target_os = "linux")]
-    if let Ok(opened) = File::open(file) {
+    {
         use std::os::fd::AsRawFd as _;
-        // SAFETY: posix_fadvise takes a descriptor this function holds open and no
-        // pointers; it only advises the kernel about the file's cached pages.
-        let _ = unsafe { libc::posix_fadvise(opened.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        // SAFETY: posix_fadvise takes a descriptor `file` holds open and no pointers; it
+        // only advises the kernel about the file's cached pages.
+        let _ = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
     }
     #[cfg(not(target_os = "linux"))]
     let _ = file;
@@ -863,10 +1032,21 @@ fn remove_quietly(path: &Path) {
     }
 }
 
-/// Moves a bad file to `<dir>/quarantine/`; deletes it if it cannot be moved.
-fn quarantine(dir: &Path, path: &Path) -> bool {
+/// What became of a bad file [`quarantine`] was asked to move.
+enum Quarantined {
+    /// It is in `<dir>/quarantine/`.
+    Moved,
+    /// It was already gone.
+    Gone,
+    /// It could not be moved, and is left where it was.
+    Failed(io::Error),
+}
+
+/// Moves a bad file to `<dir>/quarantine/` (created with mode 0700). A file that cannot
+/// be moved is left where it is: it is never deleted.
+fn quarantine(dir: &Path, path: &Path) -> Quarantined {
     let target_dir = dir.join(QUARANTINE_DIR);
-    let moved = fs::create_dir_all(&target_dir).and_then(|()| {
+    let moved = private_dir(&target_dir).and_then(|()| {
         let name = path
             .file_name()
             .map(std::ffi::OsStr::to_os_string)
@@ -882,12 +1062,71 @@ fn quarantine(dir: &Path, path: &Path) -> bool {
         fs::rename(path, &target)
     });
     match moved {
-        Ok(()) => true,
-        Err(e) if e.kind() == io::ErrorKind::NotFound && !path.exists() => false,
-        Err(e) => {
-            log::error!("cannot quarantine {path:?} ({e}); deleting it");
-            remove_quietly(path);
-            false
+        Ok(()) => Quarantined::Moved,
+        Err(e) if e.kind() == io::ErrorKind::NotFound && fs::symlink_metadata(path).is_err() => {
+            Quarantined::Gone
+        }
+        Err(e) => Quarantined::Failed(e),
+    }
+}
+
+/// Options that create a file with mode 0600 (where modes exist).
+fn private_file() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, FILE_MODE);
+    options
+}
+
+/// Creates `dir` and any missing parent with mode 0700 (where modes exist); an existing
+/// directory is left as it is.
+fn private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, DIR_MODE);
+    builder.create(dir)
+}
+
+/// Takes the group's and others' permissions off `path`, if it has any; a failure is
+/// logged, the file stays usable.
+fn make_private(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let Ok(mode) = fs::metadata(path).map(|m| m.permissions().mode()) else {
+            return;
+        };
+        if mode & 0o077 != 0
+            && let Err(e) = fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o700))
+        {
+            log::warn!("cannot make {path:?} private to this user: {e}");
         }
     }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+/// Refuses a store directory that users other than this one can write to: group- or
+/// world-writable (the sticky bit does not help: others could still add files), or
+/// owned by another user (who can change its mode at will).
+fn check_private(dir: &Path) -> Result<(), SnapshotError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let meta = fs::metadata(dir).map_err(|e| SnapshotError::io("inspect", dir, e))?;
+        // SAFETY: geteuid takes no arguments, touches no memory and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o022 != 0 || meta.uid() != me {
+            return Err(SnapshotError::InsecureDir {
+                dir: dir.to_path_buf(),
+                mode,
+                owner: meta.uid(),
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }

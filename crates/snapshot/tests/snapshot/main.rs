@@ -2,6 +2,9 @@
 
 mod codecs;
 mod crash;
+mod faults;
+#[cfg(unix)]
+mod permissions;
 mod snapshotter;
 mod store;
 
