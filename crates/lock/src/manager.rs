@@ -313,6 +313,30 @@ impl LockManager {
         lock.state.lock().holds.iter().map(|h| h.mode).max()
     }
 
+    /// Runs `f` at a moment when nobody holds `name`, keeping every acquire of `name`
+    /// waiting until `f` returns; or, if `name` is held, returns the strongest mode it is
+    /// held in without running `f`. How a check ("is it locked?") and the action it allows
+    /// (releasing the resource of that name) happen with no window between them.
+    ///
+    /// `f` must be short and must not acquire or inspect locks of this manager: every
+    /// acquire of `name`, and of any name not made yet, waits for it.
+    pub fn while_unlocked<R>(&self, name: &str, f: impl FnOnce() -> R) -> Result<R, Mode> {
+        // Held throughout: a first acquire of a name not made yet inserts it under the
+        // write lock, so it waits; names are never removed, so `lock` stays the name's.
+        let names = self.names.read();
+        let Some(lock) = names.get(name) else {
+            return Ok(f());
+        };
+        let state = lock.state.lock();
+        if let Some(mode) = state.holds.iter().map(|h| h.mode).max() {
+            return Err(mode);
+        }
+        let result = f();
+        drop(state);
+        drop(names);
+        Ok(result)
+    }
+
     /// Releases the calling thread's hold `token` on `name` without its guard (whose drop
     /// then does nothing). A hold of another thread, or one that is gone, is an error.
     pub fn release(&self, name: &str, token: u64) -> Result<(), LockError> {

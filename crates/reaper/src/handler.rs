@@ -103,6 +103,23 @@ impl ReleaseHandler for Hooks {
 pub trait ReleaseGuard: Send + Sync {
     /// `Some(holder)` if `id` must not be released now, describing who holds it.
     fn protects(&self, id: &ResourceId) -> Option<String>;
+
+    /// Runs `release` (which detaches `id` from the tracker) at a moment when `id` is not
+    /// protected, keeping any new hold on `id` from starting until it returns; or, if `id`
+    /// is protected now, returns who holds it without running `release`.
+    ///
+    /// The reaper calls this for the last check, so that "a protected resource is never
+    /// released" holds with no window between the check and the detach. The default
+    /// checks [`protects`](Self::protects) and then runs `release`, which leaves such a
+    /// window: a guard whose holds can start at any moment (a lock manager) overrides it.
+    /// `release` does not call back into the guard.
+    fn hold_off(&self, id: &ResourceId, release: &mut dyn FnMut()) -> Option<String> {
+        if let Some(holder) = self.protects(id) {
+            return Some(holder);
+        }
+        release();
+        None
+    }
 }
 
 /// Work that must succeed before a resource is released in full: saving a copy of its
@@ -131,4 +148,10 @@ pub trait BeforeRelease: Send + Sync {
         bytes: u64,
         value: &(dyn Any + Send + Sync),
     ) -> Result<Option<u64>, HandlerError>;
+
+    /// Forgets what was saved for `id`: the reaper calls this when the value saved is not
+    /// the one that goes (the resource was replaced meanwhile), and when `id` is released
+    /// without a copy, so that an older copy is never restored in place of a newer value.
+    /// The default does nothing.
+    fn discard(&self, _id: &ResourceId, _kind: &ResourceKind) {}
 }

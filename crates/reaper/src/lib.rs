@@ -51,5 +51,5 @@ mod reaper;
 mod report;
 
 pub use handler::{BeforeRelease, DropHandler, HandlerError, Hooks, ReleaseGuard, ReleaseHandler};
-pub use reaper::Reaper;
+pub use reaper::{ObserverId, Reaper};
 pub use report::{KindStats, ReaperStats, ReleaseReport, Released, SkipReason, Skipped};

@@ -1,7 +1,7 @@
 //! [`Reaper`]: executes release plans.
 
 use std::any::Any;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -26,11 +26,32 @@ pub struct Reaper {
     guards: RwLock<Vec<Arc<dyn ReleaseGuard>>>,
     before_release: RwLock<Option<Arc<dyn BeforeRelease>>>,
     stats: Mutex<BTreeMap<ResourceKind, KindStats>>,
-    observers: RwLock<Vec<Observer>>,
+    observers: RwLock<Vec<(ObserverId, Observer)>>,
+    next_observer: std::sync::atomic::AtomicU64,
+    /// Ids being released now, by any thread: a second release of the same id waits for
+    /// nothing and is skipped, so two releases never interleave their snapshot and detach.
+    in_release: Mutex<HashSet<ResourceId>>,
 }
 
 /// Called with the report of every execution that released something.
 type Observer = Arc<dyn Fn(&ReleaseReport) + Send + Sync>;
+
+/// Names an observer added with [`Reaper::on_released`], to remove it with
+/// [`Reaper::remove_observer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ObserverId(u64);
+
+/// Marks an id as being released for as long as it lives.
+struct InRelease<'a> {
+    set: &'a Mutex<HashSet<ResourceId>>,
+    id: &'a ResourceId,
+}
+
+impl Drop for InRelease<'_> {
+    fn drop(&mut self) {
+        self.set.lock().remove(self.id);
+    }
+}
 
 impl fmt::Debug for Reaper {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -62,6 +83,8 @@ impl Reaper {
             before_release: RwLock::new(None),
             stats: Mutex::new(BTreeMap::new()),
             observers: RwLock::new(Vec::new()),
+            next_observer: std::sync::atomic::AtomicU64::new(0),
+            in_release: Mutex::new(HashSet::new()),
         }
     }
 
@@ -116,17 +139,46 @@ impl Reaper {
 
     /// Calls `observer` after every [`execute`](Self::execute), [`release`](Self::release)
     /// or [`release_batch`](Self::release_batch) that released anything, with its report:
-    /// how a defragmenter hears of released bytes. Observers run on the releasing thread
-    /// and must not release through this reaper themselves.
-    pub fn on_released(&self, observer: impl Fn(&ReleaseReport) + Send + Sync + 'static) {
-        self.observers.write().push(Arc::new(observer));
+    /// how a defragmenter hears of released bytes. Observers run on the releasing thread,
+    /// outside the reaper's locks; one that releases through this reaper again is heard
+    /// of again. Remove it with [`remove_observer`](Self::remove_observer) when its owner
+    /// goes (a governor does on shutdown).
+    pub fn on_released(
+        &self,
+        observer: impl Fn(&ReleaseReport) + Send + Sync + 'static,
+    ) -> ObserverId {
+        let id = ObserverId(
+            self.next_observer
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        );
+        self.observers.write().push((id, Arc::new(observer)));
+        id
+    }
+
+    /// Removes an observer [`on_released`](Self::on_released) added; `false` if it was
+    /// removed before.
+    pub fn remove_observer(&self, id: ObserverId) -> bool {
+        let mut observers = self.observers.write();
+        let before = observers.len();
+        observers.retain(|(i, _)| *i != id);
+        observers.len() != before
+    }
+
+    /// How many observers are set.
+    pub fn observer_count(&self) -> usize {
+        self.observers.read().len()
     }
 
     fn notify(&self, report: &ReleaseReport) {
         if report.released.is_empty() {
             return;
         }
-        let observers = self.observers.read().clone();
+        let observers: Vec<Observer> = self
+            .observers
+            .read()
+            .iter()
+            .map(|(_, o)| Arc::clone(o))
+            .collect();
         for observer in observers {
             observer(report);
         }
@@ -219,6 +271,13 @@ impl Reaper {
         report: &mut ReleaseReport,
     ) {
         let start = Instant::now();
+        if !self.in_release.lock().insert(id.clone()) {
+            return self.skip(id, kind, SkipReason::InRelease, report);
+        }
+        let _in_release = InRelease {
+            set: &self.in_release,
+            id,
+        };
         if let Some(holder) = self.protected(id) {
             return self.skip(id, kind, SkipReason::Locked { holder }, report);
         }
@@ -235,29 +294,60 @@ impl Reaper {
         if allow_partial && self.try_partial(id, kind, start, report) {
             return;
         }
-        let snapshot = match self.snapshot(id, kind) {
-            Ok(snapshot) => snapshot,
+        let hook = self.before_release.read().clone();
+        let saved = match self.snapshot(hook.as_deref(), id, kind) {
+            Ok(saved) => saved,
             // Above the budget the memory matters more than the snapshot.
             Err(SkipReason::SnapshotFailed { error }) if critical => {
                 log::warn!("releasing {id} without a snapshot at critical urgency: {error}");
-                None
+                Saved {
+                    kind: self.tracker.info(id.as_str()).map(|c| c.kind),
+                    ..Saved::default()
+                }
             }
             Err(reason) => return self.skip(id, kind, reason, report),
         };
-        // The snapshot took time (an fsync); a lock may have been taken meanwhile.
-        if let Some(holder) = self.protected(id) {
-            return self.skip(id, kind, SkipReason::Locked { holder }, report);
-        }
-        let detached = match memwarden_tracker::release::detach(&self.tracker, id.as_str()) {
-            Ok(detached) => detached,
-            Err(TrackerError::Pinned { .. }) => {
+        // The snapshot took time (an fsync), and a lock may be taken at any moment: the
+        // guards check again and keep new holds off until the detach is done.
+        let mut detached = None;
+        let guards = self.guards.read().clone();
+        let holder = hold_all(&guards, id, &mut || {
+            detached = Some(match &saved.value {
+                // Only the value the snapshot was taken of.
+                Some(value) => {
+                    memwarden_tracker::release::detach_if(&self.tracker, id.as_str(), value)
+                }
+                None => memwarden_tracker::release::detach(&self.tracker, id.as_str()),
+            });
+        });
+        let discard = |hook: Option<&dyn BeforeRelease>| {
+            if let (Some(hook), Some(kind)) = (hook, &saved.kind) {
+                hook.discard(id, kind);
+            }
+        };
+        let detached = match (holder, detached) {
+            (Some(holder), _) => return self.skip(id, kind, SkipReason::Locked { holder }, report),
+            (None, None) => unreachable!("a guard that protects nothing runs the release"),
+            (None, Some(Ok(detached))) => detached,
+            (None, Some(Err(TrackerError::Pinned { .. }))) => {
                 return self.skip(id, kind, SkipReason::Pinned, report);
             }
-            Err(TrackerError::HasDependents { dependents, .. }) => {
+            (None, Some(Err(TrackerError::HasDependents { dependents, .. }))) => {
                 return self.skip(id, kind, SkipReason::NeededBy { dependents }, report);
             }
-            Err(_) => return self.skip(id, kind, SkipReason::Gone, report),
+            (None, Some(Err(TrackerError::Replaced { .. }))) => {
+                // The copy just saved is of a value that is gone: never restore it in
+                // place of the new one.
+                discard(hook.as_deref());
+                return self.skip(id, kind, SkipReason::Replaced, report);
+            }
+            (None, Some(Err(_))) => return self.skip(id, kind, SkipReason::Gone, report),
         };
+        let snapshot = saved.bytes;
+        if snapshot.is_none() && saved.kind.is_some() {
+            // Released without a copy: an older copy must not come back in its place.
+            discard(hook.as_deref());
+        }
         let handler = self.handler_for(id, &detached.kind);
         let mut error = contain(|| handler.before_drop(&detached)).err();
         let (id, kind, bytes) = (detached.id.clone(), detached.kind.clone(), detached.bytes);
@@ -295,29 +385,37 @@ impl Reaper {
         });
     }
 
-    /// Runs the before-release hook on the value of `id`; the bytes it saved, `None` if
-    /// there is no hook or it had nothing to save, or why the resource must not be released.
+    /// Runs the before-release hook on the value of `id`: what it saved, and the value it
+    /// saw (to detach only that one), or why the resource must not be released.
     fn snapshot(
         &self,
+        hook: Option<&dyn BeforeRelease>,
         id: &ResourceId,
         kind: Option<&ResourceKind>,
-    ) -> Result<Option<u64>, SkipReason> {
-        let Some(hook) = self.before_release.read().clone() else {
-            return Ok(None);
+    ) -> Result<Saved, SkipReason> {
+        let Some(hook) = hook else {
+            return Ok(Saved::default());
         };
         let Some(info) = self.tracker.info(id.as_str()) else {
-            return Ok(None);
+            return Ok(Saved::default());
         };
         if kind.is_some_and(|k| *k != info.kind) || info.pinned {
-            return Ok(None); // detaching will report it
+            return Ok(Saved::default()); // detaching will report it
         }
         let Some(value) = self.tracker.peek_any(id.as_str()) else {
-            return Ok(None);
+            return Ok(Saved::default());
         };
-        contain(|| hook.before_release(id, &info.kind, info.bytes, &*value)).map_err(|error| {
-            log::warn!("the snapshot of {id} ({}) failed: {error}", info.kind);
-            self.record(&info.kind, |s| s.snapshot_failures += 1);
-            SkipReason::SnapshotFailed { error }
+        let bytes = contain(|| hook.before_release(id, &info.kind, info.bytes, &*value)).map_err(
+            |error| {
+                log::warn!("the snapshot of {id} ({}) failed: {error}", info.kind);
+                self.record(&info.kind, |s| s.snapshot_failures += 1);
+                SkipReason::SnapshotFailed { error }
+            },
+        )?;
+        Ok(Saved {
+            bytes,
+            value: Some(value),
+            kind: Some(info.kind),
         })
     }
 
@@ -398,6 +496,39 @@ impl Reaper {
             .get(kind)
             .cloned()
             .unwrap_or_else(|| Arc::new(DropHandler))
+    }
+}
+
+/// What the before-release hook did for one resource.
+#[derive(Default)]
+struct Saved {
+    /// The bytes it wrote, if it wrote a copy.
+    bytes: Option<u64>,
+    /// The value it was given, when it ran: the one value that may then be detached.
+    value: Option<Arc<dyn Any + Send + Sync>>,
+    /// The kind of the value it was given (or, when it failed at critical urgency, of
+    /// the resource then); `None` when it did not run.
+    kind: Option<ResourceKind>,
+}
+
+/// Runs `release` under every guard's [`ReleaseGuard::hold_off`], the first outermost;
+/// the holder of the first guard that protects the resource, if one does (and then
+/// `release` has not run).
+fn hold_all(
+    guards: &[Arc<dyn ReleaseGuard>],
+    id: &ResourceId,
+    release: &mut dyn FnMut(),
+) -> Option<String> {
+    match guards.split_first() {
+        None => {
+            release();
+            None
+        }
+        Some((first, rest)) => {
+            let mut inner = None;
+            let outer = first.hold_off(id, &mut || inner = hold_all(rest, id, &mut *release));
+            outer.or(inner)
+        }
     }
 }
 

@@ -45,6 +45,11 @@ pub enum SkipReason {
     },
     /// It is no longer registered.
     Gone,
+    /// Another thread is releasing it right now.
+    InRelease,
+    /// It was released and registered again while this release was in flight: the new
+    /// value is kept, and the snapshot just saved of the old one is discarded.
+    Replaced,
     /// The [`BeforeRelease`](crate::BeforeRelease) hook could not save it (the snapshot
     /// could not be written).
     SnapshotFailed {

@@ -56,7 +56,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use memwarden_core::{ByteSize, Clock, ResourceKind, Timestamp};
 use memwarden_defrag::rss::RssReader;
@@ -70,7 +70,7 @@ use crate::Budget;
 use crate::cgroup::MemoryCgroup;
 use crate::lifecycle::Limits;
 use crate::pressure::PressureWatch;
-use crate::{Lifecycle, SettingError, Thinned, Thresholds};
+use crate::{Admission, Lifecycle, SettingError, Thinned, Thresholds};
 
 /// Where the governor reads the process's resident memory.
 ///
@@ -345,6 +345,8 @@ pub struct Governor {
     monitor: Option<JoinHandle<()>>,
     /// The kernel's pressure notifications, with the monitor thread only.
     watch: Option<PressureWatch>,
+    /// The reaper observer telling the defragmenter of releases, removed on stop.
+    observer: Option<memwarden_reaper::ObserverId>,
 }
 
 impl std::fmt::Debug for Governor {
@@ -426,15 +428,17 @@ impl GovernorBuilder {
             return Err(SettingError::ZeroBudget.into());
         }
         limits.thresholds.validate()?;
-        if let Some(defrag) = &self.defrag {
+        // Removed when the governor stops, so a lifecycle governed again hears each
+        // release once.
+        let observer = self.defrag.as_ref().map(|defrag| {
             // Weak: the reaper outlives neither the defragmenter nor its thread.
             let weak = Arc::downgrade(defrag);
             self.lifecycle.reaper().on_released(move |report| {
                 if let Some(defrag) = weak.upgrade() {
                     defrag.notify_released(report.bytes_freed);
                 }
-            });
-        }
+            })
+        });
         let clock = Arc::clone(self.lifecycle.tracker().clock());
         // Found once: the default source, an `auto` budget and the pressure watch all
         // read the same cgroup.
@@ -450,7 +454,6 @@ impl GovernorBuilder {
             source,
             defrag: self.defrag,
             config: RwLock::new(self.config),
-            act: Mutex::new(()),
             record: Mutex::new(Record::new(self.config, limits)),
             level: AtomicU64::new(level_code(Urgency::Low)),
             stop: Mutex::new(false),
@@ -493,6 +496,7 @@ impl GovernorBuilder {
             inner,
             monitor,
             watch,
+            observer,
         })
     }
 }
@@ -513,8 +517,17 @@ impl GovernorHandle {
     /// [`Governor::make_room`], or nothing (an empty report) once the governor is gone.
     pub fn make_room(&self, kind: &ResourceKind, incoming: u64) -> ReleaseReport {
         match self.0.upgrade() {
-            Some(inner) => inner.check(Cause::Admit, Some((kind, incoming))),
+            Some(inner) => inner.check(Cause::Admit, Some((kind, incoming, false))),
             None => ReleaseReport::default(),
+        }
+    }
+
+    /// [`Governor::admit`], or an admission that reserves nothing once the governor is
+    /// gone.
+    pub fn admit(&self, kind: &ResourceKind, incoming: u64) -> Admission {
+        match self.0.upgrade() {
+            Some(inner) => inner.admit(kind, incoming),
+            None => Admission::none(),
         }
     }
 }
@@ -540,9 +553,6 @@ struct Inner {
     source: Box<dyn RssSource>,
     defrag: Option<Arc<Defragmenter>>,
     config: RwLock<GovernorConfig>,
-    /// Held while reading and releasing, so the monitor and an admission never plan
-    /// over the same bytes twice.
-    act: Mutex<()>,
     record: Mutex<Record>,
     level: AtomicU64,
     stop: Mutex<bool>,
@@ -730,8 +740,20 @@ impl Governor {
     ///
     /// The pressure level (and what listeners hear) follows the RSS itself, not the
     /// projection: an allocation that never happens is no pressure event.
+    ///
+    /// Nothing is reserved: use [`admit`](Self::admit) where admissions run at the same
+    /// time, or they may each fit into the same headroom.
     pub fn make_room(&self, kind: &ResourceKind, incoming: u64) -> ReleaseReport {
-        self.inner.check(Cause::Admit, Some((kind, incoming)))
+        self.inner
+            .check(Cause::Admit, Some((kind, incoming, false)))
+    }
+
+    /// [`make_room`](Self::make_room), with the `incoming` bytes reserved until the
+    /// returned guard is dropped: every projection of this governor and of its
+    /// lifecycle, the other admissions' included, counts them on top of the RSS. Drop
+    /// the guard once the allocation is made, so that it shows in the RSS instead.
+    pub fn admit(&self, kind: &ResourceKind, incoming: u64) -> Admission {
+        self.inner.admit(kind, incoming)
     }
 
     /// A copy of the report so far.
@@ -751,6 +773,9 @@ impl Governor {
     }
 
     fn stop(&mut self) {
+        if let Some(observer) = self.observer.take() {
+            self.inner.lifecycle.reaper().remove_observer(observer);
+        }
         // First the watch, whose callback wakes the monitor.
         drop(self.watch.take());
         *self.inner.stop.lock() = true;
@@ -770,7 +795,16 @@ impl Drop for Governor {
 }
 
 impl Inner {
+    fn admit(&self, kind: &ResourceKind, incoming: u64) -> Admission {
+        let admission = Admission::new(self.lifecycle.reservations(), incoming);
+        let report = self.check(Cause::Admit, Some((kind, incoming, true)));
+        admission.with_report(report)
+    }
+
     fn run_monitor(&self) {
+        // Ticks keep to their schedule, however long a check takes; one that ran past
+        // the next tick starts the schedule again from now.
+        let mut next = Instant::now();
         let mut stop = self.stop.lock();
         while !*stop {
             drop(stop);
@@ -783,9 +817,11 @@ impl Inner {
                 log::error!("a governor tick panicked; the monitor goes on");
             }
             let tick = self.config.read().tick;
+            let now = Instant::now();
+            next = (next + tick).max(now);
             stop = self.stop.lock();
-            if !*stop && !self.kernel_pressure.load(Ordering::SeqCst) {
-                self.wake.wait_for(&mut stop, tick);
+            if !*stop && !self.kernel_pressure.load(Ordering::SeqCst) && next > now {
+                self.wake.wait_until(&mut stop, next);
             }
         }
     }
@@ -803,9 +839,13 @@ impl Inner {
     }
 
     /// One reading, and a release when it calls for one. `admit` is the kind and bytes
-    /// about to be allocated, for an admission.
-    fn check(&self, cause: Cause, admit: Option<(&ResourceKind, u64)>) -> ReleaseReport {
-        let act = self.act.lock();
+    /// about to be allocated, for an admission, and whether they are reserved already.
+    ///
+    /// No lock is held across the check: the lifecycle plans one release at a time and
+    /// leaves out of each plan what other threads are releasing, so checks that run at
+    /// once never free the same bytes twice, and handlers run with nothing locked (they
+    /// may call back into the governor or a registry).
+    fn check(&self, cause: Cause, admit: Option<(&ResourceKind, u64, bool)>) -> ReleaseReport {
         if cause == Cause::Tick {
             self.follow_budget();
         }
@@ -833,10 +873,17 @@ impl Inner {
         let config = *self.config.read();
         let limits = self.lifecycle.limits();
         let (budget, thresholds) = (limits.budget, limits.thresholds);
-        if let Some((kind, incoming)) = admit {
-            report.merge(self.lifecycle.make_room(kind, incoming));
+        // Others' reservations count as incoming too: admitted, not yet in the RSS.
+        let (own, included) = admit.map_or((0, false), |(_, bytes, included)| (bytes, included));
+        let reserved = if included {
+            self.lifecycle.reserved_by_others(own)
+        } else {
+            self.lifecycle.reserved()
+        };
+        if let Some((kind, incoming, _)) = admit {
+            report.merge(self.lifecycle.make_room_counting(kind, incoming, reserved));
         }
-        let incoming = admit.map_or(0, |(_, bytes)| bytes);
+        let incoming = own.saturating_add(reserved);
         let Some(rss) = self.read() else {
             self.count(cause);
             return report;
@@ -892,7 +939,6 @@ impl Inner {
             record.report.level = sample.level;
             record.samples.push(sample);
         }
-        drop(act);
         if !changes.is_empty() {
             // Cloned out, so a listener may register another or call back in.
             let listeners = self.listeners.read().clone();
@@ -971,25 +1017,28 @@ impl Inner {
         // Bytes the admission's own `Lifecycle::make_room` freed just before count with
         // the first pass: the allocator may be keeping those too.
         let mut prior_freed = prior_freed;
-        let relief =
-            self.lifecycle
-                .relieve_from(limits, (rss, incoming), level, |released, before| {
-                    let freed = released.bytes_freed + std::mem::take(&mut prior_freed);
-                    if freed == 0 {
-                        return before;
-                    }
-                    let mut after = self.source.resident_bytes().unwrap_or(before);
-                    // The allocator kept some of what was freed: hand it back now, not at the
-                    // next threshold, or the next reading would release more for nothing.
-                    if after.saturating_add(incoming) > relief_line
-                        && let Some(defrag) = &self.defrag
-                    {
-                        defrag.compact_with(Trigger::Pressure, true);
-                        compacted = true;
-                        after = self.source.resident_bytes().unwrap_or(after);
-                    }
-                    after
-                });
+        let relief = self.lifecycle.relieve_from(
+            limits,
+            (Some(rss), incoming),
+            level,
+            |released, before| {
+                let freed = released.bytes_freed + std::mem::take(&mut prior_freed);
+                if freed == 0 {
+                    return before;
+                }
+                let mut after = self.source.resident_bytes().unwrap_or(before);
+                // The allocator kept some of what was freed: hand it back now, not at the
+                // next threshold, or the next reading would release more for nothing.
+                if after.saturating_add(incoming) > relief_line
+                    && let Some(defrag) = &self.defrag
+                {
+                    defrag.compact_with(Trigger::Pressure, true);
+                    compacted = true;
+                    after = self.source.resident_bytes().unwrap_or(after);
+                }
+                after
+            },
+        );
         let (report, level, after) = (relief.report, relief.level, relief.used);
         if report.bytes_freed > 0 {
             log::debug!(

@@ -56,7 +56,7 @@ mod series;
 
 pub use budget::{AutoShares, Budget, BudgetError, BudgetSource, ResolvedBudget};
 pub use governor::Governor;
-pub use lifecycle::{Fetched, Lifecycle, SettingError, Thresholds};
+pub use lifecycle::{Admission, Fetched, Lifecycle, SettingError, Thresholds};
 pub use lock_guard::LockGuard;
 pub use registry::ModelRegistry;
 pub use runtime::{Runtime, RuntimeBuilder, RuntimeError};

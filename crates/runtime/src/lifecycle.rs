@@ -2,12 +2,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use memwarden_core::{ByteSize, ResourceKind};
+use memwarden_core::{ByteSize, ResourceId, ResourceKind};
 use memwarden_prioritizer::{Policy, Request, Urgency, plan};
 use memwarden_reaper::{Reaper, ReleaseReport};
 use memwarden_tracker::Tracker;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 /// Where pressure starts, as fractions of the budget.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -146,7 +147,92 @@ pub struct Lifecycle {
     snapshot_kinds: Vec<ResourceKind>,
     /// Saves and restores snapshots once a store is set; the reaper saves through it.
     snapshotter: parking_lot::RwLock<Option<Arc<memwarden_snapshot::Snapshotter>>>,
-    restores: std::sync::atomic::AtomicU64,
+    restores: AtomicU64,
+    /// Victims planned and not yet released, by any thread: left out of other plans, and
+    /// their bytes counted as on their way out. Held only to plan, never while a handler
+    /// runs.
+    releasing: Mutex<InFlight>,
+    /// Bytes admitted by [`Lifecycle::admit`] whose guards are still alive.
+    reserved: Arc<AtomicU64>,
+}
+
+/// The victims of the plans being executed now.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight {
+    victims: HashMap<ResourceId, (ResourceKind, u64)>,
+    bytes: u64,
+}
+
+impl InFlight {
+    /// The bytes of every victim in flight.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+    fn bytes_of(&self, kind: &ResourceKind) -> u64 {
+        self.victims
+            .values()
+            .filter(|(k, _)| k == kind)
+            .map(|(_, b)| b)
+            .sum()
+    }
+}
+
+/// Bytes about to be allocated, counted by every projection of the lifecycle and of a
+/// governor over it until this guard is dropped: from [`Lifecycle::admit`] and
+/// [`Governor::admit`](crate::Governor::admit).
+///
+/// Drop it once the allocation is made (and so shows in the tracked bytes or the RSS):
+/// until then, admissions running at the same time count these bytes and make room for
+/// them too, instead of each fitting into the same headroom.
+#[derive(Debug)]
+#[must_use = "the bytes stay reserved only while the admission is held"]
+pub struct Admission {
+    reserved: Option<Arc<AtomicU64>>,
+    bytes: u64,
+    report: ReleaseReport,
+}
+
+impl Admission {
+    pub(crate) fn new(reserved: &Arc<AtomicU64>, bytes: u64) -> Self {
+        reserved.fetch_add(bytes, Ordering::AcqRel);
+        Admission {
+            reserved: Some(Arc::clone(reserved)),
+            bytes,
+            report: ReleaseReport::default(),
+        }
+    }
+    /// An admission that reserves nothing (a governor that is gone).
+    pub(crate) fn none() -> Self {
+        Admission {
+            reserved: None,
+            bytes: 0,
+            report: ReleaseReport::default(),
+        }
+    }
+    pub(crate) fn with_report(mut self, report: ReleaseReport) -> Self {
+        self.report = report;
+        self
+    }
+    /// What was released to make room.
+    pub fn report(&self) -> &ReleaseReport {
+        &self.report
+    }
+    /// The bytes reserved.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+    /// Ends the reservation, returning what was released to make room.
+    pub fn done(mut self) -> ReleaseReport {
+        std::mem::take(&mut self.report)
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if let Some(reserved) = self.reserved.take() {
+            reserved.fetch_sub(self.bytes, Ordering::AcqRel);
+        }
+    }
 }
 
 /// A value [`Lifecycle::get_or_restore`] found.
@@ -181,6 +267,12 @@ impl memwarden_reaper::BeforeRelease for SnapshotBeforeRelease {
     ) -> Result<Option<u64>, memwarden_reaper::HandlerError> {
         Ok(self.0.save(id, kind, bytes, value)?)
     }
+
+    fn discard(&self, id: &memwarden_core::ResourceId, _kind: &ResourceKind) {
+        if self.0.store().remove(id) {
+            log::debug!("the snapshot of {id} is out of date and was dropped");
+        }
+    }
 }
 
 impl Lifecycle {
@@ -198,7 +290,9 @@ impl Lifecycle {
             locks: None,
             snapshot_kinds: vec![ResourceKind::RenderCache],
             snapshotter: parking_lot::RwLock::new(None),
-            restores: std::sync::atomic::AtomicU64::new(0),
+            restores: AtomicU64::new(0),
+            releasing: Mutex::new(InFlight::default()),
+            reserved: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -343,14 +437,13 @@ impl Lifecycle {
             }
             Err(e) => return Err(e),
         }
-        self.restores
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.restores.fetch_add(1, Ordering::Relaxed);
         Ok(Some(Fetched::Restored(value)))
     }
 
     /// How many resources [`Lifecycle::get_or_restore`] restored from snapshots.
     pub fn restores(&self) -> u64 {
-        self.restores.load(std::sync::atomic::Ordering::Relaxed)
+        self.restores.load(Ordering::Relaxed)
     }
 
     /// Caps the bytes of one kind.
@@ -359,19 +452,56 @@ impl Lifecycle {
     }
 
     /// Makes room for `incoming` bytes of `kind`; see the type's docs for the steps.
+    ///
+    /// Nothing is reserved: threads that make room at the same time may each fit into the
+    /// same headroom. Use [`admit`](Self::admit) where admissions run concurrently.
+    /// An `incoming` beyond what could ever fit releases whatever may go.
     pub fn make_room(&self, kind: &ResourceKind, incoming: u64) -> ReleaseReport {
+        self.make_room_counting(kind, incoming, self.reserved())
+    }
+
+    /// [`make_room`](Self::make_room), with the `incoming` bytes reserved until the
+    /// returned guard is dropped: admissions running at the same time count them.
+    pub fn admit(&self, kind: &ResourceKind, incoming: u64) -> Admission {
+        let admission = Admission::new(&self.reserved, incoming);
+        let report = self.make_room_counting(kind, incoming, self.reserved_by_others(incoming));
+        admission.with_report(report)
+    }
+
+    /// The bytes reserved by admissions other than one of `own` bytes that is live.
+    pub(crate) fn reserved_by_others(&self, own: u64) -> u64 {
+        self.reserved().saturating_sub(own)
+    }
+
+    /// Bytes reserved by live [`Admission`]s.
+    pub fn reserved(&self) -> u64 {
+        self.reserved.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn reservations(&self) -> &Arc<AtomicU64> {
+        &self.reserved
+    }
+
+    pub(crate) fn make_room_counting(
+        &self,
+        kind: &ResourceKind,
+        incoming: u64,
+        reserved: u64,
+    ) -> ReleaseReport {
         let mut report = ReleaseReport::default();
         if let Some(&cap) = self.caps.get(kind) {
-            let projected = self.tracker.kind_total(kind).bytes + incoming;
-            if projected > cap {
-                report.merge(
-                    self.run(
-                        Request::new(Urgency::Critical, projected - cap).of_kind(kind.clone()),
-                    ),
-                );
-            }
+            report.merge(self.run(|in_flight| {
+                let projected = self
+                    .tracker
+                    .kind_total(kind)
+                    .bytes
+                    .saturating_sub(in_flight.bytes_of(kind))
+                    .saturating_add(incoming);
+                (projected > cap)
+                    .then(|| Request::new(Urgency::Critical, projected - cap).of_kind(kind.clone()))
+            }));
         }
-        report.merge(self.relieve(incoming));
+        report.merge(self.relieve(incoming.saturating_add(reserved)));
         report
     }
 
@@ -386,7 +516,7 @@ impl Lifecycle {
         if level == Urgency::Low {
             return ReleaseReport::default();
         }
-        self.relieve_from(limits, (used, incoming), level, |_, _| {
+        self.relieve_from(limits, (None, incoming), level, |_, _| {
             self.tracker.totals().bytes
         })
         .report
@@ -395,12 +525,15 @@ impl Lifecycle {
     /// The relief step both loops share, the tracked bytes here and the resident memory
     /// in the governor: a plan at `level` for what `used + incoming` passes the relief
     /// line by; then, if the budget itself would still be passed, a plan at
-    /// [`Urgency::Critical`] over what is left. `measure(released, used)` gives the usage
-    /// after a pass (and may act on it first: the governor compacts the heap there).
+    /// [`Urgency::Critical`] over what is left. `used` is the governor's reading, or `None`
+    /// for the tracked bytes, read when the plan is made. Victims other threads are
+    /// releasing at that moment are left out of the plan and their bytes counted as gone.
+    /// `measure(released, used)` gives the usage after a pass (and may act on it first:
+    /// the governor compacts the heap there).
     pub(crate) fn relieve_from(
         &self,
         limits: Limits,
-        (used, incoming): (u64, u64),
+        (used, incoming): (Option<u64>, u64),
         mut level: Urgency,
         mut measure: impl FnMut(&ReleaseReport, u64) -> u64,
     ) -> Relief {
@@ -408,49 +541,97 @@ impl Lifecycle {
         let mut report = ReleaseReport::default();
         let mut used = used;
         for pass in 0..2 {
-            if pass == 1 {
-                if used.saturating_add(incoming) <= limits.budget {
-                    break;
+            let mut seen = 0;
+            let released = self.run(|in_flight| {
+                seen = used
+                    .unwrap_or_else(|| self.tracker.totals().bytes)
+                    .saturating_sub(in_flight.bytes());
+                if pass == 1 {
+                    if seen.saturating_add(incoming) <= limits.budget {
+                        return None;
+                    }
+                    level = Urgency::Critical;
                 }
-                level = Urgency::Critical;
+                Some(Request::new(
+                    level,
+                    seen.saturating_add(incoming).saturating_sub(relief_line),
+                ))
+            });
+            if pass == 1 && released.released.is_empty() && released.skipped.is_empty() {
+                break;
             }
-            let released = self.run(Request::new(
-                level,
-                used.saturating_add(incoming).saturating_sub(relief_line),
-            ));
-            used = measure(&released, used);
+            used = Some(measure(&released, seen));
             report.merge(released);
         }
         Relief {
             report,
             level,
-            used,
+            used: used.unwrap_or_else(|| self.tracker.totals().bytes),
         }
     }
 
     /// Releases every resource that is due: past its TTL or idle limit, whatever the usage.
     pub fn sweep(&self) -> ReleaseReport {
-        self.run(Request::new(Urgency::Low, 0))
+        self.release(Request::new(Urgency::Low, 0))
     }
 
     /// Plans for `request` over the current candidates (locked resources count as pinned)
     /// and executes the plan: the one step every other method here is made of.
     pub fn release(&self, request: Request) -> ReleaseReport {
-        self.run(request)
+        self.run(|_| Some(request))
     }
 
-    fn run(&self, request: Request) -> ReleaseReport {
-        let mut candidates = self.tracker.candidates();
-        if let Some(locks) = &self.locks {
+    /// Plans the request `request` makes of what is in flight now (none: nothing to do),
+    /// leaving out victims other threads are releasing; then, with no lock held, has the
+    /// reaper execute it: handlers run unlocked and may call back into the lifecycle.
+    fn run(&self, request: impl FnOnce(&InFlight) -> Option<Request>) -> ReleaseReport {
+        let plan = {
+            let mut releasing = self.releasing.lock();
+            let Some(request) = request(&releasing) else {
+                return ReleaseReport::default();
+            };
+            let mut candidates = self.tracker.candidates();
             for c in &mut candidates.candidates {
-                c.pinned |= locks.is_locked(c.id.as_str()).is_some();
+                c.pinned |= releasing.victims.contains_key(&c.id)
+                    || self
+                        .locks
+                        .as_ref()
+                        .is_some_and(|locks| locks.is_locked(c.id.as_str()).is_some());
             }
-        }
-        let plan = plan(&candidates, &self.policy, &request);
+            let plan = plan(&candidates, &self.policy, &request);
+            for victim in &plan.victims {
+                releasing
+                    .victims
+                    .insert(victim.id.clone(), (victim.kind.clone(), victim.bytes));
+                releasing.bytes += victim.bytes;
+            }
+            plan
+        };
         if plan.is_empty() {
-            ReleaseReport::default()
-        } else {
-            self.reaper.execute(&plan)
+            return ReleaseReport::default();
+        }
+        // Taken off the books however the execution ends (a panicking observer included).
+        let _landed = Landed {
+            releasing: &self.releasing,
+            plan: &plan,
+        };
+        self.reaper.execute(&plan)
+    }
+}
+
+/// Takes a plan's victims off the in-flight books when dropped.
+struct Landed<'a> {
+    releasing: &'a Mutex<InFlight>,
+    plan: &'a memwarden_prioritizer::ReleasePlan,
+}
+
+impl Drop for Landed<'_> {
+    fn drop(&mut self) {
+        let mut releasing = self.releasing.lock();
+        for victim in &self.plan.victims {
+            if let Some((_, bytes)) = releasing.victims.remove(&victim.id) {
+                releasing.bytes -= bytes;
+            }
         }
     }
 }

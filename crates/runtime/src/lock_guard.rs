@@ -12,10 +12,10 @@ use memwarden_reaper::ReleaseGuard;
 /// give the manager to [`Lifecycle::set_locks`](crate::Lifecycle::set_locks), which also
 /// keeps locked resources out of its plans.
 ///
-/// The reaper consults the guard before a release and again right before detaching
-/// (after any snapshot write). A lock taken in the microseconds between that last check
-/// and the detach is not seen; the value stays valid for its holder either way (it is an
-/// `Arc`), only the registry's reference goes.
+/// The reaper consults the guard before a release and, after any snapshot write, detaches
+/// the resource inside [`LockManager::while_unlocked`]: a lock on the id is either held
+/// before that moment (and the resource is kept) or granted after the detach (and its
+/// holder finds the resource gone). A locked resource is never released.
 #[derive(Debug, Clone)]
 pub struct LockGuard(pub Arc<LockManager>);
 
@@ -23,6 +23,13 @@ impl ReleaseGuard for LockGuard {
     fn protects(&self, id: &ResourceId) -> Option<String> {
         self.0
             .is_locked(id.as_str())
+            .map(|mode| format!("{mode}-locked"))
+    }
+
+    fn hold_off(&self, id: &ResourceId, release: &mut dyn FnMut()) -> Option<String> {
+        self.0
+            .while_unlocked(id.as_str(), release)
+            .err()
             .map(|mode| format!("{mode}-locked"))
     }
 }

@@ -189,6 +189,17 @@ impl Runtime {
         }
     }
 
+    /// [`make_room`](Self::make_room), with the `incoming` bytes reserved until the
+    /// returned guard is dropped ([`Governor::admit`], else [`Lifecycle::admit`]): loads
+    /// admitted at the same time count each other's bytes. Drop it once the allocation
+    /// is made.
+    pub fn admit(&self, kind: &ResourceKind, incoming: u64) -> crate::Admission {
+        match &self.governor {
+            Some(governor) => governor.admit(kind, incoming),
+            None => self.lifecycle.admit(kind, incoming),
+        }
+    }
+
     /// Stops the background work (a preload, the governor's monitor, the
     /// defragmenter's timer), joins the threads, and returns the governor's final report
     /// (`None` without a governor, or when already stopped). The tracker, lifecycle,
@@ -373,9 +384,7 @@ impl RuntimeBuilder {
         let registry = ModelRegistry::new(Arc::clone(&lifecycle), registry_config);
         if let Some(governor) = &governor {
             let admission = governor.handle();
-            registry.set_admission(move |kind, bytes| {
-                admission.make_room(kind, bytes);
-            });
+            registry.set_admission(move |kind, bytes| admission.admit(kind, bytes));
         }
         Ok(Runtime {
             config,

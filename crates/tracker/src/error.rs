@@ -40,6 +40,13 @@ pub enum TrackerError {
         /// The pinned resource.
         id: ResourceId,
     },
+    /// The id now holds another value than the one expected: the resource was released
+    /// and registered again meanwhile.
+    #[error("resource {id} was replaced by a new value")]
+    Replaced {
+        /// The resource asked for.
+        id: ResourceId,
+    },
     /// Live resources depend on this one, so it cannot be detached before them.
     #[error("resource {id} is still needed by {}", join(dependents))]
     HasDependents {

@@ -440,12 +440,21 @@ impl Tracker {
     /// [`release::detach`](crate::release::detach).
     ///
     /// Refuses a pinned resource and one that live resources depend on.
-    pub(crate) fn detach_entry(&self, id: &str) -> Result<Detached, TrackerError> {
+    pub(crate) fn detach_entry(
+        &self,
+        id: &str,
+        expected: Option<&AnyValue>,
+    ) -> Result<Detached, TrackerError> {
         let mut books = self.books.lock();
         let mut map = self.shard(id).map.write();
         let entry = map
             .get(id)
             .ok_or_else(|| TrackerError::NotFound { id: id.into() })?;
+        // The data addresses only: the same allocation behind two `Arc<dyn Any>`s may
+        // carry vtable pointers from different codegen units.
+        if expected.is_some_and(|v| !std::ptr::addr_eq(Arc::as_ptr(v), Arc::as_ptr(&entry.value))) {
+            return Err(TrackerError::Replaced { id: id.into() });
+        }
         if entry.pinned.load(Ordering::Relaxed) {
             return Err(TrackerError::Pinned { id: id.into() });
         }

@@ -11,6 +11,9 @@
 //! and every reviewer notices. Applications release through the reaper
 //! (`memwarden_reaper::Reaper`), never through this module.
 
+use std::any::Any;
+use std::sync::Arc;
+
 use crate::{Detached, Tracker, TrackerError};
 
 /// Removes `id` from `tracker` and hands it over for release. For the reaper only; see
@@ -22,5 +25,21 @@ use crate::{Detached, Tracker, TrackerError};
 /// a pinned resource, and [`TrackerError::HasDependents`] while live resources depend on
 /// it (release those first).
 pub fn detach(tracker: &Tracker, id: &str) -> Result<Detached, TrackerError> {
-    tracker.detach_entry(id)
+    tracker.detach_entry(id, None)
+}
+
+/// [`detach`], only if `id` still holds `expected` (the same allocation, compared by
+/// address): the value the caller looked at, say to save a snapshot of it. For the reaper
+/// only; see the [module docs](self).
+///
+/// # Errors
+///
+/// Those of [`detach`], and [`TrackerError::Replaced`] when `id` now holds another value
+/// (it was released and registered again meanwhile); that value is left registered.
+pub fn detach_if(
+    tracker: &Tracker,
+    id: &str,
+    expected: &Arc<dyn Any + Send + Sync>,
+) -> Result<Detached, TrackerError> {
+    tracker.detach_entry(id, Some(expected))
 }

@@ -420,3 +420,29 @@ fn huge_durations_are_errors_or_no_deadline_never_panics() {
     // Without leases a timeout of Duration::MAX is accepted and means "no deadline".
     assert!(m.try_read_for("x", Duration::MAX).is_ok());
 }
+
+#[test]
+fn while_unlocked_runs_only_when_nobody_holds_the_name_and_holds_acquires_off() {
+    let m = manager();
+    assert_eq!(m.while_unlocked("never-made", || 1), Ok(1));
+    let held = m.read("x").unwrap();
+    assert_eq!(m.while_unlocked("x", || 2), Err(Mode::Read));
+    drop(held);
+    // An acquire that starts while `f` runs is granted only after it returns.
+    let (started, wait) = mpsc::channel();
+    let order = std::sync::Mutex::new(Vec::new());
+    thread::scope(|s| {
+        let ran = m.while_unlocked("x", || {
+            s.spawn(|| {
+                started.send(()).unwrap();
+                let _g = m.write("x").unwrap();
+                order.lock().unwrap().push("granted");
+            });
+            wait.recv().unwrap();
+            thread::sleep(SHORT);
+            order.lock().unwrap().push("f done");
+        });
+        assert_eq!(ran, Ok(()));
+    });
+    assert_eq!(*order.lock().unwrap(), ["f done", "granted"]);
+}

@@ -215,6 +215,9 @@ pub struct Model {
     tensors: Vec<TensorInfo>,
     metadata: BTreeMap<String, String>,
     counters: Arc<Counters>,
+    /// Whether this mapping was ever registered: only those count as loads and unloads
+    /// (a mapping that lost a race to a concurrent first `get` is dropped unseen).
+    counted: AtomicBool,
 }
 
 impl Model {
@@ -276,7 +279,9 @@ impl Model {
 
 impl Drop for Model {
     fn drop(&mut self) {
-        self.counters.unloads.fetch_add(1, Ordering::Relaxed);
+        if *self.counted.get_mut() {
+            self.counters.unloads.fetch_add(1, Ordering::Relaxed);
+        }
         log::debug!("model {} unmapped ({:?})", self.id, self.path);
     }
 }
@@ -500,16 +505,17 @@ enum Access {
     Preload,
 }
 
-/// Makes room for a model's bytes before it is registered; see
-/// [`ModelRegistry::set_admission`].
-type AdmissionHook = Arc<dyn Fn(&ResourceKind, u64) + Send + Sync>;
+/// Makes room for a model's bytes before it is loaded, returning what must live until it
+/// is registered; see [`ModelRegistry::set_admission`].
+type AdmissionHook = Arc<dyn Fn(&ResourceKind, u64) -> Box<dyn Send> + Send + Sync>;
 
 struct Inner {
     lifecycle: Arc<Lifecycle>,
     config: RegistryConfig,
     models: RwLock<Models>,
-    /// Serialises cap eviction, `make_room` and registration.
-    admission: Mutex<()>,
+    /// Bytes of loads in progress that cap eviction has made room for: counted under the
+    /// cap until the model is registered. Held only to decide, never while releasing.
+    cap_reserved: Mutex<u64>,
     /// What makes room before a load; `Lifecycle::make_room` when `None`.
     admit_hook: RwLock<Option<AdmissionHook>>,
     /// Bumped on every `get`: the LRU clock.
@@ -523,6 +529,18 @@ impl std::fmt::Debug for Inner {
             .field("models", &self.models)
             .field("admit_hook", &self.admit_hook.read().is_some())
             .finish_non_exhaustive()
+    }
+}
+
+/// Bytes counted under the registry's cap for a load in progress, until dropped.
+struct CapReservation<'a> {
+    reserved: &'a Mutex<u64>,
+    bytes: u64,
+}
+
+impl Drop for CapReservation<'_> {
+    fn drop(&mut self) {
+        *self.reserved.lock() -= self.bytes;
     }
 }
 
@@ -552,7 +570,7 @@ impl ModelRegistry {
                 lifecycle,
                 config,
                 models: RwLock::new(Models::default()),
-                admission: Mutex::new(()),
+                cap_reserved: Mutex::new(0),
                 admit_hook: RwLock::new(None),
                 uses: AtomicU64::new(0),
             }),
@@ -563,10 +581,18 @@ impl ModelRegistry {
     /// Makes room for each model through `hook` (kind and file length) instead of
     /// [`Lifecycle::make_room`]: give it a [`Governor`](crate::Governor)'s
     /// [`handle`](crate::Governor::handle) so that loads — preloads included — are
-    /// admitted against the process's RSS, not just the tracked bytes. The hook runs
-    /// under the registry's admission lock and must not call back into the registry.
-    pub fn set_admission(&self, hook: impl Fn(&ResourceKind, u64) + Send + Sync + 'static) {
-        *self.inner.admit_hook.write() = Some(Arc::new(hook));
+    /// admitted against the process's RSS, not just the tracked bytes. What the hook
+    /// returns is kept until the model is registered (an
+    /// [`Admission`](crate::Admission) from [`GovernorHandle::admit`](crate::governor::GovernorHandle::admit)
+    /// keeps the bytes reserved meanwhile). The hook runs with no registry lock held, so
+    /// it, and the release handlers it runs, may call back into the registry.
+    pub fn set_admission<R: Send + 'static>(
+        &self,
+        hook: impl Fn(&ResourceKind, u64) -> R + Send + Sync + 'static,
+    ) {
+        *self.inner.admit_hook.write() = Some(Arc::new(
+            move |kind: &ResourceKind, bytes: u64| -> Box<dyn Send> { Box::new(hook(kind, bytes)) },
+        ));
     }
 
     /// The lifecycle models are admitted into.
@@ -629,8 +655,9 @@ impl ModelRegistry {
     /// Pins or unpins the model `id`, now and for its future loads.
     pub fn set_pinned(&self, id: &str, pinned: bool) -> Result<(), RegistryError> {
         let slot = self.inner.slot(id)?;
-        // Under the admission lock, so that a load in progress registers the new value.
-        let _admission = self.inner.admission.lock();
+        // Under the slot's state lock, which a load holds while it registers: the load
+        // registers the new value, or registered before and is updated here.
+        let _state = slot.state.lock();
         slot.pinned.store(pinned, Ordering::Relaxed);
         if self.inner.tracked(&slot).is_some() {
             self.inner
@@ -824,25 +851,35 @@ impl Inner {
         if let Some(model) = self.hit(slot, access)? {
             return Ok(model);
         }
-        let _loading = slot.load.lock();
-        // Another thread may have loaded it while this one waited.
-        if let Some(model) = self.hit(slot, access)? {
-            return Ok(model);
-        }
-        let held = slot.state.lock().mapping.upgrade();
-        let result = match held {
-            // Released, but a caller still holds the mapping: admit that one again.
-            Some(model) => self.admit(slot, &model).map(|()| {
-                if access == Access::Use {
-                    slot.counters.hits.fetch_add(1, Ordering::Relaxed);
-                }
-                model
-            }),
-            None => self.map(slot).map(Arc::new).and_then(|model| {
-                self.admit(slot, &model)?;
-                Ok(model)
-            }),
-        };
+        // The file is mapped and checked first (a bad file must not cost other models
+        // their place), then room is made with no registry lock held: release handlers
+        // (and an admission hook) may call back into the registry, even for the model
+        // being loaded, without waiting on this thread. The load lock only covers the
+        // last check and the registration, so two first `get`s register one mapping.
+        let result = (|| -> Result<Arc<Model>, RegistryError> {
+            let held = slot.state.lock().mapping.upgrade();
+            let (model, fresh) = match held {
+                // Released, but a caller still holds the mapping: admit that one again.
+                Some(model) => (model, false),
+                None => (Arc::new(self.map(slot)?), true),
+            };
+            let room = self.make_room(slot, model.bytes());
+            let _loading = slot.load.lock();
+            // Another thread may have loaded it meanwhile.
+            if let Some(model) = self.hit(slot, access)? {
+                return Ok(model);
+            }
+            self.register(slot, &model)?;
+            // Registered: the bytes count in the tracker (and the cap) from now on.
+            drop(room);
+            if fresh {
+                model.counted.store(true, Ordering::Relaxed);
+                slot.counters.loads.fetch_add(1, Ordering::Relaxed);
+            } else if access == Access::Use {
+                slot.counters.hits.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(model)
+        })();
         let mut state = slot.state.lock();
         match &result {
             Ok(model) => {
@@ -901,7 +938,6 @@ impl Inner {
             path: path.clone(),
             problem,
         })?;
-        slot.counters.loads.fetch_add(1, Ordering::Relaxed);
         log::debug!(
             "model {} mapped: {} bytes, {} tensors ({:?})",
             slot.id(),
@@ -917,25 +953,32 @@ impl Inner {
             tensors: parsed.tensors,
             metadata: parsed.metadata,
             counters: Arc::clone(&slot.counters),
+            counted: AtomicBool::new(false),
         })
     }
 
-    /// Makes room for `model` under the cap and the budget, then registers it.
-    fn admit(&self, slot: &Slot, model: &Arc<Model>) -> Result<(), RegistryError> {
-        let bytes = model.bytes();
-        let _admission = self.admission.lock();
-        if let Some(cap) = self.config.cap {
-            self.evict_for(slot, bytes, cap.as_u64());
-        }
+    /// Makes room for `bytes` of the slot's model under the cap and the budget, and
+    /// reserves them; the reservations end when the returned value is dropped.
+    fn make_room(&self, slot: &Slot, bytes: u64) -> (Option<CapReservation<'_>>, Box<dyn Send>) {
+        let cap = self
+            .config
+            .cap
+            .map(|cap| self.evict_for(slot, bytes, cap.as_u64()));
         let hook = self.admit_hook.read().clone();
-        match hook {
+        let admission = match hook {
             Some(hook) => hook(&slot.decl.kind, bytes),
-            None => {
-                self.lifecycle.make_room(&slot.decl.kind, bytes);
-            }
-        }
+            None => Box::new(self.lifecycle.admit(&slot.decl.kind, bytes)),
+        };
+        (cap, admission)
+    }
+
+    /// Registers `model`, pinned as the slot is now.
+    fn register(&self, slot: &Slot, model: &Arc<Model>) -> Result<(), RegistryError> {
         let decl = &slot.decl;
-        let mut spec = ResourceSpec::new(decl.id.clone(), decl.kind.clone(), bytes)
+        // Held across the registration: `set_pinned` then sees the model registered, or
+        // this sees its new value.
+        let _state = slot.state.lock();
+        let mut spec = ResourceSpec::new(decl.id.clone(), decl.kind.clone(), model.bytes())
             .pinned(slot.pinned.load(Ordering::Relaxed));
         if let Some(priority) = decl.priority {
             spec = spec.priority(priority);
@@ -960,44 +1003,63 @@ impl Inner {
     }
 
     /// Has the reaper release loaded models, lowest priority and least recently used
-    /// first, until `incoming` more bytes fit under `cap`. Called under the admission lock.
-    fn evict_for(&self, incoming_slot: &Slot, incoming: u64, cap: u64) {
+    /// first, until `incoming` more bytes fit under `cap` beside the loads in progress,
+    /// and reserves them. The victims are chosen under the reservation lock and released
+    /// after it is let go.
+    fn evict_for(&self, incoming_slot: &Slot, incoming: u64, cap: u64) -> CapReservation<'_> {
         let slots = self.models.read().slots.clone();
         let mut refused: HashSet<ResourceId> = HashSet::new();
         loop {
-            let loaded: Vec<(&Arc<Slot>, Candidate)> = slots
-                .iter()
-                .filter(|s| !std::ptr::eq(s.as_ref(), incoming_slot))
-                .filter_map(|s| Some((s, self.tracked(s)?)))
-                .collect();
-            let used: u64 = loaded.iter().map(|(_, c)| c.bytes).sum();
-            if used.saturating_add(incoming) <= cap {
-                return;
-            }
-            let victim = loaded
-                .iter()
-                .filter(|(_, c)| !c.pinned && !refused.contains(&c.id))
-                .min_by_key(|(s, c)| {
-                    (
-                        c.effective_priority(),
-                        s.counters.last_used.load(Ordering::Relaxed),
-                    )
-                });
-            let Some((_, victim)) = victim else {
-                log::warn!(
-                    "model {} ({incoming} bytes) goes over the registry's cap of {cap} bytes: \
-                     the {used} bytes loaded are pinned or protected",
-                    incoming_slot.id()
-                );
-                return;
+            let victim = {
+                let mut reserved = self.cap_reserved.lock();
+                let loaded: Vec<(&Arc<Slot>, Candidate)> = slots
+                    .iter()
+                    .filter(|s| !std::ptr::eq(s.as_ref(), incoming_slot))
+                    .filter_map(|s| Some((s, self.tracked(s)?)))
+                    .collect();
+                let used: u64 = loaded
+                    .iter()
+                    .map(|(_, c)| c.bytes)
+                    .sum::<u64>()
+                    .saturating_add(*reserved);
+                let victim = loaded
+                    .iter()
+                    .filter(|(_, c)| !c.pinned && !refused.contains(&c.id))
+                    .min_by_key(|(s, c)| {
+                        (
+                            c.effective_priority(),
+                            s.counters.last_used.load(Ordering::Relaxed),
+                        )
+                    });
+                match victim {
+                    _ if used.saturating_add(incoming) <= cap => None,
+                    Some((_, victim)) => Some(victim.id.clone()),
+                    None => {
+                        log::warn!(
+                            "model {} ({incoming} bytes) goes over the registry's cap of {cap} \
+                             bytes: the {used} bytes loaded or loading are pinned or protected",
+                            incoming_slot.id()
+                        );
+                        None
+                    }
+                }
+                .or_else(|| {
+                    *reserved += incoming;
+                    None
+                })
             };
-            let report = self.lifecycle.reaper().release(victim.id.as_str());
+            let Some(victim) = victim else {
+                return CapReservation {
+                    reserved: &self.cap_reserved,
+                    bytes: incoming,
+                };
+            };
+            let report = self.lifecycle.reaper().release(victim.as_str());
             if report.released.is_empty() {
-                refused.insert(victim.id.clone());
+                refused.insert(victim);
             } else {
                 log::debug!(
-                    "model {} released to make room for {} under the cap",
-                    victim.id,
+                    "model {victim} released to make room for {} under the cap",
                     incoming_slot.id()
                 );
             }

@@ -5,3 +5,4 @@ mod governor;
 mod lifecycle;
 mod registry;
 mod runtime;
+mod soundness;
