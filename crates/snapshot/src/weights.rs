@@ -17,7 +17,9 @@ use crate::{Snapshot, SnapshotError};
 /// changed (the file was replaced), so a restore never hands out other weights. The weights
 /// file must not be truncated or rewritten in place while a mapping of it is alive (the
 /// same contract as every memory-mapped model loader); replace it by renaming a new file
-/// over it instead.
+/// over it instead. This cannot be enforced from inside the process: if another process
+/// truncates the file, reading a page past the new end raises `SIGBUS` and kills this
+/// one, and a rewrite changes the bytes behind a `&[u8]`.
 pub struct MappedWeights {
     /// The weights file.
     pub path: PathBuf,
