@@ -40,7 +40,8 @@ enum Command {
 enum ConfigAction {
     /// Check a config file: prints "ok", or every error with its key and line (exit code 2).
     Check {
-        /// The file to check; the shipped defaults when left out.
+        /// The file to check (a regular file of at most 4 MiB); the shipped defaults
+        /// when left out.
         path: Option<PathBuf>,
     },
 }

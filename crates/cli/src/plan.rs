@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -20,7 +19,8 @@ use plotters::prelude::*;
 pub(crate) struct Args {
     /// The graph: an `.onnx` model or a graph in memwarden's JSON format; or, by a
     /// `.csv` extension, a buffer list in MiniMalloc's CSV format (header
-    /// `id,lower,upper,size`, each buffer live over `[lower, upper)`).
+    /// `id,lower,upper,size`, each buffer live over `[lower, upper)`). A regular file
+    /// of at most 2 GiB (ONNX), 256 MiB (JSON) or 64 MiB (CSV).
     model: PathBuf,
     /// The placement strategy: naive, greedy-size, greedy-breadth, best, or exact
     /// (the exact search with the whole budget).
@@ -137,12 +137,46 @@ fn parse_dim(s: &str) -> Result<DimArg, String> {
     })
 }
 
+/// The largest ONNX model `plan` reads: 2 GiB, protobuf's limit on one message, so no
+/// valid model is larger (bigger models keep their weights in external data files,
+/// which `plan` never reads). The whole file is read into memory.
+const MAX_ONNX_BYTES: u64 = 2 << 30;
+
+/// The largest JSON graph `plan` reads: 256 MiB. A JSON graph holds names and shapes,
+/// no weights: hundreds of thousands of tensors take a few MiB, and parsing takes
+/// several times the file's size in memory.
+const MAX_JSON_BYTES: u64 = 256 << 20;
+
+/// The most a CSV buffer list may weigh: 64 MiB. MiniMalloc's largest instances are
+/// well under a megabyte, and the whole file is read into memory.
+const MAX_CSV_BYTES: u64 = 64 << 20;
+
+/// Reads the whole of the input file, which must be a regular file of at most `limit`
+/// bytes (a FIFO would block, a device such as `/dev/zero` never end).
+fn read_input(path: &Path, limit: u64) -> anyhow::Result<Vec<u8>> {
+    memwarden::core::fs::read_regular(path, limit)
+        .with_context(|| format!("cannot read {}", path.display()))
+}
+
 /// Reads the graph: ONNX by its extension or magic, JSON when it starts with `{`.
 fn load(path: &Path) -> anyhow::Result<Graph> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let json = path.extension().is_some_and(|e| e == "json")
-        || bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let by_extension = path.extension().is_some_and(|e| e == "json");
+    let limit = if by_extension {
+        MAX_JSON_BYTES
+    } else {
+        MAX_ONNX_BYTES
+    };
+    let bytes = read_input(path, limit)?;
+    let json = by_extension || bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     if json {
+        if bytes.len() as u64 > MAX_JSON_BYTES {
+            bail!(
+                "cannot read {}: too large for a JSON graph: {} bytes, over the limit of {}",
+                path.display(),
+                bytes.len(),
+                ByteSize::b(MAX_JSON_BYTES)
+            );
+        }
         let text = std::str::from_utf8(&bytes)
             .with_context(|| format!("{} is not UTF-8 text", path.display()))?;
         return Graph::from_json(text).with_context(|| format!("bad graph in {}", path.display()));
@@ -157,43 +191,15 @@ fn load(path: &Path) -> anyhow::Result<Graph> {
     Ok(graph)
 }
 
-/// The most a CSV buffer list may weigh: MiniMalloc's largest instances are well
-/// under a megabyte, and the whole file is read into memory.
-const MAX_CSV_BYTES: u64 = 64 << 20;
-
 /// Whether `path` names a CSV buffer list (by its extension, in any case).
 fn is_csv(path: &Path) -> bool {
     path.extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
 }
 
-/// Reads a buffer list in MiniMalloc's CSV format. Only a regular file of at most
-/// [`MAX_CSV_BYTES`] is read: a FIFO or a device would block or never end.
+/// Reads a buffer list in MiniMalloc's CSV format.
 fn load_buffers(path: &Path) -> anyhow::Result<Vec<BufferSpec>> {
-    let cannot_read = || format!("cannot read {}", path.display());
-    let too_large = |len: u64| {
-        anyhow::anyhow!(
-            "{} is too large for a buffer list ({len} bytes; the limit is {})",
-            path.display(),
-            ByteSize::b(MAX_CSV_BYTES)
-        )
-    };
-    let meta = std::fs::metadata(path).with_context(cannot_read)?;
-    if !meta.is_file() {
-        bail!("{} is not a regular file", path.display());
-    }
-    if meta.len() > MAX_CSV_BYTES {
-        return Err(too_large(meta.len()));
-    }
-    let file = std::fs::File::open(path).with_context(cannot_read)?;
-    let mut bytes = Vec::new();
-    // The file may have grown since: read one byte past the limit to see.
-    file.take(MAX_CSV_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .with_context(cannot_read)?;
-    if bytes.len() as u64 > MAX_CSV_BYTES {
-        return Err(too_large(bytes.len() as u64));
-    }
+    let bytes = read_input(path, MAX_CSV_BYTES)?;
     let text = std::str::from_utf8(&bytes)
         .with_context(|| format!("{} is not UTF-8 text", path.display()))?;
     lifetime::csv::read_buffers(text)

@@ -8,9 +8,13 @@
 //! How durable the result is depends on the caller, and is said with [`Durability`]:
 //! a report or a picture only has to survive the process, a snapshot the index trusts
 //! has to survive a crash of the machine.
+//!
+//! The other way, [`read_regular`] reads a file a user named (a config, a model, a
+//! buffer list) whole, but only a regular file and only up to a limit: a FIFO would
+//! block and `/dev/zero` would never end.
 
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, Read as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -240,6 +244,81 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
+/// Reads the whole of the regular file at `path`, of at most `limit` bytes.
+///
+/// Anything else is refused before a byte is read: a directory (error kind
+/// [`io::ErrorKind::IsADirectory`]), a FIFO, socket or device
+/// ([`io::ErrorKind::InvalidInput`]: opening a FIFO blocks until a writer appears, and
+/// `/dev/zero` never ends), and a file over `limit` ([`io::ErrorKind::FileTooLarge`]).
+/// Symbolic links are followed. The error's message says which, for a caller to wrap
+/// with the path and what the file was for.
+///
+/// The type is checked on the path, then again on the opened file, and at most
+/// `limit + 1` bytes are read, so a file replaced or grown in between is refused too.
+/// Only a FIFO swapped in between the two checks can still block the open.
+pub fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    check_regular(&fs::metadata(path)?, limit)?;
+    let file = File::open(path)?;
+    let len = check_regular(&file.metadata()?, limit)?;
+    // At most `limit` bytes: the size was checked.
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(None, limit));
+    }
+    Ok(bytes)
+}
+
+/// Refuses what [`read_regular`] does not read; the file's length otherwise.
+fn check_regular(meta: &fs::Metadata, limit: u64) -> io::Result<u64> {
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            "not a regular file (a directory)",
+        ));
+    }
+    if !kind.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a regular file (a {})", special_kind(&kind)),
+        ));
+    }
+    if meta.len() > limit {
+        return Err(too_large(Some(meta.len()), limit));
+    }
+    Ok(meta.len())
+}
+
+fn special_kind(kind: &fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        if kind.is_fifo() {
+            return "FIFO";
+        }
+        if kind.is_char_device() || kind.is_block_device() {
+            return "device";
+        }
+        if kind.is_socket() {
+            return "socket";
+        }
+    }
+    let _ = kind;
+    "device, FIFO or socket"
+}
+
+fn too_large(len: Option<u64>, limit: u64) -> io::Error {
+    let limit = crate::ByteSize::b(limit);
+    io::Error::new(
+        io::ErrorKind::FileTooLarge,
+        match len {
+            Some(len) => format!("too large: {len} bytes, over the limit of {limit}"),
+            None => format!("too large: over the limit of {limit} (more than its size said)"),
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,5 +380,34 @@ mod tests {
             assert!(error.to_string().contains("not a regular file"), "{error}");
         }
         assert!(write_atomic("", b"x", Durability::Process).is_err());
+    }
+
+    #[test]
+    fn reads_regular_files_up_to_the_limit_and_refuses_the_rest() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("in.txt");
+        fs::write(&path, b"12345").expect("writable");
+        assert_eq!(read_regular(&path, 5).expect("at the limit"), b"12345");
+        let kind = |path: &Path, limit| read_regular(path, limit).expect_err("refused").kind();
+        assert_eq!(kind(&path, 4), io::ErrorKind::FileTooLarge);
+        assert_eq!(kind(dir.path(), 1 << 20), io::ErrorKind::IsADirectory);
+        assert_eq!(kind(&dir.path().join("none"), 1), io::ErrorKind::NotFound);
+        #[cfg(unix)]
+        {
+            let error = read_regular(Path::new("/dev/zero"), 1 << 20).expect_err("a device");
+            assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+            assert!(error.to_string().contains("device"), "{error}");
+        }
+        // A file whose size says nothing of its contents (as one that grows while read):
+        // the read itself stops one byte past the limit.
+        #[cfg(target_os = "linux")]
+        {
+            let error = read_regular(Path::new("/proc/self/status"), 8).expect_err("grown");
+            assert_eq!(error.kind(), io::ErrorKind::FileTooLarge);
+            assert!(
+                error.to_string().contains("more than its size said"),
+                "{error}"
+            );
+        }
     }
 }

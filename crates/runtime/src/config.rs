@@ -318,16 +318,31 @@ impl Default for LoggingConfig {
     }
 }
 
+/// The largest config file [`Config::from_path`] reads: 4 MiB. The shipped config is a
+/// few KiB with its comments; a file this large is a mistake (or not a config at all),
+/// and the whole of it is read into memory.
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
 impl Config {
     /// Reads and checks the config file at `path`, resolving a relative snapshot
     /// directory against the file's directory.
     ///
     /// Diagnostics name the file as `path` was given.
+    ///
+    /// Only a regular file of at most [`MAX_CONFIG_BYTES`] is read: a FIFO would block
+    /// and a device such as `/dev/zero` would never end.
     pub fn from_path(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        let io = |source| ConfigError::Io {
             path: path.to_owned(),
             source,
+        };
+        let bytes = memwarden_core::fs::read_regular(path, MAX_CONFIG_BYTES).map_err(io)?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not UTF-8 text: {}", e.utf8_error()),
+            ))
         })?;
         let mut config = Config::from_toml_str(&text, &path.display().to_string())?;
         if config.snapshot.dir.is_relative()

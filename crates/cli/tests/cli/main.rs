@@ -2,6 +2,8 @@
 
 use std::process::{Command, Output};
 
+mod bad_input;
+
 fn memwarden(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_memwarden"))
         .args(args)

@@ -9,7 +9,9 @@ use serde::Serialize;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// The file could not be read (missing, unreadable, or not UTF-8).
+    /// The file could not be read: missing, unreadable, not a regular file (a
+    /// directory, FIFO or device), over [`MAX_CONFIG_BYTES`](super::MAX_CONFIG_BYTES), or
+    /// not UTF-8.
     #[error("cannot read config file {}", path.display())]
     Io {
         /// The file that could not be read.
