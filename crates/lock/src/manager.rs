@@ -309,7 +309,10 @@ impl LockManager {
 
     /// The strongest mode in which `name` is held, if it is.
     pub fn is_locked(&self, name: &str) -> Option<Mode> {
-        let lock = Arc::clone(self.names.read().get(name)?);
+        if holding_off::contains(self, name) {
+            return None; // this thread keeps every hold off it
+        }
+        let lock = Arc::clone(self.names.read_recursive().get(name)?);
         lock.state.lock().holds.iter().map(|h| h.mode).max()
     }
 
@@ -318,20 +321,26 @@ impl LockManager {
     /// held in without running `f`. How a check ("is it locked?") and the action it allows
     /// (releasing the resource of that name) happen with no window between them.
     ///
-    /// `f` must be short and must not acquire or inspect locks of this manager: every
-    /// acquire of `name`, and of any name not made yet, waits for it.
+    /// `f` must be short and must not acquire locks of this manager: every acquire of
+    /// `name`, and of any name not made yet, waits for it. Inside `f`, the same thread
+    /// may call `while_unlocked` again (for `name` it runs at once) and
+    /// [`is_locked`](Self::is_locked) (which sees `name` unheld).
     pub fn while_unlocked<R>(&self, name: &str, f: impl FnOnce() -> R) -> Result<R, Mode> {
+        if holding_off::contains(self, name) {
+            return Ok(f());
+        }
         // Held throughout: a first acquire of a name not made yet inserts it under the
         // write lock, so it waits; names are never removed, so `lock` stays the name's.
-        let names = self.names.read();
-        let Some(lock) = names.get(name) else {
-            return Ok(f());
-        };
-        let state = lock.state.lock();
-        if let Some(mode) = state.holds.iter().map(|h| h.mode).max() {
+        // Recursive, so that a nested call on this thread never queues behind a writer.
+        let names = self.names.read_recursive();
+        let state = names.get(name).map(|lock| lock.state.lock());
+        if let Some(mode) = state
+            .as_ref()
+            .and_then(|state| state.holds.iter().map(|h| h.mode).max())
+        {
             return Err(mode);
         }
-        let result = f();
+        let result = holding_off::during(self, name, f);
         drop(state);
         drop(names);
         Ok(result)
@@ -426,4 +435,38 @@ fn expire_overdue(names: &Names, registry: &Registry) -> usize {
     let now = registry.clock.now();
     let all: Vec<Arc<NameLock>> = names.read().values().cloned().collect();
     all.iter().map(|lock| lock.expire(now)).sum()
+}
+
+/// The names each thread is inside [`LockManager::while_unlocked`] for, so that a nested
+/// call on the same thread neither locks the name's state twice nor waits for itself.
+mod holding_off {
+    use std::cell::RefCell;
+
+    use super::LockManager;
+
+    thread_local! {
+        static HOLDING: RefCell<Vec<(usize, Box<str>)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn key(manager: &LockManager) -> usize {
+        std::ptr::from_ref(manager) as usize
+    }
+
+    pub(super) fn contains(manager: &LockManager, name: &str) -> bool {
+        let key = key(manager);
+        HOLDING.with(|h| h.borrow().iter().any(|(m, n)| *m == key && **n == *name))
+    }
+
+    /// Runs `f` with `name` marked as held off by this thread.
+    pub(super) fn during<R>(manager: &LockManager, name: &str, f: impl FnOnce() -> R) -> R {
+        struct Unmark;
+        impl Drop for Unmark {
+            fn drop(&mut self) {
+                HOLDING.with(|h| h.borrow_mut().pop());
+            }
+        }
+        HOLDING.with(|h| h.borrow_mut().push((key(manager), name.into())));
+        let _unmark = Unmark;
+        f()
+    }
 }

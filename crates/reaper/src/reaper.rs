@@ -307,6 +307,24 @@ impl Reaper {
             }
             Err(reason) => return self.skip(id, kind, reason, report),
         };
+        let discard = |hook: Option<&dyn BeforeRelease>| {
+            if let (Some(hook), Some(kind)) = (hook, &saved.kind)
+                && let Err(e) = contain(|| {
+                    hook.discard(id, kind);
+                    Ok(())
+                })
+            {
+                log::warn!("discarding the snapshot of {id} failed: {e}");
+            }
+        };
+        let snapshot = saved.bytes;
+        if snapshot.is_none() && saved.kind.is_some() {
+            // Going without a copy: an older copy must not come back in its place, not
+            // even in the moment between the detach and now (a restore would register
+            // it as current). Dropped first; if the release then does not happen, the
+            // copy was out of date beside the live value anyway.
+            discard(hook.as_deref());
+        }
         // The snapshot took time (an fsync), and a lock may be taken at any moment: the
         // guards check again and keep new holds off until the detach is done.
         let mut detached = None;
@@ -320,14 +338,15 @@ impl Reaper {
                 None => memwarden_tracker::release::detach(&self.tracker, id.as_str()),
             });
         });
-        let discard = |hook: Option<&dyn BeforeRelease>| {
-            if let (Some(hook), Some(kind)) = (hook, &saved.kind) {
-                hook.discard(id, kind);
-            }
-        };
         let detached = match (holder, detached) {
-            (Some(holder), _) => return self.skip(id, kind, SkipReason::Locked { holder }, report),
-            (None, None) => unreachable!("a guard that protects nothing runs the release"),
+            (Some(holder), _) => {
+                return self.skip(id, kind, SkipReason::Locked { holder }, report);
+            }
+            // A guard that neither protects the resource nor runs the release.
+            (None, None) => {
+                let holder = "a guard that did not run the release".to_owned();
+                return self.skip(id, kind, SkipReason::Locked { holder }, report);
+            }
             (None, Some(Ok(detached))) => detached,
             (None, Some(Err(TrackerError::Pinned { .. }))) => {
                 return self.skip(id, kind, SkipReason::Pinned, report);
@@ -338,16 +357,13 @@ impl Reaper {
             (None, Some(Err(TrackerError::Replaced { .. }))) => {
                 // The copy just saved is of a value that is gone: never restore it in
                 // place of the new one.
-                discard(hook.as_deref());
+                if snapshot.is_some() {
+                    discard(hook.as_deref());
+                }
                 return self.skip(id, kind, SkipReason::Replaced, report);
             }
             (None, Some(Err(_))) => return self.skip(id, kind, SkipReason::Gone, report),
         };
-        let snapshot = saved.bytes;
-        if snapshot.is_none() && saved.kind.is_some() {
-            // Released without a copy: an older copy must not come back in its place.
-            discard(hook.as_deref());
-        }
         let handler = self.handler_for(id, &detached.kind);
         let mut error = contain(|| handler.before_drop(&detached)).err();
         let (id, kind, bytes) = (detached.id.clone(), detached.kind.clone(), detached.bytes);

@@ -347,6 +347,8 @@ pub struct Governor {
     watch: Option<PressureWatch>,
     /// The reaper observer telling the defragmenter of releases, removed on stop.
     observer: Option<memwarden_reaper::ObserverId>,
+    /// The lifecycle's admission step through this governor, cleared on stop.
+    admission: Option<crate::lifecycle::RssAdmission>,
 }
 
 impl std::fmt::Debug for Governor {
@@ -466,12 +468,34 @@ impl GovernorBuilder {
                 machine: crate::machine_memory(),
             }),
         });
+        // The lifecycle's own admissions (a restore, a registry without a hook) go
+        // through this governor while it runs.
+        let admission: crate::lifecycle::RssAdmission = {
+            let weak = Arc::downgrade(&inner);
+            crate::lifecycle::RssAdmission(Arc::new(move |kind: &ResourceKind, bytes: u64| {
+                match weak.upgrade() {
+                    Some(inner) => inner.check(Cause::Admit, Some((kind, bytes, true))),
+                    None => ReleaseReport::default(),
+                }
+            }))
+        };
+        inner.lifecycle.set_governed(Some(admission.clone()), None);
         let monitor = if self.monitor {
-            let inner = Arc::clone(&inner);
+            let monitored = Arc::clone(&inner);
             let thread = std::thread::Builder::new()
                 .name("memwarden-governor".into())
-                .spawn(move || inner.run_monitor())
-                .map_err(GovernorError::Spawn)?;
+                .spawn(move || monitored.run_monitor());
+            let thread = match thread {
+                Ok(thread) => thread,
+                Err(e) => {
+                    // Nothing of this governor stays behind.
+                    if let Some(observer) = observer {
+                        inner.lifecycle.reaper().remove_observer(observer);
+                    }
+                    inner.lifecycle.set_governed(None, Some(&admission));
+                    return Err(GovernorError::Spawn(e));
+                }
+            };
             Some(thread)
         } else {
             None
@@ -497,6 +521,7 @@ impl GovernorBuilder {
             monitor,
             watch,
             observer,
+            admission: Some(admission),
         })
     }
 }
@@ -776,13 +801,23 @@ impl Governor {
         if let Some(observer) = self.observer.take() {
             self.inner.lifecycle.reaper().remove_observer(observer);
         }
+        if let Some(admission) = self.admission.take() {
+            self.inner.lifecycle.set_governed(None, Some(&admission));
+        }
         // First the watch, whose callback wakes the monitor.
         drop(self.watch.take());
         *self.inner.stop.lock() = true;
         self.inner.wake.notify_all();
-        if let Some(monitor) = self.monitor.take()
-            && monitor.join().is_err()
-        {
+        let Some(monitor) = self.monitor.take() else {
+            return;
+        };
+        // Dropped on its own monitor thread (a release handler let go of the last
+        // reference): it cannot join itself; it sees the stop flag and ends when this
+        // check returns.
+        if monitor.thread().id() == std::thread::current().id() {
+            return;
+        }
+        if monitor.join().is_err() {
             log::error!("the governor's monitor thread panicked");
         }
     }
@@ -802,9 +837,8 @@ impl Inner {
     }
 
     fn run_monitor(&self) {
-        // Ticks keep to their schedule, however long a check takes; one that ran past
-        // the next tick starts the schedule again from now.
-        let mut next = Instant::now();
+        // Ticks keep to their schedule, however long a check takes.
+        let mut next = Some(Instant::now());
         let mut stop = self.stop.lock();
         while !*stop {
             drop(stop);
@@ -818,10 +852,20 @@ impl Inner {
             }
             let tick = self.config.read().tick;
             let now = Instant::now();
-            next = (next + tick).max(now);
+            // A check that ran past its slot still leaves a quarter tick of rest; a tick
+            // too long for the clock waits for a wake-up alone.
+            next = next
+                .and_then(|next| next.checked_add(tick))
+                .zip(now.checked_add(tick / 4))
+                .map(|(scheduled, rested)| scheduled.max(rested));
             stop = self.stop.lock();
-            if !*stop && !self.kernel_pressure.load(Ordering::SeqCst) && next > now {
-                self.wake.wait_until(&mut stop, next);
+            if !*stop && !self.kernel_pressure.load(Ordering::SeqCst) {
+                match next {
+                    Some(deadline) => {
+                        self.wake.wait_until(&mut stop, deadline);
+                    }
+                    None => self.wake.wait(&mut stop),
+                }
             }
         }
     }

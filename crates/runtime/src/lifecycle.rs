@@ -154,6 +154,22 @@ pub struct Lifecycle {
     releasing: Mutex<InFlight>,
     /// Bytes admitted by [`Lifecycle::admit`] whose guards are still alive.
     reserved: Arc<AtomicU64>,
+    /// How a governor over this lifecycle admits bytes already reserved (against the
+    /// RSS as well as the tracked bytes); set while it runs.
+    governed: RwLock<Option<RssAdmission>>,
+}
+
+/// Makes room for bytes of a kind already reserved; what it released.
+type AdmitStep = dyn Fn(&ResourceKind, u64) -> ReleaseReport + Send + Sync;
+
+/// A governor's admission step, for bytes already reserved.
+#[derive(Clone)]
+pub(crate) struct RssAdmission(pub(crate) Arc<AdmitStep>);
+
+impl std::fmt::Debug for RssAdmission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RssAdmission")
+    }
 }
 
 /// The victims of the plans being executed now.
@@ -164,15 +180,18 @@ pub(crate) struct InFlight {
 }
 
 impl InFlight {
-    /// The bytes of every victim in flight.
-    pub(crate) fn bytes(&self) -> u64 {
-        self.bytes
-    }
-    fn bytes_of(&self, kind: &ResourceKind) -> u64 {
+    /// The bytes of the victims in flight that `tracker` still holds (those detached
+    /// already are out of its totals), of `kind` or of every kind.
+    fn pending(&self, tracker: &Tracker, kind: Option<&ResourceKind>) -> u64 {
+        if self.bytes == 0 {
+            return 0;
+        }
         self.victims
-            .values()
-            .filter(|(k, _)| k == kind)
-            .map(|(_, b)| b)
+            .iter()
+            .filter(|(id, (k, _))| {
+                kind.is_none_or(|kind| k == kind) && tracker.contains(id.as_str())
+            })
+            .map(|(_, (_, b))| b)
             .sum()
     }
 }
@@ -189,15 +208,24 @@ impl InFlight {
 pub struct Admission {
     reserved: Option<Arc<AtomicU64>>,
     bytes: u64,
+    /// What was added to the reservations (less than `bytes` only where the sum
+    /// saturated).
+    added: u64,
     report: ReleaseReport,
 }
 
 impl Admission {
     pub(crate) fn new(reserved: &Arc<AtomicU64>, bytes: u64) -> Self {
-        reserved.fetch_add(bytes, Ordering::AcqRel);
+        let mut added = 0;
+        // Saturating: a huge admission must not wrap the others' reservations to little.
+        let _ = reserved.fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| {
+            added = u64::MAX - r.max(u64::MAX - bytes);
+            Some(r + added)
+        });
         Admission {
             reserved: Some(Arc::clone(reserved)),
             bytes,
+            added,
             report: ReleaseReport::default(),
         }
     }
@@ -206,6 +234,7 @@ impl Admission {
         Admission {
             reserved: None,
             bytes: 0,
+            added: 0,
             report: ReleaseReport::default(),
         }
     }
@@ -230,7 +259,7 @@ impl Admission {
 impl Drop for Admission {
     fn drop(&mut self) {
         if let Some(reserved) = self.reserved.take() {
-            reserved.fetch_sub(self.bytes, Ordering::AcqRel);
+            reserved.fetch_sub(self.added, Ordering::AcqRel);
         }
     }
 }
@@ -293,6 +322,7 @@ impl Lifecycle {
             restores: AtomicU64::new(0),
             releasing: Mutex::new(InFlight::default()),
             reserved: Arc::new(AtomicU64::new(0)),
+            governed: RwLock::new(None),
         }
     }
 
@@ -414,10 +444,12 @@ impl Lifecycle {
         if let Some(value) = self.tracker.get::<T>(spec.id.as_str())? {
             return Ok(Some(Fetched::Held(value)));
         }
-        let Some(value) = self
-            .snapshotter()
-            .and_then(|snapshotter| snapshotter.restore(&spec.id, &spec.kind))
-        else {
+        let Some(snapshotter) = self.snapshotter().filter(|s| s.store().contains(&spec.id)) else {
+            return Ok(None);
+        };
+        // Room before the decode allocates the value, reserved until it is registered.
+        let admission = self.admit(&spec.kind, spec.bytes);
+        let Some(value) = snapshotter.restore(&spec.id, &spec.kind) else {
             return Ok(None);
         };
         let Ok(value) = value.downcast::<T>() else {
@@ -428,8 +460,9 @@ impl Lifecycle {
             );
             return Ok(None);
         };
-        self.make_room(&spec.kind, spec.bytes);
-        match self.tracker.register_arc(spec.clone(), Arc::clone(&value)) {
+        let registered = self.tracker.register_arc(spec.clone(), Arc::clone(&value));
+        drop(admission);
+        match registered {
             Ok(()) => {}
             // Restored by another thread meanwhile: use that one.
             Err(memwarden_tracker::TrackerError::AlreadyRegistered { .. }) => {
@@ -462,10 +495,38 @@ impl Lifecycle {
 
     /// [`make_room`](Self::make_room), with the `incoming` bytes reserved until the
     /// returned guard is dropped: admissions running at the same time count them.
+    ///
+    /// While a [`Governor`](crate::Governor) runs over this lifecycle, this is
+    /// [`Governor::admit`](crate::Governor::admit): room is made under the real RSS too.
     pub fn admit(&self, kind: &ResourceKind, incoming: u64) -> Admission {
         let admission = Admission::new(&self.reserved, incoming);
-        let report = self.make_room_counting(kind, incoming, self.reserved_by_others(incoming));
+        let governed = self.governed.read().clone();
+        let report = match governed {
+            Some(governor) => (governor.0)(kind, incoming),
+            None => self.make_room_counting(kind, incoming, self.reserved_by_others(incoming)),
+        };
         admission.with_report(report)
+    }
+
+    /// Sets (or clears) the governor's admission step; `clear_if` clears only that one.
+    pub(crate) fn set_governed(
+        &self,
+        admission: Option<RssAdmission>,
+        clear_if: Option<&RssAdmission>,
+    ) {
+        let mut governed = self.governed.write();
+        match (admission, clear_if) {
+            (Some(admission), _) => *governed = Some(admission),
+            (None, Some(ours)) => {
+                if governed
+                    .as_ref()
+                    .is_some_and(|g| Arc::ptr_eq(&g.0, &ours.0))
+                {
+                    *governed = None;
+                }
+            }
+            (None, None) => *governed = None,
+        }
     }
 
     /// The bytes reserved by admissions other than one of `own` bytes that is live.
@@ -495,7 +556,7 @@ impl Lifecycle {
                     .tracker
                     .kind_total(kind)
                     .bytes
-                    .saturating_sub(in_flight.bytes_of(kind))
+                    .saturating_sub(in_flight.pending(&self.tracker, Some(kind)))
                     .saturating_add(incoming);
                 (projected > cap)
                     .then(|| Request::new(Urgency::Critical, projected - cap).of_kind(kind.clone()))
@@ -541,11 +602,10 @@ impl Lifecycle {
         let mut report = ReleaseReport::default();
         let mut used = used;
         for pass in 0..2 {
-            let mut seen = 0;
+            let mut raw = 0;
             let released = self.run(|in_flight| {
-                seen = used
-                    .unwrap_or_else(|| self.tracker.totals().bytes)
-                    .saturating_sub(in_flight.bytes());
+                raw = used.unwrap_or_else(|| self.tracker.totals().bytes);
+                let seen = raw.saturating_sub(in_flight.pending(&self.tracker, None));
                 if pass == 1 {
                     if seen.saturating_add(incoming) <= limits.budget {
                         return None;
@@ -560,7 +620,7 @@ impl Lifecycle {
             if pass == 1 && released.released.is_empty() && released.skipped.is_empty() {
                 break;
             }
-            used = Some(measure(&released, seen));
+            used = Some(measure(&released, raw));
             report.merge(released);
         }
         Relief {

@@ -445,4 +445,10 @@ fn while_unlocked_runs_only_when_nobody_holds_the_name_and_holds_acquires_off() 
         assert_eq!(ran, Ok(()));
     });
     assert_eq!(*order.lock().unwrap(), ["f done", "granted"]);
+    // Nested on one thread (two guards over one manager): no wait for itself.
+    let nested = m.while_unlocked("x", || {
+        assert_eq!(m.is_locked("x"), None);
+        m.while_unlocked("x", || m.while_unlocked("y", || 3))
+    });
+    assert_eq!(nested, Ok(Ok(Ok(3))));
 }

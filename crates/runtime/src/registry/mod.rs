@@ -73,11 +73,15 @@
 //!
 //! # Concurrency
 //!
-//! Each declared model has its own load lock: concurrent first `get`s of one model load it
-//! once (the others wait, then hit), while `get`s of other models proceed. Admission (cap
-//! eviction, `make_room`, registration) is serialised by one registry-wide lock, taken after
-//! the file is mapped and checked, so a slow disk does not hold up other models and a bad
-//! file evicts nothing. [`ModelRegistry::preload`] loads a list in the background on a
+//! Concurrent first `get`s of one model load it once: one thread loads, the others wait
+//! for it and then hit, while `get`s of other models proceed. A load maps and checks the
+//! file first (so a bad file evicts nothing), then makes room (cap eviction, then the
+//! admission hook or the lifecycle's admission) with no registry lock held, then
+//! registers. Release handlers and admission hooks may therefore call back into the
+//! registry: a `get` made on a thread that is itself loading a model does not wait for
+//! another thread's load of the same model (that could wait in a circle); it maps its
+//! own, and the first registration wins. Bytes being loaded count under the cap until
+//! they are registered. [`ModelRegistry::preload`] loads a list in the background on a
 //! thread that the registry joins on drop; it checks for cancellation between models, so
 //! dropping the registry mid-preload waits for at most the one load in progress.
 //!
@@ -463,6 +467,8 @@ struct Counters {
 /// What changes about a model besides its counters.
 #[derive(Debug, Default)]
 struct SlotState {
+    /// A thread is loading the model (the others wait on [`Slot::loaded`]).
+    loading: bool,
     /// The last mapping, so that a mapping still held elsewhere is reused.
     mapping: Weak<Model>,
     bytes: Option<u64>,
@@ -478,6 +484,46 @@ struct Slot {
     /// Held while the model is loaded, so that concurrent first `get`s load it once.
     load: Mutex<()>,
     state: Mutex<SlotState>,
+    /// Signalled when a load ends, with `state`.
+    loaded: parking_lot::Condvar,
+}
+
+/// The load of one model in progress: ends it and wakes the waiters when dropped.
+struct Lead<'a>(&'a Slot);
+
+impl Drop for Lead<'_> {
+    fn drop(&mut self) {
+        self.0.state.lock().loading = false;
+        self.0.loaded.notify_all();
+    }
+}
+
+/// How many loads the current thread is inside (a `get` from a release handler or an
+/// admission hook runs inside one).
+mod loading {
+    use std::cell::Cell;
+
+    thread_local! {
+        static DEPTH: Cell<u32> = const { Cell::new(0) };
+    }
+
+    pub(super) fn depth() -> u32 {
+        DEPTH.with(Cell::get)
+    }
+
+    /// Counts a load on this thread until dropped.
+    pub(super) fn enter() -> Leave {
+        DEPTH.with(|d| d.set(d.get() + 1));
+        Leave
+    }
+
+    pub(super) struct Leave;
+
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            DEPTH.with(|d| d.set(d.get() - 1));
+        }
+    }
 }
 
 impl Slot {
@@ -620,6 +666,7 @@ impl ModelRegistry {
             counters: Arc::default(),
             load: Mutex::new(()),
             state: Mutex::new(SlotState::default()),
+            loaded: parking_lot::Condvar::new(),
         }));
         Ok(())
     }
@@ -711,6 +758,13 @@ impl ModelRegistry {
         let preloads = std::mem::take(&mut *self.preloads.lock());
         let mut report = PreloadReport::default();
         for preload in preloads {
+            // Dropped on its own preload thread (a release handler let go of the last
+            // reference): it cannot join itself; it was told to stop and ends after the
+            // model it is loading.
+            if preload.handle.thread().id() == std::thread::current().id() {
+                preload.stop.store(true, Ordering::Release);
+                continue;
+            }
             match preload.handle.join() {
                 Ok(done) => report.merge(done),
                 Err(_) => log::error!("a model preload thread panicked"),
@@ -851,6 +905,28 @@ impl Inner {
         if let Some(model) = self.hit(slot, access)? {
             return Ok(model);
         }
+        // One load per model: a thread that is loading nothing waits for another's load
+        // of this model; one that is (this `get` runs in a handler or hook of its load)
+        // never waits, so no two loads wait on each other.
+        let leads = {
+            let mut state = slot.state.lock();
+            loop {
+                if !state.loading {
+                    state.loading = true;
+                    break true;
+                }
+                if loading::depth() > 0 {
+                    break false;
+                }
+                slot.loaded.wait(&mut state);
+                let hit = parking_lot::MutexGuard::unlocked(&mut state, || self.hit(slot, access));
+                if let Some(model) = hit? {
+                    return Ok(model);
+                }
+            }
+        };
+        let _lead = leads.then(|| Lead(slot));
+        let _depth = loading::enter();
         // The file is mapped and checked first (a bad file must not cost other models
         // their place), then room is made with no registry lock held: release handlers
         // (and an admission hook) may call back into the registry, even for the model
