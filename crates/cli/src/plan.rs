@@ -137,10 +137,8 @@ fn parse_dim(s: &str) -> Result<DimArg, String> {
     })
 }
 
-/// The largest ONNX model `plan` reads: 2 GiB, protobuf's limit on one message, so no
-/// valid model is larger (bigger models keep their weights in external data files,
-/// which `plan` never reads). The whole file is read into memory.
-const MAX_ONNX_BYTES: u64 = 2 << 30;
+/// The largest ONNX model `plan` reads: the importer's limit, protobuf's on one message.
+const MAX_ONNX_BYTES: u64 = memwarden::lifetime::onnx::MAX_FILE_BYTES;
 
 /// The largest JSON graph `plan` reads: 256 MiB. A JSON graph holds names and shapes,
 /// no weights: hundreds of thousands of tensors take a few MiB, and parsing takes

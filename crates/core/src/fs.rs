@@ -254,11 +254,12 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// with the path and what the file was for.
 ///
 /// The type is checked on the path, then again on the opened file, and at most
-/// `limit + 1` bytes are read, so a file replaced or grown in between is refused too.
-/// Only a FIFO swapped in between the two checks can still block the open.
+/// `limit + 1` bytes are read, so a file replaced or grown in between is refused too. On
+/// Unix the file is opened non-blocking (which changes nothing for a regular file), so a
+/// FIFO swapped in between the two checks cannot block the open either.
 pub fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     check_regular(&fs::metadata(path)?, limit)?;
-    let file = File::open(path)?;
+    let file = open_nonblocking(path)?;
     let len = check_regular(&file.metadata()?, limit)?;
     // At most `limit` bytes: the size was checked.
     let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
@@ -267,6 +268,18 @@ pub fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
         return Err(too_large(None, limit));
     }
     Ok(bytes)
+}
+
+/// Opens `path` for reading without waiting for a writer, should it be a FIFO.
+fn open_nonblocking(path: &Path) -> io::Result<File> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    options.open(path)
 }
 
 /// Refuses what [`read_regular`] does not read; the file's length otherwise.

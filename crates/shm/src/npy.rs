@@ -325,8 +325,27 @@ impl NpyFile {
                 ),
             ));
         }
-        let file = File::open(path).map_err(|e| ShmError::io("open", path, e))?;
+        // Non-blocking and checked again on the opened file: a FIFO swapped in for the
+        // file since the check neither blocks the open nor gets mapped.
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(path)
+                .map_err(|e| ShmError::io("open", path, e))?
+        };
         let meta = file.metadata().map_err(|e| ShmError::io("stat", path, e))?;
+        if !meta.is_file() {
+            return Err(ShmError::io(
+                "open",
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "not a regular file (a directory, device or FIFO)",
+                ),
+            ));
+        }
         if meta.len() == 0 {
             return Err(ShmError::npy(path, NpyProblem::Truncated));
         }

@@ -124,11 +124,20 @@ pub fn import_file(path: &Path) -> Result<Graph, OnnxError> {
     import_file_with(path, ImportOptions::default())
 }
 
-/// Imports the model in the file at `path`.
+/// The largest ONNX file [`import_file`] reads: 2 GiB, protobuf's limit on one message,
+/// so no valid model is larger (bigger models keep their weights in external data files,
+/// which the importer never reads). The whole file is read into memory.
+pub const MAX_FILE_BYTES: u64 = 2 << 30;
+
+/// Imports the model in the file at `path`, which must be a regular file of at most
+/// [`MAX_FILE_BYTES`] (a FIFO would block the read, a device such as `/dev/zero` never
+/// end it).
 pub fn import_file_with(path: &Path, options: ImportOptions) -> Result<Graph, OnnxError> {
-    let bytes = std::fs::read(path).map_err(|source| OnnxError::Read {
-        file: path.to_owned(),
-        source,
+    let bytes = memwarden_core::fs::read_regular(path, MAX_FILE_BYTES).map_err(|source| {
+        OnnxError::Read {
+            file: path.to_owned(),
+            source,
+        }
     })?;
     import_bytes_with(&path.display().to_string(), &bytes, options)
 }

@@ -108,8 +108,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::fs::File;
 use std::io;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -990,11 +990,22 @@ impl Inner {
                 source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"),
             });
         }
-        let file = File::open(path).map_err(RegistryError::io("open", path))?;
-        let file_len = file
-            .metadata()
-            .map_err(RegistryError::io("stat", path))?
-            .len();
+        // Non-blocking and checked again on the opened file: a FIFO swapped in for the
+        // file since the check neither blocks the open nor gets mapped.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(RegistryError::io("open", path))?;
+        let meta = file.metadata().map_err(RegistryError::io("stat", path))?;
+        if !meta.is_file() {
+            return Err(RegistryError::Io {
+                op: "open",
+                path: path.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"),
+            });
+        }
+        let file_len = meta.len();
         if file_len < 8 {
             // Too short to map usefully (and an empty file cannot be mapped at all).
             return Err(RegistryError::Format {
