@@ -126,8 +126,31 @@ impl AtomicFile {
         target: impl Into<PathBuf>,
         temp: impl Into<PathBuf>,
     ) -> Result<Self, AtomicWriteError> {
-        let (target, temp) = (target.into(), temp.into());
-        let file = OpenOptions::new()
+        Self::with_temp_options(target.into(), temp.into(), OpenOptions::new())
+    }
+
+    /// [`with_temp`](Self::with_temp), the temporary file (and so the file renamed into
+    /// place) created with permission bits `mode` (less the umask) where files have them:
+    /// `0o600` for a file only its user may read, with no moment when others can open it.
+    pub fn with_temp_mode(
+        target: impl Into<PathBuf>,
+        temp: impl Into<PathBuf>,
+        mode: u32,
+    ) -> Result<Self, AtomicWriteError> {
+        let mut options = OpenOptions::new();
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+        #[cfg(not(unix))]
+        let _ = mode;
+        Self::with_temp_options(target.into(), temp.into(), options)
+    }
+
+    fn with_temp_options(
+        target: PathBuf,
+        temp: PathBuf,
+        mut options: OpenOptions,
+    ) -> Result<Self, AtomicWriteError> {
+        let file = options
             .write(true)
             .create_new(true)
             .open(&temp)

@@ -111,6 +111,16 @@ fn worker(world: &World, me: usize, progress: &Progress) {
     let v = &world.violations;
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((me as u64 + 1) * 0x2545_f491));
     let mut latest: HashMap<String, u64> = HashMap::new();
+    // A new version of frame `id`, admitted, made and registered; remembered as its latest.
+    let load_new = |id: &str, bytes: u64, latest: &mut HashMap<String, u64>| {
+        let admission = runtime.admit(&ResourceKind::RenderCache, bytes);
+        let version = world.versions.fetch_add(1, Ordering::Relaxed);
+        let spec = ResourceSpec::new(id, ResourceKind::RenderCache, bytes);
+        if tracker.register(spec, frame(version, bytes)).is_ok() {
+            latest.insert(id.to_owned(), version);
+        }
+        drop(admission);
+    };
     while !world.stop.load(Ordering::Relaxed) {
         let id = format!("frame-{me}-{}", rng.below(24));
         let bytes = (64 + rng.below(448)) * KIB;
@@ -127,13 +137,7 @@ fn worker(world: &World, me: usize, progress: &Progress) {
                     }
                     Ok(None) => {
                         progress.at("admit frame");
-                        let admission = runtime.admit(&ResourceKind::RenderCache, bytes);
-                        let version = world.versions.fetch_add(1, Ordering::Relaxed);
-                        let spec = ResourceSpec::new(id.as_str(), ResourceKind::RenderCache, bytes);
-                        if tracker.register(spec, frame(version, bytes)).is_ok() {
-                            latest.insert(id.clone(), version);
-                        }
-                        drop(admission);
+                        load_new(&id, bytes, &mut latest);
                     }
                     Err(_) => {}
                 }
@@ -142,13 +146,7 @@ fn worker(world: &World, me: usize, progress: &Progress) {
             4 => {
                 progress.at("replace");
                 runtime.lifecycle().reaper().release(&id);
-                let admission = runtime.admit(&ResourceKind::RenderCache, bytes);
-                let version = world.versions.fetch_add(1, Ordering::Relaxed);
-                let spec = ResourceSpec::new(id.as_str(), ResourceKind::RenderCache, bytes);
-                if tracker.register(spec, frame(version, bytes)).is_ok() {
-                    latest.insert(id.clone(), version);
-                }
-                drop(admission);
+                load_new(&id, bytes, &mut latest);
             }
             // Pin, work, check it stayed, unpin.
             5 => {

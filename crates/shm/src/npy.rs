@@ -314,16 +314,19 @@ impl NpyFile {
         let path = path.as_ref();
         // Checked before opening: opening a FIFO for reading would block until some
         // writer appears, and devices have no size to check against the header.
-        let meta = std::fs::metadata(path).map_err(|e| ShmError::io("open", path, e))?;
-        if !meta.is_file() {
-            return Err(ShmError::io(
+        let not_regular = || {
+            ShmError::io(
                 "open",
                 path,
                 std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
                     "not a regular file (a directory, device or FIFO)",
                 ),
-            ));
+            )
+        };
+        let meta = std::fs::metadata(path).map_err(|e| ShmError::io("open", path, e))?;
+        if !meta.is_file() {
+            return Err(not_regular());
         }
         // Non-blocking and checked again on the opened file: a FIFO swapped in for the
         // file since the check neither blocks the open nor gets mapped.
@@ -337,14 +340,7 @@ impl NpyFile {
         };
         let meta = file.metadata().map_err(|e| ShmError::io("stat", path, e))?;
         if !meta.is_file() {
-            return Err(ShmError::io(
-                "open",
-                path,
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "not a regular file (a directory, device or FIFO)",
-                ),
-            ));
+            return Err(not_regular());
         }
         if meta.len() == 0 {
             return Err(ShmError::npy(path, NpyProblem::Truncated));

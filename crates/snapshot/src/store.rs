@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use memwarden_core::fs::sync_dir;
+use memwarden_core::fs::{AtomicFile, AtomicWriteError, CommitStep, Durability, sync_dir};
 use memwarden_core::{Clock, ResourceId, ResourceKind, Timestamp};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -930,24 +930,22 @@ fn same_snapshot(state: &State, id: &ResourceId, sequence: u64) -> bool {
         .is_some_and(|e| e.sequence == sequence)
 }
 
-/// Writes `parts` to `file` so that it is whole or absent, and durable once this returns:
-/// a temporary file named for the recovery sweep (`<file>.tmp`) and created with mode
-/// 0600, synced, renamed into place, the directory synced. On error nothing is left: not
-/// the temporary file, nor the final one if the directory sync failed after the rename
-/// (the index never learns of it).
-///
-/// This is the protocol of [`AtomicFile`](memwarden_core::fs::AtomicFile) with
-/// `Durability::Crash`, written out here because `AtomicFile` creates its temporary file
-/// with the default mode: a snapshot must not be readable by other users even for the
-/// moment before a `chmod`, since a reader that opens it then keeps reading.
+/// Writes `parts` to `file` through [`AtomicFile`] with [`Durability::Crash`], so that it
+/// is whole or absent, and durable once this returns: a temporary file named for the
+/// recovery sweep (`<file>.tmp`) and created with mode 0600 (a snapshot is never readable
+/// by other users, not even for a moment), synced, renamed into place, the directory
+/// synced. On error nothing is left: not the temporary file, nor the final one if the
+/// directory sync failed after the rename (the index never learns of it).
 fn write_atomically(file: &Path, parts: &[&[u8]], fail: &FailPoint) -> Result<(), SnapshotError> {
+    let failed = |e: AtomicWriteError| {
+        if e.renamed {
+            remove_quietly(file);
+        }
+        SnapshotError::io(e.op, e.path, e.source)
+    };
     let temp = file.with_extension(TEMP_EXT);
-    let mut out = private_file()
-        .write(true)
-        .create_new(true)
-        .open(&temp)
-        .map_err(|e| SnapshotError::io("create", &temp, e))?;
-    let mut written = RemoveOnDrop(Some(&temp));
+    // Private from the start: no moment when another user could open the temporary file.
+    let mut out = AtomicFile::with_temp_mode(file, &temp, FILE_MODE).map_err(failed)?;
     let write = match fail.write_limit() {
         // An armed fault writes its first `limit` bytes, then fails as a full disk would.
         Some(limit) => {
@@ -957,7 +955,7 @@ fn write_atomically(file: &Path, parts: &[&[u8]], fail: &FailPoint) -> Result<()
                 .try_for_each(|part| {
                     let n = left.min(part.len());
                     left -= n;
-                    out.write_all(&part[..n])
+                    out.file().write_all(&part[..n])
                 })
                 .and_then(|()| {
                     Err(io::Error::new(
@@ -966,39 +964,21 @@ fn write_atomically(file: &Path, parts: &[&[u8]], fail: &FailPoint) -> Result<()
                     ))
                 })
         }
-        None => parts.iter().try_for_each(|part| out.write_all(part)),
+        None => parts.iter().try_for_each(|part| out.file().write_all(part)),
     };
-    // On an error, dropping `written` removes the temporary file.
+    // Dropping `out` removes the temporary file.
     write.map_err(|e| SnapshotError::io("write", &temp, e))?;
-    fail.check(WriteFault::SyncFile)
-        .and_then(|()| out.sync_all())
-        .map_err(|e| SnapshotError::io("sync", &temp, e))?;
-    drop_cached_pages(&out);
-    drop(out);
-    fail.check(WriteFault::Rename)
-        .and_then(|()| fs::rename(&temp, file))
-        .map_err(|e| SnapshotError::io("rename", &temp, e))?;
-    written.0 = None;
-    let dir = match file.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    if let Err(e) = fail.check(WriteFault::SyncDir).and_then(|()| sync_dir(dir)) {
-        remove_quietly(file);
-        return Err(SnapshotError::io("sync", dir, e));
+    out.commit_with(Durability::Crash, |step| match step {
+        CommitStep::SyncFile => fail.check(WriteFault::SyncFile),
+        CommitStep::Rename => fail.check(WriteFault::Rename),
+        CommitStep::SyncDir => fail.check(WriteFault::SyncDir),
+        _ => Ok(()),
+    })
+    .map_err(failed)?;
+    if let Ok(written) = File::open(file) {
+        drop_cached_pages(&written);
     }
     Ok(())
-}
-
-/// Removes a temporary file when dropped, unless it was renamed into place.
-struct RemoveOnDrop<'a>(Option<&'a Path>);
-
-impl Drop for RemoveOnDrop<'_> {
-    fn drop(&mut self) {
-        if let Some(path) = self.0 {
-            remove_quietly(path);
-        }
-    }
 }
 
 /// Asks the kernel to drop `file`'s pages from the page cache. The file was synced, so
