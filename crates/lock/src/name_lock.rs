@@ -1,6 +1,7 @@
 //! One named lock: its holders, its waiters, and the acquire/release protocol.
 
 use std::collections::VecDeque;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -69,14 +70,39 @@ pub(crate) struct State {
     pub(crate) holds: Vec<Hold>,
     /// The fencing counter: grows on every grant and every expiry.
     pub(crate) token: u64,
-    writers_waiting: usize,
     waiters: usize,
-    /// The owner waiting to upgrade its shared hold, if any.
-    upgrading: Option<u64>,
-    /// Fair mode's first-come first-served queue of tickets.
-    queue: VecDeque<(u64, WaitKind)>,
+    /// The owner waiting to upgrade its shared hold, and that hold's token, if any.
+    upgrading: Option<(u64, u64)>,
+    /// Readers and writers waiting, in the order they came (upgrades wait apart, in
+    /// `upgrading`): fair mode serves them first come, first served; writer preference
+    /// only needs to know which writers wait.
+    queue: VecDeque<Queued>,
     next_ticket: u64,
     pub(crate) counters: NameCounters,
+}
+
+/// A reader or writer waiting on a name.
+#[derive(Debug, Clone, Copy)]
+struct Queued {
+    ticket: u64,
+    kind: WaitKind,
+    owner: u64,
+}
+
+/// What keeps a waiter from being granted, by the grant rules: the one statement of
+/// them, read both by the grant (nothing blocks) and by the deadlock detector (whom the
+/// waiter waits for), so that the wait-for graph cannot drift from what is enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Blocker {
+    /// A conflicting grant of another owner (the grant's token).
+    Hold { owner: u64, token: u64 },
+    /// Another owner's upgrade in progress (the token of the hold it upgrades): readers
+    /// and writers never pass an upgrade.
+    Upgrade { owner: u64, token: u64 },
+    /// A waiter that goes first (its ticket): in fair mode, a writer ahead of a reader
+    /// or anyone ahead of a writer; with writer preference, any writer waiting holds
+    /// back a reader.
+    Queued { owner: u64, ticket: u64 },
 }
 
 impl State {
@@ -90,29 +116,76 @@ impl State {
             .max()
     }
 
+    /// Calls `f` with each thing that keeps `owner` from being granted `kind` (queued
+    /// with `ticket`, if it is), until `f` breaks; the grant rules.
     #[inline]
-    fn can_grant(&self, kind: WaitKind, owner: u64, ticket: Option<u64>, fair: bool) -> bool {
-        let free = match kind {
-            WaitKind::Read => {
-                self.upgrading.is_none() && self.holds.iter().all(|h| h.mode == Mode::Read)
+    pub(crate) fn blockers(
+        &self,
+        kind: WaitKind,
+        owner: u64,
+        ticket: Option<u64>,
+        fair: bool,
+        mut f: impl FnMut(Blocker) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        if kind != WaitKind::Upgrade
+            && let Some((upgrader, token)) = self.upgrading
+        {
+            f(Blocker::Upgrade {
+                owner: upgrader,
+                token,
+            })?;
+        }
+        for h in &self.holds {
+            let conflicts = match kind {
+                WaitKind::Read => h.mode == Mode::Write,
+                WaitKind::Write => true,
+                WaitKind::Upgrade => h.owner.id != owner,
+            };
+            if conflicts {
+                f(Blocker::Hold {
+                    owner: h.owner.id,
+                    token: h.token,
+                })?;
             }
-            WaitKind::Write => self.upgrading.is_none() && self.holds.is_empty(),
-            WaitKind::Upgrade => return self.holds.iter().all(|h| h.owner.id == owner),
-        };
-        if !free {
-            return false;
+        }
+        if kind == WaitKind::Upgrade {
+            return ControlFlow::Continue(());
         }
         if fair {
-            // First come, first served: only readers may be ahead of a reader, nobody ahead of a writer.
-            let mut ahead = self.queue.iter().take_while(|(t, _)| Some(*t) != ticket);
-            match kind {
-                WaitKind::Read => ahead.all(|(_, k)| *k == WaitKind::Read),
-                _ => ahead.next().is_none(),
+            // First come, first served: only readers may be ahead of a reader, nobody
+            // ahead of a writer.
+            for q in self.queue.iter().take_while(|q| Some(q.ticket) != ticket) {
+                if kind != WaitKind::Read || q.kind != WaitKind::Read {
+                    f(Blocker::Queued {
+                        owner: q.owner,
+                        ticket: q.ticket,
+                    })?;
+                }
             }
-        } else {
-            // Writer preference: a waiting writer holds back new readers.
-            kind != WaitKind::Read || self.writers_waiting == 0
+        } else if kind == WaitKind::Read {
+            // Writer preference: every waiting writer holds back new readers.
+            for q in self.queue.iter().filter(|q| q.kind == WaitKind::Write) {
+                f(Blocker::Queued {
+                    owner: q.owner,
+                    ticket: q.ticket,
+                })?;
+            }
         }
+        ControlFlow::Continue(())
+    }
+
+    #[inline]
+    fn can_grant(&self, kind: WaitKind, owner: u64, ticket: Option<u64>, fair: bool) -> bool {
+        // Fast answers for the common cases, then the rules.
+        if self.upgrading.is_none() && self.queue.is_empty() {
+            match kind {
+                WaitKind::Read if self.holds.iter().all(|h| h.mode == Mode::Read) => return true,
+                WaitKind::Write if self.holds.is_empty() => return true,
+                _ => {}
+            }
+        }
+        self.blockers(kind, owner, ticket, fair, |_| ControlFlow::Break(()))
+            .is_continue()
     }
 }
 
@@ -206,7 +279,7 @@ impl NameLock {
                 requested: Mode::Write,
             });
         }
-        st.upgrading = Some(owner.id);
+        st.upgrading = Some((owner.id, token));
         let waited = self.wait(&mut st, owner, WaitKind::Upgrade, timeout, Some(token));
         st.upgrading = None;
         if let Err(e) = waited {
@@ -334,19 +407,20 @@ impl NameLock {
         st.counters.contended += 1;
         // A deadline beyond what Instant can hold is no deadline.
         let deadline = timeout.and_then(|t| started.checked_add(t));
-        let seq = self
-            .registry
-            .begin_wait(owner, Arc::clone(self), kind, started);
-        st.waiters += 1;
-        if kind == WaitKind::Write {
-            st.writers_waiting += 1;
-        }
-        let ticket = (fair && kind != WaitKind::Upgrade).then(|| {
+        let ticket = (kind != WaitKind::Upgrade).then(|| {
             let t = st.next_ticket;
             st.next_ticket += 1;
-            st.queue.push_back((t, kind));
+            st.queue.push_back(Queued {
+                ticket: t,
+                kind,
+                owner: owner.id,
+            });
             t
         });
+        let seq = self
+            .registry
+            .begin_wait(owner, Arc::clone(self), kind, ticket, started);
+        st.waiters += 1;
         let check_delay = self.registry.check_delay;
         let mut next_check = started.checked_add(check_delay).unwrap_or(started);
         let result = loop {
@@ -379,11 +453,8 @@ impl NameLock {
             sync::wait_until(&self.cond, st, Some(wake));
         };
         st.waiters -= 1;
-        if kind == WaitKind::Write {
-            st.writers_waiting -= 1;
-        }
         if let Some(t) = ticket {
-            st.queue.retain(|(x, _)| *x != t);
+            st.queue.retain(|q| q.ticket != t);
         }
         self.registry.end_wait(seq);
         // Leaving the queue (granted or not) may let others go: readers held back by a

@@ -3,16 +3,17 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use memwarden_core::Clock;
 
-use crate::name_lock::{NameLock, WaitKind};
+use crate::CycleStep;
+use crate::name_lock::{Blocker, NameLock, WaitKind};
 use crate::owner::Owner;
 use crate::sync::Mutex;
-use crate::{CycleStep, Mode};
 
 /// A thread waiting on a name.
 #[derive(Debug, Clone)]
@@ -21,13 +22,19 @@ pub(crate) struct WaitRecord {
     pub(crate) owner: Owner,
     pub(crate) lock: Arc<NameLock>,
     pub(crate) kind: WaitKind,
+    /// Its place among the name's readers and writers (upgrades have none).
+    pub(crate) ticket: Option<u64>,
     pub(crate) since: Instant,
 }
 
-/// Why one thread waits for another: a grant it holds, or a wait ahead of it.
+/// Why one thread waits for another: a grant it holds (its token), an upgrade it makes
+/// (the token of the hold upgraded), or a wait that goes first (its ticket). Tokens and
+/// tickets are never reused on a name, and a waiter waits on one name, so an edge keeps
+/// its identity between two snapshots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Because {
     Holds(u64),
+    Upgrades(u64),
     WaitsAhead(u64),
 }
 
@@ -81,6 +88,7 @@ impl Registry {
         owner: Owner,
         lock: Arc<NameLock>,
         kind: WaitKind,
+        ticket: Option<u64>,
         since: Instant,
     ) -> u64 {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
@@ -89,6 +97,7 @@ impl Registry {
             owner,
             lock,
             kind,
+            ticket,
             since,
         });
         seq
@@ -146,43 +155,26 @@ impl Registry {
         )
     }
 
+    /// The wait-for graph now: for each waiter, what the grant rules say keeps it
+    /// waiting ([`State::blockers`](crate::name_lock::State::blockers)), read under its
+    /// name's lock, one name at a time.
     fn graph(&self) -> Graph {
         let records = self.waiting();
-        let mut holders: HashMap<*const NameLock, Vec<(u64, Mode, u64)>> = HashMap::new();
-        for r in &records {
-            holders.entry(Arc::as_ptr(&r.lock)).or_insert_with(|| {
-                r.lock
-                    .state
-                    .lock()
-                    .holds
-                    .iter()
-                    .map(|h| (h.owner.id, h.mode, h.token))
-                    .collect()
-            });
-        }
         let mut edges: HashMap<u64, Vec<(u64, Because)>> = HashMap::new();
         for r in &records {
             let out = edges.entry(r.owner.id).or_default();
-            for &(holder, mode, token) in &holders[&Arc::as_ptr(&r.lock)] {
-                let conflicts = r.kind != WaitKind::Read || mode == Mode::Write;
-                if holder != r.owner.id && conflicts {
-                    out.push((holder, Because::Holds(token)));
+            let state = r.lock.state.lock();
+            let _ = state.blockers(r.kind, r.owner.id, r.ticket, self.fair, |b| {
+                let edge = match b {
+                    Blocker::Hold { owner, token } => (owner, Because::Holds(token)),
+                    Blocker::Upgrade { owner, token } => (owner, Because::Upgrades(token)),
+                    Blocker::Queued { owner, ticket } => (owner, Because::WaitsAhead(ticket)),
+                };
+                if edge.0 != r.owner.id {
+                    out.push(edge);
                 }
-            }
-            if r.kind == WaitKind::Read {
-                // Writer preference: a reader also waits for the writers queued on its name.
-                for w in &records {
-                    // In fair mode only writers queued ahead (earlier waits) hold a reader back.
-                    let ahead = !self.fair || w.seq < r.seq;
-                    if Arc::ptr_eq(&w.lock, &r.lock)
-                        && w.kind != WaitKind::Read
-                        && w.owner.id != r.owner.id
-                        && ahead
-                    {
-                        out.push((w.owner.id, Because::WaitsAhead(w.seq)));
-                    }
-                }
-            }
+                ControlFlow::Continue(())
+            });
         }
         Graph {
             waits: records.into_iter().map(|r| (r.owner.id, r)).collect(),

@@ -143,3 +143,85 @@ fn a_reader_behind_a_queued_writer_is_on_the_cycle() {
         "{outcomes:?}"
     );
 }
+
+#[test]
+fn in_fair_mode_a_reader_held_back_by_a_later_upgrade_is_on_the_cycle() {
+    // H and U hold `x` (read); W queues a write on `x` with a timeout; R holds `y`
+    // (write) and queues a read on `x` behind W; U starts an upgrade of `x` (after R
+    // queued); H asks for `y`; W gives up. Nothing can move: R waits for U's upgrade
+    // (readers never pass an upgrade), U for H's read of `x`, H for R's write of `y`.
+    // Every step is handed over explicitly; each wait but W's is long, so a missed
+    // cycle shows as timeouts, not a hang. W gives up long before anyone's first
+    // deadlock check (while it waits, W is on a cycle of its own with H and R).
+    use memwarden_lock::{LockConfig, WaitKind};
+    let m = LockManager::with_config(LockConfig {
+        check_delay: Duration::from_secs(2),
+        fair: true,
+        ..LockConfig::without_leases()
+    })
+    .unwrap();
+    let m = &m;
+    let long = Duration::from_secs(10);
+    // Waits until `name` has `n` waiters, the last of them waiting for `kind`.
+    let queued = |name: &str, n: usize, kind: WaitKind| loop {
+        let state = m.inspect();
+        if state
+            .locks
+            .iter()
+            .find(|l| l.name == name)
+            .is_some_and(|l| l.waiters.len() == n && l.waiters.iter().any(|w| w.kind == kind))
+        {
+            return;
+        }
+        thread::yield_now();
+    };
+    let (x_read, y_held) = (Barrier::new(3), Barrier::new(2));
+    let (r_queued, u_queued) = (Barrier::new(2), Barrier::new(2));
+    let outcomes: Vec<(&str, Option<LockError>)> = thread::scope(|s| {
+        let h = s.spawn(|| {
+            let x = m.read("x").unwrap();
+            x_read.wait();
+            u_queued.wait();
+            let y = m.try_write_for("y", long);
+            drop(x);
+            ("H", y.err())
+        });
+        let u = s.spawn(|| {
+            let x = m.read("x").unwrap();
+            x_read.wait();
+            r_queued.wait();
+            let upgraded = x.try_upgrade_for(long);
+            ("U", upgraded.err().map(|failed| failed.error))
+        });
+        x_read.wait();
+        let w = s.spawn(|| ("W", m.try_write_for("x", Duration::from_millis(500)).err()));
+        queued("x", 1, WaitKind::Write);
+        let r = s.spawn(|| {
+            let y = m.write("y").unwrap();
+            y_held.wait();
+            let x = m.try_read_for("x", long);
+            drop(y);
+            ("R", x.err())
+        });
+        y_held.wait();
+        queued("x", 2, WaitKind::Read);
+        r_queued.wait();
+        queued("x", 3, WaitKind::Upgrade);
+        u_queued.wait();
+        [w, h, u, r].map(|t| t.join().unwrap()).to_vec()
+    });
+    let deadlocks = outcomes
+        .iter()
+        .filter(|(_, e)| matches!(e, Some(LockError::Deadlock { .. })))
+        .count();
+    assert_eq!(deadlocks, 1, "{outcomes:?}");
+    assert!(
+        matches!(outcomes[0].1, Some(LockError::Timeout { .. })),
+        "W gives up: {outcomes:?}"
+    );
+    let others: Vec<_> = outcomes[1..]
+        .iter()
+        .filter(|(_, e)| !matches!(e, None | Some(LockError::Deadlock { .. })))
+        .collect();
+    assert!(others.is_empty(), "{others:?}");
+}
