@@ -252,7 +252,7 @@ macro_rules! guard_common {
                 f.debug_struct(stringify!($guard))
                     .field("name", &self.lock.name)
                     .field("token", &self.token)
-                    .field("thread", &self.owner.name)
+                    .field("thread", &self.owner.name())
                     .finish()
             }
         }

@@ -32,8 +32,9 @@
 //! In Rust a guard cannot be taken away from a running holder: the holder may be in the
 //! middle of reading or writing what the lock protects, and handing the lock to someone
 //! else then would alias that memory, which is undefined behaviour. So automatic release
-//! is a **lease**. Every grant carries a deadline and a **fencing token**, a per-name
-//! counter that grows on every grant and every expiry. When a hold outlives its lease the
+//! is a **lease**. Every grant carries a deadline and a **fencing token**, from a counter
+//! of the manager's, so a name's tokens grow on every grant and every expiry, even across
+//! the name leaving the table and coming back. When a hold outlives its lease the
 //! monitor thread marks it expired, logs it with the holder's thread and age, wakes the
 //! waiters and lets the next holder in with a higher token. The stale holder keeps running
 //! undisturbed and its guard still drops normally (doing nothing), but every check of its
@@ -50,12 +51,23 @@
 //! granted. Two readers asking to upgrade the same name cannot both wait: the second gets
 //! [`LockError::UpgradeConflict`]. Beyond that, a waiter that has waited longer than the
 //! check delay (default 1 s, like PostgreSQL's `deadlock_timeout`) builds the wait-for
-//! graph over holders and queued waiters (a reader also waits for writers queued ahead of
-//! it) and, if it is on a cycle, fails with [`LockError::Deadlock`] naming the threads and
+//! graph and, if it is on a cycle, fails with [`LockError::Deadlock`] naming the threads and
 //! names; it checks again after every further delay, so a cycle that forms later is found
 //! by its last member. A cycle is reported only if two successive reads of the graph agree on
-//! every edge (tokens and wait numbers are never reused), so a graph that changed while it
-//! was read is never mistaken for a deadlock.
+//! every edge (tokens, tickets and wait numbers are never reused), so a graph that changed
+//! while it was read is never mistaken for a deadlock. The graph's edges are not a second
+//! statement of the grant rules: for each waiter they are what the grant function itself
+//! reports as keeping it waiting (conflicting holds, an upgrade in progress, waiters that
+//! go first by the fair queue or writer preference), so the two cannot drift apart.
+//!
+//! # Names come and go
+//!
+//! A name's lock is made on first use and removed from the table once nothing refers to
+//! it but the table (no guard, handle, waiter, lease or [`Fenced`] value) and nothing holds
+//! or waits for it: the table is swept when it has doubled since the last sweep (and after
+//! a lease monitor pass lets go of names), so per-request names keep it at about twice the
+//! names in use, and the monitor walks only names with leased holds. A thread's name is
+//! kept only while the thread lives.
 #![deny(missing_docs)]
 #![warn(unreachable_pub, missing_debug_implementations)]
 

@@ -159,7 +159,79 @@ impl Drop for Monitor {
     }
 }
 
-type Names = RwLock<HashMap<Arc<str>, Arc<NameLock>>>;
+/// The table of names: each name's lock, made on first use and removed once nothing but
+/// the table refers to it.
+#[derive(Default)]
+struct Names {
+    map: RwLock<HashMap<Arc<str>, Arc<NameLock>>>,
+    /// The counters of names removed from the table, so that [`LockManager::stats`]
+    /// stays cumulative.
+    retired: parking_lot::Mutex<LockStats>,
+    /// The table size at which the next insertion first removes idle names (0: the
+    /// minimum).
+    sweep_at: std::sync::atomic::AtomicUsize,
+}
+
+impl Names {
+    fn read(&self) -> parking_lot::RwLockReadGuard<'_, HashMap<Arc<str>, Arc<NameLock>>> {
+        self.map.read()
+    }
+
+    fn read_recursive(&self) -> parking_lot::RwLockReadGuard<'_, HashMap<Arc<str>, Arc<NameLock>>> {
+        self.map.read_recursive()
+    }
+
+    /// The lock of `name`, made if it is not in the table.
+    fn lock_for(&self, name: &str, registry: &Arc<Registry>) -> Arc<NameLock> {
+        if let Some(lock) = self.map.read().get(name) {
+            return Arc::clone(lock);
+        }
+        let mut map = self.map.write();
+        let due = self
+            .sweep_at
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(MIN_SWEEP);
+        if map.len() >= due {
+            self.sweep(&mut map);
+        }
+        let lock = map.entry(Arc::from(name)).or_insert_with_key(|key| {
+            Arc::new(NameLock::new(Arc::clone(key), Arc::clone(registry)))
+        });
+        Arc::clone(lock)
+    }
+
+    /// Removes every name nobody can reach but the table: no guard, handle, waiter,
+    /// lease or [`Fenced`] refers to it (all of them hold a reference), and nothing holds
+    /// or waits for it. An acquire by name takes its reference under the table's read
+    /// lock, so it never races this (which holds the write lock). A name made again later
+    /// is a new lock that behaves the same: its tokens come from the manager's counter,
+    /// and its counters were kept in `retired`.
+    fn sweep(&self, map: &mut HashMap<Arc<str>, Arc<NameLock>>) {
+        let mut retired = self.retired.lock();
+        map.retain(|_, lock| {
+            if Arc::strong_count(lock) > 1 {
+                return true;
+            }
+            match lock.idle_counters() {
+                Some(counters) => {
+                    retired.add(&counters);
+                    false
+                }
+                None => true,
+            }
+        });
+        self.sweep_at
+            .store(map.len() * 2, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A sweep now, when the table is past the minimum: after the lease monitor let go
+    /// of names, which the last sweep had to keep.
+    fn sweep_if_large(&self) {
+        if self.map.read().len() >= MIN_SWEEP {
+            self.sweep(&mut self.map.write());
+        }
+    }
+}
 
 /// Named read-write locks with leases, fencing tokens and deadlock detection.
 ///
@@ -170,6 +242,11 @@ pub struct LockManager {
     registry: Arc<Registry>,
     _monitor: Option<Monitor>,
 }
+
+/// The table is swept of idle names once it holds this many, and then whenever it has
+/// doubled since the last sweep: amortised O(1) per new name, and a table at most about
+/// twice the names in use.
+const MIN_SWEEP: usize = 256;
 
 impl fmt::Debug for LockManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -263,14 +340,19 @@ impl LockManager {
         if name.is_empty() {
             return Err(LockError::EmptyName);
         }
-        if let Some(lock) = self.names.read().get(name) {
-            return Ok(Arc::clone(lock));
-        }
-        let mut names = self.names.write();
-        let lock = names.entry(Arc::from(name)).or_insert_with_key(|key| {
-            Arc::new(NameLock::new(Arc::clone(key), Arc::clone(&self.registry)))
-        });
-        Ok(Arc::clone(lock))
+        Ok(self.names.lock_for(name, &self.registry))
+    }
+
+    /// How many names the table holds now: those in use, and at most about as many
+    /// again that were used since the last sweep.
+    pub fn name_count(&self) -> usize {
+        self.names.read().len()
+    }
+
+    /// How many names have leased holds the lease monitor will look at (those held
+    /// since it last found them free).
+    pub fn leased_count(&self) -> usize {
+        self.registry.leased_len()
     }
 
     /// A handle to `name` that skips the name lookup on every acquire.
@@ -329,8 +411,9 @@ impl LockManager {
         if holding_off::contains(self, name) {
             return Ok(f());
         }
-        // Held throughout: a first acquire of a name not made yet inserts it under the
-        // write lock, so it waits; names are never removed, so `lock` stays the name's.
+        // Held throughout: a first acquire of a name not in the table inserts it under
+        // the write lock, so it waits; a sweep removes names under the write lock too,
+        // so the lock found stays the name's.
         // Recursive, so that a nested call on this thread never queues behind a writer.
         let names = self.names.read_recursive();
         let state = names.get(name).map(|lock| lock.state.lock());
@@ -374,8 +457,9 @@ impl LockManager {
 
     /// Cumulative counters over every name since the manager was made.
     pub fn stats(&self) -> LockStats {
-        let mut stats = LockStats::default();
-        for lock in self.names.read().values() {
+        let names = self.names.read();
+        let mut stats = *self.names.retired.lock();
+        for lock in names.values() {
             stats.add(&lock.state.lock().counters);
         }
         stats
@@ -387,7 +471,7 @@ impl LockManager {
         let now = self.registry.lease.map(|_| self.registry.clock.now());
         let waiting = self.registry.waiting();
         let mut locks = Vec::new();
-        let mut stats = LockStats::default();
+        let mut stats = *self.names.retired.lock();
         let all: Vec<Arc<NameLock>> = self.names.read().values().cloned().collect();
         for lock in all {
             let st = lock.state.lock();
@@ -396,7 +480,7 @@ impl LockManager {
                 .iter()
                 .filter(|w| Arc::ptr_eq(&w.lock, &lock))
                 .map(|w| WaiterInfo {
-                    thread: w.owner.name.to_owned(),
+                    thread: w.owner.name(),
                     kind: w.kind,
                     waited: w.since.elapsed(),
                 })
@@ -408,7 +492,7 @@ impl LockManager {
                 .holds
                 .iter()
                 .map(|h| HolderInfo {
-                    thread: h.owner.name.to_owned(),
+                    thread: h.owner.name(),
                     mode: h.mode,
                     token: h.token,
                     held_for: now
@@ -431,10 +515,14 @@ impl LockManager {
     }
 }
 
+/// Expires overdue leases on the names that have any, then sweeps the table if that let
+/// go of names; returns how many leases expired.
 fn expire_overdue(names: &Names, registry: &Registry) -> usize {
-    let now = registry.clock.now();
-    let all: Vec<Arc<NameLock>> = names.read().values().cloned().collect();
-    all.iter().map(|lock| lock.expire(now)).sum()
+    let (expired, delisted) = registry.expire_overdue();
+    if delisted > 0 {
+        names.sweep_if_large();
+    }
+    expired
 }
 
 /// The names each thread is inside [`LockManager::while_unlocked`] for, so that a nested

@@ -68,8 +68,12 @@ pub(crate) struct NameCounters {
 #[derive(Debug, Default)]
 pub(crate) struct State {
     pub(crate) holds: Vec<Hold>,
-    /// The fencing counter: grows on every grant and every expiry.
+    /// The latest fencing token: the last grant's, or later if a lease expired since.
+    /// Tokens come from the manager's counter, so a name removed from the table and
+    /// made again never hands out a token it handed out before.
     pub(crate) token: u64,
+    /// On the registry's list of names with leased holds, which the monitor walks.
+    listed: bool,
     waiters: usize,
     /// The owner waiting to upgrade its shared hold, and that hold's token, if any.
     upgrading: Option<(u64, u64)>,
@@ -209,15 +213,19 @@ impl NameLock {
     }
 
     #[inline]
-    fn grant(&self, st: &mut State, owner: Owner, mode: Mode) -> u64 {
+    fn grant(self: &Arc<Self>, st: &mut State, owner: Owner, mode: Mode) -> u64 {
         let (since, deadline) = match self.registry.lease {
             Some(lease) => {
                 let now = self.registry.clock.now();
+                if !st.listed {
+                    st.listed = true;
+                    self.registry.list_leased(Arc::clone(self));
+                }
                 (Some(now), Some(now + lease))
             }
             None => (None, None),
         };
-        st.token += 1;
+        st.token = self.registry.next_token();
         st.counters.grants += 1;
         st.holds.push(Hold {
             owner,
@@ -291,7 +299,7 @@ impl NameLock {
     }
 
     /// Turns `owner`'s exclusive hold `token` into a shared one; returns the new token.
-    pub(crate) fn downgrade(&self, owner: Owner, token: u64) -> Result<u64, LockError> {
+    pub(crate) fn downgrade(self: &Arc<Self>, owner: Owner, token: u64) -> Result<u64, LockError> {
         let mut st = self.state.lock();
         if !st.holds.iter().any(|h| h.token == token) {
             return Err(self.expired(token));
@@ -349,6 +357,26 @@ impl NameLock {
         }
     }
 
+    /// Whether nothing holds, waits for or upgrades this name; its counters if so.
+    pub(crate) fn idle_counters(&self) -> Option<NameCounters> {
+        let st = self.state.lock();
+        (st.holds.is_empty() && st.waiters == 0 && st.upgrading.is_none() && !st.listed)
+            .then_some(st.counters)
+    }
+
+    /// Expires overdue holds ([`expire`](Self::expire)) and, when no hold is left, takes
+    /// the name off the leased list (the caller removes its entry); returns how many
+    /// expired and whether to delist.
+    pub(crate) fn expire_and_delist(&self, now: Timestamp) -> (usize, bool) {
+        let expired = self.expire(now);
+        let mut st = self.state.lock();
+        let delist = st.listed && st.holds.is_empty();
+        if delist {
+            st.listed = false;
+        }
+        (expired, delist)
+    }
+
     /// Expires every hold whose lease ended before `now`; returns how many.
     pub(crate) fn expire(&self, now: Timestamp) -> usize {
         let mut st = self.state.lock();
@@ -357,7 +385,7 @@ impl NameLock {
         while i < st.holds.len() {
             if st.holds[i].deadline.is_some_and(|d| d <= now) {
                 let hold = st.holds.swap_remove(i);
-                st.token += 1;
+                st.token = self.registry.next_token();
                 st.counters.expiries += 1;
                 expired += 1;
                 let age = hold
@@ -368,7 +396,7 @@ impl NameLock {
                     "lease expired: {} lock on {:?} held by {} for {age:?}; token {} is stale, fencing token now {}",
                     hold.mode,
                     self.name,
-                    hold.owner.name,
+                    hold.owner.name(),
                     hold.token,
                     st.token
                 );

@@ -53,6 +53,12 @@ pub(crate) struct Registry {
     /// One deadlock search at a time, so that one cycle has one victim.
     detecting: Mutex<()>,
     next_seq: AtomicU64,
+    /// The fencing token counter of every name.
+    next_token: AtomicU64,
+    /// Names that have had a leased hold since the monitor last found them free: all
+    /// the monitor walks, by address, with how many times each is listed (a name listed
+    /// again while the monitor delists it is counted twice; each delisting takes one).
+    leased: Mutex<HashMap<usize, (Arc<NameLock>, usize)>>,
 }
 
 impl fmt::Debug for Registry {
@@ -80,7 +86,59 @@ impl Registry {
             waits: Mutex::new(Vec::new()),
             detecting: Mutex::new(()),
             next_seq: AtomicU64::new(1),
+            next_token: AtomicU64::new(1),
+            leased: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A fresh fencing token, larger than every one handed out before.
+    pub(crate) fn next_token(&self) -> u64 {
+        self.next_token.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn list_leased(&self, lock: Arc<NameLock>) {
+        let key = Arc::as_ptr(&lock) as usize;
+        self.leased.lock().entry(key).or_insert((lock, 0)).1 += 1;
+    }
+
+    /// Expires every overdue lease on the listed names and delists those left free;
+    /// returns how many leases expired and how many names were delisted.
+    pub(crate) fn expire_overdue(&self) -> (usize, usize) {
+        let now = self.clock.now();
+        let listed: Vec<Arc<NameLock>> = self
+            .leased
+            .lock()
+            .values()
+            .map(|(l, _)| Arc::clone(l))
+            .collect();
+        let mut expired = 0;
+        let mut free = Vec::new();
+        for lock in listed {
+            let (n, delist) = lock.expire_and_delist(now);
+            expired += n;
+            if delist {
+                free.push(lock);
+            }
+        }
+        let delisted = free.len();
+        if !free.is_empty() {
+            let mut leased = self.leased.lock();
+            for lock in free {
+                let key = Arc::as_ptr(&lock) as usize;
+                if let Some((_, times)) = leased.get_mut(&key) {
+                    *times -= 1;
+                    if *times == 0 {
+                        leased.remove(&key);
+                    }
+                }
+            }
+        }
+        (expired, delisted)
+    }
+
+    /// How many names are on the leased list.
+    pub(crate) fn leased_len(&self) -> usize {
+        self.leased.lock().len()
     }
 
     pub(crate) fn begin_wait(
@@ -146,7 +204,7 @@ impl Registry {
                 .map(|(from, _, _)| {
                     let w = &first.waits[from];
                     CycleStep {
-                        thread: w.owner.name.to_owned(),
+                        thread: w.owner.name(),
                         waits_for: w.lock.name.to_string(),
                         mode: w.kind.mode(),
                     }

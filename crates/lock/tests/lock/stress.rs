@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use memwarden_lock::{Fenced, LockError};
+use memwarden_lock::{Fenced, Held, LockError};
 
 use crate::manager;
 
@@ -101,4 +101,97 @@ fn mixed_operations_lose_no_update() {
     );
     assert_eq!(stats.upgrade_conflicts, refused.load(Ordering::Relaxed));
     assert_eq!(stats.deadlocks, 0);
+}
+
+#[test]
+fn a_million_distinct_names_leave_the_table_near_empty() {
+    const NAMES: usize = 1_000_000;
+    let m = crate::manager();
+    let mut last_token = 0;
+    for i in 0..NAMES {
+        let guard = m.write(&format!("request-{i}")).unwrap();
+        // Fencing tokens keep growing however often names come and go.
+        assert!(guard.token() > last_token);
+        last_token = guard.token();
+    }
+    assert!(
+        m.name_count() < 1024,
+        "{} names left in the table",
+        m.name_count()
+    );
+    assert_eq!(
+        m.stats().grants,
+        NAMES as u64,
+        "the counters of removed names are kept"
+    );
+    // A name in use is never removed: its holder and a later acquirer exclude each other.
+    let held = m.write("kept").unwrap();
+    for i in 0..10_000 {
+        drop(m.read(&format!("churn-{i}")).unwrap());
+    }
+    let other = thread::scope(|s| {
+        s.spawn(|| m.try_write_for("kept", Duration::from_millis(1)).err())
+            .join()
+            .unwrap()
+    });
+    assert!(
+        matches!(other, Some(LockError::Timeout { .. })),
+        "{other:?}"
+    );
+    drop(held);
+}
+
+#[test]
+fn the_lease_monitor_walks_only_names_with_leases() {
+    use memwarden_core::ManualClock;
+    use memwarden_lock::{LockConfig, LockManager};
+    use std::sync::Arc;
+    use std::time::Duration;
+    let clock = ManualClock::new();
+    let m = LockManager::with_clock(
+        LockConfig {
+            lease: Some(Duration::from_secs(30)),
+            // The test expires by hand.
+            monitor_interval: Some(Duration::from_secs(24 * 60 * 60)),
+            ..LockConfig::default()
+        },
+        Arc::new(clock.clone()),
+    )
+    .unwrap();
+    let kept = m.read("long-read").unwrap();
+    for i in 0..5_000 {
+        drop(m.write(&format!("short-{i}")).unwrap());
+    }
+    assert_eq!(
+        m.leased_count(),
+        5_001,
+        "every name leased since the last pass"
+    );
+    assert_eq!(m.expire_overdue(), 0);
+    assert_eq!(
+        m.leased_count(),
+        1,
+        "only the name still held stays on the list"
+    );
+    for i in 0..5_000 {
+        drop(m.read(&format!("next-{i}")).unwrap());
+    }
+    m.expire_overdue();
+    clock.advance(Duration::from_secs(31));
+    assert_eq!(m.expire_overdue(), 1, "the held lease expires");
+    assert!(!kept.is_valid());
+    assert_eq!(m.leased_count(), 0);
+    drop(kept);
+    // A pass of the monitor that lets go of names sweeps the table: what is left are
+    // the names used since the last pass (none here).
+    assert_eq!(
+        m.name_count(),
+        1,
+        "only the expired name, whose guard lived until now"
+    );
+    for i in 0..300 {
+        drop(m.read(&format!("last-{i}")).unwrap());
+    }
+    m.expire_overdue();
+    assert!(m.name_count() < 1024, "{} names", m.name_count());
 }
