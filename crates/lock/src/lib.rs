@@ -32,9 +32,9 @@
 //! In Rust a guard cannot be taken away from a running holder: the holder may be in the
 //! middle of reading or writing what the lock protects, and handing the lock to someone
 //! else then would alias that memory, which is undefined behaviour. So automatic release
-//! is a **lease**. Every grant carries a deadline and a **fencing token**, from a counter
-//! of the manager's, so a name's tokens grow on every grant and every expiry, even across
-//! the name leaving the table and coming back. When a hold outlives its lease the
+//! is a **lease**. Every grant carries a deadline and a **fencing token**, a per-name
+//! counter that grows on every grant and every expiry (a name that left the table and
+//! comes back starts above every token handed out before). When a hold outlives its lease the
 //! monitor thread marks it expired, logs it with the holder's thread and age, wakes the
 //! waiters and lets the next holder in with a higher token. The stale holder keeps running
 //! undisturbed and its guard still drops normally (doing nothing), but every check of its

@@ -170,6 +170,8 @@ struct Names {
     /// The table size at which the next insertion first removes idle names (0: the
     /// minimum).
     sweep_at: std::sync::atomic::AtomicUsize,
+    /// Above every token a removed name handed out: where a name made again starts.
+    first_token: std::sync::atomic::AtomicU64,
 }
 
 impl Names {
@@ -194,8 +196,9 @@ impl Names {
         if map.len() >= due {
             self.sweep(&mut map);
         }
+        let first = self.first_token.load(std::sync::atomic::Ordering::Relaxed);
         let lock = map.entry(Arc::from(name)).or_insert_with_key(|key| {
-            Arc::new(NameLock::new(Arc::clone(key), Arc::clone(registry)))
+            Arc::new(NameLock::new(Arc::clone(key), Arc::clone(registry), first))
         });
         Arc::clone(lock)
     }
@@ -204,22 +207,26 @@ impl Names {
     /// lease or [`Fenced`] refers to it (all of them hold a reference), and nothing holds
     /// or waits for it. An acquire by name takes its reference under the table's read
     /// lock, so it never races this (which holds the write lock). A name made again later
-    /// is a new lock that behaves the same: its tokens come from the manager's counter,
-    /// and its counters were kept in `retired`.
+    /// is a new lock that behaves the same: its tokens start above every token a removed
+    /// name handed out, and its counters were kept in `retired`.
     fn sweep(&self, map: &mut HashMap<Arc<str>, Arc<NameLock>>) {
         let mut retired = self.retired.lock();
+        let mut first = self.first_token.load(std::sync::atomic::Ordering::Relaxed);
         map.retain(|_, lock| {
             if Arc::strong_count(lock) > 1 {
                 return true;
             }
             match lock.idle_counters() {
-                Some(counters) => {
+                Some((counters, token)) => {
                     retired.add(&counters);
+                    first = first.max(token + 1);
                     false
                 }
                 None => true,
             }
         });
+        self.first_token
+            .store(first, std::sync::atomic::Ordering::Relaxed);
         self.sweep_at
             .store(map.len() * 2, std::sync::atomic::Ordering::Relaxed);
     }

@@ -68,9 +68,9 @@ pub(crate) struct NameCounters {
 #[derive(Debug, Default)]
 pub(crate) struct State {
     pub(crate) holds: Vec<Hold>,
-    /// The latest fencing token: the last grant's, or later if a lease expired since.
-    /// Tokens come from the manager's counter, so a name removed from the table and
-    /// made again never hands out a token it handed out before.
+    /// The latest fencing token: the last grant's, or later if a lease expired since. A
+    /// name made again after it left the table starts above every token of the names
+    /// removed before, so it never hands out a token it handed out in an earlier life.
     pub(crate) token: u64,
     /// On the registry's list of names with leased holds, which the monitor walks.
     listed: bool,
@@ -203,10 +203,14 @@ pub(crate) struct NameLock {
 }
 
 impl NameLock {
-    pub(crate) fn new(name: Arc<str>, registry: Arc<Registry>) -> Self {
+    /// A lock for `name` whose tokens start above `first_token - 1`.
+    pub(crate) fn new(name: Arc<str>, registry: Arc<Registry>, first_token: u64) -> Self {
         NameLock {
             name,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                token: first_token.saturating_sub(1),
+                ..State::default()
+            }),
             cond: Condvar::new(),
             registry,
         }
@@ -225,7 +229,7 @@ impl NameLock {
             }
             None => (None, None),
         };
-        st.token = self.registry.next_token();
+        st.token += 1;
         st.counters.grants += 1;
         st.holds.push(Hold {
             owner,
@@ -357,11 +361,12 @@ impl NameLock {
         }
     }
 
-    /// Whether nothing holds, waits for or upgrades this name; its counters if so.
-    pub(crate) fn idle_counters(&self) -> Option<NameCounters> {
+    /// Whether nothing holds, waits for or upgrades this name; its counters and its
+    /// latest token if so.
+    pub(crate) fn idle_counters(&self) -> Option<(NameCounters, u64)> {
         let st = self.state.lock();
         (st.holds.is_empty() && st.waiters == 0 && st.upgrading.is_none() && !st.listed)
-            .then_some(st.counters)
+            .then_some((st.counters, st.token))
     }
 
     /// Expires overdue holds ([`expire`](Self::expire)) and, when no hold is left, takes
@@ -385,7 +390,7 @@ impl NameLock {
         while i < st.holds.len() {
             if st.holds[i].deadline.is_some_and(|d| d <= now) {
                 let hold = st.holds.swap_remove(i);
-                st.token = self.registry.next_token();
+                st.token += 1;
                 st.counters.expiries += 1;
                 expired += 1;
                 let age = hold

@@ -53,8 +53,6 @@ pub(crate) struct Registry {
     /// One deadlock search at a time, so that one cycle has one victim.
     detecting: Mutex<()>,
     next_seq: AtomicU64,
-    /// The fencing token counter of every name.
-    next_token: AtomicU64,
     /// Names that have had a leased hold since the monitor last found them free: all
     /// the monitor walks, by address, with how many times each is listed (a name listed
     /// again while the monitor delists it is counted twice; each delisting takes one).
@@ -86,14 +84,8 @@ impl Registry {
             waits: Mutex::new(Vec::new()),
             detecting: Mutex::new(()),
             next_seq: AtomicU64::new(1),
-            next_token: AtomicU64::new(1),
             leased: Mutex::new(HashMap::new()),
         }
-    }
-
-    /// A fresh fencing token, larger than every one handed out before.
-    pub(crate) fn next_token(&self) -> u64 {
-        self.next_token.fetch_add(1, Ordering::Relaxed)
     }
 
     pub(crate) fn list_leased(&self, lock: Arc<NameLock>) {

@@ -107,13 +107,12 @@ fn mixed_operations_lose_no_update() {
 fn a_million_distinct_names_leave_the_table_near_empty() {
     const NAMES: usize = 1_000_000;
     let m = crate::manager();
-    let mut last_token = 0;
+    let first = m.write("again").unwrap().token();
     for i in 0..NAMES {
-        let guard = m.write(&format!("request-{i}")).unwrap();
-        // Fencing tokens keep growing however often names come and go.
-        assert!(guard.token() > last_token);
-        last_token = guard.token();
+        drop(m.write(&format!("request-{i}")).unwrap());
     }
+    // "again" left the table long ago; made again, its tokens still only grow.
+    assert!(m.write("again").unwrap().token() > first);
     assert!(
         m.name_count() < 1024,
         "{} names left in the table",
@@ -121,7 +120,7 @@ fn a_million_distinct_names_leave_the_table_near_empty() {
     );
     assert_eq!(
         m.stats().grants,
-        NAMES as u64,
+        NAMES as u64 + 2,
         "the counters of removed names are kept"
     );
     // A name in use is never removed: its holder and a later acquirer exclude each other.
