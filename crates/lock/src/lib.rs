@@ -53,7 +53,8 @@
 //! check delay (default 1 s, like PostgreSQL's `deadlock_timeout`) builds the wait-for
 //! graph and, if it is on a cycle, fails with [`LockError::Deadlock`] naming the threads and
 //! names; it checks again after every further delay, so a cycle that forms later is found
-//! by its last member. A cycle is reported only if two successive reads of the graph agree on
+//! by its last member; [`LockManager::check_deadlocks`] has every waiter search at once (a
+//! watchdog's call, and how the loom models run the detector). A cycle is reported only if two successive reads of the graph agree on
 //! every edge (tokens, tickets and wait numbers are never reused), so a graph that changed
 //! while it was read is never mistaken for a deadlock. The graph's edges are not a second
 //! statement of the grant rules: for each waiter they are what the grant function itself

@@ -457,6 +457,15 @@ impl LockManager {
         expire_overdue(&self.names, &self.registry)
     }
 
+    /// Has every waiting thread look for a deadlock now instead of at its next check
+    /// delay: a program that knows its threads are stuck (a watchdog) gets the cycle
+    /// reported at once, and tests and model checkers run the detector without waiting
+    /// for real time to pass. Returns at once; each waiter on a cycle finds it in its own
+    /// thread, and one of them fails with [`LockError::Deadlock`].
+    pub fn check_deadlocks(&self) {
+        self.registry.check_deadlocks();
+    }
+
     /// A value reachable only through a valid guard on `name` (see [`Fenced`]).
     pub fn fenced<T>(&self, name: &str, value: T) -> Result<Fenced<T>, LockError> {
         Ok(Fenced::new(self.lock_for(name)?, value))

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use memwarden_core::Timestamp;
 
@@ -354,6 +354,13 @@ impl NameLock {
         self.state.lock().holds.iter().any(|h| h.token == token)
     }
 
+    /// Wakes this name's waiters (under its lock, so none misses it): how a check for
+    /// deadlocks asked for now reaches them.
+    pub(crate) fn wake_waiters(&self) {
+        let _st = self.state.lock();
+        self.cond.notify_all();
+    }
+
     pub(crate) fn expired(&self, token: u64) -> LockError {
         LockError::LeaseExpired {
             name: self.name.to_string(),
@@ -428,7 +435,7 @@ impl NameLock {
         if st.can_grant(kind, owner.id, None, fair) {
             return Ok(());
         }
-        let started = Instant::now();
+        let started = sync::now();
         if timeout == Some(Duration::ZERO) {
             st.counters.timeouts += 1;
             return Err(LockError::Timeout {
@@ -455,7 +462,14 @@ impl NameLock {
             .begin_wait(owner, Arc::clone(self), kind, ticket, started);
         st.waiters += 1;
         let check_delay = self.registry.check_delay;
-        let mut next_check = started.checked_add(check_delay).unwrap_or(started);
+        // Under loom, time does not pass on its own: only a check asked for with
+        // `LockManager::check_deadlocks` runs the detector there.
+        let mut next_check = if cfg!(loom) {
+            None
+        } else {
+            Some(started.checked_add(check_delay).unwrap_or(started))
+        };
+        let mut checked_epoch = self.registry.check_epoch();
         let result = loop {
             if upgrading.is_some_and(|token| !st.holds.iter().any(|h| h.token == token)) {
                 break Err(self.expired(upgrading.unwrap_or_default()));
@@ -463,27 +477,34 @@ impl NameLock {
             if st.can_grant(kind, owner.id, ticket, fair) {
                 break Ok(());
             }
-            let now = Instant::now();
+            let now = sync::now();
             if deadline.is_some_and(|d| now >= d) {
                 st.counters.timeouts += 1;
                 break Err(LockError::Timeout {
                     name: self.name.to_string(),
                     mode: kind.mode(),
-                    waited: now - started,
+                    waited: now.saturating_duration_since(started),
                 });
             }
-            if now >= next_check {
+            let epoch = self.registry.check_epoch();
+            if next_check.is_some_and(|c| now >= c) || epoch != checked_epoch {
+                checked_epoch = epoch;
                 if let Some(cycle) = sync::unlocked(st, || self.registry.find_cycle(owner.id, seq))
                 {
                     st.counters.deadlocks += 1;
                     break Err(LockError::Deadlock { cycle });
                 }
-                let now = Instant::now();
-                next_check = now.checked_add(check_delay).unwrap_or(now);
+                if next_check.is_some() {
+                    let now = sync::now();
+                    next_check = Some(now.checked_add(check_delay).unwrap_or(now));
+                }
                 continue;
             }
-            let wake = deadline.map_or(next_check, |d| d.min(next_check));
-            sync::wait_until(&self.cond, st, Some(wake));
+            let wake = match (deadline, next_check) {
+                (Some(d), Some(c)) => Some(d.min(c)),
+                (d, c) => d.or(c),
+            };
+            sync::wait_until(&self.cond, st, wake);
         };
         st.waiters -= 1;
         if let Some(t) = ticket {

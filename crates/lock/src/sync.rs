@@ -25,28 +25,64 @@ pub(crate) fn wait_until<T>(
     }
 }
 
+/// The time waits are measured in: the real clock.
+#[cfg(not(loom))]
+pub(crate) fn now() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
 #[cfg(loom)]
-pub(crate) use loom_shim::{Condvar, Mutex, MutexGuard};
+pub(crate) use loom_shim::{Condvar, Mutex, MutexGuard, now};
 
 #[cfg(loom)]
 pub(crate) fn unlocked<T, R>(guard: &mut MutexGuard<'_, T>, f: impl FnOnce() -> R) -> R {
     guard.unlocked(f)
 }
 
+/// Under loom, a timed wait is one in which nothing wakes the thread before its
+/// deadline: it lets the other threads run, then its clock moves to the deadline. (loom
+/// does not model time; a wait that a notification ends early is what the untimed waits
+/// explore.)
 #[cfg(loom)]
 pub(crate) fn wait_until<T>(
     cond: &Condvar,
     guard: &mut MutexGuard<'_, T>,
-    _deadline: Option<std::time::Instant>,
+    deadline: Option<std::time::Instant>,
 ) {
-    // loom does not model time; a timed wait is a wait that may also wake spuriously,
-    // which every caller already tolerates by re-checking its condition.
-    cond.wait(guard);
+    match deadline {
+        Some(deadline) => {
+            guard.unlocked(loom::thread::yield_now);
+            loom_shim::advance_to(deadline);
+        }
+        None => cond.wait(guard),
+    }
 }
 
 #[cfg(loom)]
 mod loom_shim {
+    use std::cell::Cell;
     use std::ops::{Deref, DerefMut};
+    use std::sync::LazyLock;
+    use std::time::{Duration, Instant};
+
+    /// Where every loom thread's clock starts.
+    static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+    loom::thread_local! {
+        /// How far this loom thread's clock has moved: only timed waits move it.
+        static ELAPSED: Cell<Duration> = Cell::new(Duration::ZERO);
+    }
+
+    /// This thread's virtual time.
+    pub(crate) fn now() -> Instant {
+        *EPOCH + ELAPSED.with(Cell::get)
+    }
+
+    /// Moves this thread's virtual time to `deadline` (never back).
+    pub(crate) fn advance_to(deadline: Instant) {
+        let to = deadline.saturating_duration_since(*EPOCH);
+        ELAPSED.with(|e| e.set(e.get().max(to)));
+    }
 
     /// loom's mutex with parking_lot's non-poisoning API.
     #[derive(Debug)]

@@ -2,8 +2,10 @@
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test -p memwarden-lock --test loom --release`.
 //! Checked: no two writers, no reader beside a writer, no lost wake-up (loom reports a
-//! model in which a thread blocks forever), across acquire/release, upgrade/downgrade and
-//! the hand-over when a lease expires.
+//! model in which a thread blocks forever), across acquire/release, upgrade/downgrade, the
+//! hand-over when a lease expires, fair mode's queue, a waiter that times out (timed waits
+//! run on a virtual clock under loom, moved to the deadline by the wait), two upgraders,
+//! and a lease that expires during an upgrade.
 #![cfg(loom)]
 
 use std::sync::Arc as StdArc;
@@ -124,5 +126,149 @@ fn an_expired_lease_hands_over_to_the_waiter() {
         let next = waiter.join().unwrap();
         assert!(next > stale.token());
         drop(stale);
+    });
+}
+
+fn manager(config: LockConfig) -> Arc<LockManager> {
+    Arc::new(LockManager::with_config(config).unwrap())
+}
+
+#[test]
+fn fair_mode_serves_everyone_and_loses_no_wake_up() {
+    loom::model(|| {
+        let m = manager(LockConfig {
+            fair: true,
+            ..LockConfig::without_leases()
+        });
+        let inside = Arc::new(Inside::default());
+        let held = m.write("x").unwrap();
+        let (m1, i1) = (m.clone(), inside.clone());
+        let reader = thread::spawn(move || {
+            let _r = m1.read("x").unwrap();
+            i1.enter_read();
+            i1.leave_read();
+        });
+        let (m2, i2) = (m.clone(), inside.clone());
+        let writer = thread::spawn(move || {
+            let _w = m2.write("x").unwrap();
+            i2.enter_write();
+            i2.leave_write();
+        });
+        inside.enter_write();
+        inside.leave_write();
+        drop(held);
+        reader.join().unwrap();
+        writer.join().unwrap();
+    });
+}
+
+#[test]
+fn a_waiter_that_times_out_wakes_the_one_queued_behind_it() {
+    use memwarden_lock::LockError;
+    loom::model(|| {
+        let m = manager(LockConfig {
+            fair: true,
+            ..LockConfig::without_leases()
+        });
+        let held = m.read("x").unwrap();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let (m1, q1) = (m.clone(), queued.clone());
+        // Queued first, behind the reader held here: a writer that gives up.
+        let writer = thread::spawn(move || {
+            q1.store(1, Ordering::SeqCst);
+            m1.try_write_for("x", Duration::from_millis(1)).err()
+        });
+        let m2 = m.clone();
+        // Then a reader: in fair mode it waits behind the writer, until the writer leaves.
+        let reader = thread::spawn(move || {
+            while queued.load(Ordering::SeqCst) == 0 {
+                thread::yield_now();
+            }
+            m2.read("x").map(drop)
+        });
+        let timed_out = writer.join().unwrap();
+        assert!(
+            matches!(timed_out, Some(LockError::Timeout { .. })),
+            "{timed_out:?}"
+        );
+        assert_eq!(reader.join().unwrap(), Ok(()));
+        drop(held);
+    });
+}
+
+#[test]
+fn two_upgraders_never_both_wait_and_exclusion_holds() {
+    use memwarden_lock::LockError;
+    loom::model(|| {
+        let (handle, inside) = setup();
+        let upgrader = |h: Arc<LockHandle>, i: Arc<Inside>| {
+            move || {
+                let r = h.read().unwrap();
+                match r.upgrade() {
+                    Ok(w) => {
+                        i.enter_write();
+                        i.leave_write();
+                        drop(w);
+                        true
+                    }
+                    Err(failed) => {
+                        assert!(
+                            matches!(failed.error, LockError::UpgradeConflict { .. }),
+                            "{}",
+                            failed.error
+                        );
+                        drop(failed.guard); // lets the other upgrade finish
+                        false
+                    }
+                }
+            }
+        };
+        let a = thread::spawn(upgrader(handle.clone(), inside.clone()));
+        let b = thread::spawn(upgrader(handle.clone(), inside.clone()));
+        let (a, b) = (a.join().unwrap(), b.join().unwrap());
+        assert!(a || b, "at least one upgrade goes through");
+    });
+}
+
+#[test]
+fn a_lease_that_expires_during_an_upgrade_fails_the_upgrade() {
+    use memwarden_lock::LockError;
+    loom::model(|| {
+        let clock = ManualClock::new();
+        let config = LockConfig {
+            lease: Some(Duration::from_secs(1)),
+            ..LockConfig::default()
+        };
+        let manager =
+            StdArc::new(LockManager::with_clock(config, StdArc::new(clock.clone())).unwrap());
+        let handle = Arc::new(manager.handle("x").unwrap());
+        // 1: the upgrader reads; 2: a later reader holds too; then the upgrade starts.
+        let step = Arc::new(AtomicUsize::new(0));
+        let (h, st) = (handle.clone(), step.clone());
+        let upgrader = thread::spawn(move || {
+            let guard = h.read().unwrap();
+            st.store(1, Ordering::SeqCst);
+            while st.load(Ordering::SeqCst) < 2 {
+                thread::yield_now();
+            }
+            guard.upgrade().map(|w| w.token()).map_err(|f| f.error)
+        });
+        while step.load(Ordering::SeqCst) < 1 {
+            thread::yield_now();
+        }
+        // A reader whose lease ends later keeps the upgrade waiting, then the
+        // upgrader's own lease runs out (while it waits, or just before it asks).
+        clock.advance(Duration::from_millis(600));
+        let later = handle.read().unwrap();
+        step.store(2, Ordering::SeqCst);
+        clock.advance(Duration::from_millis(500));
+        assert_eq!(manager.expire_overdue(), 1);
+        let upgraded = upgrader.join().unwrap();
+        assert!(
+            matches!(upgraded, Err(LockError::LeaseExpired { .. })),
+            "{upgraded:?}"
+        );
+        assert!(later.is_valid());
+        drop(later);
     });
 }

@@ -225,3 +225,46 @@ fn in_fair_mode_a_reader_held_back_by_a_later_upgrade_is_on_the_cycle() {
         .collect();
     assert!(others.is_empty(), "{others:?}");
 }
+
+#[test]
+fn a_check_asked_for_finds_a_cycle_without_waiting_for_the_delay() {
+    // A delay no test would wait out: only the explicit check can find the cycle.
+    let m = LockManager::with_config(memwarden_lock::LockConfig {
+        check_delay: Duration::from_secs(3600),
+        ..memwarden_lock::LockConfig::without_leases()
+    })
+    .unwrap();
+    let m = &m;
+    let held = Barrier::new(3);
+    let outcomes: Vec<Option<LockError>> = thread::scope(|s| {
+        let cross = |first: &'static str, second: &'static str| {
+            let held = &held;
+            s.spawn(move || {
+                let mine = m.write(first).unwrap();
+                held.wait();
+                let result = m.write(second).err();
+                drop(mine);
+                result
+            })
+        };
+        let (a, b) = (cross("a", "b"), cross("b", "a"));
+        held.wait();
+        while m
+            .inspect()
+            .locks
+            .iter()
+            .map(|l| l.waiters.len())
+            .sum::<usize>()
+            < 2
+        {
+            thread::yield_now();
+        }
+        m.check_deadlocks();
+        vec![a.join().unwrap(), b.join().unwrap()]
+    });
+    let deadlocks = outcomes
+        .iter()
+        .filter(|e| matches!(e, Some(LockError::Deadlock { .. })))
+        .count();
+    assert_eq!(deadlocks, 1, "{outcomes:?}");
+}
