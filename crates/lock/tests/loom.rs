@@ -102,17 +102,22 @@ fn upgrade_and_downgrade_keep_exclusion() {
     });
 }
 
+/// A manager with 1 s leases on a manual clock, and a handle to `x`.
+fn leased() -> (ManualClock, StdArc<LockManager>, Arc<LockHandle>) {
+    let clock = ManualClock::new();
+    let config = LockConfig {
+        lease: Some(Duration::from_secs(1)),
+        ..LockConfig::default()
+    };
+    let manager = StdArc::new(LockManager::with_clock(config, StdArc::new(clock.clone())).unwrap());
+    let handle = Arc::new(manager.handle("x").unwrap());
+    (clock, manager, handle)
+}
+
 #[test]
 fn an_expired_lease_hands_over_to_the_waiter() {
     loom::model(|| {
-        let clock = ManualClock::new();
-        let config = LockConfig {
-            lease: Some(Duration::from_secs(1)),
-            ..LockConfig::default()
-        };
-        let manager =
-            StdArc::new(LockManager::with_clock(config, StdArc::new(clock.clone())).unwrap());
-        let handle = Arc::new(manager.handle("x").unwrap());
+        let (clock, manager, handle) = leased();
         let stale = handle.write().unwrap();
         let h = handle.clone();
         let waiter = thread::spawn(move || {
@@ -234,14 +239,7 @@ fn two_upgraders_never_both_wait_and_exclusion_holds() {
 fn a_lease_that_expires_during_an_upgrade_fails_the_upgrade() {
     use memwarden_lock::LockError;
     loom::model(|| {
-        let clock = ManualClock::new();
-        let config = LockConfig {
-            lease: Some(Duration::from_secs(1)),
-            ..LockConfig::default()
-        };
-        let manager =
-            StdArc::new(LockManager::with_clock(config, StdArc::new(clock.clone())).unwrap());
-        let handle = Arc::new(manager.handle("x").unwrap());
+        let (clock, manager, handle) = leased();
         // 1: the upgrader reads; 2: a later reader holds too; then the upgrade starts.
         let step = Arc::new(AtomicUsize::new(0));
         let (h, st) = (handle.clone(), step.clone());

@@ -70,6 +70,20 @@ fn check_ring(n: usize) {
     assert_eq!(m.stats().deadlocks, 1);
 }
 
+/// Returns once `n` threads wait on `m`'s names, in all.
+fn wait_for_waiters(m: &LockManager, n: usize) {
+    while m
+        .inspect()
+        .locks
+        .iter()
+        .map(|l| l.waiters.len())
+        .sum::<usize>()
+        < n
+    {
+        thread::yield_now();
+    }
+}
+
 #[test]
 fn two_thread_cycle_is_detected() {
     check_ring(2);
@@ -104,18 +118,7 @@ fn a_reader_behind_a_queued_writer_is_on_the_cycle() {
     // `a`, which T1 holds. The cycle T1 -> T3 -> T2 -> T1 runs through a queued writer.
     let m = manager();
     let m = &m;
-    let waiting = |n: usize| {
-        while m
-            .inspect()
-            .locks
-            .iter()
-            .map(|l| l.waiters.len())
-            .sum::<usize>()
-            < n
-        {
-            thread::yield_now();
-        }
-    };
+    let waiting = |n: usize| wait_for_waiters(m, n);
     let (a_held, b_held) = (Barrier::new(3), Barrier::new(2));
     let outcomes: Vec<Option<LockError>> = thread::scope(|s| {
         let t1 = s.spawn(|| {
@@ -249,16 +252,7 @@ fn a_check_asked_for_finds_a_cycle_without_waiting_for_the_delay() {
         };
         let (a, b) = (cross("a", "b"), cross("b", "a"));
         held.wait();
-        while m
-            .inspect()
-            .locks
-            .iter()
-            .map(|l| l.waiters.len())
-            .sum::<usize>()
-            < 2
-        {
-            thread::yield_now();
-        }
+        wait_for_waiters(m, 2);
         m.check_deadlocks();
         vec![a.join().unwrap(), b.join().unwrap()]
     });
