@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -169,9 +170,9 @@ struct Names {
     retired: parking_lot::Mutex<LockStats>,
     /// The table size at which the next insertion first removes idle names (0: the
     /// minimum).
-    sweep_at: std::sync::atomic::AtomicUsize,
+    sweep_at: AtomicUsize,
     /// Above every token a removed name handed out: where a name made again starts.
-    first_token: std::sync::atomic::AtomicU64,
+    first_token: AtomicU64,
 }
 
 impl Names {
@@ -189,14 +190,11 @@ impl Names {
             return Arc::clone(lock);
         }
         let mut map = self.map.write();
-        let due = self
-            .sweep_at
-            .load(std::sync::atomic::Ordering::Relaxed)
-            .max(MIN_SWEEP);
+        let due = self.sweep_at.load(Ordering::Relaxed).max(MIN_SWEEP);
         if map.len() >= due {
             self.sweep(&mut map);
         }
-        let first = self.first_token.load(std::sync::atomic::Ordering::Relaxed);
+        let first = self.first_token.load(Ordering::Relaxed);
         let lock = map.entry(Arc::from(name)).or_insert_with_key(|key| {
             Arc::new(NameLock::new(Arc::clone(key), Arc::clone(registry), first))
         });
@@ -211,7 +209,7 @@ impl Names {
     /// name handed out, and its counters were kept in `retired`.
     fn sweep(&self, map: &mut HashMap<Arc<str>, Arc<NameLock>>) {
         let mut retired = self.retired.lock();
-        let mut first = self.first_token.load(std::sync::atomic::Ordering::Relaxed);
+        let mut first = self.first_token.load(Ordering::Relaxed);
         map.retain(|_, lock| {
             if Arc::strong_count(lock) > 1 {
                 return true;
@@ -225,10 +223,8 @@ impl Names {
                 None => true,
             }
         });
-        self.first_token
-            .store(first, std::sync::atomic::Ordering::Relaxed);
-        self.sweep_at
-            .store(map.len() * 2, std::sync::atomic::Ordering::Relaxed);
+        self.first_token.store(first, Ordering::Relaxed);
+        self.sweep_at.store(map.len() * 2, Ordering::Relaxed);
     }
 
     /// A sweep now, when the table is past the minimum: after the lease monitor let go

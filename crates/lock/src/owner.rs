@@ -82,7 +82,9 @@ mod tests {
     fn a_thread_that_exits_leaves_no_name_behind() {
         let before = super::live();
         for _ in 0..50 {
-            std::thread::spawn(super::current).join().unwrap();
+            std::thread::spawn(super::current)
+                .join()
+                .expect("the thread only takes its identity");
         }
         // Other tests' threads may come and go meanwhile; fifty exits leave no trace.
         assert!(super::live() < before + 50, "{} names", super::live());

@@ -55,7 +55,7 @@ pub(crate) struct Registry {
     next_seq: AtomicU64,
     /// Bumped by [`LockManager::check_deadlocks`](crate::LockManager::check_deadlocks):
     /// a waiter that sees it change looks for a cycle at once.
-    check_epoch: std::sync::atomic::AtomicU64,
+    check_epoch: AtomicU64,
     /// Names that have had a leased hold since the monitor last found them free: all
     /// the monitor walks, by address, with how many times each is listed (a name listed
     /// again while the monitor delists it is counted twice; each delisting takes one).
@@ -87,19 +87,18 @@ impl Registry {
             waits: Mutex::new(Vec::new()),
             detecting: Mutex::new(()),
             next_seq: AtomicU64::new(1),
-            check_epoch: std::sync::atomic::AtomicU64::new(0),
+            check_epoch: AtomicU64::new(0),
             leased: Mutex::new(HashMap::new()),
         }
     }
 
     pub(crate) fn check_epoch(&self) -> u64 {
-        self.check_epoch.load(std::sync::atomic::Ordering::SeqCst)
+        self.check_epoch.load(Ordering::SeqCst)
     }
 
     /// Has every waiter look for a deadlock now (each wakes and searches once).
     pub(crate) fn check_deadlocks(&self) {
-        self.check_epoch
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.check_epoch.fetch_add(1, Ordering::SeqCst);
         for record in self.waiting() {
             record.lock.wake_waiters();
         }

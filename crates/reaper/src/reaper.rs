@@ -307,8 +307,8 @@ impl Reaper {
             }
             Err(reason) => return self.skip(id, kind, reason, report),
         };
-        let discard = |hook: Option<&dyn BeforeRelease>| {
-            if let (Some(hook), Some(kind)) = (hook, &saved.kind)
+        let discard = || {
+            if let (Some(hook), Some(kind)) = (&hook, &saved.kind)
                 && let Err(e) = contain(|| {
                     hook.discard(id, kind);
                     Ok(())
@@ -323,7 +323,7 @@ impl Reaper {
             // even in the moment between the detach and now (a restore would register
             // it as current). Dropped first; if the release then does not happen, the
             // copy was out of date beside the live value anyway.
-            discard(hook.as_deref());
+            discard();
         }
         // The snapshot took time (an fsync), and a lock may be taken at any moment: the
         // guards check again and keep new holds off until the detach is done.
@@ -358,7 +358,7 @@ impl Reaper {
                 // The copy just saved is of a value that is gone: never restore it in
                 // place of the new one.
                 if snapshot.is_some() {
-                    discard(hook.as_deref());
+                    discard();
                 }
                 return self.skip(id, kind, SkipReason::Replaced, report);
             }

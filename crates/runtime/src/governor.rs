@@ -479,7 +479,7 @@ impl GovernorBuilder {
                 }
             }))
         };
-        inner.lifecycle.set_governed(Some(admission.clone()), None);
+        inner.lifecycle.set_governed(admission.clone());
         let monitor = if self.monitor {
             let monitored = Arc::clone(&inner);
             let thread = std::thread::Builder::new()
@@ -492,7 +492,7 @@ impl GovernorBuilder {
                     if let Some(observer) = observer {
                         inner.lifecycle.reaper().remove_observer(observer);
                     }
-                    inner.lifecycle.set_governed(None, Some(&admission));
+                    inner.lifecycle.clear_governed(&admission);
                     return Err(GovernorError::Spawn(e));
                 }
             };
@@ -802,7 +802,7 @@ impl Governor {
             self.inner.lifecycle.reaper().remove_observer(observer);
         }
         if let Some(admission) = self.admission.take() {
-            self.inner.lifecycle.set_governed(None, Some(&admission));
+            self.inner.lifecycle.clear_governed(&admission);
         }
         // First the watch, whose callback wakes the monitor.
         drop(self.watch.take());

@@ -176,16 +176,12 @@ impl std::fmt::Debug for RssAdmission {
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
     victims: HashMap<ResourceId, (ResourceKind, u64)>,
-    bytes: u64,
 }
 
 impl InFlight {
     /// The bytes of the victims in flight that `tracker` still holds (those detached
     /// already are out of its totals), of `kind` or of every kind.
     fn pending(&self, tracker: &Tracker, kind: Option<&ResourceKind>) -> u64 {
-        if self.bytes == 0 {
-            return 0;
-        }
         self.victims
             .iter()
             .filter(|(id, (k, _))| {
@@ -508,24 +504,19 @@ impl Lifecycle {
         admission.with_report(report)
     }
 
-    /// Sets (or clears) the governor's admission step; `clear_if` clears only that one.
-    pub(crate) fn set_governed(
-        &self,
-        admission: Option<RssAdmission>,
-        clear_if: Option<&RssAdmission>,
-    ) {
+    /// Routes [`admit`](Self::admit) through a governor's admission step.
+    pub(crate) fn set_governed(&self, admission: RssAdmission) {
+        *self.governed.write() = Some(admission);
+    }
+
+    /// Stops routing through `ours`, unless another governor has taken its place.
+    pub(crate) fn clear_governed(&self, ours: &RssAdmission) {
         let mut governed = self.governed.write();
-        match (admission, clear_if) {
-            (Some(admission), _) => *governed = Some(admission),
-            (None, Some(ours)) => {
-                if governed
-                    .as_ref()
-                    .is_some_and(|g| Arc::ptr_eq(&g.0, &ours.0))
-                {
-                    *governed = None;
-                }
-            }
-            (None, None) => *governed = None,
+        if governed
+            .as_ref()
+            .is_some_and(|g| Arc::ptr_eq(&g.0, &ours.0))
+        {
+            *governed = None;
         }
     }
 
@@ -663,7 +654,6 @@ impl Lifecycle {
                 releasing
                     .victims
                     .insert(victim.id.clone(), (victim.kind.clone(), victim.bytes));
-                releasing.bytes += victim.bytes;
             }
             plan
         };
@@ -689,9 +679,7 @@ impl Drop for Landed<'_> {
     fn drop(&mut self) {
         let mut releasing = self.releasing.lock();
         for victim in &self.plan.victims {
-            if let Some((_, bytes)) = releasing.victims.remove(&victim.id) {
-                releasing.bytes -= bytes;
-            }
+            releasing.victims.remove(&victim.id);
         }
     }
 }

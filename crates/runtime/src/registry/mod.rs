@@ -1118,7 +1118,7 @@ impl Inner {
                             s.counters.last_used.load(Ordering::Relaxed),
                         )
                     });
-                match victim {
+                let victim = match victim {
                     _ if used.saturating_add(incoming) <= cap => None,
                     Some((_, victim)) => Some(victim.id.clone()),
                     None => {
@@ -1129,11 +1129,12 @@ impl Inner {
                         );
                         None
                     }
-                }
-                .or_else(|| {
+                };
+                if victim.is_none() {
+                    // Room made (or none to make): the bytes count from now on.
                     *reserved += incoming;
-                    None
-                })
+                }
+                victim
             };
             let Some(victim) = victim else {
                 return CapReservation {
