@@ -78,6 +78,15 @@ pub enum LockError {
         /// The guard's lock name.
         guard: String,
     },
+    /// A name ran out of fencing tokens (2^48 grants) or of room for shared holds
+    /// (8191 at once).
+    #[error("{name:?} has no more {what}")]
+    Exhausted {
+        /// The lock name.
+        name: String,
+        /// What ran out.
+        what: &'static str,
+    },
     /// A lock name was empty.
     #[error("a lock name must not be empty")]
     EmptyName,

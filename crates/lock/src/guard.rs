@@ -2,11 +2,12 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::holders::{self, Grant, Slot};
 use crate::name_lock::NameLock;
-use crate::owner::{self, Owner};
 use crate::{LockError, Mode};
 
 /// A pre-resolved lock name: acquiring through it skips the manager's name lookup.
@@ -30,24 +31,24 @@ impl LockHandle {
         &self.lock.name
     }
     /// Waits as long as it takes for a shared lock.
-    #[inline]
+    #[inline(always)]
     pub fn read(&self) -> Result<ReadGuard, LockError> {
-        ReadGuard::acquire(Arc::clone(&self.lock), None)
+        ReadGuard::acquire(&self.lock, None)
     }
     /// Waits as long as it takes for an exclusive lock.
-    #[inline]
+    #[inline(always)]
     pub fn write(&self) -> Result<WriteGuard, LockError> {
-        WriteGuard::acquire(Arc::clone(&self.lock), None)
+        WriteGuard::acquire(&self.lock, None)
     }
     /// Waits at most `timeout` for a shared lock.
     pub fn try_read_for(&self, timeout: Duration) -> Result<ReadGuard, LockError> {
         check_timeout(&self.lock, timeout)?;
-        ReadGuard::acquire(Arc::clone(&self.lock), Some(timeout))
+        ReadGuard::acquire(&self.lock, Some(timeout))
     }
     /// Waits at most `timeout` for an exclusive lock.
     pub fn try_write_for(&self, timeout: Duration) -> Result<WriteGuard, LockError> {
         check_timeout(&self.lock, timeout)?;
-        WriteGuard::acquire(Arc::clone(&self.lock), Some(timeout))
+        WriteGuard::acquire(&self.lock, Some(timeout))
     }
 }
 
@@ -96,20 +97,64 @@ pub trait Held: sealed::Sealed {
     }
 }
 
+/// What a guard keeps of its hold: addresses, so that taking a lock counts no reference.
+///
+/// The lock and the slot stay alive as long as the guard: the slot is emptied only by the
+/// guard's drop (an expired or unguarded-released hold keeps it, marked), the holding
+/// thread keeps the lock's `Arc` beside every slot that is not empty (and forgets it,
+/// rather than drop it, if the thread's storage goes first), and a thread's slots outlive
+/// the thread while any of them is not empty.
+struct Hold {
+    lock: NonNull<NameLock>,
+    slot: NonNull<Slot>,
+    claim: u64,
+    token: u64,
+    owner: crate::owner::Owner,
+}
+
+impl Hold {
+    #[inline(always)]
+    fn new(lock: &Arc<NameLock>, grant: Grant) -> Self {
+        Hold {
+            lock: NonNull::from(&**lock),
+            slot: grant.slot,
+            claim: grant.claim,
+            token: grant.token,
+            owner: grant.owner,
+        }
+    }
+
+    #[inline]
+    fn lock(&self) -> &NameLock {
+        // SAFETY: see `Hold`: the lock lives as long as the guard.
+        unsafe { self.lock.as_ref() }
+    }
+
+    #[inline]
+    fn slot(&self) -> &Slot {
+        // SAFETY: see `Hold`: the slot lives as long as the guard.
+        unsafe { self.slot.as_ref() }
+    }
+
+    /// The lock's `Arc`, from this thread's holds (an upgrade or downgrade needs it).
+    fn with_lock<R>(&self, f: impl FnOnce(&Arc<NameLock>, &mut holders::Holds) -> R) -> R {
+        holders::with(|local| {
+            let lock = local.holds.lock_of(self.slot);
+            f(&lock, &mut local.holds)
+        })
+    }
+}
+
 /// A shared hold; released on drop. Not `Send`: a hold belongs to its thread.
 pub struct ReadGuard {
-    lock: Arc<NameLock>,
-    token: u64,
-    owner: Owner,
+    hold: Hold,
     armed: bool,
     _not_send: PhantomData<*const ()>,
 }
 
 /// An exclusive hold; released on drop. Not `Send`: a hold belongs to its thread.
 pub struct WriteGuard {
-    lock: Arc<NameLock>,
-    token: u64,
-    owner: Owner,
+    hold: Hold,
     armed: bool,
     _not_send: PhantomData<*const ()>,
 }
@@ -132,20 +177,38 @@ impl fmt::Display for UpgradeFailed {
 impl std::error::Error for UpgradeFailed {}
 
 impl ReadGuard {
-    #[inline]
-    pub(crate) fn acquire(
-        lock: Arc<NameLock>,
-        timeout: Option<Duration>,
-    ) -> Result<Self, LockError> {
-        let owner = owner::current();
-        let token = lock.acquire(owner, Mode::Read, timeout)?;
-        Ok(ReadGuard {
-            lock,
-            token,
-            owner,
+    #[inline(always)]
+    fn new(lock: &Arc<NameLock>, grant: Grant) -> Self {
+        ReadGuard {
+            hold: Hold::new(lock, grant),
             armed: true,
             _not_send: PhantomData,
-        })
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn acquire(
+        lock: &Arc<NameLock>,
+        timeout: Option<Duration>,
+    ) -> Result<Self, LockError> {
+        holders::with(
+            #[inline(always)]
+            |local| Self::acquire_in(&mut local.holds, lock, timeout),
+        )
+    }
+
+    /// Acquires with this thread's storage already borrowed (the acquire by name).
+    #[inline(always)]
+    pub(crate) fn acquire_in(
+        holds: &mut holders::Holds,
+        lock: &Arc<NameLock>,
+        timeout: Option<Duration>,
+    ) -> Result<Self, LockError> {
+        let grant = match lock.acquire_fast(holds, Mode::Read) {
+            Some(grant) => grant,
+            None => lock.acquire(holds, Mode::Read, timeout)?,
+        };
+        Ok(Self::new(lock, grant))
     }
 
     /// Waits as long as it takes to turn this shared hold into an exclusive one.
@@ -159,20 +222,23 @@ impl ReadGuard {
 
     /// Like [`ReadGuard::upgrade`], waiting at most `timeout`.
     pub fn try_upgrade_for(self, timeout: Duration) -> Result<WriteGuard, UpgradeFailed> {
-        if let Err(error) = check_timeout(&self.lock, timeout) {
+        if let Err(error) = check_timeout(self.hold.lock(), timeout) {
             return Err(UpgradeFailed { guard: self, error });
         }
         self.upgrade_within(Some(timeout))
     }
 
     fn upgrade_within(mut self, timeout: Option<Duration>) -> Result<WriteGuard, UpgradeFailed> {
-        match self.lock.upgrade(self.owner, self.token, timeout) {
-            Ok(token) => {
+        let h = &self.hold;
+        let upgraded = h.with_lock(|lock, holds| {
+            lock.upgrade(holds, h.slot, h.claim, h.token, timeout)
+                .map(|grant| Hold::new(lock, grant))
+        });
+        match upgraded {
+            Ok(hold) => {
                 self.armed = false;
                 Ok(WriteGuard {
-                    lock: Arc::clone(&self.lock),
-                    token,
-                    owner: self.owner,
+                    hold,
                     armed: true,
                     _not_send: PhantomData,
                 })
@@ -183,30 +249,50 @@ impl ReadGuard {
 }
 
 impl WriteGuard {
-    #[inline]
-    pub(crate) fn acquire(
-        lock: Arc<NameLock>,
-        timeout: Option<Duration>,
-    ) -> Result<Self, LockError> {
-        let owner = owner::current();
-        let token = lock.acquire(owner, Mode::Write, timeout)?;
-        Ok(WriteGuard {
-            lock,
-            token,
-            owner,
+    #[inline(always)]
+    fn new(lock: &Arc<NameLock>, grant: Grant) -> Self {
+        WriteGuard {
+            hold: Hold::new(lock, grant),
             armed: true,
             _not_send: PhantomData,
-        })
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn acquire(
+        lock: &Arc<NameLock>,
+        timeout: Option<Duration>,
+    ) -> Result<Self, LockError> {
+        holders::with(
+            #[inline(always)]
+            |local| Self::acquire_in(&mut local.holds, lock, timeout),
+        )
+    }
+
+    /// Acquires with this thread's storage already borrowed (the acquire by name).
+    #[inline(always)]
+    pub(crate) fn acquire_in(
+        holds: &mut holders::Holds,
+        lock: &Arc<NameLock>,
+        timeout: Option<Duration>,
+    ) -> Result<Self, LockError> {
+        let grant = match lock.acquire_fast(holds, Mode::Write) {
+            Some(grant) => grant,
+            None => lock.acquire(holds, Mode::Write, timeout)?,
+        };
+        Ok(Self::new(lock, grant))
     }
 
     /// Turns this exclusive hold into a shared one without letting a writer in between.
     pub fn downgrade(mut self) -> Result<ReadGuard, LockError> {
-        let token = self.lock.downgrade(self.owner, self.token)?;
+        let h = &self.hold;
+        let hold = h.with_lock(|lock, holds| {
+            lock.downgrade(holds, h.slot, h.claim, h.token)
+                .map(|grant| Hold::new(lock, grant))
+        })?;
         self.armed = false;
         Ok(ReadGuard {
-            lock: Arc::clone(&self.lock),
-            token,
-            owner: self.owner,
+            hold,
             armed: true,
             _not_send: PhantomData,
         })
@@ -217,31 +303,32 @@ macro_rules! guard_common {
     ($guard:ident, $mode:expr) => {
         impl sealed::Sealed for $guard {
             fn lock_id(&self) -> *const () {
-                Arc::as_ptr(&self.lock).cast()
+                self.hold.lock.as_ptr().cast_const().cast()
             }
         }
 
         impl Held for $guard {
             fn name(&self) -> &str {
-                &self.lock.name
+                &self.hold.lock().name
             }
             fn token(&self) -> u64 {
-                self.token
+                self.hold.token
             }
             fn is_valid(&self) -> bool {
-                self.lock.is_valid(self.token)
+                self.hold.slot().is_held(self.hold.claim)
             }
         }
 
         impl Drop for $guard {
             #[inline]
             fn drop(&mut self) {
-                if self.armed && !self.lock.release(self.token) {
+                let h = &self.hold;
+                if self.armed && !h.lock().release(h.slot(), h.claim, $mode) {
                     log::debug!(
                         "dropped a stale {} guard on {:?} (token {})",
                         $mode,
-                        self.lock.name,
-                        self.token
+                        h.lock().name,
+                        h.token
                     );
                 }
             }
@@ -250,9 +337,9 @@ macro_rules! guard_common {
         impl fmt::Debug for $guard {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.debug_struct(stringify!($guard))
-                    .field("name", &self.lock.name)
-                    .field("token", &self.token)
-                    .field("thread", &self.owner.name())
+                    .field("name", &self.hold.lock().name)
+                    .field("token", &self.hold.token)
+                    .field("thread", &self.hold.owner.name())
                     .finish()
             }
         }
@@ -297,7 +384,7 @@ impl<T> Fenced<T> {
     }
 
     fn admit(&self, guard: &impl Held) -> Result<(), LockError> {
-        if guard.lock_id() != Arc::as_ptr(&self.lock).cast() {
+        if guard.lock_id() != Arc::as_ptr(&self.lock).cast::<()>() {
             return Err(LockError::WrongName {
                 fenced: self.lock.name.to_string(),
                 guard: guard.name().to_owned(),

@@ -74,6 +74,7 @@
 
 mod error;
 mod guard;
+mod holders;
 mod manager;
 mod name_lock;
 mod owner;

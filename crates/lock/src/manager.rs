@@ -13,9 +13,10 @@ use parking_lot::RwLock;
 use serde::Serialize;
 
 use crate::guard::check_timeout;
+use crate::holders::{self, Holds, Local};
 use crate::name_lock::{NameCounters, NameLock, WaitKind};
 use crate::registry::Registry;
-use crate::{Fenced, LockError, LockHandle, Mode, ReadGuard, WriteGuard, owner};
+use crate::{Fenced, LockError, LockHandle, Mode, ReadGuard, WriteGuard};
 
 /// The longest deadlock check delay accepted (a day): longer is a configuration mistake.
 pub const MAX_CHECK_DELAY: Duration = Duration::from_secs(24 * 60 * 60);
@@ -161,38 +162,82 @@ impl Drop for Monitor {
 }
 
 /// The table of names: each name's lock, made on first use and removed once nothing but
-/// the table refers to it.
-#[derive(Default)]
+/// the table refers to it. Sharded by the name's hash, so that acquires of different
+/// names that miss their thread's name cache do not meet on one lock.
 struct Names {
-    map: RwLock<HashMap<Arc<str>, Arc<NameLock>>>,
+    shards: Box<[Shard]>,
+    hasher: Hasher,
     /// The counters of names removed from the table, so that [`LockManager::stats`]
     /// stays cumulative.
     retired: parking_lot::Mutex<LockStats>,
-    /// The table size at which the next insertion first removes idle names (0: the
-    /// minimum).
-    sweep_at: AtomicUsize,
     /// Above every token a removed name handed out: where a name made again starts.
     first_token: AtomicU64,
 }
 
+/// The table's hasher: keyed at random, so that names from outside cannot be chosen to
+/// collide; fixed under loom, whose executions must each do the same thing.
+#[cfg(not(loom))]
+type Hasher = std::hash::RandomState;
+#[cfg(loom)]
+type Hasher = std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
+
+type Map = HashMap<Arc<str>, Arc<NameLock>, Hasher>;
+
+#[derive(Default)]
+struct Shard {
+    map: RwLock<Map>,
+    /// The shard size at which the next insertion first removes idle names (0: the
+    /// minimum).
+    sweep_at: AtomicUsize,
+}
+
+/// Shards of the name table.
+const SHARDS: usize = 16;
+
+impl Default for Names {
+    fn default() -> Self {
+        Names {
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            hasher: Hasher::default(),
+            retired: parking_lot::Mutex::default(),
+            first_token: AtomicU64::new(0),
+        }
+    }
+}
+
 impl Names {
-    fn read(&self) -> parking_lot::RwLockReadGuard<'_, HashMap<Arc<str>, Arc<NameLock>>> {
-        self.map.read()
+    fn shard(&self, name: &str) -> &Shard {
+        let hash = std::hash::BuildHasher::hash_one(&self.hasher, name);
+        &self.shards[(hash % SHARDS as u64) as usize]
     }
 
-    fn read_recursive(&self) -> parking_lot::RwLockReadGuard<'_, HashMap<Arc<str>, Arc<NameLock>>> {
-        self.map.read_recursive()
+    fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.map.read().len()).sum()
+    }
+
+    /// Every lock in the table now.
+    fn all(&self) -> Vec<Arc<NameLock>> {
+        self.shards
+            .iter()
+            .flat_map(|s| s.map.read().values().cloned().collect::<Vec<_>>())
+            .collect()
+    }
+
+    /// The lock of `name`, if it is in the table.
+    fn get(&self, name: &str) -> Option<Arc<NameLock>> {
+        self.shard(name).map.read_recursive().get(name).cloned()
     }
 
     /// The lock of `name`, made if it is not in the table.
     fn lock_for(&self, name: &str, registry: &Arc<Registry>) -> Arc<NameLock> {
-        if let Some(lock) = self.map.read().get(name) {
+        let shard = self.shard(name);
+        if let Some(lock) = shard.map.read().get(name) {
             return Arc::clone(lock);
         }
-        let mut map = self.map.write();
-        let due = self.sweep_at.load(Ordering::Relaxed).max(MIN_SWEEP);
+        let mut map = shard.map.write();
+        let due = shard.sweep_at.load(Ordering::Relaxed).max(MIN_SWEEP);
         if map.len() >= due {
-            self.sweep(&mut map);
+            self.sweep(shard, &mut map);
         }
         let first = self.first_token.load(Ordering::Relaxed);
         let lock = map.entry(Arc::from(name)).or_insert_with_key(|key| {
@@ -201,13 +246,14 @@ impl Names {
         Arc::clone(lock)
     }
 
-    /// Removes every name nobody can reach but the table: no guard, handle, waiter,
-    /// lease or [`Fenced`] refers to it (all of them hold a reference), and nothing holds
-    /// or waits for it. An acquire by name takes its reference under the table's read
-    /// lock, so it never races this (which holds the write lock). A name made again later
-    /// is a new lock that behaves the same: its tokens start above every token a removed
-    /// name handed out, and its counters were kept in `retired`.
-    fn sweep(&self, map: &mut HashMap<Arc<str>, Arc<NameLock>>) {
+    /// Removes every name of `shard` nobody can reach but the table: no handle, thread
+    /// (a hold's slot or the thread's name cache), waiter, lease or [`Fenced`] refers to it
+    /// (all of them hold a reference), and nothing holds or waits for it. An acquire takes
+    /// its reference under the shard's read lock (or has one already), so it never races
+    /// this (which holds the write lock). A name made again later is a new lock that
+    /// behaves the same: its tokens start above every token a removed name handed out,
+    /// and its counters were kept in `retired`.
+    fn sweep(&self, shard: &Shard, map: &mut Map) {
         let mut retired = self.retired.lock();
         let mut first = self.first_token.load(Ordering::Relaxed);
         map.retain(|_, lock| {
@@ -223,15 +269,17 @@ impl Names {
                 None => true,
             }
         });
-        self.first_token.store(first, Ordering::Relaxed);
-        self.sweep_at.store(map.len() * 2, Ordering::Relaxed);
+        self.first_token.fetch_max(first, Ordering::Relaxed);
+        shard.sweep_at.store(map.len() * 2, Ordering::Relaxed);
     }
 
-    /// A sweep now, when the table is past the minimum: after the lease monitor let go
-    /// of names, which the last sweep had to keep.
+    /// A sweep now of every shard past the minimum: after the lease monitor let go of
+    /// names, which the last sweep had to keep.
     fn sweep_if_large(&self) {
-        if self.map.read().len() >= MIN_SWEEP {
-            self.sweep(&mut self.map.write());
+        for shard in &self.shards {
+            if shard.map.read().len() >= MIN_SWEEP {
+                self.sweep(shard, &mut shard.map.write());
+            }
         }
     }
 }
@@ -246,18 +294,26 @@ pub struct LockManager {
     _monitor: Option<Monitor>,
 }
 
-/// The table is swept of idle names once it holds this many, and then whenever it has
+/// A shard is swept of idle names once it holds this many, and then whenever it has
 /// doubled since the last sweep: amortised O(1) per new name, and a table at most about
 /// twice the names in use.
-const MIN_SWEEP: usize = 256;
+const MIN_SWEEP: usize = 32;
 
 impl fmt::Debug for LockManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LockManager")
-            .field("names", &self.names.read().len())
+            .field("names", &self.names.len())
             .field("registry", &self.registry)
             .field("monitor", &self._monitor.is_some())
             .finish()
+    }
+}
+
+impl Drop for LockManager {
+    fn drop(&mut self) {
+        // The leased list and the names refer to each other through the registry.
+        self.registry.clear_leased();
+        holders::try_with(|local| local.names.forget(self.registry.id));
     }
 }
 
@@ -349,7 +405,7 @@ impl LockManager {
     /// How many names the table holds now: those in use, and at most about as many
     /// again that were used since the last sweep.
     pub fn name_count(&self) -> usize {
-        self.names.read().len()
+        self.names.len()
     }
 
     /// How many names have leased holds the lease monitor will look at (those held
@@ -368,28 +424,55 @@ impl LockManager {
         self.handle(id.as_str())
     }
 
+    /// Runs `f` with the lock of `name` and this thread's holds: the lock from the
+    /// thread's cache of the names it used last, or from the table (and then cached).
+    #[inline]
+    fn by_name<R>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&Arc<NameLock>, &mut Holds) -> Result<R, LockError>,
+    ) -> Result<R, LockError> {
+        if name.is_empty() {
+            return Err(LockError::EmptyName);
+        }
+        holders::with(|local| {
+            let Local { holds, names } = local;
+            let lock = match names.get(self.registry.id, name) {
+                Some(lock) => lock,
+                None => names.insert(self.names.lock_for(name, &self.registry)),
+            };
+            f(lock, holds)
+        })
+    }
+
     /// Waits as long as it takes for a shared lock on `name`.
+    #[inline]
     pub fn read(&self, name: &str) -> Result<ReadGuard, LockError> {
-        ReadGuard::acquire(self.lock_for(name)?, None)
+        self.by_name(name, |lock, holds| ReadGuard::acquire_in(holds, lock, None))
     }
 
     /// Waits as long as it takes for an exclusive lock on `name`.
+    #[inline]
     pub fn write(&self, name: &str) -> Result<WriteGuard, LockError> {
-        WriteGuard::acquire(self.lock_for(name)?, None)
+        self.by_name(name, |lock, holds| {
+            WriteGuard::acquire_in(holds, lock, None)
+        })
     }
 
     /// Waits at most `timeout` for a shared lock on `name`.
     pub fn try_read_for(&self, name: &str, timeout: Duration) -> Result<ReadGuard, LockError> {
-        let lock = self.lock_for(name)?;
-        check_timeout(&lock, timeout)?;
-        ReadGuard::acquire(lock, Some(timeout))
+        self.by_name(name, |lock, holds| {
+            check_timeout(lock, timeout)?;
+            ReadGuard::acquire_in(holds, lock, Some(timeout))
+        })
     }
 
     /// Waits at most `timeout` for an exclusive lock on `name`.
     pub fn try_write_for(&self, name: &str, timeout: Duration) -> Result<WriteGuard, LockError> {
-        let lock = self.lock_for(name)?;
-        check_timeout(&lock, timeout)?;
-        WriteGuard::acquire(lock, Some(timeout))
+        self.by_name(name, |lock, holds| {
+            check_timeout(lock, timeout)?;
+            WriteGuard::acquire_in(holds, lock, Some(timeout))
+        })
     }
 
     /// The strongest mode in which `name` is held, if it is.
@@ -397,8 +480,7 @@ impl LockManager {
         if holding_off::contains(self, name) {
             return None; // this thread keeps every hold off it
         }
-        let lock = Arc::clone(self.names.read_recursive().get(name)?);
-        lock.state.lock().holds.iter().map(|h| h.mode).max()
+        self.names.get(name)?.held_mode()
     }
 
     /// Runs `f` at a moment when nobody holds `name`, keeping every acquire of `name`
@@ -415,36 +497,32 @@ impl LockManager {
             return Ok(f());
         }
         // Held throughout: a first acquire of a name not in the table inserts it under
-        // the write lock, so it waits; a sweep removes names under the write lock too,
-        // so the lock found stays the name's.
-        // Recursive, so that a nested call on this thread never queues behind a writer.
-        let names = self.names.read_recursive();
-        let state = names.get(name).map(|lock| lock.state.lock());
-        if let Some(mode) = state
-            .as_ref()
-            .and_then(|state| state.holds.iter().map(|h| h.mode).max())
-        {
-            return Err(mode);
+        // the shard's write lock, so it waits; a sweep removes names under the write lock
+        // too, so the lock found stays the name's. Recursive, so that a nested call on
+        // this thread never queues behind a writer.
+        let shard = self.names.shard(name).map.read_recursive();
+        match shard.get(name) {
+            Some(lock) => lock.while_unlocked(|| holding_off::during(self, name, f)),
+            None => Ok(holding_off::during(self, name, f)),
         }
-        let result = holding_off::during(self, name, f);
-        drop(state);
-        drop(names);
-        Ok(result)
     }
 
     /// Releases the calling thread's hold `token` on `name` without its guard (whose drop
     /// then does nothing). A hold of another thread, or one that is gone, is an error.
     pub fn release(&self, name: &str, token: u64) -> Result<(), LockError> {
-        let lock = Arc::clone(
-            self.names
-                .read()
-                .get(name)
-                .ok_or_else(|| LockError::NotOwner {
-                    name: name.to_owned(),
-                    token,
-                })?,
-        );
-        lock.release_owned(owner::current().id, token)
+        let not_owner = || LockError::NotOwner {
+            name: name.to_owned(),
+            token,
+        };
+        let lock = self.names.get(name).ok_or_else(not_owner)?;
+        let found = holders::with(|local| local.holds.find(Arc::as_ptr(&lock) as usize, token));
+        let (slot, claim, mode) = found.ok_or_else(not_owner)?;
+        // SAFETY: the slot is one of this thread's, alive while its thread's storage is.
+        if lock.release_unguarded(unsafe { slot.as_ref() }, claim, mode) {
+            Ok(())
+        } else {
+            Err(not_owner())
+        }
     }
 
     /// Expires every grant whose lease has ended; returns how many. The monitor thread
@@ -469,10 +547,9 @@ impl LockManager {
 
     /// Cumulative counters over every name since the manager was made.
     pub fn stats(&self) -> LockStats {
-        let names = self.names.read();
         let mut stats = *self.names.retired.lock();
-        for lock in names.values() {
-            stats.add(&lock.state.lock().counters);
+        for lock in self.names.all() {
+            stats.add(&lock.counters());
         }
         stats
     }
@@ -482,12 +559,11 @@ impl LockManager {
     pub fn inspect(&self) -> LockState {
         let now = self.registry.lease.map(|_| self.registry.clock.now());
         let waiting = self.registry.waiting();
+        let holds = holders::snapshot();
         let mut locks = Vec::new();
         let mut stats = *self.names.retired.lock();
-        let all: Vec<Arc<NameLock>> = self.names.read().values().cloned().collect();
-        for lock in all {
-            let st = lock.state.lock();
-            stats.add(&st.counters);
+        for lock in self.names.all() {
+            stats.add(&lock.counters());
             let waiters: Vec<WaiterInfo> = waiting
                 .iter()
                 .filter(|w| Arc::ptr_eq(&w.lock, &lock))
@@ -497,12 +573,8 @@ impl LockManager {
                     waited: w.since.elapsed(),
                 })
                 .collect();
-            if st.holds.is_empty() && waiters.is_empty() {
-                continue;
-            }
-            let holders = st
-                .holds
-                .iter()
+            let holders: Vec<HolderInfo> = holds
+                .of(Arc::as_ptr(&lock) as usize)
                 .map(|h| HolderInfo {
                     thread: h.owner.name(),
                     mode: h.mode,
@@ -515,9 +587,12 @@ impl LockManager {
                         .map(|(now, end)| end.saturating_duration_since(now)),
                 })
                 .collect();
+            if holders.is_empty() && waiters.is_empty() {
+                continue;
+            }
             locks.push(LockInfo {
                 name: lock.name.to_string(),
-                token: st.token,
+                token: lock.token(),
                 holders,
                 waiters,
             });

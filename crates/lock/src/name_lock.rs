@@ -2,14 +2,17 @@
 
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
+use std::ptr::NonNull;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::time::Duration;
 
 use memwarden_core::Timestamp;
 
+use crate::holders::{Grant, Holds, Scan, Slot, Snapshot};
 use crate::owner::Owner;
 use crate::registry::Registry;
-use crate::sync::{self, Condvar, Mutex, MutexGuard};
+use crate::sync::{self, AtomicU64, Condvar, Mutex, MutexGuard};
 use crate::{LockError, Mode};
 
 /// What a waiter waits for.
@@ -43,17 +46,20 @@ impl WaitKind {
     }
 }
 
-/// One grant that has not been released or expired.
-#[derive(Debug, Clone)]
-pub(crate) struct Hold {
-    pub(crate) owner: Owner,
+/// A hold as the grant rules see it: whose, and in which mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HoldRef {
+    pub(crate) owner: u64,
     pub(crate) mode: Mode,
     pub(crate) token: u64,
-    pub(crate) since: Option<Timestamp>,
-    pub(crate) deadline: Option<Timestamp>,
 }
 
+/// The owner of the holds a state word summarises: no thread's.
+const SOMEONE: u64 = u64::MAX;
+
 /// Counters kept per name under its mutex, so counting costs no shared cache line.
+/// Grants are not counted: every grant takes one fencing token, so they are the tokens
+/// handed out less the expiries.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct NameCounters {
     pub(crate) grants: u64,
@@ -65,15 +71,10 @@ pub(crate) struct NameCounters {
     pub(crate) contended: u64,
 }
 
+/// What a name's mutex guards: its waiters. Its holds are in its state word (how many,
+/// of which mode) and in the holders' slots (whose; see `holders`).
 #[derive(Debug, Default)]
 pub(crate) struct State {
-    pub(crate) holds: Vec<Hold>,
-    /// The latest fencing token: the last grant's, or later if a lease expired since. A
-    /// name made again after it left the table starts above every token of the names
-    /// removed before, so it never hands out a token it handed out in an earlier life.
-    pub(crate) token: u64,
-    /// On the registry's list of names with leased holds, which the monitor walks.
-    listed: bool,
     waiters: usize,
     /// The owner waiting to upgrade its shared hold, and that hold's token, if any.
     upgrading: Option<(u64, u64)>,
@@ -82,6 +83,9 @@ pub(crate) struct State {
     /// only needs to know which writers wait.
     queue: VecDeque<Queued>,
     next_ticket: u64,
+    /// [`LockManager::while_unlocked`](crate::LockManager::while_unlocked) runs: every
+    /// acquire waits for the mutex.
+    holding_off: bool,
     pub(crate) counters: NameCounters,
 }
 
@@ -110,18 +114,10 @@ pub(crate) enum Blocker {
 }
 
 impl State {
-    /// The strongest mode `owner` holds here.
-    #[inline]
-    pub(crate) fn held_by(&self, owner: u64) -> Option<Mode> {
-        self.holds
-            .iter()
-            .filter(|h| h.owner.id == owner)
-            .map(|h| h.mode)
-            .max()
-    }
-
     /// Calls `f` with each thing that keeps `owner` from being granted `kind` (queued
-    /// with `ticket`, if it is), until `f` breaks; the grant rules.
+    /// with `ticket`, if it is), given the name's `holds`, until `f` breaks; the grant
+    /// rules. The grant reads the holds from the state word (a summary: at most one hold
+    /// of another owner); the deadlock detector from the holders' slots.
     #[inline]
     pub(crate) fn blockers(
         &self,
@@ -129,6 +125,7 @@ impl State {
         owner: u64,
         ticket: Option<u64>,
         fair: bool,
+        holds: &[HoldRef],
         mut f: impl FnMut(Blocker) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
         if kind != WaitKind::Upgrade
@@ -139,15 +136,15 @@ impl State {
                 token,
             })?;
         }
-        for h in &self.holds {
+        for h in holds {
             let conflicts = match kind {
                 WaitKind::Read => h.mode == Mode::Write,
                 WaitKind::Write => true,
-                WaitKind::Upgrade => h.owner.id != owner,
+                WaitKind::Upgrade => h.owner != owner,
             };
             if conflicts {
                 f(Blocker::Hold {
-                    owner: h.owner.id,
+                    owner: h.owner,
                     token: h.token,
                 })?;
             }
@@ -177,25 +174,61 @@ impl State {
         }
         ControlFlow::Continue(())
     }
+}
 
-    #[inline]
-    fn can_grant(&self, kind: WaitKind, owner: u64, ticket: Option<u64>, fair: bool) -> bool {
-        // Fast answers for the common cases, then the rules.
-        if self.upgrading.is_none() && self.queue.is_empty() {
-            match kind {
-                WaitKind::Read if self.holds.iter().all(|h| h.mode == Mode::Read) => return true,
-                WaitKind::Write if self.holds.is_empty() => return true,
-                _ => {}
-            }
-        }
-        self.blockers(kind, owner, ticket, fair, |_| ControlFlow::Break(()))
-            .is_continue()
+// The state word of a name: bit 0 an exclusive hold, bit 1 "take the slow path" (someone
+// waits or upgrades, or `while_unlocked` runs), bit 2 "on the leased list", bits 3-15 the
+// shared holds, bits 16-63 the latest fencing token.
+const WRITER: u64 = 1;
+const PARKED: u64 = 1 << 1;
+const LISTED: u64 = 1 << 2;
+const READER: u64 = 1 << 3;
+const READERS: u64 = 0x1FFF << 3;
+const TOKEN_SHIFT: u32 = 16;
+const TOKEN: u64 = 1 << TOKEN_SHIFT;
+/// Tries of the uncontended grant before an acquire sleeps (three short spins, then
+/// yields of the processor), as `parking_lot`'s `SpinWait`.
+const SPINS: u32 = 10;
+/// The last fencing token a name can hand out (2^48 - 1).
+const LAST_TOKEN: u64 = u64::MAX >> TOKEN_SHIFT;
+
+#[inline]
+fn token_of(word: u64) -> u64 {
+    word >> TOKEN_SHIFT
+}
+
+#[inline]
+fn readers_of(word: u64) -> u64 {
+    (word & READERS) / READER
+}
+
+/// The strongest mode a state word says the name is held in.
+fn mode_of(word: u64) -> Option<Mode> {
+    if word & WRITER != 0 {
+        Some(Mode::Write)
+    } else if word & READERS != 0 {
+        Some(Mode::Read)
+    } else {
+        None
     }
 }
 
-/// A named lock; shared by the manager's map, handles and guards.
+/// A named lock; shared by the manager's table, handles, and the slots of its holders.
+///
+/// Uncontended, a grant is one compare-and-swap on `word` and a release one
+/// fetch-and-subtract, as in `parking_lot`; the mutex and the condition variable are taken
+/// only when someone has to wait (the word's `PARKED` bit sends everyone through them),
+/// and for upgrades, downgrades and expiries.
 #[derive(Debug)]
 pub(crate) struct NameLock {
+    word: AtomicU64,
+    /// `LISTED` when holds carry leases: a name is on the leased list before any leased
+    /// hold is granted on it without the mutex.
+    listed_bit: u64,
+    /// The manager's id (for the per-thread name cache).
+    pub(crate) manager: u64,
+    /// The token before the first this name handed out.
+    base: u64,
     pub(crate) name: Arc<str>,
     pub(crate) state: Mutex<State>,
     cond: Condvar,
@@ -203,78 +236,251 @@ pub(crate) struct NameLock {
 }
 
 impl NameLock {
-    /// A lock for `name` whose tokens start above `first_token - 1`.
+    /// A lock for `name` whose tokens start at `first_token`.
     pub(crate) fn new(name: Arc<str>, registry: Arc<Registry>, first_token: u64) -> Self {
+        let base = first_token.saturating_sub(1).min(LAST_TOKEN);
         NameLock {
+            word: AtomicU64::new(base << TOKEN_SHIFT),
+            listed_bit: if registry.lease.is_some() { LISTED } else { 0 },
+            manager: registry.id,
+            base,
             name,
-            state: Mutex::new(State {
-                token: first_token.saturating_sub(1),
-                ..State::default()
-            }),
+            state: Mutex::new(State::default()),
             cond: Condvar::new(),
             registry,
         }
     }
 
     #[inline]
-    fn grant(self: &Arc<Self>, st: &mut State, owner: Owner, mode: Mode) -> u64 {
-        let (since, deadline) = match self.registry.lease {
-            Some(lease) => {
-                let now = self.registry.clock.now();
-                if !st.listed {
-                    st.listed = true;
-                    self.registry.list_leased(Arc::clone(self));
-                }
-                (Some(now), Some(now + lease))
-            }
-            None => (None, None),
-        };
-        st.token += 1;
-        st.counters.grants += 1;
-        st.holds.push(Hold {
-            owner,
-            mode,
-            token: st.token,
-            since,
-            deadline,
-        });
-        st.token
+    fn addr(&self) -> usize {
+        std::ptr::from_ref(self) as usize
     }
 
-    /// Acquires `mode` for `owner`, waiting at most `timeout` (`None`: as long as it takes).
-    #[inline]
+    /// The lease of a hold granted now: one clock read.
+    #[inline(always)]
+    fn lease(&self) -> Option<(Timestamp, Timestamp)> {
+        self.registry.lease.map(|lease| {
+            let now = self.registry.clock.now();
+            (now, now + lease)
+        })
+    }
+
+    /// The strongest mode in which the name is held now.
+    pub(crate) fn held_mode(&self) -> Option<Mode> {
+        mode_of(self.word.load(Acquire))
+    }
+
+    /// The latest fencing token.
+    pub(crate) fn token(&self) -> u64 {
+        token_of(self.word.load(Acquire))
+    }
+
+    /// Grants `mode` without the mutex if nobody waits and nothing conflicts; the token.
+    #[inline(always)]
+    fn try_fast(&self, mode: Mode) -> Option<u64> {
+        let (blocking, add) = match mode {
+            Mode::Read => (WRITER | PARKED | LISTED, READER + TOKEN),
+            Mode::Write => (WRITER | PARKED | LISTED | READERS, WRITER + TOKEN),
+        };
+        let mut word = self.word.load(Relaxed);
+        loop {
+            if word & blocking != self.listed_bit
+                || word & READERS == READERS
+                || token_of(word) == LAST_TOKEN
+            {
+                return None;
+            }
+            match self
+                .word
+                .compare_exchange_weak(word, word + add, Acquire, Relaxed)
+            {
+                Ok(_) => return Some(token_of(word) + 1),
+                Err(now) => word = now,
+            }
+        }
+    }
+
+    /// Grants `mode` to this thread if nothing waits or conflicts and the thread holds
+    /// nothing of this name (a re-entry takes the slow path), without the mutex: one
+    /// compare-and-swap on the word and the stores of the hold into a slot.
+    #[inline(always)]
+    pub(crate) fn acquire_fast(self: &Arc<Self>, holds: &mut Holds, mode: Mode) -> Option<Grant> {
+        let scan = holds.scan(self.addr());
+        if scan.held.is_some() {
+            return None;
+        }
+        let token = self.try_fast(mode)?;
+        Some(holds.record(scan.free, self, mode, token, self.lease()))
+    }
+
+    /// Acquires `mode` for this thread, waiting at most `timeout` (`None`: as long as it
+    /// takes); records the hold in `holds`.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn acquire(
         self: &Arc<Self>,
-        owner: Owner,
+        holds: &mut Holds,
         mode: Mode,
         timeout: Option<Duration>,
-    ) -> Result<u64, LockError> {
-        let mut st = self.state.lock();
-        if let Some(held) = st.held_by(owner.id) {
-            if held == Mode::Read && mode == Mode::Read {
-                // A recursive read is safe to grant at once: this thread already excludes writers.
-                return Ok(self.grant(&mut st, owner, mode));
+    ) -> Result<Grant, LockError> {
+        let scan = holds.scan(self.addr());
+        if scan.held.is_none()
+            && timeout != Some(Duration::ZERO)
+            && let Some(token) = self.spin(mode)
+        {
+            return Ok(holds.record(scan.free, self, mode, token, self.lease()));
+        }
+        self.acquire_slow(holds, scan, mode, timeout)
+    }
+
+    /// Tries the uncontended grant again for a moment before the caller sleeps, as
+    /// `parking_lot` does: a hold on a short critical section is often gone within
+    /// microseconds, and sleeping and waking cost more than that. Gives up at once when
+    /// someone already sleeps (the grant then goes through the queue).
+    fn spin(&self, mode: Mode) -> Option<u64> {
+        if cfg!(loom) {
+            return self.try_fast(mode);
+        }
+        for round in 0..SPINS {
+            if let Some(token) = self.try_fast(mode) {
+                return Some(token);
             }
-            st.counters.would_deadlock += 1;
+            if self.word.load(Relaxed) & PARKED != 0 {
+                return None;
+            }
+            if round < 3 {
+                for _ in 0..(2 << round) {
+                    std::hint::spin_loop();
+                }
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        self.try_fast(mode)
+    }
+
+    fn acquire_slow(
+        self: &Arc<Self>,
+        holds: &mut Holds,
+        scan: Scan,
+        mode: Mode,
+        timeout: Option<Duration>,
+    ) -> Result<Grant, LockError> {
+        if let Some(held) = scan.held {
+            if held == Mode::Read && mode == Mode::Read {
+                // A recursive read is safe to grant at once, past any waiter: this thread
+                // already excludes writers.
+                let token = self.add_reader()?;
+                return Ok(holds.record(scan.free, self, mode, token, self.lease()));
+            }
+            self.state.lock().counters.would_deadlock += 1;
             return Err(LockError::WouldDeadlock {
                 name: self.name.to_string(),
                 held,
                 requested: mode,
             });
         }
-        self.wait(&mut st, owner, WaitKind::from(mode), timeout, None)?;
-        Ok(self.grant(&mut st, owner, mode))
+        let mut st = self.state.lock();
+        if self.listed_bit != 0 && self.word.load(Acquire) & LISTED == 0 {
+            // Listed before the grant, under the mutex (the monitor delists under it too).
+            self.registry.list_leased(Arc::clone(self));
+            self.word.fetch_or(LISTED, AcqRel);
+        }
+        let token = self.wait(&mut st, holds.owner, WaitKind::from(mode), timeout, None)?;
+        drop(st);
+        Ok(holds.record(scan.free, self, mode, token, self.lease()))
     }
 
-    /// Turns `owner`'s shared hold `token` into an exclusive one; returns the new token.
+    /// One more shared hold for a thread that has one; the token.
+    fn add_reader(&self) -> Result<u64, LockError> {
+        let mut word = self.word.load(Relaxed);
+        loop {
+            self.check_room(word, WaitKind::Read)?;
+            match self
+                .word
+                .compare_exchange_weak(word, word + READER + TOKEN, Acquire, Relaxed)
+            {
+                Ok(_) => return Ok(token_of(word) + 1),
+                Err(now) => word = now,
+            }
+        }
+    }
+
+    /// An error if granting `kind` now would run out of tokens or shared holds.
+    fn check_room(&self, word: u64, kind: WaitKind) -> Result<(), LockError> {
+        let what = if token_of(word) == LAST_TOKEN {
+            "fencing tokens"
+        } else if kind == WaitKind::Read && word & READERS == READERS {
+            "shared holds at once"
+        } else {
+            return Ok(());
+        };
+        Err(LockError::Exhausted {
+            name: self.name.to_string(),
+            what,
+        })
+    }
+
+    /// Grants `kind` under the mutex if the grant rules allow it now: the token.
+    fn try_grant(
+        &self,
+        st: &State,
+        kind: WaitKind,
+        owner: u64,
+        ticket: Option<u64>,
+    ) -> Result<Option<u64>, LockError> {
+        let mut word = self.word.load(Acquire);
+        loop {
+            // The holds of other owners, as the word tells them: an upgrader holds one of
+            // the shared holds itself.
+            let others = if word & WRITER != 0 {
+                Some(Mode::Write)
+            } else if readers_of(word) > u64::from(kind == WaitKind::Upgrade) {
+                Some(Mode::Read)
+            } else {
+                None
+            };
+            let holds = others.map(|mode| HoldRef {
+                owner: SOMEONE,
+                mode,
+                token: 0,
+            });
+            let fair = self.registry.fair;
+            let blocked = st
+                .blockers(kind, owner, ticket, fair, holds.as_slice(), |_| {
+                    ControlFlow::Break(())
+                })
+                .is_break();
+            if blocked {
+                return Ok(None);
+            }
+            self.check_room(word, kind)?;
+            let new = match kind {
+                WaitKind::Read => word + READER + TOKEN,
+                WaitKind::Write => word + WRITER + TOKEN,
+                WaitKind::Upgrade => word - READER + WRITER + TOKEN,
+            };
+            match self.word.compare_exchange(word, new, AcqRel, Acquire) {
+                Ok(_) => return Ok(Some(token_of(new))),
+                Err(now) => word = now,
+            }
+        }
+    }
+
+    /// Turns this thread's shared hold in `slot` (filled with `claim`, token `token`) into
+    /// an exclusive one.
     pub(crate) fn upgrade(
         self: &Arc<Self>,
-        owner: Owner,
+        holds: &mut Holds,
+        slot: NonNull<Slot>,
+        claim: u64,
         token: u64,
         timeout: Option<Duration>,
-    ) -> Result<u64, LockError> {
+    ) -> Result<Grant, LockError> {
         let mut st = self.state.lock();
-        if !st.holds.iter().any(|h| h.token == token) {
+        // SAFETY: a guard's slot lives as long as the guard (see `holders`).
+        let held = || unsafe { slot.as_ref() }.is_held(claim);
+        if !held() {
             return Err(self.expired(token));
         }
         if st.upgrading.is_some() {
@@ -283,7 +489,7 @@ impl NameLock {
                 name: self.name.to_string(),
             });
         }
-        if st.holds.iter().filter(|h| h.owner.id == owner.id).count() > 1 {
+        if holds.scan(self.addr()).count > 1 {
             st.counters.would_deadlock += 1;
             return Err(LockError::WouldDeadlock {
                 name: self.name.to_string(),
@@ -291,74 +497,130 @@ impl NameLock {
                 requested: Mode::Write,
             });
         }
-        st.upgrading = Some((owner.id, token));
-        let waited = self.wait(&mut st, owner, WaitKind::Upgrade, timeout, Some(token));
+        st.upgrading = Some((holds.owner.id, token));
+        let waited = self.wait(
+            &mut st,
+            holds.owner,
+            WaitKind::Upgrade,
+            timeout,
+            Some((slot, claim, token)),
+        );
         st.upgrading = None;
-        if let Err(e) = waited {
-            self.cond.notify_all(); // readers held back by the upgrade may go on
-            return Err(e);
+        self.settle(&st);
+        match waited {
+            Ok(token) => Ok(holds.refill(slot, Mode::Write, token, self.lease())),
+            Err(e) => {
+                self.cond.notify_all(); // readers held back by the upgrade may go on
+                Err(e)
+            }
         }
-        st.holds.retain(|h| h.token != token);
-        Ok(self.grant(&mut st, owner, Mode::Write))
     }
 
-    /// Turns `owner`'s exclusive hold `token` into a shared one; returns the new token.
-    pub(crate) fn downgrade(self: &Arc<Self>, owner: Owner, token: u64) -> Result<u64, LockError> {
-        let mut st = self.state.lock();
-        if !st.holds.iter().any(|h| h.token == token) {
+    /// Turns this thread's exclusive hold in `slot` into a shared one.
+    pub(crate) fn downgrade(
+        &self,
+        holds: &mut Holds,
+        slot: NonNull<Slot>,
+        claim: u64,
+        token: u64,
+    ) -> Result<Grant, LockError> {
+        let st = self.state.lock();
+        // SAFETY: a guard's slot lives as long as the guard (see `holders`).
+        if !unsafe { slot.as_ref() }.is_held(claim) {
             return Err(self.expired(token));
         }
-        st.holds.retain(|h| h.token != token);
-        let new = self.grant(&mut st, owner, Mode::Read);
+        let mut word = self.word.load(Acquire);
+        let token = loop {
+            self.check_room(word, WaitKind::Read)?;
+            let new = word - WRITER + READER + TOKEN;
+            match self.word.compare_exchange(word, new, AcqRel, Acquire) {
+                Ok(_) => break token_of(new),
+                Err(now) => word = now,
+            }
+        };
         if st.waiters > 0 {
             self.cond.notify_all();
         }
-        Ok(new)
+        drop(st);
+        Ok(holds.refill(slot, Mode::Read, token, self.lease()))
     }
 
-    /// Releases hold `token`; `false` if it is gone (released or expired).
-    #[inline]
-    pub(crate) fn release(&self, token: u64) -> bool {
-        let mut st = self.state.lock();
-        let Some(at) = st.holds.iter().position(|h| h.token == token) else {
+    /// Releases the hold in `slot` filled with `claim`; `false` if it is gone (released
+    /// or expired).
+    #[inline(always)]
+    pub(crate) fn release(&self, slot: &Slot, claim: u64, mode: Mode) -> bool {
+        if !slot.vacate(claim, self.listed_bit != 0) {
             return false;
-        };
-        st.holds.swap_remove(at);
-        if st.waiters > 0 {
-            self.cond.notify_all();
         }
+        self.let_go(mode);
         true
     }
 
-    /// Releases hold `token` only if `owner` holds it.
-    pub(crate) fn release_owned(&self, owner: u64, token: u64) -> Result<(), LockError> {
-        let mut st = self.state.lock();
-        let Some(at) = st
-            .holds
-            .iter()
-            .position(|h| h.token == token && h.owner.id == owner)
-        else {
-            return Err(LockError::NotOwner {
-                name: self.name.to_string(),
-                token,
-            });
-        };
-        st.holds.swap_remove(at);
-        if st.waiters > 0 {
-            self.cond.notify_all();
+    /// Releases this thread's hold in `slot` without its guard (whose drop then does nothing).
+    pub(crate) fn release_unguarded(&self, slot: &Slot, claim: u64, mode: Mode) -> bool {
+        if !slot.mark_released(claim) {
+            return false;
         }
-        Ok(())
+        self.let_go(mode);
+        true
     }
 
-    pub(crate) fn is_valid(&self, token: u64) -> bool {
-        self.state.lock().holds.iter().any(|h| h.token == token)
+    /// Gives a hold of `mode` back in the word; wakes the waiters if any.
+    #[inline(always)]
+    fn let_go(&self, mode: Mode) {
+        let bit = match mode {
+            Mode::Read => READER,
+            Mode::Write => WRITER,
+        };
+        if self.word.fetch_sub(bit, Release) & PARKED != 0 {
+            self.wake_waiters();
+        }
     }
 
-    /// Wakes this name's waiters (under its lock, so none misses it): how a check for
-    /// deadlocks asked for now reaches them.
+    /// Wakes this name's waiters (under its lock, so none misses it): after a release
+    /// the slow path is to hear of, and how a check for deadlocks asked for now reaches
+    /// them.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn wake_waiters(&self) {
         let _st = self.state.lock();
         self.cond.notify_all();
+    }
+
+    /// Clears `PARKED` once nobody waits, upgrades or holds acquires off.
+    fn settle(&self, st: &State) {
+        if st.waiters == 0 && st.upgrading.is_none() && !st.holding_off {
+            self.word.fetch_and(!PARKED, AcqRel);
+        }
+    }
+
+    /// Runs `f` while nobody holds the name, every acquire waiting until it returns; the
+    /// mode the name is held in instead, without running `f`, if it is held.
+    pub(crate) fn while_unlocked<R>(&self, f: impl FnOnce() -> R) -> Result<R, Mode> {
+        let mut st = self.state.lock();
+        let mut word = self.word.load(Acquire);
+        loop {
+            if let Some(mode) = mode_of(word) {
+                return Err(mode);
+            }
+            match self
+                .word
+                .compare_exchange(word, word | PARKED, AcqRel, Acquire)
+            {
+                Ok(_) => break,
+                Err(now) => word = now,
+            }
+        }
+        st.holding_off = true;
+        struct Settle<'a>(&'a NameLock, MutexGuard<'a, State>);
+        impl Drop for Settle<'_> {
+            fn drop(&mut self) {
+                self.1.holding_off = false;
+                self.0.settle(&self.1);
+            }
+        }
+        let _settle = Settle(self, st);
+        Ok(f())
     }
 
     pub(crate) fn expired(&self, token: u64) -> LockError {
@@ -368,72 +630,110 @@ impl NameLock {
         }
     }
 
-    /// Whether nothing holds, waits for or upgrades this name; its counters and its
-    /// latest token if so.
+    /// The name's counters (grants counted from its tokens).
+    pub(crate) fn counters(&self) -> NameCounters {
+        let st = self.state.lock();
+        self.counters_of(&st)
+    }
+
+    fn counters_of(&self, st: &State) -> NameCounters {
+        let mut counters = st.counters;
+        counters.grants = (self.token() - self.base).saturating_sub(counters.expiries);
+        counters
+    }
+
+    /// Whether nothing holds, waits for or upgrades this name and it is off the leased
+    /// list; its counters and its latest token if so.
     pub(crate) fn idle_counters(&self) -> Option<(NameCounters, u64)> {
         let st = self.state.lock();
-        (st.holds.is_empty() && st.waiters == 0 && st.upgrading.is_none() && !st.listed)
-            .then_some((st.counters, st.token))
+        let word = self.word.load(Acquire);
+        (word & (WRITER | READERS | PARKED | LISTED) == 0 && st.waiters == 0)
+            .then(|| (self.counters_of(&st), token_of(word)))
     }
 
-    /// Expires overdue holds ([`expire`](Self::expire)) and, when no hold is left, takes
-    /// the name off the leased list (the caller removes its entry); returns how many
-    /// expired and whether to delist.
-    pub(crate) fn expire_and_delist(&self, now: Timestamp) -> (usize, bool) {
-        let expired = self.expire(now);
-        let mut st = self.state.lock();
-        let delist = st.listed && st.holds.is_empty();
-        if delist {
-            st.listed = false;
-        }
-        (expired, delist)
-    }
-
-    /// Expires every hold whose lease ended before `now`; returns how many.
-    pub(crate) fn expire(&self, now: Timestamp) -> usize {
+    /// Expires this name's holds in `holds` whose lease ended before `now` and, when no
+    /// hold is left, takes the name off the leased list; returns how many expired and
+    /// whether it was delisted.
+    pub(crate) fn expire(&self, now: Timestamp, holds: &Snapshot) -> (usize, bool) {
         let mut st = self.state.lock();
         let mut expired = 0;
-        let mut i = 0;
-        while i < st.holds.len() {
-            if st.holds[i].deadline.is_some_and(|d| d <= now) {
-                let hold = st.holds.swap_remove(i);
-                st.token += 1;
-                st.counters.expiries += 1;
-                expired += 1;
-                let age = hold
-                    .since
-                    .map(|s| now.saturating_duration_since(s))
-                    .unwrap_or_default();
-                log::warn!(
-                    "lease expired: {} lock on {:?} held by {} for {age:?}; token {} is stale, fencing token now {}",
-                    hold.mode,
-                    self.name,
-                    hold.owner.name(),
-                    hold.token,
-                    st.token
-                );
-            } else {
-                i += 1;
+        for hold in holds.of(self.addr()) {
+            if hold.deadline.is_none_or(|d| d > now) || !holds.expire(hold) {
+                continue;
             }
+            let bit = match hold.mode {
+                Mode::Read => READER,
+                Mode::Write => WRITER,
+            };
+            // The hold goes and the token moves on, so that the stale holder's token
+            // is below every later grant's.
+            let mut word = self.word.load(Acquire);
+            loop {
+                let next = if token_of(word) < LAST_TOKEN {
+                    TOKEN
+                } else {
+                    0
+                };
+                match self
+                    .word
+                    .compare_exchange(word, word - bit + next, AcqRel, Acquire)
+                {
+                    Ok(_) => break,
+                    Err(seen) => word = seen,
+                }
+            }
+            st.counters.expiries += 1;
+            expired += 1;
+            let age = hold
+                .since
+                .map(|s| now.saturating_duration_since(s))
+                .unwrap_or_default();
+            log::warn!(
+                "lease expired: {} lock on {:?} held by {} for {age:?}; token {} is stale, fencing token now {}",
+                hold.mode,
+                self.name,
+                hold.owner.name(),
+                hold.token,
+                self.token()
+            );
         }
         if expired > 0 {
             self.cond.notify_all();
         }
-        expired
+        // Off the leased list once nothing holds the name: a later leased grant lists
+        // it again (under this mutex) before any fast grant.
+        let mut word = self.word.load(Acquire);
+        let mut delisted = false;
+        while word & LISTED != 0 && word & (WRITER | READERS) == 0 {
+            match self
+                .word
+                .compare_exchange(word, word & !LISTED, AcqRel, Acquire)
+            {
+                Ok(_) => {
+                    self.registry.delist(self.addr());
+                    delisted = true;
+                    break;
+                }
+                Err(seen) => word = seen,
+            }
+        }
+        drop(st);
+        (expired, delisted)
     }
 
-    /// Waits until `kind` can be granted to `owner`; returns with the state locked either way.
+    /// Waits until `kind` can be granted to `owner`, then grants it; returns with the
+    /// state locked either way. `upgrading`: the slot, claim and token of the hold an
+    /// upgrade turns exclusive.
     fn wait(
         self: &Arc<Self>,
         st: &mut MutexGuard<'_, State>,
         owner: Owner,
         kind: WaitKind,
         timeout: Option<Duration>,
-        upgrading: Option<u64>,
-    ) -> Result<(), LockError> {
-        let fair = self.registry.fair;
-        if st.can_grant(kind, owner.id, None, fair) {
-            return Ok(());
+        upgrading: Option<(NonNull<Slot>, u64, u64)>,
+    ) -> Result<u64, LockError> {
+        if let Some(token) = self.try_grant(st, kind, owner.id, None)? {
+            return Ok(token);
         }
         let started = sync::now();
         if timeout == Some(Duration::ZERO) {
@@ -461,6 +761,9 @@ impl NameLock {
             .registry
             .begin_wait(owner, Arc::clone(self), kind, ticket, started);
         st.waiters += 1;
+        // From here every acquire takes the mutex and every release that lets a hold go
+        // wakes the waiters.
+        self.word.fetch_or(PARKED, AcqRel);
         let check_delay = self.registry.check_delay;
         // Under loom, time does not pass on its own: only a check asked for with
         // `LockManager::check_deadlocks` runs the detector there.
@@ -471,11 +774,16 @@ impl NameLock {
         };
         let mut checked_epoch = self.registry.check_epoch();
         let result = loop {
-            if upgrading.is_some_and(|token| !st.holds.iter().any(|h| h.token == token)) {
-                break Err(self.expired(upgrading.unwrap_or_default()));
+            if let Some((slot, claim, token)) = upgrading {
+                // SAFETY: a guard's slot lives as long as the guard (see `holders`).
+                if !unsafe { slot.as_ref() }.is_held(claim) {
+                    break Err(self.expired(token));
+                }
             }
-            if st.can_grant(kind, owner.id, ticket, fair) {
-                break Ok(());
+            match self.try_grant(st, kind, owner.id, ticket) {
+                Ok(Some(token)) => break Ok(token),
+                Ok(None) => {}
+                Err(e) => break Err(e),
             }
             let now = sync::now();
             if deadline.is_some_and(|d| now >= d) {
@@ -511,9 +819,10 @@ impl NameLock {
             st.queue.retain(|q| q.ticket != t);
         }
         self.registry.end_wait(seq);
+        self.settle(st);
         // Leaving the queue (granted or not) may let others go: readers held back by a
         // writer that gave up, or the next in a fair queue.
-        if result.is_err() || fair {
+        if result.is_err() || self.registry.fair {
             self.cond.notify_all();
         }
         result

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use memwarden_core::Clock;
 
 use crate::CycleStep;
-use crate::name_lock::{Blocker, NameLock, WaitKind};
+use crate::holders;
+use crate::name_lock::{Blocker, HoldRef, NameLock, WaitKind};
 use crate::owner::Owner;
 use crate::sync::Mutex;
 
@@ -56,11 +57,15 @@ pub(crate) struct Registry {
     /// Bumped by [`LockManager::check_deadlocks`](crate::LockManager::check_deadlocks):
     /// a waiter that sees it change looks for a cycle at once.
     check_epoch: AtomicU64,
-    /// Names that have had a leased hold since the monitor last found them free: all
-    /// the monitor walks, by address, with how many times each is listed (a name listed
-    /// again while the monitor delists it is counted twice; each delisting takes one).
-    leased: Mutex<HashMap<usize, (Arc<NameLock>, usize)>>,
+    /// Names that have had a leased hold since the monitor last found them free, by
+    /// address: all the monitor walks. Listed and delisted under the name's mutex.
+    leased: Mutex<HashMap<usize, Arc<NameLock>>>,
+    /// This manager's id, never reused: what the per-thread name caches key on.
+    pub(crate) id: u64,
 }
+
+/// The next manager's id.
+static NEXT_MANAGER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -89,6 +94,7 @@ impl Registry {
             next_seq: AtomicU64::new(1),
             check_epoch: AtomicU64::new(0),
             leased: Mutex::new(HashMap::new()),
+            id: NEXT_MANAGER.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -104,44 +110,37 @@ impl Registry {
         }
     }
 
+    /// Puts `lock` on the leased list (under its mutex).
     pub(crate) fn list_leased(&self, lock: Arc<NameLock>) {
-        let key = Arc::as_ptr(&lock) as usize;
-        self.leased.lock().entry(key).or_insert((lock, 0)).1 += 1;
+        self.leased.lock().insert(Arc::as_ptr(&lock) as usize, lock);
+    }
+
+    /// Takes the lock at `lock` off the leased list (under its mutex).
+    pub(crate) fn delist(&self, lock: usize) {
+        self.leased.lock().remove(&lock);
+    }
+
+    /// Takes every lock off the leased list (the manager is going away).
+    pub(crate) fn clear_leased(&self) {
+        let leased = std::mem::take(&mut *self.leased.lock());
+        drop(leased);
     }
 
     /// Expires every overdue lease on the listed names and delists those left free;
     /// returns how many leases expired and how many names were delisted.
     pub(crate) fn expire_overdue(&self) -> (usize, usize) {
         let now = self.clock.now();
-        let listed: Vec<Arc<NameLock>> = self
-            .leased
-            .lock()
-            .values()
-            .map(|(l, _)| Arc::clone(l))
-            .collect();
-        let mut expired = 0;
-        let mut free = Vec::new();
-        for lock in listed {
-            let (n, delist) = lock.expire_and_delist(now);
-            expired += n;
-            if delist {
-                free.push(lock);
-            }
+        let listed: Vec<Arc<NameLock>> = self.leased.lock().values().cloned().collect();
+        if listed.is_empty() {
+            return (0, 0);
         }
-        let delisted = free.len();
-        if !free.is_empty() {
-            let mut leased = self.leased.lock();
-            for lock in free {
-                let key = Arc::as_ptr(&lock) as usize;
-                if let Some((_, times)) = leased.get_mut(&key) {
-                    *times -= 1;
-                    if *times == 0 {
-                        leased.remove(&key);
-                    }
-                }
-            }
-        }
-        (expired, delisted)
+        let holds = holders::snapshot();
+        listed
+            .iter()
+            .map(|lock| lock.expire(now, &holds))
+            .fold((0, 0), |(e, d), (n, delisted)| {
+                (e + n, d + usize::from(delisted))
+            })
     }
 
     /// How many names are on the leased list.
@@ -226,11 +225,20 @@ impl Registry {
     /// name's lock, one name at a time.
     fn graph(&self) -> Graph {
         let records = self.waiting();
+        let holds = holders::snapshot();
         let mut edges: HashMap<u64, Vec<(u64, Because)>> = HashMap::new();
         for r in &records {
             let out = edges.entry(r.owner.id).or_default();
+            let of_name: Vec<HoldRef> = holds
+                .of(Arc::as_ptr(&r.lock) as usize)
+                .map(|h| HoldRef {
+                    owner: h.owner.id,
+                    mode: h.mode,
+                    token: h.token,
+                })
+                .collect();
             let state = r.lock.state.lock();
-            let _ = state.blockers(r.kind, r.owner.id, r.ticket, self.fair, |b| {
+            let _ = state.blockers(r.kind, r.owner.id, r.ticket, self.fair, &of_name, |b| {
                 let edge = match b {
                     Blocker::Hold { owner, token } => (owner, Because::Holds(token)),
                     Blocker::Upgrade { owner, token } => (owner, Because::Upgrades(token)),

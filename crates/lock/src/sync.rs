@@ -3,6 +3,11 @@
 
 #[cfg(not(loom))]
 pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard};
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize, fence};
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, fence};
 
 /// Runs `f` with the guard's mutex unlocked, relocking it afterwards.
 #[cfg(not(loom))]

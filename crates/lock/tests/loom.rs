@@ -270,3 +270,86 @@ fn a_lease_that_expires_during_an_upgrade_fails_the_upgrade() {
         drop(later);
     });
 }
+
+/// A thread's slot is read by others while the thread empties it and fills it again
+/// for another name: introspection shows each hold whole (its name's mode) or not at all.
+#[test]
+fn introspection_never_sees_a_hold_torn_between_two_names() {
+    use memwarden_lock::Mode;
+    loom::model(|| {
+        let m = manager(LockConfig::without_leases());
+        // Both names exist before the threads start: the name table's own lock is not
+        // one loom sees.
+        drop(m.read("x").unwrap());
+        drop(m.read("y").unwrap());
+        let m1 = m.clone();
+        let holder = thread::spawn(move || {
+            drop(m1.read("x").unwrap());
+            drop(m1.write("y").unwrap());
+        });
+        for lock in m.inspect().locks {
+            let expected = if lock.name == "x" {
+                Mode::Read
+            } else {
+                Mode::Write
+            };
+            for h in &lock.holders {
+                assert_eq!(h.mode, expected, "{lock:?}");
+            }
+        }
+        holder.join().unwrap();
+    });
+}
+
+/// A holder releases while the lease monitor expires the same hold: the hold is given
+/// back once, so the name ends up free (a write gets it at once) and is not held twice.
+#[test]
+fn a_release_racing_an_expiry_gives_the_hold_back_once() {
+    loom::model(|| {
+        let (clock, manager, handle) = leased();
+        let granted = Arc::new(AtomicUsize::new(0));
+        let (h, g) = (handle.clone(), granted.clone());
+        let holder = thread::spawn(move || {
+            let r = h.read().unwrap();
+            g.store(1, Ordering::SeqCst);
+            drop(r);
+        });
+        while granted.load(Ordering::SeqCst) == 0 {
+            thread::yield_now();
+        }
+        // The lease is over: the monitor takes the hold while its guard drops.
+        clock.advance(Duration::from_secs(2));
+        let expired = manager.expire_overdue();
+        holder.join().unwrap();
+        assert!(expired <= 1);
+        assert_eq!(manager.is_locked("x"), None);
+        let w = handle.write().unwrap();
+        assert!(w.is_valid());
+        drop(w);
+        assert_eq!(manager.is_locked("x"), None);
+    });
+}
+
+/// `while_unlocked` runs only while nobody holds the name, and keeps the uncontended
+/// path's readers out until it returns.
+#[test]
+fn while_unlocked_keeps_fast_readers_out() {
+    loom::model(|| {
+        let m = manager(LockConfig::without_leases());
+        let inside = Arc::new(Inside::default());
+        // The name exists before the reader comes (an acquire of a name not made yet
+        // waits on the table instead).
+        drop(m.read("x").unwrap());
+        let (m1, i1) = (m.clone(), inside.clone());
+        let reader = thread::spawn(move || {
+            let _r = m1.read("x").unwrap();
+            i1.enter_read();
+            i1.leave_read();
+        });
+        let _ = m.while_unlocked("x", || {
+            inside.enter_write();
+            inside.leave_write();
+        });
+        reader.join().unwrap();
+    });
+}

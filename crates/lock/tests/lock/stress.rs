@@ -182,11 +182,13 @@ fn the_lease_monitor_walks_only_names_with_leases() {
     assert_eq!(m.leased_count(), 0);
     drop(kept);
     // A pass of the monitor that lets go of names sweeps the table: what is left are
-    // the names used since the last pass (none here).
-    assert_eq!(
-        m.name_count(),
-        1,
-        "only the expired name, whose guard lived until now"
+    // the names used since the last pass (none here) and those this thread's name cache
+    // remembers (the eight it used last).
+    m.expire_overdue();
+    assert!(
+        m.name_count() <= 1 + 8,
+        "only the expired name and the cached ones: {} names",
+        m.name_count()
     );
     for i in 0..300 {
         drop(m.read(&format!("last-{i}")).unwrap());
