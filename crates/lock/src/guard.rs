@@ -108,8 +108,6 @@ struct Hold {
     lock: NonNull<NameLock>,
     slot: NonNull<Slot>,
     claim: u64,
-    token: u64,
-    owner: crate::owner::Owner,
 }
 
 impl Hold {
@@ -119,8 +117,6 @@ impl Hold {
             lock: NonNull::from(&**lock),
             slot: grant.slot,
             claim: grant.claim,
-            token: grant.token,
-            owner: grant.owner,
         }
     }
 
@@ -134,6 +130,12 @@ impl Hold {
     fn slot(&self) -> &Slot {
         // SAFETY: see `Hold`: the slot lives as long as the guard.
         unsafe { self.slot.as_ref() }
+    }
+
+    /// The hold's fencing token: the slot keeps it until the guard drops, even once the
+    /// hold expired or was released.
+    fn token(&self) -> u64 {
+        self.slot().token()
     }
 
     /// The lock's `Arc`, from this thread's holds (an upgrade or downgrade needs it).
@@ -231,7 +233,7 @@ impl ReadGuard {
     fn upgrade_within(mut self, timeout: Option<Duration>) -> Result<WriteGuard, UpgradeFailed> {
         let h = &self.hold;
         let upgraded = h.with_lock(|lock, holds| {
-            lock.upgrade(holds, h.slot, h.claim, h.token, timeout)
+            lock.upgrade(holds, h.slot, h.claim, h.token(), timeout)
                 .map(|grant| Hold::new(lock, grant))
         });
         match upgraded {
@@ -287,7 +289,7 @@ impl WriteGuard {
     pub fn downgrade(mut self) -> Result<ReadGuard, LockError> {
         let h = &self.hold;
         let hold = h.with_lock(|lock, holds| {
-            lock.downgrade(holds, h.slot, h.claim, h.token)
+            lock.downgrade(holds, h.slot, h.claim, h.token())
                 .map(|grant| Hold::new(lock, grant))
         })?;
         self.armed = false;
@@ -312,7 +314,7 @@ macro_rules! guard_common {
                 &self.hold.lock().name
             }
             fn token(&self) -> u64 {
-                self.hold.token
+                self.hold.token()
             }
             fn is_valid(&self) -> bool {
                 self.hold.slot().is_held(self.hold.claim)
@@ -328,7 +330,7 @@ macro_rules! guard_common {
                         "dropped a stale {} guard on {:?} (token {})",
                         $mode,
                         h.lock().name,
-                        h.token
+                        h.token()
                     );
                 }
             }
@@ -338,8 +340,9 @@ macro_rules! guard_common {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.debug_struct(stringify!($guard))
                     .field("name", &self.hold.lock().name)
-                    .field("token", &self.hold.token)
-                    .field("thread", &self.hold.owner.name())
+                    .field("token", &self.hold.token())
+                    // A guard is not `Send`: its thread is the caller's.
+                    .field("thread", &crate::owner::current().name())
                     .finish()
             }
         }

@@ -73,6 +73,11 @@ impl Slot {
         }
     }
 
+    /// The token of the hold last filled in (kept until the slot is emptied).
+    pub(crate) fn token(&self) -> u64 {
+        self.grant.load(Relaxed) >> 1
+    }
+
     /// Whether the hold filled with `claim` is still held (not released or expired).
     #[inline]
     pub(crate) fn is_held(&self, claim: u64) -> bool {
@@ -291,8 +296,6 @@ pub(crate) struct Scan {
 pub(crate) struct Grant {
     pub(crate) slot: NonNull<Slot>,
     pub(crate) claim: u64,
-    pub(crate) token: u64,
-    pub(crate) owner: Owner,
 }
 
 /// This thread's holds.
@@ -370,12 +373,7 @@ impl Holds {
         }
         let slot = entry.slot;
         let claim = fill(entry, mode, token, lease);
-        Grant {
-            slot,
-            claim,
-            token,
-            owner: self.owner,
-        }
+        Grant { slot, claim }
     }
 
     /// Replaces the hold in `slot` (filled with `claim`, still held) by one of `mode`
@@ -394,12 +392,7 @@ impl Holds {
             .expect("a guard's slot is one of its thread's");
         entry.slot().claim.store(FREE, Relaxed);
         let claim = fill(entry, mode, token, lease);
-        Grant {
-            slot,
-            claim,
-            token,
-            owner: self.owner,
-        }
+        Grant { slot, claim }
     }
 
     /// The lock of the hold in `slot` (a guard's: its entry keeps the lock).

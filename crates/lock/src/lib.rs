@@ -64,11 +64,25 @@
 //! # Names come and go
 //!
 //! A name's lock is made on first use and removed from the table once nothing refers to
-//! it but the table (no guard, handle, waiter, lease or [`Fenced`] value) and nothing holds
-//! or waits for it: the table is swept when it has doubled since the last sweep (and after
-//! a lease monitor pass lets go of names), so per-request names keep it at about twice the
+//! it but the table (no handle, waiter, lease, [`Fenced`] value, thread holding it, or
+//! thread remembering it among the eight names it used last) and nothing holds or waits
+//! for it: the table is swept when a shard has doubled since its last sweep (and after a
+//! lease monitor pass lets go of names), so per-request names keep it at about twice the
 //! names in use, and the monitor walks only names with leased holds. A thread's name is
 //! kept only while the thread lives.
+//!
+//! # The uncontended path
+//!
+//! Like `parking_lot`, a name keeps its state in one atomic word (an exclusive bit, the
+//! count of shared holds, a bit that sends everyone through the mutex while someone
+//! waits, and the fencing token): a grant nobody contends is one compare-and-swap on it
+//! and a release one fetch-and-subtract. Who holds what is written by the holder into a
+//! slot of its own thread, without a lock, and read by other threads only when they need
+//! it (introspection, the deadlock detector, the lease monitor). A guard keeps addresses,
+//! not reference counts; an acquire by name finds the lock in its thread's cache of
+//! recent names. An acquire that finds the name taken spins briefly before it sleeps.
+//! The limits this sets: 8191 shared holds of one name at once and 2^48 fencing tokens
+//! per name ([`LockError::Exhausted`] past either).
 #![deny(missing_docs)]
 #![warn(unreachable_pub, missing_debug_implementations)]
 

@@ -259,6 +259,9 @@ impl NameLock {
     /// The lease of a hold granted now: one clock read.
     #[inline(always)]
     fn lease(&self) -> Option<(Timestamp, Timestamp)> {
+        if self.listed_bit == 0 {
+            return None; // no leases: the registry is not even looked at
+        }
         self.registry.lease.map(|lease| {
             let now = self.registry.clock.now();
             (now, now + lease)
@@ -538,11 +541,14 @@ impl NameLock {
                 Err(now) => word = now,
             }
         };
+        // The slot changes under the mutex too: the lease monitor, which expires holds
+        // under it, must never see the old exclusive hold beside the new word.
+        let grant = holds.refill(slot, Mode::Read, token, self.lease());
         if st.waiters > 0 {
             self.cond.notify_all();
         }
         drop(st);
-        Ok(holds.refill(slot, Mode::Read, token, self.lease()))
+        Ok(grant)
     }
 
     /// Releases the hold in `slot` filled with `claim`; `false` if it is gone (released
