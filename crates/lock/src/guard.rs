@@ -325,12 +325,12 @@ macro_rules! guard_common {
             #[inline]
             fn drop(&mut self) {
                 let h = &self.hold;
+                // Not the slot after the release: once emptied, it may go with its thread.
                 if self.armed && !h.lock().release(h.slot(), h.claim, $mode) {
                     log::debug!(
-                        "dropped a stale {} guard on {:?} (token {})",
+                        "dropped a {} guard on {:?} whose hold had expired or been released",
                         $mode,
                         h.lock().name,
-                        h.token()
                     );
                 }
             }
@@ -342,7 +342,7 @@ macro_rules! guard_common {
                     .field("name", &self.hold.lock().name)
                     .field("token", &self.hold.token())
                     // A guard is not `Send`: its thread is the caller's.
-                    .field("thread", &crate::owner::current().name())
+                    .field("thread", &crate::owner::try_current().map(|o| o.name()))
                     .finish()
             }
         }

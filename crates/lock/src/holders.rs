@@ -626,6 +626,8 @@ mod tls {
     //! Under loom: a `RefCell` in loom's thread-local storage (loom runs each model
     //! thread's destructors itself).
 
+    use std::cell::RefCell;
+
     use super::{Holds, Local, NameCache};
 
     loom::thread_local! {

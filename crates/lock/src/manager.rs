@@ -260,6 +260,9 @@ impl Names {
             if Arc::strong_count(lock) > 1 {
                 return true;
             }
+            // Pairs with the release in the last other `Arc`'s drop: what its owner did
+            // to the lock is seen below.
+            std::sync::atomic::fence(Ordering::Acquire);
             match lock.idle_counters() {
                 Some((counters, token)) => {
                     retired.add(&counters);
@@ -559,10 +562,13 @@ impl LockManager {
     pub fn inspect(&self) -> LockState {
         let now = self.registry.lease.map(|_| self.registry.clock.now());
         let waiting = self.registry.waiting();
+        // The locks first: held here, none of them goes and leaves its address to a
+        // new lock while the holders are read.
+        let all = self.names.all();
         let holds = holders::snapshot();
         let mut locks = Vec::new();
         let mut stats = *self.names.retired.lock();
-        for lock in self.names.all() {
+        for lock in all {
             stats.add(&lock.counters());
             let waiters: Vec<WaiterInfo> = waiting
                 .iter()

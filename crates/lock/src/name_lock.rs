@@ -369,21 +369,31 @@ impl NameLock {
         mode: Mode,
         timeout: Option<Duration>,
     ) -> Result<Grant, LockError> {
+        let mut st = self.state.lock();
+        // Looked at again under the mutex: the lease monitor expires holds only under it,
+        // so what this thread holds cannot change until the grant is recorded.
+        let scan = if scan.held.is_some() {
+            holds.scan(self.addr())
+        } else {
+            scan
+        };
         if let Some(held) = scan.held {
             if held == Mode::Read && mode == Mode::Read {
                 // A recursive read is safe to grant at once, past any waiter: this thread
-                // already excludes writers.
+                // already excludes writers (its hold is counted in the word, so no writer
+                // holds, and the name stays on the leased list).
                 let token = self.add_reader()?;
-                return Ok(holds.record(scan.free, self, mode, token, self.lease()));
+                let grant = holds.record(scan.free, self, mode, token, self.lease());
+                drop(st);
+                return Ok(grant);
             }
-            self.state.lock().counters.would_deadlock += 1;
+            st.counters.would_deadlock += 1;
             return Err(LockError::WouldDeadlock {
                 name: self.name.to_string(),
                 held,
                 requested: mode,
             });
         }
-        let mut st = self.state.lock();
         if self.listed_bit != 0 && self.word.load(Acquire) & LISTED == 0 {
             // Listed before the grant, under the mutex (the monitor delists under it too).
             self.registry.list_leased(Arc::clone(self));
@@ -706,11 +716,13 @@ impl NameLock {
         if expired > 0 {
             self.cond.notify_all();
         }
-        // Off the leased list once nothing holds the name: a later leased grant lists
-        // it again (under this mutex) before any fast grant.
+        // Off the leased list once nothing holds or waits for the name: a later leased
+        // acquire lists it again (under this mutex) before it is granted, and a waiter was
+        // listed when it began to wait.
         let mut word = self.word.load(Acquire);
         let mut delisted = false;
-        while word & LISTED != 0 && word & (WRITER | READERS) == 0 {
+        let waited_for = st.waiters > 0 || st.upgrading.is_some();
+        while !waited_for && word & LISTED != 0 && word & (WRITER | READERS) == 0 {
             match self
                 .word
                 .compare_exchange(word, word & !LISTED, AcqRel, Acquire)

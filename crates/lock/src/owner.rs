@@ -70,6 +70,11 @@ pub(crate) fn current() -> Owner {
     CURRENT.with(|current| current.0)
 }
 
+/// The calling thread's identity, if its thread-local storage is still there.
+pub(crate) fn try_current() -> Option<Owner> {
+    CURRENT.try_with(|current| current.0).ok()
+}
+
 /// How many threads with an identity are alive (for tests: identities do not pile up).
 #[cfg(test)]
 pub(crate) fn live() -> usize {

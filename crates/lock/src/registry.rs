@@ -62,6 +62,8 @@ pub(crate) struct Registry {
     leased: Mutex<HashMap<usize, Arc<NameLock>>>,
     /// This manager's id, never reused: what the per-thread name caches key on.
     pub(crate) id: u64,
+    /// Set when the manager drops: nothing is listed after.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 /// The next manager's id.
@@ -95,6 +97,7 @@ impl Registry {
             check_epoch: AtomicU64::new(0),
             leased: Mutex::new(HashMap::new()),
             id: NEXT_MANAGER.fetch_add(1, Ordering::Relaxed),
+            closed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -110,9 +113,12 @@ impl Registry {
         }
     }
 
-    /// Puts `lock` on the leased list (under its mutex).
+    /// Puts `lock` on the leased list (under its mutex), unless the manager is gone
+    /// (no monitor walks the list then, and the list would keep the lock alive).
     pub(crate) fn list_leased(&self, lock: Arc<NameLock>) {
-        self.leased.lock().insert(Arc::as_ptr(&lock) as usize, lock);
+        if !self.closed.load(Ordering::Acquire) {
+            self.leased.lock().insert(Arc::as_ptr(&lock) as usize, lock);
+        }
     }
 
     /// Takes the lock at `lock` off the leased list (under its mutex).
@@ -122,6 +128,7 @@ impl Registry {
 
     /// Takes every lock off the leased list (the manager is going away).
     pub(crate) fn clear_leased(&self) {
+        self.closed.store(true, Ordering::Release);
         let leased = std::mem::take(&mut *self.leased.lock());
         drop(leased);
     }

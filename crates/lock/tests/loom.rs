@@ -353,3 +353,46 @@ fn while_unlocked_keeps_fast_readers_out() {
         reader.join().unwrap();
     });
 }
+
+/// A thread asks for a second shared hold while the lease monitor expires its first and
+/// a writer waits: the second is either recursive (granted before the expiry, and then
+/// counted, so the writer waits for it) or a new acquire that waits for the writer; never
+/// a read beside the writer. (The second's lease ends after the pass: only the first
+/// expires.)
+#[test]
+fn a_second_read_racing_the_expiry_of_the_first_never_joins_a_writer() {
+    loom::model(|| {
+        let (clock, manager, handle) = leased();
+        let inside = Arc::new(Inside::default());
+        let step = Arc::new(AtomicUsize::new(0));
+        let (h, i, st) = (handle.clone(), inside.clone(), step.clone());
+        let reader = thread::spawn(move || {
+            let stale = h.read().unwrap();
+            st.store(1, Ordering::SeqCst);
+            while st.load(Ordering::SeqCst) < 2 {
+                thread::yield_now();
+            }
+            let again = h.read().unwrap();
+            i.enter_read();
+            i.leave_read();
+            drop(again);
+            drop(stale);
+        });
+        while step.load(Ordering::SeqCst) < 1 {
+            thread::yield_now();
+        }
+        let (h, i) = (handle.clone(), inside.clone());
+        let writer = thread::spawn(move || {
+            let _w = h.write().unwrap();
+            i.enter_write();
+            i.leave_write();
+        });
+        // The first hold's lease ends at 1 s, the second's at 1.6 s or later.
+        clock.advance(Duration::from_millis(600));
+        step.store(2, Ordering::SeqCst);
+        clock.advance(Duration::from_millis(500));
+        manager.expire_overdue();
+        writer.join().unwrap();
+        reader.join().unwrap();
+    });
+}

@@ -452,3 +452,47 @@ fn while_unlocked_runs_only_when_nobody_holds_the_name_and_holds_acquires_off() 
     });
     assert_eq!(nested, Ok(Ok(Ok(3))));
 }
+
+/// A waiter granted in the same pass of the lease monitor that expired the hold it waited
+/// for still has its own lease enforced: the name stays on the leased list while anyone
+/// waits for it.
+#[test]
+fn a_waiter_granted_after_an_expiry_still_has_a_lease() {
+    let clock = ManualClock::new();
+    let m = Arc::new(
+        LockManager::with_clock(
+            LockConfig {
+                lease: Some(Duration::from_secs(1)),
+                // The test expires by hand.
+                monitor_interval: Some(Duration::from_secs(24 * 60 * 60)),
+                ..LockConfig::default()
+            },
+            Arc::new(clock.clone()),
+        )
+        .unwrap(),
+    );
+    let stale = m.write("x").unwrap();
+    let (granted_tx, granted_rx) = mpsc::channel();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let waiter = {
+        let m = Arc::clone(&m);
+        thread::spawn(move || {
+            let w = m.write("x").unwrap();
+            granted_tx.send(()).unwrap();
+            done_rx.recv().unwrap();
+            w.is_valid()
+        })
+    };
+    while m.inspect().locks.iter().all(|l| l.waiters.is_empty()) {
+        thread::sleep(Duration::from_millis(1));
+    }
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(m.expire_overdue(), 1);
+    granted_rx.recv().unwrap();
+    assert_eq!(m.leased_count(), 1, "the new hold is on the leased list");
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(m.expire_overdue(), 1, "the new hold's lease runs out too");
+    done_tx.send(()).unwrap();
+    assert!(!waiter.join().unwrap());
+    drop(stale);
+}
