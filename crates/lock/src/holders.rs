@@ -49,7 +49,9 @@ const CHUNK: usize = if cfg!(loom) { 2 } else { 16 };
 /// Names each thread remembers (the lock of each, for acquires by name).
 const NAME_CACHE: usize = 8;
 
-/// One hold of one thread.
+/// One hold of one thread, on a cache line of its own (a slot is written by its thread
+/// on every grant; no other thread's data may share its line).
+#[repr(align(64))]
 pub(crate) struct Slot {
     /// `FREE` or `generation << 2 | state`. Only the owning thread fills or empties the
     /// slot; the lease monitor only turns `HELD` into `EXPIRED`, under the name's mutex.
@@ -257,7 +259,8 @@ pub(crate) fn snapshot() -> Snapshot {
 }
 
 /// One of this thread's slots, mirrored: the lock it last held (kept alive for the
-/// slot's guard) and its last generation.
+/// slot's guard) and its last generation. On a cache line of its own, as the slot.
+#[repr(align(64))]
 struct Entry {
     slot: NonNull<Slot>,
     lock: Option<Arc<NameLock>>,

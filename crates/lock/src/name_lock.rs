@@ -220,6 +220,7 @@ fn mode_of(word: u64) -> Option<Mode> {
 /// only when someone has to wait (the word's `PARKED` bit sends everyone through them),
 /// and for upgrades, downgrades and expiries.
 #[derive(Debug)]
+#[repr(align(64))]
 pub(crate) struct NameLock {
     word: AtomicU64,
     /// `LISTED` when holds carry leases: a name is on the leased list before any leased
