@@ -179,40 +179,6 @@ impl fmt::Display for UpgradeFailed {
 impl std::error::Error for UpgradeFailed {}
 
 impl ReadGuard {
-    #[inline(always)]
-    fn new(lock: &Arc<NameLock>, grant: Grant) -> Self {
-        ReadGuard {
-            hold: Hold::new(lock, grant),
-            armed: true,
-            _not_send: PhantomData,
-        }
-    }
-
-    #[inline(always)]
-    pub(crate) fn acquire(
-        lock: &Arc<NameLock>,
-        timeout: Option<Duration>,
-    ) -> Result<Self, LockError> {
-        holders::with(
-            #[inline(always)]
-            |local| Self::acquire_in(&mut local.holds, lock, timeout),
-        )
-    }
-
-    /// Acquires with this thread's storage already borrowed (the acquire by name).
-    #[inline(always)]
-    pub(crate) fn acquire_in(
-        holds: &mut holders::Holds,
-        lock: &Arc<NameLock>,
-        timeout: Option<Duration>,
-    ) -> Result<Self, LockError> {
-        let grant = match lock.acquire_fast(holds, Mode::Read) {
-            Some(grant) => grant,
-            None => lock.acquire(holds, Mode::Read, timeout)?,
-        };
-        Ok(Self::new(lock, grant))
-    }
-
     /// Waits as long as it takes to turn this shared hold into an exclusive one.
     ///
     /// Only one reader of a name may wait to upgrade; a second gets
@@ -239,11 +205,7 @@ impl ReadGuard {
         match upgraded {
             Ok(hold) => {
                 self.armed = false;
-                Ok(WriteGuard {
-                    hold,
-                    armed: true,
-                    _not_send: PhantomData,
-                })
+                Ok(WriteGuard::from_hold(hold))
             }
             Err(error) => Err(UpgradeFailed { guard: self, error }),
         }
@@ -251,40 +213,6 @@ impl ReadGuard {
 }
 
 impl WriteGuard {
-    #[inline(always)]
-    fn new(lock: &Arc<NameLock>, grant: Grant) -> Self {
-        WriteGuard {
-            hold: Hold::new(lock, grant),
-            armed: true,
-            _not_send: PhantomData,
-        }
-    }
-
-    #[inline(always)]
-    pub(crate) fn acquire(
-        lock: &Arc<NameLock>,
-        timeout: Option<Duration>,
-    ) -> Result<Self, LockError> {
-        holders::with(
-            #[inline(always)]
-            |local| Self::acquire_in(&mut local.holds, lock, timeout),
-        )
-    }
-
-    /// Acquires with this thread's storage already borrowed (the acquire by name).
-    #[inline(always)]
-    pub(crate) fn acquire_in(
-        holds: &mut holders::Holds,
-        lock: &Arc<NameLock>,
-        timeout: Option<Duration>,
-    ) -> Result<Self, LockError> {
-        let grant = match lock.acquire_fast(holds, Mode::Write) {
-            Some(grant) => grant,
-            None => lock.acquire(holds, Mode::Write, timeout)?,
-        };
-        Ok(Self::new(lock, grant))
-    }
-
     /// Turns this exclusive hold into a shared one without letting a writer in between.
     pub fn downgrade(mut self) -> Result<ReadGuard, LockError> {
         let h = &self.hold;
@@ -293,16 +221,48 @@ impl WriteGuard {
                 .map(|grant| Hold::new(lock, grant))
         })?;
         self.armed = false;
-        Ok(ReadGuard {
-            hold,
-            armed: true,
-            _not_send: PhantomData,
-        })
+        Ok(ReadGuard::from_hold(hold))
     }
 }
 
 macro_rules! guard_common {
     ($guard:ident, $mode:expr) => {
+        impl $guard {
+            #[inline(always)]
+            fn from_hold(hold: Hold) -> Self {
+                $guard {
+                    hold,
+                    armed: true,
+                    _not_send: PhantomData,
+                }
+            }
+
+            #[inline(always)]
+            pub(crate) fn acquire(
+                lock: &Arc<NameLock>,
+                timeout: Option<Duration>,
+            ) -> Result<Self, LockError> {
+                holders::with(
+                    #[inline(always)]
+                    |local| Self::acquire_in(&mut local.holds, lock, timeout),
+                )
+            }
+
+            /// Acquires with this thread's storage already borrowed (the acquire by name).
+            #[inline(always)]
+            pub(crate) fn acquire_in(
+                holds: &mut holders::Holds,
+                lock: &Arc<NameLock>,
+                timeout: Option<Duration>,
+            ) -> Result<Self, LockError> {
+                let grant = match lock.acquire_fast(holds, $mode) {
+                    Some(grant) => grant,
+                    None => lock.acquire(holds, $mode, timeout)?,
+                };
+                Ok(Self::from_hold(Hold::new(lock, grant)))
+            }
+        }
+
         impl sealed::Sealed for $guard {
             fn lock_id(&self) -> *const () {
                 self.hold.lock.as_ptr().cast_const().cast()
