@@ -150,14 +150,12 @@ impl Hold {
 /// A shared hold; released on drop. Not `Send`: a hold belongs to its thread.
 pub struct ReadGuard {
     hold: Hold,
-    armed: bool,
     _not_send: PhantomData<*const ()>,
 }
 
 /// An exclusive hold; released on drop. Not `Send`: a hold belongs to its thread.
 pub struct WriteGuard {
     hold: Hold,
-    armed: bool,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -196,7 +194,7 @@ impl ReadGuard {
         self.upgrade_within(Some(timeout))
     }
 
-    fn upgrade_within(mut self, timeout: Option<Duration>) -> Result<WriteGuard, UpgradeFailed> {
+    fn upgrade_within(self, timeout: Option<Duration>) -> Result<WriteGuard, UpgradeFailed> {
         let h = &self.hold;
         let upgraded = h.with_lock(|lock, holds| {
             lock.upgrade(holds, h.slot, h.claim, h.token(), timeout)
@@ -204,7 +202,8 @@ impl ReadGuard {
         });
         match upgraded {
             Ok(hold) => {
-                self.armed = false;
+                // The slot now holds the exclusive hold: this guard must not release it.
+                std::mem::forget(self);
                 Ok(WriteGuard::from_hold(hold))
             }
             Err(error) => Err(UpgradeFailed { guard: self, error }),
@@ -214,13 +213,15 @@ impl ReadGuard {
 
 impl WriteGuard {
     /// Turns this exclusive hold into a shared one without letting a writer in between.
-    pub fn downgrade(mut self) -> Result<ReadGuard, LockError> {
+    pub fn downgrade(self) -> Result<ReadGuard, LockError> {
         let h = &self.hold;
         let hold = h.with_lock(|lock, holds| {
             lock.downgrade(holds, h.slot, h.claim, h.token())
                 .map(|grant| Hold::new(lock, grant))
         })?;
-        self.armed = false;
+        // The slot now holds the shared hold: this guard must not release it (it owns
+        // nothing else to drop).
+        std::mem::forget(self);
         Ok(ReadGuard::from_hold(hold))
     }
 }
@@ -232,7 +233,6 @@ macro_rules! guard_common {
             fn from_hold(hold: Hold) -> Self {
                 $guard {
                     hold,
-                    armed: true,
                     _not_send: PhantomData,
                 }
             }
@@ -286,7 +286,7 @@ macro_rules! guard_common {
             fn drop(&mut self) {
                 let h = &self.hold;
                 // Not the slot after the release: once emptied, it may go with its thread.
-                if self.armed && !h.lock().release(h.slot(), h.claim, $mode) {
+                if !h.lock().release(h.slot(), h.claim, $mode) {
                     log::debug!(
                         "dropped a {} guard on {:?} whose hold had expired or been released",
                         $mode,
