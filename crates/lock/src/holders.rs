@@ -324,6 +324,28 @@ impl Holds {
         }
     }
 
+    /// A free entry to record a new hold of the lock at `lock` in, one that last held it
+    /// if there is one; `None` if this thread has anything of that lock in a slot (a
+    /// re-entry, or a guard whose hold expired: the slow path sorts them out) or no free
+    /// entry.
+    #[inline(always)]
+    pub(crate) fn entry_for_new(&self, lock: usize) -> Option<usize> {
+        let mut free = None;
+        let mut same_free = false;
+        for (i, e) in self.entries.iter().enumerate() {
+            let same = e.addr() == lock;
+            if e.slot().claim.load(Relaxed) != FREE {
+                if same {
+                    return None;
+                }
+            } else if !same_free {
+                free = Some(i);
+                same_free = same;
+            }
+        }
+        free
+    }
+
     /// What this thread holds of the lock at `lock`.
     #[inline(always)]
     pub(crate) fn scan(&self, lock: usize) -> Scan {

@@ -309,12 +309,9 @@ impl NameLock {
     /// compare-and-swap on the word and the stores of the hold into a slot.
     #[inline(always)]
     pub(crate) fn acquire_fast(self: &Arc<Self>, holds: &mut Holds, mode: Mode) -> Option<Grant> {
-        let scan = holds.scan(self.addr());
-        if scan.held.is_some() {
-            return None;
-        }
+        let at = holds.entry_for_new(self.addr())?;
         let token = self.try_fast(mode)?;
-        Some(holds.record(scan.free, self, mode, token, self.lease()))
+        Some(holds.record(Some(at), self, mode, token, self.lease()))
     }
 
     /// Acquires `mode` for this thread, waiting at most `timeout` (`None`: as long as it
