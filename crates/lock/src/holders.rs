@@ -392,13 +392,54 @@ impl Holds {
             Some(at) => at,
             None => self.grow(),
         };
+        self.prepare(at, lock);
+        self.publish(at, mode, token, lease)
+    }
+
+    /// Writes which lock a hold in free entry `at` will be of: done before the grant, so
+    /// that less is left between the grant and the release (on a contended name, the
+    /// other threads wait for this one's release). The slot stays empty to readers until
+    /// [`publish`](Self::publish).
+    #[inline(always)]
+    pub(crate) fn prepare(&mut self, at: usize, lock: &Arc<NameLock>) {
         let entry = &mut self.entries[at];
         if entry.addr() != Arc::as_ptr(lock) as usize {
             entry.lock = Some(Arc::clone(lock));
         }
-        let slot = entry.slot;
-        let claim = fill(entry, mode, token, lease);
-        Grant { slot, claim }
+        // Pairs with the fence in `Slot::read`: a reader that sees any store below (or in
+        // `publish`) also sees that the slot was emptied since the claim it read.
+        fence(Release);
+        entry.slot().lock.store(entry.addr(), Relaxed);
+    }
+
+    /// Makes the hold prepared in entry `at` visible: granted in `mode` with `token`, with
+    /// `lease` (its start and end) if it has one.
+    #[inline(always)]
+    pub(crate) fn publish(
+        &mut self,
+        at: usize,
+        mode: Mode,
+        token: u64,
+        lease: Option<(Timestamp, Timestamp)>,
+    ) -> Grant {
+        let entry = &mut self.entries[at];
+        entry.generation += 1;
+        let claim = entry.generation << 2 | HELD;
+        let timed = std::mem::replace(&mut entry.timed, lease.is_some());
+        let slot = entry.slot();
+        if lease.is_some() || timed {
+            let (since, deadline) =
+                lease.map_or((NO_TIME, NO_TIME), |(s, d)| (s.as_nanos(), d.as_nanos()));
+            slot.since.store(since, Relaxed);
+            slot.deadline.store(deadline, Relaxed);
+        }
+        slot.grant
+            .store(token << 1 | u64::from(mode == Mode::Write), Relaxed);
+        slot.claim.store(claim, Release);
+        Grant {
+            slot: entry.slot,
+            claim,
+        }
     }
 
     /// Replaces the hold in `slot` (filled with `claim`, still held) by one of `mode`
@@ -410,14 +451,16 @@ impl Holds {
         token: u64,
         lease: Option<(Timestamp, Timestamp)>,
     ) -> Grant {
-        let entry = self
+        let at = self
             .entries
-            .iter_mut()
-            .find(|e| e.slot == slot)
+            .iter()
+            .position(|e| e.slot == slot)
             .expect("a guard's slot is one of its thread's");
+        let entry = &self.entries[at];
         entry.slot().claim.store(FREE, Relaxed);
-        let claim = fill(entry, mode, token, lease);
-        Grant { slot, claim }
+        let lock = entry.lock.clone().expect("a held slot keeps its lock");
+        self.prepare(at, &lock);
+        self.publish(at, mode, token, lease)
     }
 
     /// The lock of the hold in `slot` (a guard's: its entry keeps the lock).
@@ -465,30 +508,6 @@ impl Holds {
         });
         at
     }
-}
-
-/// Fills the entry's (free) slot; returns its new claim.
-#[inline(always)]
-fn fill(entry: &mut Entry, mode: Mode, token: u64, lease: Option<(Timestamp, Timestamp)>) -> u64 {
-    entry.generation += 1;
-    let claim = entry.generation << 2 | HELD;
-    let addr = entry.addr();
-    let timed = std::mem::replace(&mut entry.timed, lease.is_some());
-    let slot = entry.slot();
-    // Pairs with the fence in `Slot::read`: a reader that sees any store below also sees
-    // that the slot was emptied since the claim it read.
-    fence(Release);
-    slot.lock.store(addr, Relaxed);
-    slot.grant
-        .store(token << 1 | u64::from(mode == Mode::Write), Relaxed);
-    if lease.is_some() || timed {
-        let (since, deadline) =
-            lease.map_or((NO_TIME, NO_TIME), |(s, d)| (s.as_nanos(), d.as_nanos()));
-        slot.since.store(since, Relaxed);
-        slot.deadline.store(deadline, Relaxed);
-    }
-    slot.claim.store(claim, Release);
-    claim
 }
 
 impl Drop for Holds {

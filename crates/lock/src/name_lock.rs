@@ -310,8 +310,9 @@ impl NameLock {
     #[inline(always)]
     pub(crate) fn acquire_fast(self: &Arc<Self>, holds: &mut Holds, mode: Mode) -> Option<Grant> {
         let at = holds.entry_for_new(self.addr())?;
+        holds.prepare(at, self);
         let token = self.try_fast(mode)?;
-        Some(holds.record(Some(at), self, mode, token, self.lease()))
+        Some(holds.publish(at, mode, token, self.lease()))
     }
 
     /// Acquires `mode` for this thread, waiting at most `timeout` (`None`: as long as it
