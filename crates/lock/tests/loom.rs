@@ -1,11 +1,15 @@
-//! loom model tests: every interleaving of a few threads keeps the lock invariants.
+//! loom model tests: every interleaving of a few threads (with up to three preemptions)
+//! keeps the lock invariants.
 //!
-//! Run with `RUSTFLAGS="--cfg loom" cargo test -p memwarden-lock --test loom --release`.
+//! Run with `LOOM_MAX_PREEMPTIONS=3 RUSTFLAGS="--cfg loom" cargo test -p memwarden-lock
+//! --test loom --release` (as `.ci/run` does: unbounded, some models run for minutes).
 //! Checked: no two writers, no reader beside a writer, no lost wake-up (loom reports a
 //! model in which a thread blocks forever), across acquire/release, upgrade/downgrade, the
 //! hand-over when a lease expires, fair mode's queue, a waiter that times out (timed waits
 //! run on a virtual clock under loom, moved to the deadline by the wait), two upgraders,
-//! and a lease that expires during an upgrade.
+//! a lease that expires during an upgrade; and the uncontended path's races: a slot read
+//! by introspection while its thread re-fills it, a release racing an expiry,
+//! `while_unlocked` against fast readers, and a second read racing the first's expiry.
 #![cfg(loom)]
 
 use std::sync::Arc as StdArc;
