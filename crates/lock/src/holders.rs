@@ -46,6 +46,22 @@ const NO_TIME: u64 = u64::MAX;
 /// Slots per chunk: a thread's slots grow a chunk at a time and never move.
 const CHUNK: usize = if cfg!(loom) { 2 } else { 16 };
 
+/// A slot's `grant` word: the token and whether the hold is exclusive.
+#[inline(always)]
+fn encode_grant(token: u64, mode: Mode) -> u64 {
+    token << 1 | u64::from(mode == Mode::Write)
+}
+
+/// The mode a slot's `grant` word says.
+#[inline(always)]
+fn grant_mode(grant: u64) -> Mode {
+    if grant & 1 == 1 {
+        Mode::Write
+    } else {
+        Mode::Read
+    }
+}
+
 /// Names each thread remembers (the lock of each, for acquires by name).
 const NAME_CACHE: usize = 8;
 
@@ -138,8 +154,8 @@ impl Slot {
         let grant = self.grant.load(Relaxed);
         let since = self.since.load(Relaxed);
         let deadline = self.deadline.load(Relaxed);
-        // Pairs with the fence in `fill`: had any load above read a later fill's store,
-        // the claim below would no longer be `claim`.
+        // Pairs with the fence in `Holds::prepare`: had any load above read a later
+        // fill's store, the claim below would no longer be `claim`.
         fence(Acquire);
         if self.claim.load(Relaxed) != claim {
             return None;
@@ -149,11 +165,7 @@ impl Slot {
             owner,
             lock,
             token: grant >> 1,
-            mode: if grant & 1 == 1 {
-                Mode::Write
-            } else {
-                Mode::Read
-            },
+            mode: grant_mode(grant),
             since: time(since),
             deadline: time(deadline),
             claim,
@@ -279,7 +291,7 @@ impl Entry {
 
     #[inline]
     fn addr(&self) -> usize {
-        self.lock.as_ref().map_or(0, |l| Arc::as_ptr(l) as usize)
+        self.lock.as_ref().map_or(0, |l| l.addr())
     }
 }
 
@@ -364,11 +376,7 @@ impl Holds {
                     other_free = Some(i);
                 }
             } else if claim & STATE == HELD && e.addr() == lock {
-                let mode = if e.slot().grant.load(Relaxed) & 1 == 1 {
-                    Mode::Write
-                } else {
-                    Mode::Read
-                };
+                let mode = grant_mode(e.slot().grant.load(Relaxed));
                 scan.held = scan.held.max(Some(mode));
                 scan.count += 1;
             }
@@ -403,7 +411,7 @@ impl Holds {
     #[inline(always)]
     pub(crate) fn prepare(&mut self, at: usize, lock: &Arc<NameLock>) {
         let entry = &mut self.entries[at];
-        if entry.addr() != Arc::as_ptr(lock) as usize {
+        if entry.addr() != lock.addr() {
             entry.lock = Some(Arc::clone(lock));
         }
         // Pairs with the fence in `Slot::read`: a reader that sees any store below (or in
@@ -433,8 +441,7 @@ impl Holds {
             slot.since.store(since, Relaxed);
             slot.deadline.store(deadline, Relaxed);
         }
-        slot.grant
-            .store(token << 1 | u64::from(mode == Mode::Write), Relaxed);
+        slot.grant.store(encode_grant(token, mode), Relaxed);
         slot.claim.store(claim, Release);
         Grant {
             slot: entry.slot,
@@ -481,11 +488,7 @@ impl Holds {
             (claim & STATE == HELD && e.addr() == lock && grant >> 1 == token).then_some((
                 e.slot,
                 claim,
-                if grant & 1 == 1 {
-                    Mode::Write
-                } else {
-                    Mode::Read
-                },
+                grant_mode(grant),
             ))
         })
     }

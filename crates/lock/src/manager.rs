@@ -518,7 +518,7 @@ impl LockManager {
             token,
         };
         let lock = self.names.get(name).ok_or_else(not_owner)?;
-        let found = holders::with(|local| local.holds.find(Arc::as_ptr(&lock) as usize, token));
+        let found = holders::with(|local| local.holds.find(lock.addr(), token));
         let (slot, claim, mode) = found.ok_or_else(not_owner)?;
         // SAFETY: the slot is one of this thread's, alive while its thread's storage is.
         if lock.release_unguarded(unsafe { slot.as_ref() }, claim, mode) {
@@ -580,7 +580,7 @@ impl LockManager {
                 })
                 .collect();
             let holders: Vec<HolderInfo> = holds
-                .of(Arc::as_ptr(&lock) as usize)
+                .of(lock.addr())
                 .map(|h| HolderInfo {
                     thread: h.owner.name(),
                     mode: h.mode,

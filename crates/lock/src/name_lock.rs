@@ -197,6 +197,15 @@ fn token_of(word: u64) -> u64 {
     word >> TOKEN_SHIFT
 }
 
+/// What a hold of `mode` counts for in the word.
+#[inline]
+fn hold_bit(mode: Mode) -> u64 {
+    match mode {
+        Mode::Read => READER,
+        Mode::Write => WRITER,
+    }
+}
+
 #[inline]
 fn readers_of(word: u64) -> u64 {
     (word & READERS) / READER
@@ -252,8 +261,9 @@ impl NameLock {
         }
     }
 
+    /// The lock's address: how slots and the leased list name it.
     #[inline]
-    fn addr(&self) -> usize {
+    pub(crate) fn addr(&self) -> usize {
         std::ptr::from_ref(self) as usize
     }
 
@@ -491,8 +501,7 @@ impl NameLock {
     ) -> Result<Grant, LockError> {
         let mut st = self.state.lock();
         // SAFETY: a guard's slot lives as long as the guard (see `holders`).
-        let held = || unsafe { slot.as_ref() }.is_held(claim);
-        if !held() {
+        if !unsafe { slot.as_ref() }.is_held(claim) {
             return Err(self.expired(token));
         }
         if st.upgrading.is_some() {
@@ -583,11 +592,7 @@ impl NameLock {
     /// Gives a hold of `mode` back in the word; wakes the waiters if any.
     #[inline(always)]
     fn let_go(&self, mode: Mode) {
-        let bit = match mode {
-            Mode::Read => READER,
-            Mode::Write => WRITER,
-        };
-        if self.word.fetch_sub(bit, Release) & PARKED != 0 {
+        if self.word.fetch_sub(hold_bit(mode), Release) & PARKED != 0 {
             self.wake_waiters();
         }
     }
@@ -613,18 +618,10 @@ impl NameLock {
     /// mode the name is held in instead, without running `f`, if it is held.
     pub(crate) fn while_unlocked<R>(&self, f: impl FnOnce() -> R) -> Result<R, Mode> {
         let mut st = self.state.lock();
-        let mut word = self.word.load(Acquire);
-        loop {
-            if let Some(mode) = mode_of(word) {
-                return Err(mode);
-            }
-            match self
-                .word
-                .compare_exchange(word, word | PARKED, AcqRel, Acquire)
-            {
-                Ok(_) => break,
-                Err(now) => word = now,
-            }
+        if let Err(word) = self.word.fetch_update(AcqRel, Acquire, |word| {
+            mode_of(word).is_none().then_some(word | PARKED)
+        }) {
+            return Err(mode_of(word).expect("refused only while held"));
         }
         st.holding_off = true;
         struct Settle<'a>(&'a NameLock, MutexGuard<'a, State>);
@@ -676,27 +673,17 @@ impl NameLock {
             if hold.deadline.is_none_or(|d| d > now) || !holds.expire(hold) {
                 continue;
             }
-            let bit = match hold.mode {
-                Mode::Read => READER,
-                Mode::Write => WRITER,
-            };
             // The hold goes and the token moves on, so that the stale holder's token
             // is below every later grant's.
-            let mut word = self.word.load(Acquire);
-            loop {
+            let bit = hold_bit(hold.mode);
+            let _ = self.word.fetch_update(AcqRel, Acquire, |word| {
                 let next = if token_of(word) < LAST_TOKEN {
                     TOKEN
                 } else {
                     0
                 };
-                match self
-                    .word
-                    .compare_exchange(word, word - bit + next, AcqRel, Acquire)
-                {
-                    Ok(_) => break,
-                    Err(seen) => word = seen,
-                }
-            }
+                Some(word - bit + next)
+            });
             st.counters.expiries += 1;
             expired += 1;
             let age = hold
@@ -718,21 +705,16 @@ impl NameLock {
         // Off the leased list once nothing holds or waits for the name: a later leased
         // acquire lists it again (under this mutex) before it is granted, and a waiter was
         // listed when it began to wait.
-        let mut word = self.word.load(Acquire);
-        let mut delisted = false;
         let waited_for = st.waiters > 0 || st.upgrading.is_some();
-        while !waited_for && word & LISTED != 0 && word & (WRITER | READERS) == 0 {
-            match self
+        let delisted = !waited_for
+            && self
                 .word
-                .compare_exchange(word, word & !LISTED, AcqRel, Acquire)
-            {
-                Ok(_) => {
-                    self.registry.delist(self.addr());
-                    delisted = true;
-                    break;
-                }
-                Err(seen) => word = seen,
-            }
+                .fetch_update(AcqRel, Acquire, |word| {
+                    (word & LISTED != 0 && word & (WRITER | READERS) == 0).then_some(word & !LISTED)
+                })
+                .is_ok();
+        if delisted {
+            self.registry.delist(self.addr());
         }
         drop(st);
         (expired, delisted)

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use memwarden_core::Clock;
@@ -63,11 +63,11 @@ pub(crate) struct Registry {
     /// This manager's id, never reused: what the per-thread name caches key on.
     pub(crate) id: u64,
     /// Set when the manager drops: nothing is listed after.
-    closed: std::sync::atomic::AtomicBool,
+    closed: AtomicBool,
 }
 
 /// The next manager's id.
-static NEXT_MANAGER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+static NEXT_MANAGER: AtomicU64 = AtomicU64::new(1);
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -97,7 +97,7 @@ impl Registry {
             check_epoch: AtomicU64::new(0),
             leased: Mutex::new(HashMap::new()),
             id: NEXT_MANAGER.fetch_add(1, Ordering::Relaxed),
-            closed: std::sync::atomic::AtomicBool::new(false),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -117,7 +117,7 @@ impl Registry {
     /// (no monitor walks the list then, and the list would keep the lock alive).
     pub(crate) fn list_leased(&self, lock: Arc<NameLock>) {
         if !self.closed.load(Ordering::Acquire) {
-            self.leased.lock().insert(Arc::as_ptr(&lock) as usize, lock);
+            self.leased.lock().insert(lock.addr(), lock);
         }
     }
 
@@ -129,8 +129,8 @@ impl Registry {
     /// Takes every lock off the leased list (the manager is going away).
     pub(crate) fn clear_leased(&self) {
         self.closed.store(true, Ordering::Release);
-        let leased = std::mem::take(&mut *self.leased.lock());
-        drop(leased);
+        // The locks are dropped after the list's mutex is let go.
+        drop(std::mem::take(&mut *self.leased.lock()));
     }
 
     /// Expires every overdue lease on the listed names and delists those left free;
@@ -237,7 +237,7 @@ impl Registry {
         for r in &records {
             let out = edges.entry(r.owner.id).or_default();
             let of_name: Vec<HoldRef> = holds
-                .of(Arc::as_ptr(&r.lock) as usize)
+                .of(r.lock.addr())
                 .map(|h| HoldRef {
                     owner: h.owner.id,
                     mode: h.mode,
