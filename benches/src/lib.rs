@@ -25,10 +25,12 @@
 //! else. memwarden's clock is virtual (one tick per request), which makes its hit
 //! ratios reproducible.
 
+mod alloc_trace;
 mod engine;
 pub mod report;
 mod trace;
 
+pub use alloc_trace::{AllocOp, AllocTrace, TraceError};
 pub use engine::{
     Engine, MemwardenConfig, MemwardenEngine, MokaEngine, MokaPolicy, Outcome, Payload, replay,
 };

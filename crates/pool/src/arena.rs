@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::backend::{self, Backend};
 use crate::error::PoolError;
+use crate::pages::Uncharged;
 use crate::profiler::{Event, EventKind, Profiler};
 use crate::stats::PoolStats;
 
@@ -40,9 +41,15 @@ pub(crate) const MIN_LARGE_ALLOC: usize = 10 << 20;
 pub(crate) const ROUND_LARGE: usize = 2 << 20;
 
 const NONE: u32 = u32::MAX;
-/// Above this many bins per class, the (then empty) bins are dropped when parked blocks
-/// are merged, so a workload of ever new sizes cannot grow the bin list without bound.
-const MAX_BINS: usize = 256;
+/// How many freed blocks per class wait unmerged for a request of their size (deferred
+/// coalescing); the oldest is merged when another is parked. Few enough that the
+/// layout stays that of immediate merging, enough for the sizes one operator of an
+/// inference frees and the next one asks for.
+const MAX_PARKED: usize = 16;
+/// Blocks up to this size (rounded) of the unpinned class wait after their free in a
+/// list of their exact size, the pool's O(1) front for small objects: an allocation of
+/// that size takes the most recently freed one back without the best-fit index.
+pub(crate) const FRONT_MAX: usize = 64 << 10;
 /// How many candidates a fit search looks at before giving up (alignment padding, or
 /// whole segments the overhead cap does not want split).
 const MAX_CANDIDATES: usize = 64;
@@ -56,6 +63,9 @@ pub(crate) struct Limits {
     pub(crate) defer_merge: bool,
     pub(crate) small_segment: usize,
     pub(crate) large_segment: usize,
+    /// Address space each reservation asks for; `None` for the default (see
+    /// [`Arena::reservation_size`]).
+    pub(crate) reservation: Option<usize>,
 }
 
 /// One block: a range of a segment, free or handed out.
@@ -69,6 +79,9 @@ struct Node {
     next: u32,
     state: State,
     label: Option<Arc<str>>,
+    /// When it was last freed (the arena's free count then): a merged block takes the
+    /// later of its parts'. Pages free the longest are decommitted first.
+    freed: u64,
 }
 
 /// Where a block stands.
@@ -84,18 +97,36 @@ enum State {
     Vacant,
 }
 
-/// One segment from the backend.
+/// One region of memory from the backend: a reservation (`lazy`) whose blocks tile a
+/// prefix that grows on demand and whose free pages are decommitted under pressure, or
+/// a whole segment from [`Backend::allocate`], tiled and charged entirely.
 #[derive(Debug)]
 struct Seg {
     base: NonNull<u8>,
+    /// Bytes of address space held from the backend.
     size: usize,
     align: usize,
     class: usize,
     /// Blocks handed out or parked in this segment.
     used: u32,
-    /// The first block (its address is the segment's; it is never merged away).
+    /// The first block (its address is the segment's; it is never merged away), or
+    /// `NONE` while a reservation has no block yet.
     head: u32,
+    /// The last block.
+    tail: u32,
     live: bool,
+    /// A reservation, rather than a whole segment.
+    lazy: bool,
+    /// Bytes from `base` tiled by blocks: `size` for a whole segment.
+    extent: usize,
+    /// Pages from `base` committed at least once (a reservation whose backend keeps
+    /// decommitted pages accessible does not commit them again).
+    writable: usize,
+    /// Bytes the system charges for: `size` for a whole segment, the charged pages of
+    /// a reservation.
+    charged: usize,
+    /// A reservation's uncharged pages.
+    uncharged: Uncharged,
 }
 
 /// A block handed out: where it is and the slab slot to return it by.
@@ -125,8 +156,14 @@ pub struct PoolState {
 pub struct SegmentInfo {
     /// The segment's address.
     pub addr: usize,
-    /// Its size in bytes.
+    /// Bytes its blocks cover: the whole segment, or the part of a reservation grown
+    /// into so far.
     pub size: u64,
+    /// Bytes of it the system charges for (pages handed out and not decommitted since;
+    /// all of a whole segment).
+    pub committed: u64,
+    /// Address space it holds: its size, or the whole reservation.
+    pub address_space: u64,
     /// Whether it belongs to the large class (requests over 1 MiB).
     pub large: bool,
     /// Whether it is page-locked.
@@ -162,11 +199,20 @@ pub(crate) struct Arena {
     vacant_segs: Vec<u32>,
     /// Free blocks per class (`pinned << 1 | large`), ordered by `(size, addr)`.
     free: [BTreeSet<(usize, usize, u32)>; 4],
-    /// Parked blocks per class in bins of their rounded request size, sorted by size;
-    /// in a bin, most recently freed last.
-    parked: [Vec<Bin>; 4],
-    /// How many blocks are parked.
+    /// Parked blocks per class with their rounded request sizes, oldest first; at most
+    /// [`MAX_PARKED`].
+    parked: [Vec<(usize, u32)>; 4],
+    /// The front: unpinned blocks up to [`FRONT_MAX`] parked after their free, one list
+    /// per rounded size (`rounded / MIN_BLOCK - 1`), most recently freed last.
+    front: Vec<Vec<u32>>,
+    /// Bytes of the blocks in the front.
+    front_bytes: usize,
+    /// How many blocks are parked (front included).
     parked_count: usize,
+    /// Per class, the reservation that grows next.
+    active: [u32; 4],
+    /// Whether the backend reserves address space (else every segment is whole).
+    reserving: bool,
     stats: PoolStats,
     pub(crate) limits: Limits,
     backend: Arc<dyn Backend>,
@@ -178,14 +224,6 @@ pub(crate) struct Arena {
 // reached through `Allocation`s whose owners synchronise through the pool); nothing in
 // the arena is tied to a thread, and the backend is `Send + Sync`.
 unsafe impl Send for Arena {}
-
-/// Parked blocks freed with one rounded request size. Every block in it is at least
-/// that large (a large block keeps a remainder of up to 1 MiB unsplit).
-#[derive(Debug)]
-struct Bin {
-    size: usize,
-    nodes: Vec<u32>,
-}
 
 fn round_size(size: usize) -> Option<usize> {
     if size < MIN_BLOCK {
@@ -204,7 +242,12 @@ impl Arena {
             vacant_segs: Vec::new(),
             free: Default::default(),
             parked: Default::default(),
+            front: vec![Vec::new(); FRONT_MAX / MIN_BLOCK],
+            front_bytes: 0,
             parked_count: 0,
+            active: [NONE; 4],
+            // Until the backend refuses a reservation.
+            reserving: backend.can_reserve(),
             stats: PoolStats::default(),
             limits,
             backend,
@@ -245,7 +288,10 @@ impl Arena {
                     .is_some_and(|r| r <= isize::MAX as usize)
             })
             .ok_or_else(too_large)?;
-        let class = (usize::from(pinned) << 1) | usize::from(rounded > SMALL_SIZE);
+        // A reservation holds blocks of every size: one address space keeps the pages
+        // the blocks touch together. Whole segments keep torch's two classes.
+        let large = rounded > SMALL_SIZE && !self.reserving;
+        let class = (usize::from(pinned) << 1) | usize::from(large);
         let node = if let Some(node) = self.unpark(class, rounded, align) {
             self.stats.reuses += 1;
             node
@@ -259,6 +305,13 @@ impl Arena {
             };
             let node = self.carve(node, from, rounded, align);
             self.segs[self.nodes[node as usize].seg as usize].used += 1;
+            // Used before it is charged: making room may merge free blocks, never
+            // this one.
+            self.nodes[node as usize].state = State::Used;
+            if let Err(err) = self.charge(node, size) {
+                self.merge_free(node);
+                return Err(err);
+            }
             node
         };
         let n = &mut self.nodes[node as usize];
@@ -302,35 +355,33 @@ impl Arena {
             .limits
             .release_threshold
             .is_some_and(|t| self.stats.inactive.current > t);
+        let class = self.segs[n.seg as usize].class;
+        let rounded = round_size(requested).expect("it was rounded when allocated");
+        if class == 0 && rounded <= FRONT_MAX && !over_threshold {
+            n.state = State::Parked;
+            self.front_bytes += n.size;
+            self.front[rounded / MIN_BLOCK - 1].push(node);
+            self.parked_count += 1;
+            return;
+        }
         if self.limits.defer_merge && !over_threshold {
             n.state = State::Parked;
-            let class = self.segs[n.seg as usize].class;
-            let rounded = round_size(requested).expect("it was rounded when allocated");
-            let bins = &mut self.parked[class];
-            let at = match bins.binary_search_by_key(&rounded, |b| b.size) {
-                Ok(at) => at,
-                Err(at) => {
-                    bins.insert(
-                        at,
-                        Bin {
-                            size: rounded,
-                            nodes: Vec::new(),
-                        },
-                    );
-                    at
-                }
-            };
-            bins[at].nodes.push(node);
-            self.parked_count += 1;
+            let parked = &mut self.parked[class];
+            parked.push((rounded, node));
+            if parked.len() > MAX_PARKED {
+                let (_, oldest) = parked.remove(0);
+                self.merge_free(oldest);
+            } else {
+                self.parked_count += 1;
+            }
             return;
         }
         self.merge_free(node);
         if let Some(threshold) = self.limits.release_threshold
             && self.stats.inactive.current > threshold
         {
-            self.flush_parked();
             let excess = self.stats.inactive.current - threshold;
-            let released = self.release_free(excess, None);
+            let released = self.shed(excess);
             log::debug!("released {released} cached bytes over the release threshold");
         }
     }
@@ -340,6 +391,7 @@ impl Arena {
     fn merge_free(&mut self, node: u32) -> u32 {
         let seg = self.nodes[node as usize].seg;
         self.nodes[node as usize].state = State::Free;
+        self.nodes[node as usize].freed = self.stats.frees;
         let class = self.segs[seg as usize].class;
         let mut node = node;
         let prev = self.nodes[node as usize].prev;
@@ -364,14 +416,27 @@ impl Arena {
         if self.parked_count == 0 {
             return None;
         }
-        let bins = &mut self.parked[class];
-        let at = bins.binary_search_by_key(&rounded, |b| b.size).ok()?;
-        let bin = &mut bins[at].nodes;
-        let &node = bin.last()?;
-        if !self.nodes[node as usize].addr.is_multiple_of(align) {
-            return None;
+        if class == 0 && rounded <= FRONT_MAX {
+            let list = &mut self.front[rounded / MIN_BLOCK - 1];
+            if let Some(&node) = list.last()
+                && self.nodes[node as usize].addr.is_multiple_of(align)
+            {
+                list.pop();
+                self.front_bytes -= self.nodes[node as usize].size;
+                self.parked_count -= 1;
+                return Some(node);
+            }
         }
-        bin.pop();
+        let parked = &mut self.parked[class];
+        let nodes = &self.nodes;
+        let (at, _) = parked
+            .iter()
+            .enumerate()
+            .filter(|&(_, &(size, node))| {
+                size == rounded && nodes[node as usize].addr.is_multiple_of(align)
+            })
+            .min_by_key(|&(_, &(_, node))| nodes[node as usize].addr)?;
+        let (_, node) = parked.remove(at);
         self.parked_count -= 1;
         Some(node)
     }
@@ -393,18 +458,22 @@ impl Arena {
     ) -> Option<(u32, usize)> {
         // Under the cap a large block is a whole segment of its own, reused only by a
         // request it fits snugly (see `grow`); small blocks take any fit.
-        let snug = self.limits.max_overhead.map_or(usize::MAX, |overhead| {
-            let exact = rounded.next_multiple_of(self.page);
-            let s = &self.stats;
-            let want = (s.requested.current + size as u64).max(s.requested.peak);
-            let budget = (want as f64 * overhead) as u64;
-            let waste = s.allocated.current - s.requested.current;
-            let slack = budget.saturating_sub(waste);
-            ((exact as f64 * (1.0 + overhead)) as usize)
-                .max(exact.saturating_add(usize::try_from(slack).unwrap_or(usize::MAX)))
-        });
+        let snug =
+            self.limits
+                .max_overhead
+                .filter(|_| !self.reserving)
+                .map_or(usize::MAX, |overhead| {
+                    let exact = rounded.next_multiple_of(self.page);
+                    let s = &self.stats;
+                    let want = (s.requested.current + size as u64).max(s.requested.peak);
+                    let budget = (want as f64 * overhead) as u64;
+                    let waste = s.allocated.current - s.requested.current;
+                    let slack = budget.saturating_sub(waste);
+                    ((exact as f64 * (1.0 + overhead)) as usize)
+                        .max(exact.saturating_add(usize::try_from(slack).unwrap_or(usize::MAX)))
+                });
         let max_size = |class: usize| if class & 1 == 1 { snug } else { usize::MAX };
-        let crossing = self.limits.max_overhead.is_some();
+        let crossing = self.limits.max_overhead.is_some() && !self.reserving;
         let search = |arena: &mut Self| {
             arena
                 .fit(class, rounded, align, max_size(class))
@@ -420,10 +489,18 @@ impl Arena {
         if let Some(found) = search(self) {
             return Some(found);
         }
-        if self.parked_count == 0 {
+        // Before the pool grows: merge the parked blocks (the front only when it holds
+        // enough bytes that merging might serve the request).
+        let fifo = self.parked_count - self.front.iter().map(Vec::len).sum::<usize>();
+        let front = self.front_bytes >= rounded;
+        if fifo == 0 && !front {
             return None;
         }
-        self.flush_parked();
+        if front {
+            self.flush_parked();
+        } else {
+            self.flush_fifo();
+        }
         search(self)
     }
 
@@ -434,14 +511,14 @@ impl Arena {
         let free = self.find_free(class, rounded, align, max_size);
         let parked = self.find_parked(class, rounded, align, max_size);
         match (free, parked) {
-            (Some(f), Some((bin, at)))
+            (Some(f), Some(at))
                 if self.nodes[f as usize].size
-                    <= self.nodes[self.parked[class][bin].nodes[at] as usize].size =>
+                    <= self.nodes[self.parked[class][at].1 as usize].size =>
             {
                 Some(f)
             }
-            (_, Some((bin, at))) => {
-                let node = self.parked[class][bin].nodes.remove(at);
+            (_, Some(at)) => {
+                let (_, node) = self.parked[class].remove(at);
                 self.parked_count -= 1;
                 Some(self.merge_free(node))
             }
@@ -449,37 +526,24 @@ impl Arena {
         }
     }
 
-    /// Best fit among the parked blocks of `class`: the first block, most recently
-    /// parked first, of the smallest bin at least `rounded` large that holds `rounded`
-    /// bytes at `align` and is at most `max_size` large; its bin and position.
+    /// Best fit among the parked blocks of `class`: the smallest that holds `rounded`
+    /// bytes at `align` and is at most `max_size` large, the most recently parked
+    /// among equals; its position.
     fn find_parked(
         &self,
         class: usize,
         rounded: usize,
         align: usize,
         max_size: usize,
-    ) -> Option<(usize, usize)> {
-        if self.parked_count == 0 {
-            return None;
-        }
-        let bins = &self.parked[class];
-        let from = bins.partition_point(|b| b.size < rounded);
-        let mut budget = MAX_CANDIDATES;
-        for (i, bin) in bins.iter().enumerate().skip(from) {
-            if bin.size > max_size {
-                return None;
-            }
-            for (at, &node) in bin.nodes.iter().enumerate().rev() {
-                if self.fits(node, rounded, align, max_size) {
-                    return Some((i, at));
-                }
-                budget -= 1;
-                if budget == 0 {
-                    return None;
-                }
+    ) -> Option<usize> {
+        let mut best: Option<(usize, usize)> = None;
+        for (at, &(_, node)) in self.parked[class].iter().enumerate().rev() {
+            let size = self.nodes[node as usize].size;
+            if best.is_none_or(|(b, _)| size < b) && self.fits(node, rounded, align, max_size) {
+                best = Some((size, at));
             }
         }
-        None
+        best.map(|(_, at)| at)
     }
 
     /// Whether free or parked block `node` holds `rounded` bytes at `align` and is at
@@ -493,25 +557,33 @@ impl Arena {
                 .is_some_and(|end| end <= n.addr + n.size)
     }
 
-    /// Merges every parked block into the free index.
+    /// Merges every parked block into the free index, the front's too.
     pub(crate) fn flush_parked(&mut self) {
         if self.parked_count == 0 {
             return;
         }
-        for class in 0..self.parked.len() {
-            let mut bins = std::mem::take(&mut self.parked[class]);
-            for bin in &mut bins {
-                for node in bin.nodes.drain(..) {
-                    self.merge_free(node);
-                }
+        for size in 0..self.front.len() {
+            let mut list = std::mem::take(&mut self.front[size]);
+            for node in list.drain(..) {
+                self.merge_free(node);
             }
-            if bins.len() > MAX_BINS {
-                bins.clear();
-            }
-            // Keep the bins' allocations for the next round of parking.
-            self.parked[class] = bins;
+            self.front[size] = list;
         }
-        self.parked_count = 0;
+        self.front_bytes = 0;
+        self.flush_fifo();
+    }
+
+    /// Merges the blocks parked by deferred coalescing (not the front's).
+    fn flush_fifo(&mut self) {
+        for class in 0..self.parked.len() {
+            let mut parked = std::mem::take(&mut self.parked[class]);
+            for (_, node) in parked.drain(..) {
+                self.merge_free(node);
+            }
+            // Keep the list's allocation for the next round of parking.
+            self.parked[class] = parked;
+        }
+        self.parked_count = self.front.iter().map(Vec::len).sum();
     }
 
     /// Returns every entirely free segment to the backend; the bytes released.
@@ -520,12 +592,12 @@ impl Arena {
         let mut released = 0;
         for seg in 0..self.segs.len() as u32 {
             let s = &self.segs[seg as usize];
-            if s.live && s.used == 0 {
+            if s.live && !s.lazy && s.used == 0 {
                 released += s.size as u64;
                 self.release_segment(seg);
             }
         }
-        released
+        released + self.decommit_free(u64::MAX)
     }
 
     pub(crate) fn stats(&self) -> PoolStats {
@@ -548,8 +620,9 @@ impl Arena {
                 self.parked
                     .iter()
                     .flatten()
-                    .flat_map(|bin| &bin.nodes)
-                    .map(|&n| self.nodes[n as usize].size as u64),
+                    .map(|&(_, n)| n)
+                    .chain(self.front.iter().flatten().copied())
+                    .map(|n| self.nodes[n as usize].size as u64),
             )
             .max()
             .unwrap_or(0);
@@ -591,7 +664,9 @@ impl Arena {
                 }
                 SegmentInfo {
                     addr: s.base.as_ptr() as usize,
-                    size: s.size as u64,
+                    size: s.extent as u64,
+                    committed: s.charged as u64,
+                    address_space: s.size as u64,
                     large: s.class & 1 == 1,
                     pinned: s.class & 2 == 2,
                     blocks,
@@ -612,8 +687,20 @@ impl Arena {
                 continue;
             }
             segments += 1;
-            reserved += s.size as u64;
+            reserved += s.charged as u64;
             let base = s.base.as_ptr() as usize;
+            if s.lazy {
+                let pages = s.extent / self.page;
+                let charged = (pages - s.uncharged.count(0, pages)) * self.page;
+                if charged != s.charged || !s.extent.is_multiple_of(self.page) {
+                    return Err(format!(
+                        "reservation {i}: {} bytes charged, its pages say {charged}",
+                        s.charged
+                    ));
+                }
+            } else if s.charged != s.size || s.extent != s.size {
+                return Err(format!("segment {i}: not charged or tiled whole"));
+            }
             if !base.is_multiple_of(s.align) {
                 return Err(format!(
                     "segment {i} at {base:#x} not aligned to {}",
@@ -634,6 +721,12 @@ impl Arena {
                 if n.size == 0 || !n.size.is_multiple_of(MIN_BLOCK) {
                     return Err(format!("segment {i}: block {at} has size {}", n.size));
                 }
+                if s.lazy && n.state != State::Free {
+                    let (first, end) = self.pages_of(at, false);
+                    if s.uncharged.count(first, end) != 0 {
+                        return Err(format!("segment {i}: block {at} is on uncharged pages"));
+                    }
+                }
                 match n.state {
                     State::Used => {
                         used += 1;
@@ -645,11 +738,15 @@ impl Arena {
                     State::Parked => {
                         used += 1;
                         parked += 1;
-                        let in_bin = self.parked[s.class]
+                        let listed = self.parked[s.class]
                             .iter()
-                            .any(|bin| bin.nodes.contains(&at) && n.size >= bin.size);
-                        if !in_bin {
-                            return Err(format!("segment {i}: parked block {at} in no bin"));
+                            .any(|&(size, node)| node == at && n.size >= size)
+                            || (s.class == 0
+                                && self.front.iter().enumerate().any(|(size, list)| {
+                                    list.contains(&at) && n.size >= (size + 1) * MIN_BLOCK
+                                }));
+                        if !listed {
+                            return Err(format!("segment {i}: parked block {at} not listed"));
                         }
                         prev_free = false;
                     }
@@ -671,11 +768,12 @@ impl Arena {
                 prev = at;
                 at = n.next;
             }
-            if addr != base + s.size {
+            if addr != base + s.extent || s.tail != prev || s.extent > s.size {
                 return Err(format!(
-                    "segment {i}: blocks cover {} of {} bytes",
+                    "segment {i}: blocks cover {} of {} bytes, to block {prev} (tail {})",
                     addr - base,
-                    s.size
+                    s.extent,
+                    s.tail
                 ));
             }
             if used != s.used {
@@ -685,15 +783,26 @@ impl Arena {
                 ));
             }
         }
-        for bins in &self.parked {
-            if !bins.is_sorted_by(|a, b| a.size < b.size) {
-                return Err("parked bins out of order".to_owned());
-            }
-        }
-        let binned: usize = self.parked.iter().flatten().map(|b| b.nodes.len()).sum();
-        if binned != parked || binned != self.parked_count {
+        let listed: usize = self.parked.iter().map(Vec::len).sum::<usize>()
+            + self.front.iter().map(Vec::len).sum::<usize>();
+        let front_bytes: usize = self
+            .front
+            .iter()
+            .flatten()
+            .map(|&n| self.nodes[n as usize].size)
+            .sum();
+        if front_bytes != self.front_bytes {
             return Err(format!(
-                "{binned} blocks in bins, {parked} parked blocks, {} counted",
+                "{front_bytes} bytes in the front, {} counted",
+                self.front_bytes
+            ));
+        }
+        if listed != parked
+            || listed != self.parked_count
+            || self.parked.iter().any(|p| p.len() > MAX_PARKED)
+        {
+            return Err(format!(
+                "{listed} blocks listed parked, {parked} parked blocks, {} counted",
                 self.parked_count
             ));
         }
@@ -765,7 +874,10 @@ impl Arena {
             node = body;
         }
         let remaining = self.nodes[node as usize].size - rounded;
-        let worth = if class & 1 == 0 {
+        let lazy = self.segs[self.nodes[node as usize].seg as usize].lazy;
+        let worth = if class & 1 == 0 || lazy {
+            // A reservation's free neighbours merge back, so a tail is always worth
+            // keeping apart.
             remaining >= MIN_BLOCK
         } else {
             // Under the cap a large block keeps its whole (snug) segment.
@@ -780,9 +892,9 @@ impl Arena {
 
     /// Splits `node` after `at` bytes; returns the new node holding the rest.
     fn split(&mut self, node: u32, at: usize) -> u32 {
-        let (addr, size, seg, next) = {
+        let (addr, size, seg, next, freed) = {
             let n = &self.nodes[node as usize];
-            (n.addr, n.size, n.seg, n.next)
+            (n.addr, n.size, n.seg, n.next, n.freed)
         };
         let rest = self.new_node(Node {
             addr: addr + at,
@@ -793,9 +905,12 @@ impl Arena {
             next,
             state: State::Free,
             label: None,
+            freed,
         });
         if next != NONE {
             self.nodes[next as usize].prev = rest;
+        } else {
+            self.segs[seg as usize].tail = rest;
         }
         let n = &mut self.nodes[node as usize];
         n.size = at;
@@ -815,10 +930,15 @@ impl Arena {
         self.vacant.push(next);
         if after != NONE {
             self.nodes[after as usize].prev = node;
+        } else {
+            let seg = self.nodes[node as usize].seg;
+            self.segs[seg as usize].tail = node;
         }
+        let freed = self.nodes[next as usize].freed;
         let n = &mut self.nodes[node as usize];
         n.size += size;
         n.next = after;
+        n.freed = n.freed.max(freed);
     }
 
     fn new_node(&mut self, node: Node) -> u32 {
@@ -855,6 +975,11 @@ impl Arena {
         rounded: usize,
         align: usize,
     ) -> Result<u32, PoolError> {
+        if self.reserving
+            && let Some(node) = self.grow_reserved(class, rounded, align)
+        {
+            return Ok(node);
+        }
         let seg_align = align.max(self.page);
         let exact = rounded.next_multiple_of(self.page);
         let mut seg_size = if class & 1 == 0 {
@@ -874,7 +999,7 @@ impl Arena {
                 seg_size = exact;
                 let over = (reserved(self) + seg_size as u64).saturating_sub(cap);
                 if over > 0 {
-                    self.release_free(over, None);
+                    self.shed(over);
                 }
             }
         }
@@ -895,7 +1020,7 @@ impl Arena {
             if reserved(self) + seg_size as u64 > limit {
                 self.stats.alloc_retries += 1;
                 let over = reserved(self) + seg_size as u64 - limit;
-                self.release_free(over, None);
+                self.shed(over);
                 if reserved(self) + seg_size as u64 > limit {
                     return Err(oom(self, limit));
                 }
@@ -912,32 +1037,34 @@ impl Arena {
                 }
             }
         };
+        self.stats.maps += 1;
         let pinned = class & 2 == 2;
         if pinned && let Err(source) = self.backend.lock(base, seg_size) {
             // SAFETY: `base` came from this backend's `allocate` with these arguments just
             // now and was handed to nobody.
             unsafe { self.backend.deallocate(base, seg_size, seg_align) };
+            self.stats.unmaps += 1;
             return Err(PoolError::PinFailed {
                 bytes: seg_size as u64,
                 memlock_limit: backend::memlock_limit(),
                 source,
             });
         }
-        let seg = match self.vacant_segs.pop() {
-            Some(seg) => seg,
-            None => {
-                self.segs.push(Seg {
-                    base,
-                    size: 0,
-                    align: 0,
-                    class: 0,
-                    used: 0,
-                    head: NONE,
-                    live: false,
-                });
-                (self.segs.len() - 1) as u32
-            }
-        };
+        let seg = self.new_seg(Seg {
+            base,
+            size: seg_size,
+            align: seg_align,
+            class,
+            used: 0,
+            head: NONE,
+            tail: NONE,
+            live: true,
+            lazy: false,
+            extent: seg_size,
+            writable: 0,
+            charged: seg_size,
+            uncharged: Uncharged::default(),
+        });
         let head = self.new_node(Node {
             addr: base.as_ptr() as usize,
             size: seg_size,
@@ -947,16 +1074,10 @@ impl Arena {
             next: NONE,
             state: State::Free,
             label: None,
+            freed: 0,
         });
-        self.segs[seg as usize] = Seg {
-            base,
-            size: seg_size,
-            align: seg_align,
-            class,
-            used: 0,
-            head,
-            live: true,
-        };
+        self.segs[seg as usize].head = head;
+        self.segs[seg as usize].tail = head;
         self.insert_free(class, head);
         let s = &mut self.stats;
         s.segment_allocs += 1;
@@ -971,13 +1092,352 @@ impl Arena {
         Ok(head)
     }
 
-    /// Returns entirely free segments until `need` bytes are released or none is left:
-    /// `first` if given and free, then the smallest single segment that covers the rest,
-    /// else the largest ones first. Returns the bytes released.
+    fn new_seg(&mut self, seg: Seg) -> u32 {
+        match self.vacant_segs.pop() {
+            Some(at) => {
+                self.segs[at as usize] = seg;
+                at
+            }
+            None => {
+                self.segs.push(seg);
+                (self.segs.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Address space for one reservation: [`PoolConfig::reservation`](crate::PoolConfig),
+    /// else the limit, else twice the machine's memory (between 1 GiB and 1 TiB), and
+    /// never less than `need`.
+    fn reservation_size(&self, need: usize) -> usize {
+        const GIB: u64 = 1 << 30;
+        let default = || {
+            self.limits.limit.unwrap_or_else(|| {
+                backend::physical_memory()
+                    .unwrap_or(4 * GIB)
+                    .saturating_mul(2)
+                    .clamp(GIB, 1024 * GIB)
+            })
+        };
+        let size = self
+            .limits
+            .reservation
+            .unwrap_or_else(|| usize::try_from(default()).unwrap_or(usize::MAX / 2));
+        size.max(need)
+            .checked_next_multiple_of(self.page)
+            .unwrap_or(need)
+    }
+
+    /// A free block of a reservation of `class` with room for `rounded` bytes at
+    /// `align`: the class's growing reservation extended at its end (its last block if
+    /// that is free, else a new one), or a new reservation. `None` when the backend
+    /// reserves nothing; the caller then takes a whole segment.
+    fn grow_reserved(&mut self, class: usize, rounded: usize, align: usize) -> Option<u32> {
+        let active = self.active[class];
+        if active != NONE
+            && let Some(node) = self.extend(active, rounded, align)
+        {
+            return Some(node);
+        }
+        // Room for the request at any alignment, whole pages.
+        let need = rounded
+            .checked_add(align.saturating_sub(self.page))?
+            .checked_next_multiple_of(self.page)?;
+        let mut size = self.reservation_size(need);
+        let base = loop {
+            match self.backend.reserve(size, self.page) {
+                Some(base) => break base,
+                // The address space may be limited (`RLIMIT_AS`, a sanitiser): ask for
+                // less, down to the request.
+                None if size / 2 >= need && size > self.page => {
+                    size = (size / 2).next_multiple_of(self.page);
+                }
+                None => {
+                    log::debug!(
+                        "the {} backend reserves no address space",
+                        self.backend.name()
+                    );
+                    self.reserving = false;
+                    return None;
+                }
+            }
+        };
+        self.stats.maps += 1;
+        let seg = self.new_seg(Seg {
+            base,
+            size,
+            align: self.page,
+            class,
+            used: 0,
+            head: NONE,
+            tail: NONE,
+            live: true,
+            lazy: true,
+            extent: 0,
+            writable: 0,
+            charged: 0,
+            uncharged: Uncharged::default(),
+        });
+        self.active[class] = seg;
+        let s = &mut self.stats;
+        s.segment_allocs += 1;
+        s.segments.add(1);
+        self.record_segment(EventKind::SegmentAlloc, seg);
+        self.extend(seg, rounded, align)
+    }
+
+    /// Extends reservation `seg` at its end so that its last block is free and holds
+    /// `rounded` bytes at `align`; that block, or `None` when the reservation is full.
+    /// The pages added are uncharged until a block on them is handed out.
+    fn extend(&mut self, seg: u32, rounded: usize, align: usize) -> Option<u32> {
+        let (base, size, extent, tail, class) = {
+            let s = &self.segs[seg as usize];
+            (s.base.as_ptr() as usize, s.size, s.extent, s.tail, s.class)
+        };
+        let tail_free = tail != NONE && self.nodes[tail as usize].state == State::Free;
+        let start = if tail_free {
+            self.nodes[tail as usize].addr
+        } else {
+            base + extent
+        };
+        let end = start
+            .checked_next_multiple_of(align)?
+            .checked_add(rounded)?
+            .checked_next_multiple_of(self.page)?;
+        if end - base > size {
+            return None;
+        }
+        let s = &mut self.segs[seg as usize];
+        s.extent = end - base;
+        s.uncharged.grow_to(s.extent / self.page);
+        if tail_free {
+            self.remove_free(class, tail);
+            self.nodes[tail as usize].size = end - start;
+            self.insert_free(class, tail);
+            return Some(tail);
+        }
+        let node = self.new_node(Node {
+            addr: start,
+            size: end - start,
+            requested: 0,
+            seg,
+            prev: tail,
+            next: NONE,
+            state: State::Free,
+            label: None,
+            freed: 0,
+        });
+        let s = &mut self.segs[seg as usize];
+        if tail == NONE {
+            s.head = node;
+        } else {
+            self.nodes[tail as usize].next = node;
+        }
+        s.tail = node;
+        self.insert_free(class, node);
+        Some(node)
+    }
+
+    /// The pages of reservation `seg` that block `node` touches: `(first, end)`, or only
+    /// the pages wholly inside it (`whole`).
+    fn pages_of(&self, node: u32, whole: bool) -> (usize, usize) {
+        let n = &self.nodes[node as usize];
+        let start = n.addr - self.segs[n.seg as usize].base.as_ptr() as usize;
+        let end = start + n.size;
+        if whole {
+            (start.div_ceil(self.page), end / self.page)
+        } else {
+            (start / self.page, end.div_ceil(self.page))
+        }
+    }
+
+    /// Charges the uncharged pages under block `node` (just carved, about to be handed
+    /// out for `size` bytes): first makes room under the overhead cap and the limit by
+    /// decommitting other free pages, then commits what the backend needs committed.
+    fn charge(&mut self, node: u32, size: usize) -> Result<(), PoolError> {
+        let seg = self.nodes[node as usize].seg as usize;
+        if !self.segs[seg].lazy {
+            return Ok(());
+        }
+        let (first, end) = self.pages_of(node, false);
+        let pages = self.segs[seg].uncharged.count(first, end);
+        if pages == 0 {
+            return Ok(());
+        }
+        let extra = (pages * self.page) as u64;
+        if let Some(overhead) = self.limits.max_overhead {
+            let want = (self.stats.requested.current + size as u64).max(self.stats.requested.peak);
+            let cap = (want as f64 * (1.0 + overhead)) as u64;
+            let over = (self.stats.reserved.current + extra).saturating_sub(cap);
+            if over > 0 {
+                self.shed(over);
+            }
+        }
+        let oom = |arena: &mut Self, limit: u64| {
+            arena.stats.ooms += 1;
+            log::debug!("pool out of memory: {size} bytes requested, limit {limit}");
+            PoolError::OutOfMemory {
+                requested: size as u64,
+                limit,
+                reserved: arena.stats.reserved.current,
+                allocated: arena.stats.allocated.current,
+            }
+        };
+        if let Some(limit) = self.limits.limit
+            && self.stats.reserved.current + extra > limit
+        {
+            self.stats.alloc_retries += 1;
+            self.shed(self.stats.reserved.current + extra - limit);
+            if self.stats.reserved.current + extra > limit {
+                return Err(oom(self, limit));
+            }
+        }
+        let pinned = self.segs[seg].class & 2 == 2;
+        let keeps = self.backend.decommit_keeps_access();
+        let base = self.segs[seg].base;
+        for (a, b) in self.segs[seg].uncharged.runs(first, end, true) {
+            let writable = self.segs[seg].writable;
+            // Pages committed once stay accessible where the backend says so; commit
+            // ahead of the end (up to 1 MiB, address space only) to save calls.
+            let from = if keeps { a.max(writable) } else { a };
+            if from < b {
+                let ahead = if keeps {
+                    let limit = self.segs[seg].size / self.page;
+                    b.max(from + (1 << 20) / self.page).min(limit)
+                } else {
+                    b
+                };
+                // SAFETY: pages `from..ahead` are page-aligned and inside the
+                // reservation (`ahead` is at most its size in pages), which is live.
+                let committed = unsafe {
+                    self.backend
+                        .commit(base.add(from * self.page), (ahead - from) * self.page)
+                };
+                if let Err(err) = committed {
+                    log::debug!("committing {} pages failed: {err}", ahead - from);
+                    return Err(oom(self, self.limits.limit.unwrap_or(u64::MAX)));
+                }
+                self.stats.commits += 1;
+                if keeps {
+                    self.segs[seg].writable = writable.max(ahead);
+                }
+            }
+            if pinned {
+                // SAFETY: pages `a..b` of the live reservation are committed now.
+                let range = unsafe { base.add(a * self.page) };
+                if let Err(source) = self.backend.lock(range, (b - a) * self.page) {
+                    return Err(PoolError::PinFailed {
+                        bytes: ((b - a) * self.page) as u64,
+                        memlock_limit: backend::memlock_limit(),
+                        source,
+                    });
+                }
+            }
+        }
+        let s = &mut self.segs[seg];
+        s.uncharged.set(first, end, true);
+        s.charged += extra as usize;
+        self.stats.reserved.add(extra);
+        if pinned {
+            self.stats.pinned_reserved.add(extra);
+        }
+        // SAFETY: page `first` lies in the live reservation.
+        let at = unsafe { base.add(first * self.page) }.as_ptr() as usize;
+        self.record_pages(EventKind::Commit, at, extra);
+        Ok(())
+    }
+
+    /// Gives back at least `need` cached bytes if it can: merges every parked block,
+    /// returns entirely free whole segments, then decommits the free pages of
+    /// reservations, largest free blocks first. Returns the bytes given back.
+    fn shed(&mut self, need: u64) -> u64 {
+        let mut released = self.release_free(need, None);
+        if released < need {
+            released += self.decommit_free(need - released);
+        }
+        if released < need && self.parked_count > 0 {
+            // Parked blocks hold the repeated sizes' next allocations: merged only when
+            // the free blocks did not suffice.
+            self.flush_parked();
+            released += self.release_free(need - released, None);
+            if released < need {
+                released += self.decommit_free(need - released);
+            }
+        }
+        released
+    }
+
+    /// Decommits the whole charged pages inside free blocks of reservations, those
+    /// free the longest first (the least likely to be taken again soon), until `need`
+    /// bytes are given back or none is left; the bytes.
+    fn decommit_free(&mut self, need: u64) -> u64 {
+        let mut blocks: Vec<(u64, u32)> = self
+            .free
+            .iter()
+            .flatten()
+            .filter(|&&(size, _, node)| {
+                size >= self.page && self.segs[self.nodes[node as usize].seg as usize].lazy
+            })
+            .map(|&(_, _, node)| (self.nodes[node as usize].freed, node))
+            .collect();
+        blocks.sort_unstable();
+        let mut released = 0u64;
+        for (_, node) in blocks {
+            if released >= need {
+                break;
+            }
+            released += self.decommit_block(node);
+        }
+        self.sync_inactive();
+        released
+    }
+
+    /// Decommits the charged pages wholly inside free block `node` of a reservation;
+    /// the bytes given back.
+    fn decommit_block(&mut self, node: u32) -> u64 {
+        let (first, end) = self.pages_of(node, true);
+        if first >= end {
+            return 0;
+        }
+        let seg = self.nodes[node as usize].seg as usize;
+        let pinned = self.segs[seg].class & 2 == 2;
+        let base = self.segs[seg].base;
+        let mut released = 0;
+        for (a, b) in self.segs[seg].uncharged.runs(first, end, false) {
+            // SAFETY: pages `a..b` lie wholly inside a free block of this live
+            // reservation, so no block handed out overlaps them, and they are charged,
+            // so committed.
+            let (range, len) = (unsafe { base.add(a * self.page) }, (b - a) * self.page);
+            if pinned {
+                self.backend.unlock(range, len);
+            }
+            // SAFETY: as above.
+            if let Err(err) = unsafe { self.backend.decommit(range, len) } {
+                log::warn!("decommitting {len} bytes of a pool reservation failed: {err}");
+                continue;
+            }
+            self.stats.decommits += 1;
+            self.segs[seg].uncharged.set(a, b, false);
+            released += len;
+            self.stats.reserved.sub(len as u64);
+            self.record_pages(EventKind::Decommit, range.as_ptr() as usize, len as u64);
+        }
+        let s = &mut self.segs[seg];
+        s.charged -= released;
+        if pinned {
+            self.stats.pinned_reserved.sub(released as u64);
+        }
+        released as u64
+    }
+
+    /// Returns entirely free whole segments (never reservations) until `need` bytes are
+    /// released or none is left: `first` if given and free, then the smallest single
+    /// segment that covers the rest, else the largest ones first. Returns the bytes
+    /// released.
     fn release_free(&mut self, need: u64, first: Option<u32>) -> u64 {
         let mut released = 0u64;
         if let Some(seg) = first
             && self.segs[seg as usize].live
+            && !self.segs[seg as usize].lazy
             && self.segs[seg as usize].used == 0
         {
             released += self.segs[seg as usize].size as u64;
@@ -989,7 +1449,7 @@ impl Arena {
                 .segs
                 .iter()
                 .enumerate()
-                .filter(|(_, s)| s.live && s.used == 0)
+                .filter(|(_, s)| s.live && !s.lazy && s.used == 0)
                 .map(|(i, s)| (s.size as u64, i as u32));
             let mut covering = None;
             let mut largest = None;
@@ -1010,30 +1470,48 @@ impl Arena {
         released
     }
 
+    /// Returns a segment or reservation none of whose blocks is handed out or parked.
     fn release_segment(&mut self, seg: u32) {
-        let (base, size, align, class, head) = {
+        let (base, size, align, class, charged, lazy) = {
             let s = &self.segs[seg as usize];
             debug_assert!(s.live && s.used == 0, "only free segments are released");
-            (s.base, s.size, s.align, s.class, s.head)
+            (s.base, s.size, s.align, s.class, s.charged, s.lazy)
         };
-        self.remove_free(class, head);
-        self.nodes[head as usize].state = State::Vacant;
-        self.vacant.push(head);
+        let mut at = self.segs[seg as usize].head;
+        while at != NONE {
+            self.remove_free(class, at);
+            self.nodes[at as usize].state = State::Vacant;
+            self.vacant.push(at);
+            at = self.nodes[at as usize].next;
+        }
         self.segs[seg as usize].live = false;
+        self.segs[seg as usize].uncharged = Uncharged::default();
         self.vacant_segs.push(seg);
+        if self.active[class] == seg {
+            self.active[class] = NONE;
+        }
         let pinned = class & 2 == 2;
-        if pinned {
+        if pinned && !lazy {
             self.backend.unlock(base, size);
         }
-        // SAFETY: the segment came from this backend's `allocate` with this size and
-        // alignment, no block of it is handed out (`used == 0`), and it is now forgotten.
-        unsafe { self.backend.deallocate(base, size, align) };
+        if lazy {
+            // SAFETY: the reservation came from this backend's `reserve` with this size
+            // and alignment, no block of it is handed out (`used == 0`), and it is now
+            // forgotten.
+            unsafe { self.backend.release(base, size, align) };
+        } else {
+            // SAFETY: the segment came from this backend's `allocate` with this size and
+            // alignment, no block of it is handed out (`used == 0`), and it is now
+            // forgotten.
+            unsafe { self.backend.deallocate(base, size, align) };
+        }
         let s = &mut self.stats;
+        s.unmaps += 1;
         s.segment_frees += 1;
-        s.reserved.sub(size as u64);
+        s.reserved.sub(charged as u64);
         s.segments.sub(1);
         if pinned {
-            s.pinned_reserved.sub(size as u64);
+            s.pinned_reserved.sub(charged as u64);
         }
         self.sync_inactive();
         self.record_segment(EventKind::SegmentFree, seg);
@@ -1062,6 +1540,25 @@ impl Arena {
         }
     }
 
+    /// Records a reservation's pages charged or decommitted.
+    fn record_pages(&self, kind: EventKind, addr: usize, bytes: u64) {
+        if let Some(profiler) = &self.profiler
+            && profiler.is_recording()
+        {
+            profiler.record(Event {
+                kind,
+                addr,
+                size: bytes,
+                requested: 0,
+                label: None,
+                allocated: self.stats.allocated.current,
+                reserved: self.stats.reserved.current,
+            });
+        }
+    }
+
+    /// Records a segment or reservation made or returned, with the bytes it is
+    /// charged for (none for a reservation made or decommitted whole).
     fn record_segment(&self, kind: EventKind, seg: u32) {
         if let Some(profiler) = &self.profiler
             && profiler.is_recording()
@@ -1070,7 +1567,7 @@ impl Arena {
             profiler.record(Event {
                 kind,
                 addr: s.base.as_ptr() as usize,
-                size: s.size as u64,
+                size: s.charged as u64,
                 requested: 0,
                 label: None,
                 allocated: self.stats.allocated.current,
@@ -1084,6 +1581,12 @@ impl Drop for Arena {
     fn drop(&mut self) {
         // Blocks borrow or co-own the pool, so none is live when the arena drops.
         let released = self.empty_cache();
+        for seg in 0..self.segs.len() as u32 {
+            let s = &self.segs[seg as usize];
+            if s.live && s.lazy && s.used == 0 {
+                self.release_segment(seg);
+            }
+        }
         if self.stats.segments.current > 0 {
             log::error!(
                 "memory pool dropped with {} live blocks; their segments are leaked",

@@ -50,6 +50,65 @@ pub unsafe trait Backend: Send + Sync + fmt::Debug {
         true
     }
 
+    /// Whether this backend reserves address space ([`reserve`](Backend::reserve) and
+    /// the calls after it); the default says no, and the pool takes whole segments.
+    fn can_reserve(&self) -> bool {
+        false
+    }
+
+    /// Reserves `size` bytes of address space aligned to `align` (a power of two, at
+    /// least a page) with no memory behind it: nothing is charged until
+    /// [`commit`](Backend::commit). `None` when the backend cannot reserve (the default;
+    /// the pool then takes whole segments from [`allocate`](Backend::allocate)) or the
+    /// system refused.
+    fn reserve(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        let _ = (size, align);
+        None
+    }
+
+    /// Backs `[ptr, ptr + len)` of a reservation with memory: afterwards it is readable
+    /// and writable and holds initialised bytes (zero where never written).
+    ///
+    /// # Safety
+    ///
+    /// The range is page-aligned and lies in a reservation of this backend that is not
+    /// released yet.
+    unsafe fn commit(&self, ptr: NonNull<u8>, len: usize) -> io::Result<()> {
+        let _ = (ptr, len);
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+
+    /// Gives the memory behind `[ptr, ptr + len)` back to the system, keeping the
+    /// address space. The pool commits the range again before it hands any of it out,
+    /// unless [`decommit_keeps_access`](Backend::decommit_keeps_access) says the range
+    /// stays readable and writable (reading initialised bytes) after a decommit.
+    ///
+    /// # Safety
+    ///
+    /// The range is page-aligned, committed, and lies in a reservation of this backend;
+    /// no block handed out overlaps it.
+    unsafe fn decommit(&self, ptr: NonNull<u8>, len: usize) -> io::Result<()> {
+        let _ = (ptr, len);
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+
+    /// Whether a decommitted range stays readable and writable, so that the pool may
+    /// hand it out again without committing it first (the system then supplies fresh
+    /// zeroed pages on first touch, as Linux does after `MADV_DONTNEED`).
+    fn decommit_keeps_access(&self) -> bool {
+        false
+    }
+
+    /// Returns a whole reservation, committed or not.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` came from [`reserve`](Backend::reserve) of this backend with the same
+    /// `size` and `align`, and has not been released yet.
+    unsafe fn release(&self, ptr: NonNull<u8>, size: usize, align: usize) {
+        let _ = (ptr, size, align);
+    }
+
     /// Page-locks a whole segment so that it is never swapped out ("pinned" memory).
     /// The default calls `mlock` on Unix and reports `Unsupported` elsewhere.
     fn lock(&self, ptr: NonNull<u8>, size: usize) -> io::Result<()> {
@@ -93,58 +152,72 @@ unsafe impl Backend for SystemBackend {
     }
 }
 
-/// Segments mapped straight from the kernel with anonymous `mmap` (Unix only): each
-/// segment is its own mapping and `munmap` returns it to the system at once, whatever
-/// the heap allocator would do.
+/// Memory mapped straight from the kernel with anonymous `mmap` (Unix only), whatever
+/// the heap allocator would do. It reserves address space with `PROT_NONE` and
+/// `MAP_NORESERVE` (nothing charged), commits with `mprotect`, decommits with
+/// `madvise(MADV_DONTNEED)` and releases with `munmap`; a whole segment is one
+/// read-write mapping.
 #[cfg(unix)]
 #[derive(Debug, Default, Clone, Copy)]
 pub struct MmapBackend;
 
 #[cfg(unix)]
 // SAFETY: a successful anonymous private `mmap` returns fresh, zeroed, readable and
-// writable pages owned by nobody else; alignments above a page are obtained by mapping
-// more and unmapping the unaligned head and tail.
+// writable pages owned by nobody else (or, reserved with `PROT_NONE`, address space
+// that `mprotect` makes so); alignments above a page are obtained by mapping more and
+// unmapping the unaligned head and tail; after `MADV_DONTNEED` a private anonymous
+// page reads as zero.
 unsafe impl Backend for MmapBackend {
     fn name(&self) -> &'static str {
         "mmap"
     }
 
     fn allocate(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
-        if size == 0 || !align.is_power_of_two() {
-            return None;
+        map_aligned(size, align, libc::PROT_READ | libc::PROT_WRITE, 0)
+    }
+
+    fn can_reserve(&self) -> bool {
+        true
+    }
+
+    fn reserve(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        map_aligned(size, align, libc::PROT_NONE, libc::MAP_NORESERVE)
+    }
+
+    unsafe fn commit(&self, ptr: NonNull<u8>, len: usize) -> io::Result<()> {
+        // SAFETY: the caller guarantees the range is page-aligned inside one of our
+        // reservations; changing its protection affects nothing else.
+        let rc =
+            unsafe { libc::mprotect(ptr.as_ptr().cast(), len, libc::PROT_READ | libc::PROT_WRITE) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
         }
-        let page = page_size();
-        let size = size.checked_next_multiple_of(page)?;
-        let extra = align.saturating_sub(page);
-        let map_len = size.checked_add(extra)?;
-        // SAFETY: an anonymous private mapping of `map_len` bytes at an address the kernel
-        // chooses; no existing memory is affected.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return None;
+    }
+
+    unsafe fn decommit(&self, ptr: NonNull<u8>, len: usize) -> io::Result<()> {
+        // SAFETY: the caller guarantees the range is page-aligned, committed, in one of
+        // our private anonymous reservations, and handed out to nobody: dropping its
+        // pages loses no data anyone may read, and the next touch maps zeroed pages.
+        let rc = unsafe { libc::madvise(ptr.as_ptr().cast(), len, libc::MADV_DONTNEED) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
         }
-        let start = (base as usize).next_multiple_of(align);
-        let head = start - base as usize;
-        let tail = map_len - head - size;
-        if head > 0 {
-            // SAFETY: `[base, base + head)` is the page-aligned head of our own mapping.
-            unsafe { libc::munmap(base, head) };
-        }
-        if tail > 0 {
-            // SAFETY: `[start + size, start + size + tail)` is the page-aligned tail of our
-            // own mapping (start and size are multiples of the page size).
-            unsafe { libc::munmap((start + size) as *mut libc::c_void, tail) };
-        }
-        NonNull::new(start as *mut u8)
+    }
+
+    fn decommit_keeps_access(&self) -> bool {
+        // `MADV_DONTNEED` on a private anonymous mapping keeps its protection: the next
+        // touch of a page maps a fresh zeroed one.
+        true
+    }
+
+    unsafe fn release(&self, ptr: NonNull<u8>, size: usize, align: usize) {
+        // SAFETY: the caller guarantees this is a reservation `reserve` made with this
+        // size and alignment; unmapping it is the same as unmapping a segment.
+        unsafe { self.deallocate(ptr, size, align) }
     }
 
     unsafe fn deallocate(&self, ptr: NonNull<u8>, size: usize, _align: usize) {
@@ -159,6 +232,53 @@ unsafe impl Backend for MmapBackend {
             );
         }
     }
+}
+
+/// An anonymous private mapping of `size` bytes (rounded up to pages) aligned to
+/// `align`, with protection `prot` and extra `flags`: maps more and unmaps the unaligned
+/// head and tail.
+#[cfg(unix)]
+fn map_aligned(
+    size: usize,
+    align: usize,
+    prot: libc::c_int,
+    flags: libc::c_int,
+) -> Option<NonNull<u8>> {
+    if size == 0 || !align.is_power_of_two() {
+        return None;
+    }
+    let page = page_size();
+    let size = size.checked_next_multiple_of(page)?;
+    let extra = align.saturating_sub(page);
+    let map_len = size.checked_add(extra)?;
+    // SAFETY: an anonymous private mapping of `map_len` bytes at an address the kernel
+    // chooses; no existing memory is affected.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            map_len,
+            prot,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | flags,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return None;
+    }
+    let start = (base as usize).next_multiple_of(align);
+    let head = start - base as usize;
+    let tail = map_len - head - size;
+    if head > 0 {
+        // SAFETY: `[base, base + head)` is the page-aligned head of our own mapping.
+        unsafe { libc::munmap(base, head) };
+    }
+    if tail > 0 {
+        // SAFETY: `[start + size, start + size + tail)` is the page-aligned tail of our
+        // own mapping (start and size are multiples of the page size).
+        unsafe { libc::munmap((start + size) as *mut libc::c_void, tail) };
+    }
+    NonNull::new(start as *mut u8)
 }
 
 /// The system's page size (4096 where it cannot be read).
@@ -206,6 +326,19 @@ fn munlock(ptr: NonNull<u8>, size: usize) {
 
 #[cfg(not(unix))]
 fn munlock(_ptr: NonNull<u8>, _size: usize) {}
+
+/// The machine's physical memory in bytes, where it can be read.
+pub(crate) fn physical_memory() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        // SAFETY: `sysconf` only reads a system constant.
+        let pages = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) };
+        if pages > 0 {
+            return Some(pages as u64 * page_size() as u64);
+        }
+    }
+    None
+}
 
 /// The `RLIMIT_MEMLOCK` soft limit in bytes; `None` when unlimited or unknown.
 pub(crate) fn memlock_limit() -> Option<u64> {

@@ -107,6 +107,7 @@
 mod arena;
 mod backend;
 mod error;
+mod pages;
 mod pool;
 pub mod profiler;
 mod stats;

@@ -37,6 +37,12 @@ pub struct PoolConfig {
     /// any new segment, release or limit check. `false` merges on every free, as torch
     /// does. Default `true`.
     pub defer_merge: bool,
+    /// Address space each reservation holds, where the backend reserves (the mmap
+    /// backend does): a size class's blocks grow into one reservation, and another is
+    /// made only when it is full. `None` (the default) reserves the limit when there is
+    /// one, else twice the machine's physical memory (at least 1 GiB, at most 1 TiB);
+    /// where the system refuses that much the pool asks for less.
+    pub reservation: Option<usize>,
     /// Segment size of the small class (requests up to 1 MiB); default 2 MiB.
     pub small_segment: usize,
     /// Segment size of the large class for requests under 10 MiB; default 20 MiB.
@@ -54,7 +60,8 @@ impl Default for PoolConfig {
             limit: None,
             release_threshold: None,
             max_overhead: Some(0.10),
-            defer_merge: true,
+            defer_merge: false,
+            reservation: None,
             small_segment: arena::SMALL_SEGMENT,
             large_segment: arena::LARGE_SEGMENT,
             backend: default_backend(),
@@ -83,6 +90,7 @@ impl PoolConfig {
             // Whole pages, so every block stays a multiple of the 512-byte unit.
             small_segment: whole_pages(self.small_segment),
             large_segment: whole_pages(self.large_segment),
+            reservation: self.reservation.map(whole_pages),
         }
     }
 }

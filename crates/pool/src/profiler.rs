@@ -78,6 +78,12 @@ pub enum EventKind {
     SegmentAlloc,
     /// The pool returned a segment to the system.
     SegmentFree,
+    /// The pool's reserved bytes grew by `size`: pages of a reservation handed out
+    /// for the first time, or again after a decommit.
+    Commit,
+    /// The pool gave `size` bytes of free pages of a reservation back to the system,
+    /// keeping the address space.
+    Decommit,
 }
 
 /// One pool event, as the pool reports it to [`Profiler::record`].
@@ -321,7 +327,10 @@ impl Timeline {
                 EventKind::Free => {
                     live.remove(&e.event.addr);
                 }
-                EventKind::SegmentAlloc | EventKind::SegmentFree => {}
+                EventKind::SegmentAlloc
+                | EventKind::SegmentFree
+                | EventKind::Commit
+                | EventKind::Decommit => {}
             }
         }
         let mut groups: HashMap<Option<Arc<str>>, LeakGroup> = HashMap::new();
@@ -381,7 +390,10 @@ impl Timeline {
                         large[i].freed_at_ns = Some(e.at_ns);
                     }
                 }
-                EventKind::SegmentAlloc | EventKind::SegmentFree => {}
+                EventKind::SegmentAlloc
+                | EventKind::SegmentFree
+                | EventKind::Commit
+                | EventKind::Decommit => {}
             }
         }
         large.sort_by_key(|l| (Reverse(l.size), l.at_ns));
@@ -714,8 +726,8 @@ mod tests {
             match kind {
                 EventKind::Alloc => self.allocated += size,
                 EventKind::Free => self.allocated -= size,
-                EventKind::SegmentAlloc => self.reserved += size,
-                EventKind::SegmentFree => self.reserved -= size,
+                EventKind::SegmentAlloc | EventKind::Commit => self.reserved += size,
+                EventKind::SegmentFree | EventKind::Decommit => self.reserved -= size,
             }
             let block = matches!(kind, EventKind::Alloc | EventKind::Free);
             self.events.push(TimedEvent {

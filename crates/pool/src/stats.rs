@@ -59,6 +59,14 @@ pub struct PoolStats {
     pub segment_allocs: u64,
     /// Segments returned to the backend.
     pub segment_frees: u64,
+    /// Calls that mapped memory or address space (a segment or a reservation).
+    pub maps: u64,
+    /// Calls that unmapped a segment or a reservation.
+    pub unmaps: u64,
+    /// Calls that committed pages of a reservation (`mprotect` for the mmap backend).
+    pub commits: u64,
+    /// Calls that decommitted free pages of a reservation (`madvise(MADV_DONTNEED)`).
+    pub decommits: u64,
     /// Allocations served from cached free memory, without a new segment.
     pub reuses: u64,
     /// `reuses / allocs` (0 before the first allocation).

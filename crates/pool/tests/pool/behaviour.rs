@@ -10,13 +10,21 @@ use memwarden_pool::{Backend, LocalPool, MemoryPool, PoolConfig, PoolError, Syst
 
 const MIB: usize = 1 << 20;
 
+/// Whole segments, as a backend that cannot reserve address space gives them.
+fn whole_segments(config: PoolConfig) -> PoolConfig {
+    PoolConfig {
+        backend: Arc::new(SystemBackend),
+        ..config
+    }
+}
+
 #[test]
 fn limit_releases_cached_segments_before_failing() {
-    let pool = MemoryPool::with_config(PoolConfig {
+    let pool = MemoryPool::with_config(whole_segments(PoolConfig {
         limit: Some(16 * MIB as u64),
         max_overhead: None,
         ..PoolConfig::default()
-    });
+    }));
     // 12 MiB of exact large segment, cached after the drop.
     drop(pool.allocate(12 * MIB, 64).expect("under the limit"));
     assert_eq!(pool.stats().reserved.current, 12 * MIB as u64);
@@ -76,11 +84,11 @@ fn err_text(pool: &MemoryPool) -> String {
 
 #[test]
 fn release_threshold_returns_cached_bytes_above_it() {
-    let pool = MemoryPool::with_config(PoolConfig {
+    let pool = MemoryPool::with_config(whole_segments(PoolConfig {
         release_threshold: Some(4 * MIB as u64),
         max_overhead: None,
         ..PoolConfig::torch()
-    });
+    }));
     let blocks: Vec<_> = (0..3)
         .map(|_| pool.allocate(3 * MIB, 16).expect("no limit"))
         .collect();
@@ -100,7 +108,7 @@ fn release_threshold_returns_cached_bytes_above_it() {
 
 #[test]
 fn empty_cache_returns_only_entirely_free_segments() {
-    let pool = MemoryPool::new();
+    let pool = MemoryPool::with_config(whole_segments(PoolConfig::default()));
     let keep = pool.allocate(100, 16).expect("no limit");
     let other = pool.allocate(100, 16).expect("no limit");
     let big = pool.allocate(12 * MIB, 16).expect("no limit");
@@ -204,7 +212,7 @@ fn bad_requests_are_typed_errors() {
 
 #[test]
 fn stats_follow_torch_definitions_and_serialise() {
-    let pool = MemoryPool::with_config(PoolConfig::torch());
+    let pool = MemoryPool::with_config(whole_segments(PoolConfig::torch()));
     let a = pool.allocate(1000, 16).expect("no limit");
     let b = pool.allocate(3 * MIB, 16).expect("no limit");
     let stats = pool.stats();
@@ -239,8 +247,9 @@ fn stats_follow_torch_definitions_and_serialise() {
 #[test]
 fn overhead_cap_sizes_segments_to_the_requests() {
     let capped = MemoryPool::new();
-    let torch = MemoryPool::with_config(PoolConfig::torch());
-    for pool in [&capped, &torch] {
+    let whole = MemoryPool::with_config(whole_segments(PoolConfig::default()));
+    let torch = MemoryPool::with_config(whole_segments(PoolConfig::torch()));
+    for pool in [&capped, &whole, &torch] {
         let blocks: Vec<_> = [3 * MIB, 2 * MIB, 5 * MIB, 100 << 10]
             .iter()
             .map(|&s| pool.allocate(s, 16).expect("no limit"))
@@ -252,6 +261,7 @@ fn overhead_cap_sizes_segments_to_the_requests() {
         s.reserved.peak as f64 / s.requested.peak as f64
     };
     assert!(ratio(&capped) <= 1.10, "capped: {}", ratio(&capped));
+    assert!(ratio(&whole) <= 1.10, "whole segments: {}", ratio(&whole));
     assert!(ratio(&torch) > 2.0, "torch: {}", ratio(&torch));
 }
 
@@ -260,7 +270,15 @@ fn overhead_cap_sizes_segments_to_the_requests() {
 /// the three would leave stranded tails and the third would need a segment of its own.
 #[test]
 fn overhead_cap_holds_when_smaller_tensors_follow_bigger_ones() {
-    let pool = MemoryPool::new();
+    for pool in [
+        MemoryPool::new(),
+        MemoryPool::with_config(whole_segments(PoolConfig::default())),
+    ] {
+        overhead_cap_holds_on(&pool);
+    }
+}
+
+fn overhead_cap_holds_on(pool: &MemoryPool) {
     for round in 0..3 {
         let big: Vec<_> = (0..2).map(|_| pool.allocate(6 * MIB, 16)).collect();
         drop(big);
@@ -300,16 +318,27 @@ fn labels_reach_the_state_and_the_profiler() {
     drop(unrecorded);
     let timeline = profiler.stop();
     let kinds: Vec<EventKind> = timeline.events().iter().map(|e| e.event.kind).collect();
-    assert_eq!(kinds, [EventKind::Alloc, EventKind::Free, EventKind::Free]);
-    let alloc = &timeline.events()[0].event;
+    // The new block's pages are charged first (the first block's page is already).
+    assert_eq!(
+        kinds,
+        [
+            EventKind::Commit,
+            EventKind::Alloc,
+            EventKind::Free,
+            EventKind::Free
+        ]
+    );
+    assert_eq!(timeline.events()[0].event.size, 4096);
+    let alloc = &timeline.events()[1].event;
     assert_eq!(alloc.label.as_deref(), Some("weights"));
     assert_eq!(alloc.requested, 5000);
     assert_eq!(alloc.size, 5120);
     assert_eq!(alloc.allocated, 512 + 5120);
-    let last = &timeline.events()[2].event;
+    let last = &timeline.events()[3].event;
     assert_eq!(last.allocated, 0);
     assert_eq!(last.reserved, pool.stats().reserved.current);
-    // Segment events too, and nothing once stopped.
+    // Page events too (a reservation's free pages decommitted), and nothing once
+    // stopped.
     profiler.start();
     pool.empty_cache();
     let timeline = profiler.stop();
@@ -317,8 +346,9 @@ fn labels_reach_the_state_and_the_profiler() {
         timeline
             .events()
             .iter()
-            .all(|e| e.event.kind == EventKind::SegmentFree)
+            .all(|e| e.event.kind == EventKind::Decommit)
     );
+    assert_eq!(timeline.events().last().map(|e| e.event.reserved), Some(0));
     assert!(!timeline.events().is_empty());
     drop(pool.allocate(10, 16));
     assert!(profiler.stop().events().is_empty());
@@ -493,7 +523,7 @@ fn a_huge_alignment_is_refused_without_emptying_the_cache() {
 
 #[test]
 fn a_new_segment_does_not_inflate_the_inactive_peak() {
-    let pool = MemoryPool::with_config(PoolConfig::torch());
+    let pool = MemoryPool::with_config(whole_segments(PoolConfig::torch()));
     let block = pool.allocate(1 << 20, 64).expect("room");
     let stats = pool.stats();
     // The 2 MiB segment's other half is really inactive; the whole segment never was.

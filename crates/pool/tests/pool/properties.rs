@@ -174,9 +174,13 @@ proptest! {
         let stats = pool.stats();
         prop_assert_eq!(stats.allocated.current, 0);
         prop_assert_eq!(stats.reserved.current, 0);
-        prop_assert_eq!(stats.segment_allocs, stats.segment_frees);
-        // Every segment was entirely free and went back.
-        prop_assert!(pool.inspect().segments.is_empty());
+        // Every whole segment went back; a reservation keeps its address space with
+        // nothing charged, as one free block.
+        for segment in pool.inspect().segments {
+            prop_assert_eq!(segment.committed, 0);
+            prop_assert!(segment.blocks.len() <= 1);
+            prop_assert!(segment.address_space > segment.size || segment.blocks.is_empty() || segment.size == segment.address_space);
+        }
     }
 
     #[test]
@@ -196,8 +200,9 @@ proptest! {
             live.swap_remove(pick % live.len());
             for segment in pool.inspect().segments {
                 for pair in segment.blocks.windows(2) {
+                    // Parked blocks (the small-object front) wait unmerged.
                     prop_assert!(
-                        pair[0].allocated || pair[1].allocated,
+                        pair[0].allocated || pair[1].allocated || pair[0].parked || pair[1].parked,
                         "adjacent free blocks at {:#x}", pair[0].addr
                     );
                 }
@@ -206,6 +211,7 @@ proptest! {
             }
         }
         drop(live);
+        pool.empty_cache();
         for segment in pool.inspect().segments {
             prop_assert_eq!(segment.blocks.len(), 1, "a free segment is one block");
         }
