@@ -7,6 +7,8 @@
 
 mod behaviour;
 mod properties;
+#[cfg(unix)]
+mod reservation;
 
 use memwarden_pool::PoolConfig;
 

@@ -42,6 +42,21 @@ fn config() -> impl Strategy<Value = (&'static str, PoolConfig)> {
             }
         )),
         Just((
+            "1 MiB reservations, deferred merging",
+            PoolConfig {
+                reservation: Some(1 << 20),
+                defer_merge: true,
+                ..PoolConfig::default()
+            }
+        )),
+        Just((
+            "whole segments",
+            PoolConfig {
+                backend: std::sync::Arc::new(memwarden_pool::SystemBackend),
+                ..small_segments()
+            }
+        )),
+        Just((
             "limit 8 MiB",
             PoolConfig {
                 limit: Some(8 << 20),
