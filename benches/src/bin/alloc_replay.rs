@@ -4,12 +4,18 @@
 //!
 //! ```text
 //! cargo run --release -p memwarden-benches --bin alloc_replay -- TRACE… [--format json|text]
-//!     [--rounds N] [--max-overhead F|none]
+//!     [--rounds N] [--max-overhead F|none] [--defer-merge] [--in-process] [--defer-merge] [--in-process]
 //! ```
 //!
 //! A trace has lines `a,ID,BYTES` and `f,ID,BYTES` (`#` comments), as in
 //! `shared/data/traces`. A bad trace (a malformed line, a free of an id not allocated)
 //! exits with status 2 naming the file and the line.
+//!
+//! Every trace is replayed in a fresh process (the tool runs itself once per trace), so
+//! that no engine carries state from one trace to the next: glibc raises its mmap
+//! threshold after freeing a large mapped block, and then serves blocks of that size
+//! from its heap for the rest of the process, which makes its figure on a trace depend
+//! on the traces replayed before it. `--in-process` replays them all in one process.
 //!
 //! Each engine replays the trace back to back (at least 20 000 operations a sample),
 //! touching the first byte of every block; round 0 warms up, and a figure is the median
@@ -42,6 +48,7 @@ struct Args {
     rounds: Option<usize>,
     max_overhead: Option<Option<f64>>,
     defer: bool,
+    in_process: bool,
 }
 
 fn usage() -> String {
@@ -56,6 +63,7 @@ fn parse_args() -> Result<Args, String> {
         rounds: None,
         max_overhead: None,
         defer: false,
+        in_process: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -91,6 +99,7 @@ fn parse_args() -> Result<Args, String> {
                 });
             }
             "--defer-merge" => args.defer = true,
+            "--in-process" => args.in_process = true,
             "--help" | "-h" => return Err(usage()),
             "--bench" => {}
             flag if flag.starts_with("--") => {
@@ -103,6 +112,48 @@ fn parse_args() -> Result<Args, String> {
         return Err(usage());
     }
     Ok(args)
+}
+
+/// Runs this tool once per trace, each in a process of its own, passing the flags on,
+/// and prints what they print (the table's header once).
+fn replay_in_children(args: &Args) -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            eprintln!("alloc_replay: cannot find its own executable: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let flags: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !args.traces.iter().any(|t| t.as_os_str() == a.as_str()))
+        .collect();
+    for (i, trace) in args.traces.iter().enumerate() {
+        let out = std::process::Command::new(&exe)
+            .args(&flags)
+            .arg("--in-process")
+            .arg(trace)
+            .stderr(std::process::Stdio::inherit())
+            .output();
+        let out = match out {
+            Ok(out) if out.status.success() => out,
+            Ok(out) => {
+                eprintln!("alloc_replay: {} failed: {}", trace.display(), out.status);
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("alloc_replay: cannot run {}: {e}", exe.display());
+                return ExitCode::FAILURE;
+            }
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        // The table's header and rule come once.
+        let skip = if args.json || i == 0 { 0 } else { 2 };
+        for line in text.lines().skip(skip) {
+            println!("{line}");
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn load(path: &Path) -> Result<AllocTrace, String> {
@@ -132,6 +183,9 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         }
+    }
+    if traces.len() > 1 && !args.in_process {
+        return replay_in_children(&args);
     }
     if !args.json {
         println!(
@@ -236,13 +290,6 @@ fn replay(trace: &AllocTrace, config: PoolConfig, rounds: Option<usize>) -> Repl
             if round > 0 {
                 times[engine].push(took);
             }
-        }
-        if std::env::var_os("ALLOC_REPLAY_DEBUG").is_some() {
-            let s = pool.stats();
-            eprintln!(
-                "round {round}: decommits {} commits {} reserved {} peak {} req peak {}",
-                s.decommits, s.commits, s.reserved.current, s.reserved.peak, s.requested.peak
-            );
         }
         if round == 0 {
             let s = pool.stats();

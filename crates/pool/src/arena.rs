@@ -46,10 +46,6 @@ const NONE: u32 = u32::MAX;
 /// layout stays that of immediate merging, enough for the sizes one operator of an
 /// inference frees and the next one asks for.
 const MAX_PARKED: usize = 16;
-/// Blocks up to this size (rounded) of the unpinned class wait after their free in a
-/// list of their exact size, the pool's O(1) front for small objects: an allocation of
-/// that size takes the most recently freed one back without the best-fit index.
-pub(crate) const FRONT_MAX: usize = 64 << 10;
 /// How many candidates a fit search looks at before giving up (alignment padding, or
 /// whole segments the overhead cap does not want split).
 const MAX_CANDIDATES: usize = 64;
@@ -202,12 +198,7 @@ pub(crate) struct Arena {
     /// Parked blocks per class with their rounded request sizes, oldest first; at most
     /// [`MAX_PARKED`].
     parked: [Vec<(usize, u32)>; 4],
-    /// The front: unpinned blocks up to [`FRONT_MAX`] parked after their free, one list
-    /// per rounded size (`rounded / MIN_BLOCK - 1`), most recently freed last.
-    front: Vec<Vec<u32>>,
-    /// Bytes of the blocks in the front.
-    front_bytes: usize,
-    /// How many blocks are parked (front included).
+    /// How many blocks are parked.
     parked_count: usize,
     /// Per class, the reservation that grows next.
     active: [u32; 4],
@@ -242,8 +233,6 @@ impl Arena {
             vacant_segs: Vec::new(),
             free: Default::default(),
             parked: Default::default(),
-            front: vec![Vec::new(); FRONT_MAX / MIN_BLOCK],
-            front_bytes: 0,
             parked_count: 0,
             active: [NONE; 4],
             // Until the backend refuses a reservation.
@@ -288,8 +277,9 @@ impl Arena {
                     .is_some_and(|r| r <= isize::MAX as usize)
             })
             .ok_or_else(too_large)?;
-        // A reservation holds blocks of every size: one address space keeps the pages
-        // the blocks touch together. Whole segments keep torch's two classes.
+        // A reservation holds blocks of every size: one address space whose best-fit
+        // layout keeps the pages the blocks touch together. Whole segments keep torch's
+        // two classes.
         let large = rounded > SMALL_SIZE && !self.reserving;
         let class = (usize::from(pinned) << 1) | usize::from(large);
         let node = if let Some(node) = self.unpark(class, rounded, align) {
@@ -357,15 +347,8 @@ impl Arena {
             .is_some_and(|t| self.stats.inactive.current > t);
         let class = self.segs[n.seg as usize].class;
         let rounded = round_size(requested).expect("it was rounded when allocated");
-        if class == 0 && rounded <= FRONT_MAX && !over_threshold {
-            n.state = State::Parked;
-            self.front_bytes += n.size;
-            self.front[rounded / MIN_BLOCK - 1].push(node);
-            self.parked_count += 1;
-            return;
-        }
         if self.limits.defer_merge && !over_threshold {
-            n.state = State::Parked;
+            self.nodes[node as usize].state = State::Parked;
             let parked = &mut self.parked[class];
             parked.push((rounded, node));
             if parked.len() > MAX_PARKED {
@@ -415,17 +398,6 @@ impl Arena {
     fn unpark(&mut self, class: usize, rounded: usize, align: usize) -> Option<u32> {
         if self.parked_count == 0 {
             return None;
-        }
-        if class == 0 && rounded <= FRONT_MAX {
-            let list = &mut self.front[rounded / MIN_BLOCK - 1];
-            if let Some(&node) = list.last()
-                && self.nodes[node as usize].addr.is_multiple_of(align)
-            {
-                list.pop();
-                self.front_bytes -= self.nodes[node as usize].size;
-                self.parked_count -= 1;
-                return Some(node);
-            }
         }
         let parked = &mut self.parked[class];
         let nodes = &self.nodes;
@@ -489,18 +461,10 @@ impl Arena {
         if let Some(found) = search(self) {
             return Some(found);
         }
-        // Before the pool grows: merge the parked blocks (the front only when it holds
-        // enough bytes that merging might serve the request).
-        let fifo = self.parked_count - self.front.iter().map(Vec::len).sum::<usize>();
-        let front = self.front_bytes >= rounded;
-        if fifo == 0 && !front {
+        if self.parked_count == 0 {
             return None;
         }
-        if front {
-            self.flush_parked();
-        } else {
-            self.flush_fifo();
-        }
+        self.flush_parked();
         search(self)
     }
 
@@ -557,24 +521,11 @@ impl Arena {
                 .is_some_and(|end| end <= n.addr + n.size)
     }
 
-    /// Merges every parked block into the free index, the front's too.
+    /// Merges every parked block into the free index.
     pub(crate) fn flush_parked(&mut self) {
         if self.parked_count == 0 {
             return;
         }
-        for size in 0..self.front.len() {
-            let mut list = std::mem::take(&mut self.front[size]);
-            for node in list.drain(..) {
-                self.merge_free(node);
-            }
-            self.front[size] = list;
-        }
-        self.front_bytes = 0;
-        self.flush_fifo();
-    }
-
-    /// Merges the blocks parked by deferred coalescing (not the front's).
-    fn flush_fifo(&mut self) {
         for class in 0..self.parked.len() {
             let mut parked = std::mem::take(&mut self.parked[class]);
             for (_, node) in parked.drain(..) {
@@ -583,7 +534,7 @@ impl Arena {
             // Keep the list's allocation for the next round of parking.
             self.parked[class] = parked;
         }
-        self.parked_count = self.front.iter().map(Vec::len).sum();
+        self.parked_count = 0;
     }
 
     /// Returns every entirely free segment to the backend; the bytes released.
@@ -620,9 +571,7 @@ impl Arena {
                 self.parked
                     .iter()
                     .flatten()
-                    .map(|&(_, n)| n)
-                    .chain(self.front.iter().flatten().copied())
-                    .map(|n| self.nodes[n as usize].size as u64),
+                    .map(|&(_, n)| self.nodes[n as usize].size as u64),
             )
             .max()
             .unwrap_or(0);
@@ -740,11 +689,7 @@ impl Arena {
                         parked += 1;
                         let listed = self.parked[s.class]
                             .iter()
-                            .any(|&(size, node)| node == at && n.size >= size)
-                            || (s.class == 0
-                                && self.front.iter().enumerate().any(|(size, list)| {
-                                    list.contains(&at) && n.size >= (size + 1) * MIN_BLOCK
-                                }));
+                            .any(|&(size, node)| node == at && n.size >= size);
                         if !listed {
                             return Err(format!("segment {i}: parked block {at} not listed"));
                         }
@@ -783,20 +728,7 @@ impl Arena {
                 ));
             }
         }
-        let listed: usize = self.parked.iter().map(Vec::len).sum::<usize>()
-            + self.front.iter().map(Vec::len).sum::<usize>();
-        let front_bytes: usize = self
-            .front
-            .iter()
-            .flatten()
-            .map(|&n| self.nodes[n as usize].size)
-            .sum();
-        if front_bytes != self.front_bytes {
-            return Err(format!(
-                "{front_bytes} bytes in the front, {} counted",
-                self.front_bytes
-            ));
-        }
+        let listed: usize = self.parked.iter().map(Vec::len).sum();
         if listed != parked
             || listed != self.parked_count
             || self.parked.iter().any(|p| p.len() > MAX_PARKED)
@@ -1269,7 +1201,7 @@ impl Arena {
             let cap = (want as f64 * (1.0 + overhead)) as u64;
             let over = (self.stats.reserved.current + extra).saturating_sub(cap);
             if over > 0 {
-                self.shed(over);
+                self.shed(over + cap / 16);
             }
         }
         let oom = |arena: &mut Self, limit: u64| {
@@ -1385,15 +1317,16 @@ impl Arena {
             if released >= need {
                 break;
             }
-            released += self.decommit_block(node);
+            released += self.decommit_block(node, need - released);
         }
         self.sync_inactive();
         released
     }
 
-    /// Decommits the charged pages wholly inside free block `node` of a reservation;
-    /// the bytes given back.
-    fn decommit_block(&mut self, node: u32) -> u64 {
+    /// Decommits charged pages wholly inside free block `node` of a reservation, from
+    /// its end (best fit carves blocks from the start of a free block, so its end is
+    /// taken last) until `want` bytes are given back or none is left; the bytes.
+    fn decommit_block(&mut self, node: u32, want: u64) -> u64 {
         let (first, end) = self.pages_of(node, true);
         if first >= end {
             return 0;
@@ -1402,7 +1335,19 @@ impl Arena {
         let pinned = self.segs[seg].class & 2 == 2;
         let base = self.segs[seg].base;
         let mut released = 0;
-        for (a, b) in self.segs[seg].uncharged.runs(first, end, false) {
+        let want_pages = usize::try_from(want.div_ceil(self.page as u64)).unwrap_or(usize::MAX);
+        let mut left = want_pages;
+        for (a, b) in self.segs[seg]
+            .uncharged
+            .runs(first, end, false)
+            .into_iter()
+            .rev()
+        {
+            if left == 0 {
+                break;
+            }
+            let a = a.max(b.saturating_sub(left));
+            left -= b - a;
             // SAFETY: pages `a..b` lie wholly inside a free block of this live
             // reservation, so no block handed out overlaps them, and they are charged,
             // so committed.
