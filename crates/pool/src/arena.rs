@@ -282,6 +282,18 @@ impl Arena {
         // two classes.
         let large = rounded > SMALL_SIZE && !self.reserving;
         let class = (usize::from(pinned) << 1) | usize::from(large);
+        if let Some(limit) = self.limits.limit
+            && rounded as u64 > limit
+        {
+            // Nothing given back could make room: fail before touching the cache.
+            self.stats.ooms += 1;
+            return Err(PoolError::OutOfMemory {
+                requested: size as u64,
+                limit,
+                reserved: self.stats.reserved.current,
+                allocated: self.stats.allocated.current,
+            });
+        }
         let node = if let Some(node) = self.unpark(class, rounded, align) {
             self.stats.reuses += 1;
             node
@@ -1084,11 +1096,16 @@ impl Arena {
                     size = (size / 2).next_multiple_of(self.page);
                 }
                 None => {
-                    log::debug!(
-                        "the {} backend reserves no address space",
-                        self.backend.name()
-                    );
-                    self.reserving = false;
+                    // Refused at the usual size: the system limits address space, and
+                    // whole segments serve from now on. An outsized request alone
+                    // changes nothing.
+                    if need <= self.reservation_size(self.page) {
+                        log::debug!(
+                            "the {} backend reserves no address space",
+                            self.backend.name()
+                        );
+                        self.reserving = false;
+                    }
                     return None;
                 }
             }

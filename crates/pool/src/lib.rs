@@ -9,17 +9,18 @@
 //!   RAII [`Block`]s ([`allocate`](MemoryPool::allocate), alignment any power of two)
 //!   that return to the cache when dropped. [`LocalPool`] is the same allocator for one
 //!   thread, without the mutex, with [`LocalBlock`]s that borrow it.
-//! - [`PoolConfig`] sets a byte limit (an allocation over it first returns cached
-//!   segments, then fails with [`PoolError::OutOfMemory`]), an automatic release
-//!   threshold for cached bytes, the overhead cap, segment sizes, and the [`Backend`]
-//!   segments come from ([`MmapBackend`], the default on Unix: anonymous `mmap`, zeroed
-//!   for free until touched and unmapped on release; [`SystemBackend`]: zeroed
+//! - [`PoolConfig`] sets a byte limit (an allocation over it first gives cached memory
+//!   back, then fails with [`PoolError::OutOfMemory`]), an automatic release threshold
+//!   for cached bytes, the overhead cap, and the [`Backend`] memory comes from
+//!   ([`MmapBackend`], the default on Unix: address space reserved once, pages
+//!   committed and decommitted inside it; [`SystemBackend`]: whole zeroed segments from
 //!   `std::alloc`; a device backend can plug in without touching the allocator). Every
 //!   backend hands out initialised memory, because safe code reads blocks as slices.
 //! - [`PoolStats`] are the figures `torch.cuda.memory_stats` users know: allocated,
 //!   reserved, active, inactive and requested bytes with their peaks, allocation and
 //!   segment counts, reuses and the cache hit rate, fragmentation, the largest free
-//!   block, retries and OOMs. [`MemoryPool::inspect`] lists every segment and block
+//!   block, retries and OOMs, and the system calls behind them (`maps`, `unmaps`,
+//!   `commits`, `decommits`). [`MemoryPool::inspect`] lists every segment and block
 //!   (with labels from [`allocate_labeled`](MemoryPool::allocate_labeled)) as a
 //!   [`PoolState`].
 //! - [`profiler::Profiler`] records a timeline of pool events once attached with
@@ -44,60 +45,115 @@
 //! # Ok::<(), PoolError>(())
 //! ```
 //!
-//! # Design: torch's caching allocator, and where this pool differs
+//! # Design: one reservation, pages committed and decommitted in it
 //!
-//! The model is PyTorch's `CUDACachingAllocator`. Taken as is:
+//! The model is PyTorch's `CUDACachingAllocator` with its expandable segments. Taken
+//! as is:
 //!
 //! - **Rounding**: requests round up to a multiple of 512 bytes (512 at least), so every
-//!   block starts at a 512-byte boundary of its segment and alignments up to 512 cost
-//!   nothing; larger alignments take the first fitting block whose padding fits, the
-//!   padding staying a free block.
-//! - **Two classes**: requests up to 1 MiB come from 2 MiB segments, larger ones from
-//!   20 MiB segments, or from a segment of their own rounded up to 2 MiB from 10 MiB on.
-//! - **Best fit** over the free blocks of a class ordered by `(size, address)` (one
-//!   `BTreeSet` range query), **splitting** the block found when the remainder is at
-//!   least 512 bytes (small class) or more than 1 MiB (large class), and **merging** a
-//!   freed block with its free neighbours of the same segment.
-//! - **Release on pressure**: an allocation over the limit (or one the backend refuses)
-//!   returns entirely free segments and retries before it fails; `empty_cache` returns
-//!   them all.
+//!   block starts at a 512-byte boundary and alignments up to 512 cost nothing; larger
+//!   alignments take the first fitting block whose padding fits, the padding staying a
+//!   free block.
+//! - **Best fit** over the free blocks ordered by `(size, address)` (one `BTreeSet` range
+//!   query), **splitting** the block found, and **merging** a freed block with its free
+//!   neighbours at once.
+//! - **Expandable segments**: the pool reserves a large range of address space once
+//!   ([`PoolConfig::reservation`]; by default twice the machine's memory, or the limit),
+//!   with `mmap(PROT_NONE, MAP_NORESERVE)`, which costs no memory. Blocks tile a prefix
+//!   of it that grows on demand: a request no free block fits extends the last block
+//!   (if free) or appends one, so every free block has real neighbours to merge with
+//!   and no request ever needs a mapping of its own. Page-locked blocks have a
+//!   reservation of their own.
 //!
-//! Different, and why:
+//! Memory is charged page by page: a page is *charged* from the moment a block handed
+//! out covers it until the pool decommits it, and [`PoolStats::reserved`] counts
+//! charged pages, the most the pool can add to the process's resident set. Pages are
+//! committed (`mprotect` to read-write) the first time a block covers them, and given
+//! back with `madvise(MADV_DONTNEED)`, which keeps the address space and the page
+//! tables' protection: the next touch maps a fresh zeroed page, with no call to make.
+//! `MADV_FREE` would be cheaper to take back, but the kernel frees such pages only
+//! under pressure, so the process's RSS (what a budget watches) would not fall; a pool
+//! that holds a memory budget needs the RSS to fall when it says it gave memory back.
+//! A page is given back:
 //!
-//! - **The overhead cap** ([`PoolConfig::max_overhead`], default 10 %). torch's fixed
-//!   20 MiB segments hold 3–5x the bytes a small model needs (3.7x on the serving trace
-//!   of the benchmark). Here a new segment may not take the reserved bytes over 1.1x the
-//!   peak of requested bytes: the pool then asks for exactly the request (rounded to a
-//!   page) and first returns entirely free segments, and before growing at all it uses
-//!   a free block of the other size class. [`PoolConfig::torch`] turns this off.
-//! - **Under the cap, a large block is a segment of its own**. Each large request gets a
-//!   segment of exactly its page-rounded size, never split, and a cached one is reused
-//!   only by a request it fits snugly: at most 10 % larger, or larger by what is left
-//!   of the overhead budget (10 % of the peak of requested bytes, less the bytes live
-//!   blocks already waste). torch's way, splitting a big free segment for a smaller
-//!   tensor, strands the tail as soon as another block needs a new segment: on the
-//!   serving trace two 36.75 MiB segments each held a 24.5 MiB tensor while a third
-//!   needed a segment of its own, 4/3 of the peak. With snug segments every large byte
-//!   reserved is either a live block within the budget or an entirely free segment
-//!   that the cap can return. The price is segment churn when the sizes change (on the
-//!   serving trace about one large allocation in twenty takes a new segment).
-//! - **Deferred coalescing** ([`PoolConfig::defer_merge`], default on). A freed block
-//!   first waits ("parked") in a bin of its exact request size, and the next request of
-//!   that size takes it back without touching the best-fit index: the repeated shapes
-//!   of an inference loop become O(1). A request its bin cannot serve takes the best fit
-//!   among the free blocks and the parked ones (bins sorted by size; the parked block
-//!   chosen is merged with its neighbours first), so one miss does not merge every
-//!   parked block. All of them are merged only before the pool would grow, release or
-//!   fail, so no allocation fails or grows because of them.
+//! - **under the overhead cap** ([`PoolConfig::max_overhead`], default 10 %): before a
+//!   block is handed out on uncharged pages, if the charged bytes would pass
+//!   `1.1 ×` the peak of requested bytes, free pages are decommitted to make room,
+//!   just enough pages from the end of the free blocks free the longest (best fit
+//!   carves from the start of a free block, so its end is taken last);
+//! - **under the limit** and **over the release threshold**, the same way;
+//! - by [`MemoryPool::empty_cache`]: every free page, so that the resident bytes fall
+//!   to the bytes still allocated (checked with `mincore` by the tests and by the
+//!   `alloc_replay` tool).
+//!
+//! After the first round of a repeated workload the pool makes no mapping and no
+//! unmapping; where best fit lays a round's blocks over no more than `1.1 ×` the peak,
+//! it makes no call at all. Where the layout needs more (on the shared ResNet-50 and
+//! ViT-B/16 traces best fit spreads a round's blocks over 1.25 × the peak), the cap
+//! costs a few decommits per round and the page faults that follow; `max_overhead:
+//! None` trades that memory for none.
+//!
+//! Different from torch, and why:
+//!
+//! - **The overhead cap** (above). torch keeps every segment until `empty_cache`: its
+//!   segments held 3–5x the bytes a small model needs (3.7x on the serving trace of
+//!   the benchmark).
+//! - **One reservation for every size.** torch keeps small (≤ 1 MiB) and large
+//!   blocks in separate pools. Here each pool would have its own high-water mark, and
+//!   the two together cover more pages than one: on the GoogLeNet trace 1.56 × the
+//!   peak against 1.09 × in one reservation.
+//! - **No deferred merging by default, no size-class front, no per-thread caches.**
+//!   Each keeps freed blocks unmerged to hand them back in O(1), and each scattered
+//!   blocks that best fit would have packed: with 16 blocks left unmerged the GoogLeNet
+//!   trace's blocks spread over 1.4–1.5 × the peak, and a front of exact-size lists for
+//!   blocks up to 64 KiB took the small-object mix from 613 to 45 511 decommits under
+//!   the cap. [`PoolConfig::defer_merge`] still offers the first. Per-thread caches
+//!   would also make the statistics, and the peak the cap is computed from, depend on
+//!   when threads flush. The price is that small objects go through the best-fit index
+//!   (about 4 M operations per second on the 2-core test machine, where mimalloc does
+//!   25–40 M).
 //! - **No streams or events**: host memory has no asynchronous users, so a freed block
 //!   is reusable at once and `active` equals `allocated`.
 //!
+//! A backend that cannot reserve ([`SystemBackend`], or any [`Backend`] whose
+//! [`can_reserve`](Backend::can_reserve) is false), or a system that refuses a
+//! reservation even of the request's size, gets whole segments instead, as torch
+//! allocates them: requests up to 1 MiB from 2 MiB segments, larger ones from 20 MiB
+//! segments or a segment of their own from 10 MiB on. Under the cap a new segment
+//! never takes the reserved bytes over `1.1 ×` the peak of requested bytes: the pool
+//! then asks for exactly the request (rounded to a page) and first returns entirely
+//! free segments, and a large block is a segment of its own, reused only by a request
+//! it fits snugly. Entirely free segments go back to the backend under the cap, the
+//! limit, the threshold and `empty_cache`.
+//!
+//! ## A device backend, on paper
+//!
+//! The [`Backend`] calls map onto a GPU's virtual memory API the way torch's expandable
+//! segments use CUDA's: `reserve` is `cuMemAddressReserve` (a virtual range, no
+//! memory); `commit` creates physical chunks (`cuMemCreate`, 2 MiB granularity),
+//! maps them into the range (`cuMemMap`) and grants access (`cuMemSetAccess`);
+//! `decommit` unmaps and releases them (`cuMemUnmap`, `cuMemRelease`) and
+//! `decommit_keeps_access` says false, so the pool commits again before it reuses the
+//! range; `release` frees the range (`cuMemAddressFree`); `host_accessible` is false,
+//! so the pool makes no slices of the blocks. The pool's page would then be the
+//! physical chunk's granularity.
+//!
+//! ## After `fork`
+//!
+//! The child gets a copy-on-write copy of every reservation and the pool's state as it
+//! was: blocks handed out before the fork stay valid in both, and each process's pool
+//! then lives its own life (a decommit in one drops only its own pages). Only the
+//! forking thread exists in the child; a pool whose lock another thread held at the
+//! fork stays locked there, as with any mutex, so a child should only `exec` or use
+//! pools no other thread was using.
+//!
 //! The pool is thread-safe through one `parking_lot` mutex around the allocator
 //! (uncontended it costs about as much as the `LocalPool` difference the benchmark
-//! prints); it does not keep per-thread caches.
+//! prints).
 //!
-//! Page-locked ("pinned") blocks ([`MemoryPool::allocate_pinned`]) come from separate
-//! segments that the backend `mlock`s whole; where the system refuses (on Linux usually
+//! Page-locked ("pinned") blocks ([`MemoryPool::allocate_pinned`]) come from a separate
+//! reservation whose pages the backend `mlock`s as they are committed (and unlocks
+//! before decommitting them); where the system refuses (on Linux usually
 //! `RLIMIT_MEMLOCK`, 8 MiB by default for users) the allocation fails with
 //! [`PoolError::PinFailed`] carrying the limit and the OS error.
 

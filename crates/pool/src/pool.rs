@@ -14,43 +14,51 @@ use crate::error::PoolError;
 use crate::profiler::Profiler;
 use crate::stats::PoolStats;
 
-/// How a pool behaves. `PoolConfig::default()` is torch's caching allocator plus a 10 %
-/// overhead cap (see the crate docs).
+/// How a pool behaves. `PoolConfig::default()` reserves address space once, commits it
+/// as blocks first touch it, and holds the bytes the system charges under 1.1 times the
+/// peak of requested bytes by decommitting free pages (see the crate docs).
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
-    /// The most bytes the pool may reserve from its backend; `None` for no limit.
+    /// The most bytes the pool may hold from the system (its `reserved` figure); `None`
+    /// for no limit. An allocation over it first gives cached memory back, then fails
+    /// with [`PoolError::OutOfMemory`](crate::PoolError).
     pub limit: Option<u64>,
-    /// Cached free bytes above this go back to the backend as soon as a segment becomes
-    /// entirely free; `None` keeps every segment until [`MemoryPool::empty_cache`].
+    /// Cached free bytes above this go back to the system at the next free (free pages
+    /// decommitted, entirely free whole segments returned); `None` keeps them until
+    /// [`MemoryPool::empty_cache`] or memory pressure (the cap, the limit).
     pub release_threshold: Option<u64>,
-    /// The overhead cap: a new segment never takes the reserved bytes over
+    /// The overhead cap: the bytes the system charges the pool for never exceed
     /// `(1 + max_overhead)` times the peak of requested bytes (this request included)
-    /// while cached free segments could be returned or a smaller segment would do; and
-    /// a large request (over 1 MiB) gets a segment of its own size, reused only by
-    /// requests it fits snugly (see the crate docs). `None` is torch's behaviour
-    /// (default segment sizes, large segments split, nothing released).
+    /// while cached free memory could be given back: before a block is handed out on
+    /// pages not charged yet, free pages are decommitted to make room, those free the
+    /// longest first. Default 10 %. `None` keeps every page until
+    /// [`MemoryPool::empty_cache`], as torch does. For whole segments the cap chooses
+    /// segment sizes instead (see the crate docs).
     pub max_overhead: Option<f64>,
-    /// Deferred coalescing: a freed block first waits in a bin of its exact request
-    /// size, where the next request of that size takes it back in O(1); another size
-    /// may take it (merged with its neighbours then) as a best fit, and all parked
-    /// blocks are merged into the best-fit index when an allocation finds no fit, before
-    /// any new segment, release or limit check. `false` merges on every free, as torch
-    /// does. Default `true`.
+    /// Deferred coalescing: up to 16 freed blocks wait unmerged, and a request of one's
+    /// exact size takes it back without touching the best-fit index. It is faster on
+    /// exactly repeated sizes but scatters blocks that best fit would pack, which costs
+    /// decommits under the overhead cap; `false` (the default) merges on every free, as
+    /// torch does.
     pub defer_merge: bool,
     /// Address space each reservation holds, where the backend reserves (the mmap
-    /// backend does): a size class's blocks grow into one reservation, and another is
-    /// made only when it is full. `None` (the default) reserves the limit when there is
-    /// one, else twice the machine's physical memory (at least 1 GiB, at most 1 TiB);
-    /// where the system refuses that much the pool asks for less.
+    /// backend does): blocks of every size grow into one reservation (one more for
+    /// page-locked blocks), and another is made only when it is full. `None` (the
+    /// default) reserves the limit when there is one, else twice the machine's physical
+    /// memory (at least 1 GiB, at most 1 TiB); where the system refuses that much (a
+    /// small `RLIMIT_AS`) the pool asks for less, and for whole segments if even the
+    /// request's size is refused.
     pub reservation: Option<usize>,
-    /// Segment size of the small class (requests up to 1 MiB); default 2 MiB.
+    /// Whole segments only: segment size of the small class (requests up to 1 MiB);
+    /// default 2 MiB.
     pub small_segment: usize,
-    /// Segment size of the large class for requests under 10 MiB; default 20 MiB.
+    /// Whole segments only: segment size of the large class for requests under 10 MiB;
+    /// default 20 MiB.
     pub large_segment: usize,
-    /// Where segments come from; by default [`MmapBackend`](crate::MmapBackend) on Unix
-    /// (anonymous mappings arrive zeroed at no cost until touched, and go straight back
-    /// to the OS when released) and [`SystemBackend`](crate::SystemBackend) elsewhere
-    /// (which must zero them).
+    /// Where memory comes from; by default [`MmapBackend`](crate::MmapBackend) on Unix
+    /// (reservations: address space mapped once, pages committed with `mprotect` and
+    /// given back with `madvise`) and [`SystemBackend`](crate::SystemBackend) elsewhere
+    /// (whole zeroed segments from the heap).
     pub backend: Arc<dyn Backend>,
 }
 
@@ -70,8 +78,8 @@ impl Default for PoolConfig {
 }
 
 impl PoolConfig {
-    /// torch's CUDACachingAllocator defaults: no overhead cap, no limit, no threshold,
-    /// merging on every free.
+    /// torch's CUDACachingAllocator policy: no overhead cap (nothing given back until
+    /// [`MemoryPool::empty_cache`]), no limit, no threshold, merging on every free.
     pub fn torch() -> Self {
         Self {
             max_overhead: None,

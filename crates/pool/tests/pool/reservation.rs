@@ -140,6 +140,39 @@ fn the_release_threshold_decommits_what_is_cached_above_it() {
 }
 
 #[test]
+fn outsized_requests_fail_without_changing_how_the_pool_grows() {
+    let limited = MemoryPool::with_config(PoolConfig {
+        limit: Some(64 * MIB as u64),
+        ..PoolConfig::default()
+    });
+    let keep = limited.allocate(MIB, 64).expect("under the limit");
+    for _ in 0..3 {
+        assert!(matches!(
+            limited.allocate(100 * MIB, 64),
+            Err(PoolError::OutOfMemory { .. })
+        ));
+    }
+    assert_eq!(
+        limited.stats().maps,
+        1,
+        "no reservation for a request over the limit"
+    );
+    drop(keep);
+    let unlimited = MemoryPool::new();
+    let err = unlimited
+        .allocate(usize::MAX / 4, 64)
+        .expect_err("more than any machine");
+    assert!(matches!(err, PoolError::OutOfMemory { .. }), "{err}");
+    let block = unlimited.allocate(MIB, 64).expect("room");
+    let state = unlimited.inspect();
+    assert!(
+        state.segments.iter().all(|s| s.address_space > s.size),
+        "still a reservation, not a whole segment"
+    );
+    drop(block);
+}
+
+#[test]
 fn a_full_reservation_is_followed_by_another_and_all_go_back_on_drop() {
     let counts = Arc::new(Counts::default());
     let pool = MemoryPool::with_config(PoolConfig {
