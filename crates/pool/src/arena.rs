@@ -4,12 +4,13 @@
 //!
 //! Blocks live in a slab (`nodes`) and are linked to their neighbours inside their
 //! segment, so a free finds and merges its neighbours in O(1). Free blocks are indexed
-//! per class in a `BTreeSet` ordered by `(size, address)`: best fit is one range query.
+//! per class in a `BTreeMap` keyed by `(size, address)` packed in one `u128`: best fit
+//! is one range query.
 //! Parked blocks (deferred coalescing) sit per class in bins of their rounded request
 //! size, kept sorted by size: an exact hit is a binary search and a pop, and a best
 //! fit among them is a scan from the first bin large enough.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -194,7 +195,7 @@ pub(crate) struct Arena {
     segs: Vec<Seg>,
     vacant_segs: Vec<u32>,
     /// Free blocks per class (`pinned << 1 | large`), ordered by `(size, addr)`.
-    free: [BTreeSet<(usize, usize, u32)>; 4],
+    free: [BTreeMap<u128, u32>; 4],
     /// Parked blocks per class with their rounded request sizes, oldest first; at most
     /// [`MAX_PARKED`].
     parked: [Vec<(usize, u32)>; 4],
@@ -215,6 +216,11 @@ pub(crate) struct Arena {
 // reached through `Allocation`s whose owners synchronise through the pool); nothing in
 // the arena is tied to a thread, and the backend is `Send + Sync`.
 unsafe impl Send for Arena {}
+
+/// The best-fit index's key: size, then address (distinct for distinct free blocks).
+fn free_key(size: usize, addr: usize) -> u128 {
+    ((size as u128) << 64) | addr as u128
+}
 
 fn round_size(size: usize) -> Option<usize> {
     if size < MIN_BLOCK {
@@ -578,7 +584,7 @@ impl Arena {
         stats.largest_free_block = self
             .free
             .iter()
-            .filter_map(|set| set.last().map(|&(size, _, _)| size as u64))
+            .filter_map(|index| index.last_key_value().map(|(&key, _)| (key >> 64) as u64))
             .chain(
                 self.parked
                     .iter()
@@ -642,6 +648,7 @@ impl Arena {
     pub(crate) fn check_invariants(&self) -> Result<(), String> {
         let (mut allocated, mut requested, mut reserved, mut blocks, mut segments) =
             (0u64, 0u64, 0u64, 0u64, 0u64);
+        let mut pinned = 0u64;
         let (mut free_blocks, mut parked) = (0usize, 0usize);
         for (i, s) in self.segs.iter().enumerate() {
             if !s.live {
@@ -649,6 +656,9 @@ impl Arena {
             }
             segments += 1;
             reserved += s.charged as u64;
+            if s.class & 2 == 2 {
+                pinned += s.charged as u64;
+            }
             let base = s.base.as_ptr() as usize;
             if s.lazy {
                 let pages = s.extent / self.page;
@@ -713,7 +723,7 @@ impl Arena {
                                 "segment {i}: two adjacent free blocks at {addr:#x}"
                             ));
                         }
-                        if !self.free[s.class].contains(&(n.size, n.addr, at)) {
+                        if self.free[s.class].get(&free_key(n.size, n.addr)) != Some(&at) {
                             return Err(format!("segment {i}: free block {at} not indexed"));
                         }
                         free_blocks += 1;
@@ -750,7 +760,7 @@ impl Arena {
                 self.parked_count
             ));
         }
-        let indexed: usize = self.free.iter().map(BTreeSet::len).sum();
+        let indexed: usize = self.free.iter().map(BTreeMap::len).sum();
         if indexed != free_blocks {
             return Err(format!(
                 "{indexed} free blocks indexed, {free_blocks} found"
@@ -765,6 +775,7 @@ impl Arena {
             ("inactive", st.inactive.current, reserved - allocated),
             ("active_blocks", st.active_blocks.current, blocks),
             ("segments", st.segments.current, segments),
+            ("pinned_reserved", st.pinned_reserved.current, pinned),
         ];
         for (name, counted, found) in checks {
             if counted != found {
@@ -792,16 +803,17 @@ impl Arena {
         align: usize,
         max_size: usize,
     ) -> Option<u32> {
-        let mut candidates = self.free[class].range((rounded, 0, 0)..=(max_size, usize::MAX, NONE));
+        let mut candidates = self.free[class]
+            .range(free_key(rounded, 0)..=free_key(max_size, usize::MAX))
+            .map(|(_, &node)| node);
         if align <= MIN_BLOCK {
-            return candidates.next().map(|&(_, _, node)| node);
+            return candidates.next();
         }
         // Blocks start at multiples of 512 only: look for one with room for the padding.
         // Bounded, so a pathological cache cannot make one allocation scan it all.
         candidates
             .take(MAX_CANDIDATES)
-            .find(|&&(_, _, node)| self.fits(node, rounded, align, max_size))
-            .map(|&(_, _, node)| node)
+            .find(|&node| self.fits(node, rounded, align, max_size))
     }
 
     /// Takes free block `node` out of the index and cuts it to `rounded` bytes at
@@ -900,13 +912,13 @@ impl Arena {
 
     fn insert_free(&mut self, class: usize, node: u32) {
         let n = &self.nodes[node as usize];
-        self.free[class].insert((n.size, n.addr, node));
+        self.free[class].insert(free_key(n.size, n.addr), node);
     }
 
     fn remove_free(&mut self, class: usize, node: u32) {
         let n = &self.nodes[node as usize];
-        let removed = self.free[class].remove(&(n.size, n.addr, node));
-        debug_assert!(removed, "a free block is indexed");
+        let removed = self.free[class].remove(&free_key(n.size, n.addr));
+        debug_assert_eq!(removed, Some(node), "a free block is indexed");
     }
 
     /// The segment size for a request: torch's choice (2 MiB small, 20 MiB large, or
@@ -1148,10 +1160,13 @@ impl Arena {
         } else {
             base + extent
         };
+        // Never shorter than now: a free last block may already hold the request
+        // (the fit search gives up after a bounded number of candidates).
         let end = start
             .checked_next_multiple_of(align)?
             .checked_add(rounded)?
-            .checked_next_multiple_of(self.page)?;
+            .checked_next_multiple_of(self.page)?
+            .max(base + extent);
         if end - base > size {
             return None;
         }
@@ -1243,11 +1258,14 @@ impl Arena {
         let pinned = self.segs[seg].class & 2 == 2;
         let keeps = self.backend.decommit_keeps_access();
         let base = self.segs[seg].base;
+        let mut locked: Vec<(usize, usize)> = Vec::new();
         for (a, b) in self.segs[seg].uncharged.runs(first, end, true) {
             let writable = self.segs[seg].writable;
-            // Pages committed once stay accessible where the backend says so; commit
-            // ahead of the end (up to 1 MiB, address space only) to save calls.
-            let from = if keeps { a.max(writable) } else { a };
+            // Where the backend keeps decommitted pages accessible, every page below
+            // `writable` has been committed, and the rest never was: commit from
+            // `writable` (the gap below `a` included, so that this stays true) and ahead
+            // of the end (up to 1 MiB, address space only) to save calls.
+            let from = if keeps { writable } else { a };
             if from < b {
                 let ahead = if keeps {
                     let limit = self.segs[seg].size / self.page;
@@ -1263,6 +1281,7 @@ impl Arena {
                 };
                 if let Err(err) = committed {
                     log::debug!("committing {} pages failed: {err}", ahead - from);
+                    self.unlock_runs(seg, &locked);
                     return Err(oom(self, self.limits.limit.unwrap_or(u64::MAX)));
                 }
                 self.stats.commits += 1;
@@ -1274,12 +1293,15 @@ impl Arena {
                 // SAFETY: pages `a..b` of the live reservation are committed now.
                 let range = unsafe { base.add(a * self.page) };
                 if let Err(source) = self.backend.lock(range, (b - a) * self.page) {
+                    // The block is not handed out: what this call locked goes back.
+                    self.unlock_runs(seg, &locked);
                     return Err(PoolError::PinFailed {
                         bytes: ((b - a) * self.page) as u64,
                         memlock_limit: backend::memlock_limit(),
                         source,
                     });
                 }
+                locked.push((a, b));
             }
         }
         let s = &mut self.segs[seg];
@@ -1293,6 +1315,17 @@ impl Arena {
         let at = unsafe { base.add(first * self.page) }.as_ptr() as usize;
         self.record_pages(EventKind::Commit, at, extra);
         Ok(())
+    }
+
+    /// Unlocks page runs of reservation `seg` that a failed [`charge`](Self::charge)
+    /// locked.
+    fn unlock_runs(&self, seg: usize, runs: &[(usize, usize)]) {
+        let base = self.segs[seg].base;
+        for &(a, b) in runs {
+            // SAFETY: page `a` lies in the live reservation.
+            let range = unsafe { base.add(a * self.page) };
+            self.backend.unlock(range, (b - a) * self.page);
+        }
     }
 
     /// Gives back at least `need` cached bytes if it can: merges every parked block,
@@ -1322,11 +1355,12 @@ impl Arena {
         let mut blocks: Vec<(u64, u32)> = self
             .free
             .iter()
-            .flatten()
-            .filter(|&&(size, _, node)| {
-                size >= self.page && self.segs[self.nodes[node as usize].seg as usize].lazy
+            .flat_map(BTreeMap::values)
+            .filter(|&&node| {
+                let n = &self.nodes[node as usize];
+                n.size >= self.page && self.segs[n.seg as usize].lazy
             })
-            .map(|&(_, _, node)| (self.nodes[node as usize].freed, node))
+            .map(|&node| (self.nodes[node as usize].freed, node))
             .collect();
         blocks.sort_unstable();
         let mut released = 0u64;
@@ -1364,7 +1398,6 @@ impl Arena {
                 break;
             }
             let a = a.max(b.saturating_sub(left));
-            left -= b - a;
             // SAFETY: pages `a..b` lie wholly inside a free block of this live
             // reservation, so no block handed out overlaps them, and they are charged,
             // so committed.
@@ -1375,9 +1408,14 @@ impl Arena {
             // SAFETY: as above.
             if let Err(err) = unsafe { self.backend.decommit(range, len) } {
                 log::warn!("decommitting {len} bytes of a pool reservation failed: {err}");
+                // The pages stay charged, so pinned ones stay locked.
+                if pinned && let Err(err) = self.backend.lock(range, len) {
+                    log::warn!("locking {len} bytes of a pool reservation again failed: {err}");
+                }
                 continue;
             }
             self.stats.decommits += 1;
+            left -= b - a;
             self.segs[seg].uncharged.set(a, b, false);
             released += len;
             self.stats.reserved.sub(len as u64);

@@ -16,19 +16,27 @@ use std::ptr::NonNull;
 ///
 /// # Safety
 ///
-/// An implementation must return from [`allocate`](Backend::allocate) either `None` or a
-/// pointer to `size` **initialised** bytes (zeroed, say) aligned to `align`, valid for
-/// reads and writes from this process and not used by anything else until the pool hands
-/// it back through [`deallocate`](Backend::deallocate): safe code reads blocks through
-/// [`Block::as_slice`](crate::Block::as_slice), so uninitialised memory would be
-/// undefined behaviour. A backend whose memory the host cannot address
-/// (a GPU's) must say so in [`host_accessible`](Backend::host_accessible); the pool then
-/// refuses to make slices of its blocks.
+/// The pool hands out blocks of this memory to safe code, which reads and writes them
+/// as slices, so an implementation must keep these promises:
 ///
-/// The pool calls its backend while holding its own lock (or, for a
-/// [`LocalPool`](crate::LocalPool), its `RefCell` borrow): a backend must not call back
-/// into the same pool, and a slow call (`mlock` faulting pages in) makes other threads
-/// wait.
+/// - [`allocate`](Backend::allocate) returns either `None` or a pointer to `size`
+///   **initialised** bytes (zeroed, say) aligned to `align`, valid for reads and writes
+///   from this process and used by nothing else until the pool hands it back through
+///   [`deallocate`](Backend::deallocate).
+/// - [`reserve`](Backend::reserve) returns either `None` or `size` bytes of address
+///   space aligned to `align` that nothing else uses until
+///   [`release`](Backend::release).
+/// - After a successful [`commit`](Backend::commit) the range is valid for reads and
+///   writes and holds initialised bytes.
+/// - After [`decommit`](Backend::decommit) the range's memory may be gone; if
+///   [`decommit_keeps_access`](Backend::decommit_keeps_access) says true, the range
+///   stays valid for reads and writes and reads as initialised bytes (the pool then
+///   hands it out again without committing it).
+///
+/// A backend whose memory the host cannot address (a GPU's) must say so in
+/// [`host_accessible`](Backend::host_accessible); the pool then refuses to make slices
+/// of its blocks. "Page" below means the system's page size (`sysconf(_SC_PAGESIZE)`).
+///
 pub unsafe trait Backend: Send + Sync + fmt::Debug {
     /// A short name for logs and reports (`"system"`, `"mmap"`).
     fn name(&self) -> &'static str;
@@ -85,8 +93,10 @@ pub unsafe trait Backend: Send + Sync + fmt::Debug {
     ///
     /// # Safety
     ///
-    /// The range is page-aligned, committed, and lies in a reservation of this backend;
-    /// no block handed out overlaps it.
+    /// The range is page-aligned, committed (or, where
+    /// [`decommit_keeps_access`](Backend::decommit_keeps_access), decommitted and
+    /// written again since), and lies in a reservation of this backend; no block handed
+    /// out overlaps it.
     unsafe fn decommit(&self, ptr: NonNull<u8>, len: usize) -> io::Result<()> {
         let _ = (ptr, len);
         Err(io::Error::from(io::ErrorKind::Unsupported))
@@ -109,13 +119,17 @@ pub unsafe trait Backend: Send + Sync + fmt::Debug {
         let _ = (ptr, size, align);
     }
 
-    /// Page-locks a whole segment so that it is never swapped out ("pinned" memory).
-    /// The default calls `mlock` on Unix and reports `Unsupported` elsewhere.
+    /// Page-locks a range so that it is never swapped out ("pinned" memory): a whole
+    /// segment, or pages of a reservation as they are committed (then unlocked page
+    /// range by page range before they are decommitted, in ranges that need not match
+    /// the ones locked; a released reservation is not unlocked first, as `munmap`
+    /// unlocks). The default calls `mlock` on Unix and reports `Unsupported` elsewhere.
     fn lock(&self, ptr: NonNull<u8>, size: usize) -> io::Result<()> {
         mlock(ptr, size)
     }
 
-    /// Undoes [`lock`](Backend::lock) before the segment is returned.
+    /// Undoes [`lock`](Backend::lock) for a range: before a whole segment is returned,
+    /// or before pages of a reservation are decommitted.
     fn unlock(&self, ptr: NonNull<u8>, size: usize) {
         munlock(ptr, size);
     }

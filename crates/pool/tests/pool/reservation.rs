@@ -139,6 +139,59 @@ fn the_release_threshold_decommits_what_is_cached_above_it() {
     assert_eq!((stats.maps, stats.unmaps), (1, 0));
 }
 
+/// A large alignment leaves a free head of pages the pool never needed; a block carved
+/// from that head later must be committed all the same (found on review: it was not,
+/// and writing its end faulted).
+#[test]
+fn a_block_carved_from_an_alignment_gap_is_committed() {
+    const ALIGN: usize = 16 * MIB;
+    let pool = MemoryPool::new();
+    let first = pool.allocate(512, 16).expect("room");
+    let base = first.as_ptr() as usize;
+    // A filler that ends just past an ALIGN boundary, so that the next aligned block
+    // leaves a head of almost ALIGN bytes free.
+    let boundary = (base + 4096).next_multiple_of(ALIGN);
+    let filler = pool.allocate(boundary - base, 16).expect("room");
+    assert_eq!(filler.as_ptr() as usize, base + 512);
+    let aligned = pool.allocate(512, ALIGN).expect("room");
+    assert_eq!(aligned.as_ptr() as usize, boundary + ALIGN);
+    let mut gap = pool.allocate(4 * MIB, 16).expect("from the head");
+    assert!((gap.as_ptr() as usize) < boundary + ALIGN);
+    gap.as_mut_slice().fill(5);
+    assert!(gap.as_slice().iter().step_by(4096).all(|&b| b == 5));
+    pool.check_invariants().expect("consistent");
+    drop((first, filler, aligned, gap));
+}
+
+/// The fit search for an alignment above 512 bytes looks at 64 candidates; when it
+/// gives up, growing must not shorten a free last block that already holds the request
+/// (found on review: it did, leaking its charged pages).
+#[test]
+fn growing_never_shortens_the_reservation() {
+    let pool = MemoryPool::new();
+    let smalls: Vec<_> = (0..141)
+        .map(|_| pool.allocate(512, 16).expect("room"))
+        .collect();
+    drop(pool.allocate(MIB, 16).expect("room"));
+    // 70 free 512-byte holes, none aligned to 4096.
+    let kept: Vec<_> = smalls
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, b)| (i % 2 == 0).then_some(b))
+        .collect();
+    let before = pool.stats().reserved.current;
+    let block = pool.allocate(512, 4096).expect("room");
+    assert_eq!(block.as_ptr() as usize % 4096, 0);
+    pool.check_invariants().expect("consistent");
+    assert_eq!(
+        pool.stats().reserved.current,
+        before,
+        "the free tail served it"
+    );
+    drop((kept, block));
+    pool.check_invariants().expect("consistent");
+}
+
 #[test]
 fn outsized_requests_fail_without_changing_how_the_pool_grows() {
     let limited = MemoryPool::with_config(PoolConfig {
