@@ -38,7 +38,7 @@
 //! on any trace file and adds the resident bytes after `empty_cache`.
 
 use memwarden_benches::report::{self, Ratios, times};
-use memwarden_benches::{AllocOp, AllocTrace};
+use memwarden_benches::{ALIGN, AllocOp, AllocTrace, Malloc, replay_pool, touch};
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -47,8 +47,6 @@ use memwarden_pool::{LocalPool, MemoryPool, PoolConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-/// Alignment every peer allocates with (glibc's `malloc` guarantees 16).
-const ALIGN: usize = 16;
 /// The overhead goal on the serving trace.
 const OVERHEAD_GOAL: f64 = 1.10;
 /// The overhead goal on every other trace.
@@ -207,8 +205,8 @@ fn measure(workload: &Workload, rounds: usize, reps: usize) -> Figures {
                     2 => replay_pool(&workload.ops, &mut torch_slots, |size| {
                         torch.allocate(size, ALIGN).expect("no limit")
                     }),
-                    3 => replay_raw(&workload.ops, &mut raw_slots, glibc_alloc, glibc_free),
-                    _ => replay_raw(&workload.ops, &mut raw_slots, mi_alloc, mi_free),
+                    3 => Malloc::Glibc.replay(&workload.ops, &mut raw_slots),
+                    _ => Malloc::Mimalloc.replay(&workload.ops, &mut raw_slots),
                 })
                 .sum::<Duration>();
             if round > 0 {
@@ -241,31 +239,6 @@ fn measure(workload: &Workload, rounds: usize, reps: usize) -> Figures {
     }
 }
 
-fn touch(ptr: *mut u8) {
-    // SAFETY: every caller passes the first byte of a live allocation of at least one
-    // byte (trace sizes and mix sizes are at least 16).
-    unsafe { ptr.write_volatile(1) };
-}
-
-fn replay_pool(
-    ops: &[Op],
-    slots: &mut [Option<memwarden_pool::Block>],
-    allocate: impl Fn(usize) -> memwarden_pool::Block,
-) -> Duration {
-    let start = Instant::now();
-    for op in ops {
-        let slot = &mut slots[op.slot as usize];
-        if op.alloc {
-            let mut block = allocate(op.size);
-            touch(block.as_mut_ptr());
-            *slot = Some(block);
-        } else {
-            drop(black_box(slot.take()));
-        }
-    }
-    start.elapsed()
-}
-
 fn replay_local(ops: &[Op], pool: &LocalPool, slots: usize) -> Duration {
     let mut live: Vec<Option<memwarden_pool::LocalBlock<'_>>> = Vec::new();
     live.resize_with(slots, || None);
@@ -274,55 +247,14 @@ fn replay_local(ops: &[Op], pool: &LocalPool, slots: usize) -> Duration {
         let slot = &mut live[op.slot as usize];
         if op.alloc {
             let mut block = pool.allocate(op.size, ALIGN).expect("no limit");
-            touch(block.as_mut_ptr());
+            // SAFETY: the block is live and holds at least one byte (sizes are >= 1).
+            unsafe { touch(block.as_mut_ptr()) };
             *slot = Some(block);
         } else {
             drop(black_box(slot.take()));
         }
     }
     start.elapsed()
-}
-
-fn replay_raw(
-    ops: &[Op],
-    slots: &mut [*mut u8],
-    alloc: fn(usize) -> *mut u8,
-    free: fn(*mut u8),
-) -> Duration {
-    let start = Instant::now();
-    for op in ops {
-        let slot = &mut slots[op.slot as usize];
-        if op.alloc {
-            let ptr = alloc(op.size);
-            assert!(!ptr.is_null(), "the peer allocator ran out of memory");
-            touch(ptr);
-            *slot = ptr;
-        } else {
-            free(black_box(*slot));
-            *slot = std::ptr::null_mut();
-        }
-    }
-    start.elapsed()
-}
-
-fn glibc_alloc(size: usize) -> *mut u8 {
-    // SAFETY: plain `malloc`; the result is checked for null by the caller.
-    unsafe { libc::malloc(size).cast() }
-}
-
-fn glibc_free(ptr: *mut u8) {
-    // SAFETY: `ptr` came from `glibc_alloc` and is freed once (its slot is cleared).
-    unsafe { libc::free(ptr.cast()) }
-}
-
-fn mi_alloc(size: usize) -> *mut u8 {
-    // SAFETY: plain aligned allocation; the result is checked for null by the caller.
-    unsafe { libmimalloc_sys::mi_malloc_aligned(size, ALIGN).cast() }
-}
-
-fn mi_free(ptr: *mut u8) {
-    // SAFETY: `ptr` came from `mi_alloc` and is freed once (its slot is cleared).
-    unsafe { libmimalloc_sys::mi_free(ptr.cast()) }
 }
 
 /// The trace files, sorted by name; empty (with a note) when the directory is missing.

@@ -1,9 +1,18 @@
 //! Allocation traces: [`AllocTrace`], parsed from lines `a,ID,BYTES` (allocate) and
 //! `f,ID,BYTES` (free), `#` comments and blank lines ignored, as in
-//! `shared/data/traces/*.trace`.
+//! `shared/data/traces/*.trace`; and timed replays of them through memwarden's pool
+//! ([`replay_pool`]) and the system allocators ([`Malloc`]), each touching the first
+//! byte of every block (a peer that hands out fresh pages pays for faulting one in).
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use memwarden_pool::Block;
+
+/// Alignment every engine allocates with (glibc's `malloc` guarantees 16).
+pub const ALIGN: usize = 16;
 
 /// One operation; `slot` is a dense index standing for the allocation's id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +137,92 @@ impl AllocTrace {
             }
         }
         peak
+    }
+}
+
+/// Writes the first byte of a block, as every replay does.
+///
+/// # Safety
+///
+/// `ptr` is the first byte of a live allocation of at least one byte.
+pub unsafe fn touch(ptr: *mut u8) {
+    // SAFETY: the caller's promise.
+    unsafe { ptr.write_volatile(1) };
+}
+
+/// Replays `ops` through a pool's `allocate` (sizes at [`ALIGN`]), keeping block `i` in
+/// `slots[i]`; the time it took.
+pub fn replay_pool(
+    ops: &[AllocOp],
+    slots: &mut [Option<Block>],
+    allocate: impl Fn(usize) -> Block,
+) -> Duration {
+    let start = Instant::now();
+    for op in ops {
+        let slot = &mut slots[op.slot as usize];
+        if op.alloc {
+            let mut block = allocate(op.size);
+            // SAFETY: the block is live and holds at least one byte (sizes are >= 1).
+            unsafe { touch(block.as_mut_ptr()) };
+            *slot = Some(block);
+        } else {
+            drop(black_box(slot.take()));
+        }
+    }
+    start.elapsed()
+}
+
+/// A system allocator, called directly (not as the global allocator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Malloc {
+    /// glibc's `malloc` / `free`.
+    Glibc,
+    /// `mi_malloc_aligned(size, ALIGN)` / `mi_free`.
+    Mimalloc,
+}
+
+impl Malloc {
+    /// Replays `ops`, keeping allocation `i` in `slots[i]` (null when free); the time it
+    /// took.
+    ///
+    /// # Panics
+    ///
+    /// When the allocator returns null.
+    pub fn replay(self, ops: &[AllocOp], slots: &mut [*mut u8]) -> Duration {
+        let start = Instant::now();
+        for op in ops {
+            let slot = &mut slots[op.slot as usize];
+            if op.alloc {
+                let ptr = self.alloc(op.size);
+                assert!(!ptr.is_null(), "{self:?} ran out of memory");
+                // SAFETY: a live allocation of at least one byte (sizes are >= 1).
+                unsafe { touch(ptr) };
+                *slot = ptr;
+            } else {
+                self.free(black_box(*slot));
+                *slot = std::ptr::null_mut();
+            }
+        }
+        start.elapsed()
+    }
+
+    fn alloc(self, size: usize) -> *mut u8 {
+        match self {
+            // SAFETY: plain allocation; the caller checks the result for null.
+            Self::Glibc => unsafe { libc::malloc(size).cast() },
+            // SAFETY: as above.
+            Self::Mimalloc => unsafe { libmimalloc_sys::mi_malloc_aligned(size, ALIGN).cast() },
+        }
+    }
+
+    fn free(self, ptr: *mut u8) {
+        match self {
+            // SAFETY: `ptr` came from this allocator's `alloc` and is freed once (its
+            // slot is cleared).
+            Self::Glibc => unsafe { libc::free(ptr.cast()) },
+            // SAFETY: as above.
+            Self::Mimalloc => unsafe { libmimalloc_sys::mi_free(ptr.cast()) },
+        }
     }
 }
 

@@ -30,7 +30,7 @@ mod engine;
 pub mod report;
 mod trace;
 
-pub use alloc_trace::{AllocOp, AllocTrace, TraceError};
+pub use alloc_trace::{ALIGN, AllocOp, AllocTrace, Malloc, TraceError, replay_pool, touch};
 pub use engine::{
     Engine, MemwardenConfig, MemwardenEngine, MokaEngine, MokaPolicy, Outcome, Payload, replay,
 };

@@ -33,14 +33,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use memwarden_benches::{AllocOp, AllocTrace};
+use memwarden_benches::{ALIGN, AllocTrace, Malloc, replay_pool};
 use memwarden_pool::{Block, MemoryPool, PoolConfig};
 use serde_json::json;
-
-/// Alignment every engine allocates with (glibc's `malloc` guarantees 16).
-const ALIGN: usize = 16;
 
 struct Args {
     traces: Vec<PathBuf>,
@@ -282,9 +279,11 @@ fn replay(trace: &AllocTrace, config: PoolConfig, rounds: Option<usize>) -> Repl
             let engine = (k + round) % 3;
             let took: Duration = (0..reps)
                 .map(|_| match engine {
-                    0 => replay_pool(&trace.ops, &pool, &mut blocks),
-                    1 => replay_raw(&trace.ops, &mut raw, glibc_alloc, glibc_free),
-                    _ => replay_raw(&trace.ops, &mut raw, mi_alloc, mi_free),
+                    0 => replay_pool(&trace.ops, &mut blocks, |size| {
+                        pool.allocate(size, ALIGN).expect("no limit")
+                    }),
+                    1 => Malloc::Glibc.replay(&trace.ops, &mut raw),
+                    _ => Malloc::Mimalloc.replay(&trace.ops, &mut raw),
                 })
                 .sum();
             if round > 0 {
@@ -370,67 +369,4 @@ fn resident_bytes(addr: usize, len: usize) -> u64 {
     let rc = unsafe { libc::mincore(addr as *mut libc::c_void, len, vec.as_mut_ptr()) };
     assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
     vec.iter().filter(|&&v| v & 1 == 1).count() as u64 * page as u64
-}
-
-fn touch(ptr: *mut u8) {
-    // SAFETY: every caller passes the first byte of a live allocation of at least one
-    // byte.
-    unsafe { ptr.write_volatile(1) };
-}
-
-fn replay_pool(ops: &[AllocOp], pool: &MemoryPool, slots: &mut [Option<Block>]) -> Duration {
-    let start = Instant::now();
-    for op in ops {
-        let slot = &mut slots[op.slot as usize];
-        if op.alloc {
-            let mut block = pool.allocate(op.size, ALIGN).expect("no limit");
-            touch(block.as_mut_ptr());
-            *slot = Some(block);
-        } else {
-            drop(std::hint::black_box(slot.take()));
-        }
-    }
-    start.elapsed()
-}
-
-fn replay_raw(
-    ops: &[AllocOp],
-    slots: &mut [*mut u8],
-    alloc: fn(usize) -> *mut u8,
-    free: fn(*mut u8),
-) -> Duration {
-    let start = Instant::now();
-    for op in ops {
-        let slot = &mut slots[op.slot as usize];
-        if op.alloc {
-            let ptr = alloc(op.size);
-            assert!(!ptr.is_null(), "the allocator ran out of memory");
-            touch(ptr);
-            *slot = ptr;
-        } else {
-            free(std::hint::black_box(*slot));
-            *slot = std::ptr::null_mut();
-        }
-    }
-    start.elapsed()
-}
-
-fn glibc_alloc(size: usize) -> *mut u8 {
-    // SAFETY: plain `malloc`; the result is checked for null by the caller.
-    unsafe { libc::malloc(size).cast() }
-}
-
-fn glibc_free(ptr: *mut u8) {
-    // SAFETY: `ptr` came from `glibc_alloc` and is freed once (its slot is cleared).
-    unsafe { libc::free(ptr.cast()) }
-}
-
-fn mi_alloc(size: usize) -> *mut u8 {
-    // SAFETY: plain aligned allocation; the result is checked for null by the caller.
-    unsafe { libmimalloc_sys::mi_malloc_aligned(size, ALIGN).cast() }
-}
-
-fn mi_free(ptr: *mut u8) {
-    // SAFETY: `ptr` came from `mi_alloc` and is freed once (its slot is cleared).
-    unsafe { libmimalloc_sys::mi_free(ptr.cast()) }
 }

@@ -292,13 +292,7 @@ impl Arena {
             && rounded as u64 > limit
         {
             // Nothing given back could make room: fail before touching the cache.
-            self.stats.ooms += 1;
-            return Err(PoolError::OutOfMemory {
-                requested: size as u64,
-                limit,
-                reserved: self.stats.reserved.current,
-                allocated: self.stats.allocated.current,
-            });
+            return Err(self.out_of_memory(size, limit));
         }
         let node = if let Some(node) = self.unpark(class, rounded, align) {
             self.stats.reuses += 1;
@@ -959,16 +953,6 @@ impl Arena {
                 }
             }
         }
-        let oom = |arena: &mut Self, limit: u64| {
-            arena.stats.ooms += 1;
-            log::debug!("pool out of memory: {size} bytes requested, limit {limit}");
-            PoolError::OutOfMemory {
-                requested: size as u64,
-                limit,
-                reserved: arena.stats.reserved.current,
-                allocated: arena.stats.allocated.current,
-            }
-        };
         if let Some(limit) = self.limits.limit {
             if reserved(self) + seg_size as u64 > limit {
                 seg_size = exact;
@@ -978,7 +962,7 @@ impl Arena {
                 let over = reserved(self) + seg_size as u64 - limit;
                 self.shed(over);
                 if reserved(self) + seg_size as u64 > limit {
-                    return Err(oom(self, limit));
+                    return Err(self.out_of_memory(size, limit));
                 }
             }
         }
@@ -989,7 +973,9 @@ impl Arena {
                 self.empty_cache();
                 match self.backend.allocate(seg_size, seg_align) {
                     Some(base) => base,
-                    None => return Err(oom(self, self.limits.limit.unwrap_or(u64::MAX))),
+                    None => {
+                        return Err(self.out_of_memory(size, self.limits.limit.unwrap_or(u64::MAX)));
+                    }
                 }
             }
         };
@@ -1046,6 +1032,19 @@ impl Arena {
         // the caller syncs once they are, so the inactive peak never sees this moment.
         self.record_segment(EventKind::SegmentAlloc, seg);
         Ok(head)
+    }
+
+    /// Counts an allocation of `size` bytes that failed under `limit` (`u64::MAX` when
+    /// the backend itself had no memory) and says so.
+    fn out_of_memory(&mut self, size: usize, limit: u64) -> PoolError {
+        self.stats.ooms += 1;
+        log::debug!("pool out of memory: {size} bytes requested, limit {limit}");
+        PoolError::OutOfMemory {
+            requested: size as u64,
+            limit,
+            reserved: self.stats.reserved.current,
+            allocated: self.stats.allocated.current,
+        }
     }
 
     fn new_seg(&mut self, seg: Seg) -> u32 {
@@ -1236,23 +1235,13 @@ impl Arena {
                 self.shed(over + cap / 16);
             }
         }
-        let oom = |arena: &mut Self, limit: u64| {
-            arena.stats.ooms += 1;
-            log::debug!("pool out of memory: {size} bytes requested, limit {limit}");
-            PoolError::OutOfMemory {
-                requested: size as u64,
-                limit,
-                reserved: arena.stats.reserved.current,
-                allocated: arena.stats.allocated.current,
-            }
-        };
         if let Some(limit) = self.limits.limit
             && self.stats.reserved.current + extra > limit
         {
             self.stats.alloc_retries += 1;
             self.shed(self.stats.reserved.current + extra - limit);
             if self.stats.reserved.current + extra > limit {
-                return Err(oom(self, limit));
+                return Err(self.out_of_memory(size, limit));
             }
         }
         let pinned = self.segs[seg].class & 2 == 2;
@@ -1282,7 +1271,7 @@ impl Arena {
                 if let Err(err) = committed {
                     log::debug!("committing {} pages failed: {err}", ahead - from);
                     self.unlock_runs(seg, &locked);
-                    return Err(oom(self, self.limits.limit.unwrap_or(u64::MAX)));
+                    return Err(self.out_of_memory(size, self.limits.limit.unwrap_or(u64::MAX)));
                 }
                 self.stats.commits += 1;
                 if keeps {
