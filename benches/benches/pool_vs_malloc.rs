@@ -16,8 +16,8 @@
 //! round; a figure is the median round; in a round each peer replays a short trace back
 //! to back until it has done at least 20 000 operations):
 //! - `pool`: [`MemoryPool`] with its default configuration (one reservation committed
-//!   on demand, best fit with immediate merging, the small-object front and the 10 %
-//!   overhead cap enforced by decommitting free pages), one pool per workload kept
+//!   on demand, best fit with immediate merging and the 10 % overhead cap enforced by
+//!   decommitting free pages), one pool per workload kept
 //!   across rounds, as in a process that serves request after request;
 //! - `local`: the same allocator as a [`LocalPool`] (no mutex), which shows what the
 //!   uncontended lock costs;

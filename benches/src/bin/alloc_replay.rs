@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release -p memwarden-benches --bin alloc_replay -- TRACE… [--format json|text]
-//!     [--rounds N] [--max-overhead F|none] [--defer-merge] [--in-process] [--defer-merge] [--in-process]
+//!     [--rounds N] [--max-overhead F|none] [--defer-merge] [--in-process]
 //! ```
 //!
 //! A trace has lines `a,ID,BYTES` and `f,ID,BYTES` (`#` comments), as in
@@ -17,6 +17,10 @@
 //! from its heap for the rest of the process, which makes its figure on a trace depend
 //! on the traces replayed before it. `--in-process` replays them all in one process.
 //!
+//! `--rounds N` sets the timed rounds (by default enough for about two million
+//! operations, from 5 to 201); `--max-overhead F|none` and `--defer-merge` change the
+//! pool's configuration, which is otherwise `PoolConfig::default()`.
+//!
 //! Each engine replays the trace back to back (at least 20 000 operations a sample),
 //! touching the first byte of every block; round 0 warms up, and a figure is the median
 //! of the timed rounds, the engines taking turns in a rotating order. The pool is one
@@ -25,7 +29,7 @@
 //! every byte of the live blocks, empties its cache and measures with `mincore` how much
 //! of its memory is still resident against the bytes still allocated.
 //!
-//! One JSON object per trace: `{"trace", "ops", "engines": {"pool": {"mops",
+//! One JSON object per trace: `{"trace", "ops", "rounds", "engines": {"pool": {"mops",
 //! "peak_reserved_over_requested", "maps", "unmaps", "commits", "decommits",
 //! "warm_maps", "warm_unmaps", "resident_after_empty_cache", "allocated_after_empty_cache"},
 //! "glibc": {"mops"}, "mimalloc": {"mops"}}}` (`warm_*`: calls in the rounds after the
@@ -49,7 +53,8 @@ struct Args {
 }
 
 fn usage() -> String {
-    "usage: alloc_replay TRACE... [--format json|text] [--rounds N] [--max-overhead F|none]"
+    "usage: alloc_replay TRACE... [--format json|text] [--rounds N] [--max-overhead F|none] \
+     [--defer-merge] [--in-process]"
         .to_owned()
 }
 

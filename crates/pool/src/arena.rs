@@ -6,9 +6,9 @@
 //! segment, so a free finds and merges its neighbours in O(1). Free blocks are indexed
 //! per class in a `BTreeMap` keyed by `(size, address)` packed in one `u128`: best fit
 //! is one range query.
-//! Parked blocks (deferred coalescing) sit per class in bins of their rounded request
-//! size, kept sorted by size: an exact hit is a binary search and a pop, and a best
-//! fit among them is a scan from the first bin large enough.
+//! Parked blocks (deferred coalescing, off by default) wait per class in a short list,
+//! oldest first and at most [`MAX_PARKED`] long, scanned for an exact hit or a best fit.
+//! A reservation's pages are charged or not in an [`Uncharged`] bitmap.
 
 use std::collections::BTreeMap;
 use std::ptr::NonNull;
@@ -88,7 +88,7 @@ enum State {
     Used,
     /// Free, merged with its free neighbours and in the best-fit index.
     Free,
-    /// Free, waiting in its exact-size bin; merged later (deferred coalescing).
+    /// Free, waiting unmerged in its class's parked list (deferred coalescing).
     Parked,
     /// A slab slot with no block.
     Vacant,
@@ -161,7 +161,8 @@ pub struct SegmentInfo {
     pub committed: u64,
     /// Address space it holds: its size, or the whole reservation.
     pub address_space: u64,
-    /// Whether it belongs to the large class (requests over 1 MiB).
+    /// Whether it belongs to the large class: a whole segment for requests over 1 MiB
+    /// (a reservation holds every size and says `false`).
     pub large: bool,
     /// Whether it is page-locked.
     pub pinned: bool,
@@ -181,7 +182,7 @@ pub struct BlockInfo {
     pub requested: u64,
     /// Whether a caller holds it.
     pub allocated: bool,
-    /// Whether it is free but waiting in its exact-size bin, not merged yet.
+    /// Whether it is free but parked (deferred coalescing), not merged yet.
     pub parked: bool,
     /// The caller's label, if any.
     pub label: Option<Arc<str>>,
@@ -405,8 +406,8 @@ impl Arena {
         node
     }
 
-    /// The most recently parked block of this exact request size and class, if its
-    /// address suits `align`.
+    /// The parked block of this exact request size and class at the lowest address
+    /// that suits `align`.
     fn unpark(&mut self, class: usize, rounded: usize, align: usize) -> Option<u32> {
         if self.parked_count == 0 {
             return None;
@@ -425,14 +426,16 @@ impl Arena {
         Some(node)
     }
 
-    /// Cached memory for a request its exact-size bin could not serve, as a free block
-    /// (merged, indexed) and the class it was found in; `None` when the pool must grow.
+    /// Cached memory for a request no parked block of its exact size served, as a free
+    /// block (merged, indexed) and the class it was found in; `None` when the pool must
+    /// grow.
     ///
     /// In order: the best fit among the free blocks and the parked blocks of the class
-    /// (a parked block is merged first, so its neighbours join it); under the overhead
-    /// cap the same in the other class; then, only if all of that failed, every parked
-    /// block is merged and the free index searched again. Parked blocks are thus merged
-    /// all at once only before the pool would grow, not on every miss.
+    /// (a parked block is merged first, so its neighbours join it); for whole segments
+    /// under the overhead cap, the same in the other class; then, only if all of that
+    /// failed, every parked block is merged and the free index searched again. Parked
+    /// blocks are thus merged all at once only before the pool would grow, not on every
+    /// miss.
     fn find_cached(
         &mut self,
         class: usize,
@@ -549,7 +552,8 @@ impl Arena {
         self.parked_count = 0;
     }
 
-    /// Returns every entirely free segment to the backend; the bytes released.
+    /// Returns every entirely free whole segment to the backend and decommits every free
+    /// page of the reservations; the bytes given back.
     pub(crate) fn empty_cache(&mut self) -> u64 {
         self.flush_parked();
         let mut released = 0;
@@ -915,9 +919,11 @@ impl Arena {
         debug_assert_eq!(removed, Some(node), "a free block is indexed");
     }
 
-    /// The segment size for a request: torch's choice (2 MiB small, 20 MiB large, or
-    /// the request rounded to 2 MiB from 10 MiB on), or the request rounded to a page
-    /// when that would take the reservation over the overhead cap or the limit.
+    /// Room for a request the cache could not serve: the class's reservation grown (or
+    /// a new one), else a whole segment, sized as torch does (2 MiB small, 20 MiB large,
+    /// or the request rounded to 2 MiB from 10 MiB on), as the request rounded to a page
+    /// for a large request under the overhead cap, or when torch's size would take the
+    /// reserved bytes over the cap or the limit.
     fn grow(
         &mut self,
         class: usize,
@@ -1103,8 +1109,8 @@ impl Arena {
                 Some(base) => break base,
                 // The address space may be limited (`RLIMIT_AS`, a sanitiser): ask for
                 // less, down to the request.
-                None if size / 2 >= need && size > self.page => {
-                    size = (size / 2).next_multiple_of(self.page);
+                None if size > need => {
+                    size = (size / 2).next_multiple_of(self.page).max(need);
                 }
                 None => {
                     // Refused at the usual size: the system limits address space, and
@@ -1232,7 +1238,7 @@ impl Arena {
             let cap = (want as f64 * (1.0 + overhead)) as u64;
             let over = (self.stats.reserved.current + extra).saturating_sub(cap);
             if over > 0 {
-                self.shed(over + cap / 16);
+                self.shed(over);
             }
         }
         if let Some(limit) = self.limits.limit
@@ -1317,9 +1323,10 @@ impl Arena {
         }
     }
 
-    /// Gives back at least `need` cached bytes if it can: merges every parked block,
-    /// returns entirely free whole segments, then decommits the free pages of
-    /// reservations, largest free blocks first. Returns the bytes given back.
+    /// Gives back at least `need` cached bytes if it can: returns entirely free whole
+    /// segments, then decommits free pages of reservations (least recently freed blocks
+    /// first, from their ends), and only if that was not enough merges every parked
+    /// block and tries both again. Returns the bytes given back.
     fn shed(&mut self, need: u64) -> u64 {
         let mut released = self.release_free(need, None);
         if released < need {
@@ -1388,8 +1395,9 @@ impl Arena {
             }
             let a = a.max(b.saturating_sub(left));
             // SAFETY: pages `a..b` lie wholly inside a free block of this live
-            // reservation, so no block handed out overlaps them, and they are charged,
-            // so committed.
+            // reservation, so no block handed out overlaps them, and they are charged:
+            // committed, or decommitted before and still accessible (the backend's
+            // `decommit_keeps_access`), which the contract counts as committed.
             let (range, len) = (unsafe { base.add(a * self.page) }, (b - a) * self.page);
             if pinned {
                 self.backend.unlock(range, len);

@@ -9,10 +9,12 @@ use std::fmt;
 use std::io;
 use std::ptr::NonNull;
 
-/// A source of large memory segments for a [`MemoryPool`](crate::MemoryPool).
+/// Where a [`MemoryPool`](crate::MemoryPool)'s memory comes from.
 ///
-/// The pool asks for few, large segments (2 MiB, 20 MiB or the exact size of a large
-/// request) and carves blocks out of them itself; a backend never sees single blocks.
+/// A backend that reserves gets one large reservation per pool (one more for pinned
+/// blocks) and calls to commit and decommit page ranges in it; one that cannot gets
+/// requests for a few whole segments (2 MiB, 20 MiB or the exact size of a large
+/// request). The pool carves blocks out itself: a backend never sees single blocks.
 ///
 /// # Safety
 ///
@@ -93,10 +95,10 @@ pub unsafe trait Backend: Send + Sync + fmt::Debug {
     ///
     /// # Safety
     ///
-    /// The range is page-aligned, committed (or, where
-    /// [`decommit_keeps_access`](Backend::decommit_keeps_access), decommitted and
-    /// written again since), and lies in a reservation of this backend; no block handed
-    /// out overlaps it.
+    /// The range is page-aligned, lies in a reservation of this backend and has been
+    /// committed (where [`decommit_keeps_access`](Backend::decommit_keeps_access) is
+    /// true, a range decommitted before still counts as committed); no block handed out
+    /// overlaps it.
     unsafe fn decommit(&self, ptr: NonNull<u8>, len: usize) -> io::Result<()> {
         let _ = (ptr, len);
         Err(io::Error::from(io::ErrorKind::Unsupported))
@@ -120,7 +122,7 @@ pub unsafe trait Backend: Send + Sync + fmt::Debug {
     }
 
     /// Page-locks a range so that it is never swapped out ("pinned" memory): a whole
-    /// segment, or pages of a reservation as they are committed (then unlocked page
+    /// segment, or pages of a reservation as they are charged (then unlocked page
     /// range by page range before they are decommitted, in ranges that need not match
     /// the ones locked; a released reservation is not unlocked first, as `munmap`
     /// unlocks). The default calls `mlock` on Unix and reports `Unsupported` elsewhere.

@@ -7,7 +7,8 @@ use std::io;
 #[non_exhaustive]
 pub enum PoolError {
     /// The allocation would take the pool's reserved bytes over its limit, even after
-    /// every cached free segment was returned to the system.
+    /// the cached free memory that could make room was given back to the system (or the
+    /// system itself had no memory left).
     #[error(
         "out of memory: {requested} bytes requested, pool limit {limit} bytes, \
          {reserved} bytes reserved of which {allocated} allocated"
@@ -37,14 +38,15 @@ pub enum PoolError {
         /// The alignment asked for.
         align: usize,
     },
-    /// A page-locked segment could not be locked: the operating system refused `mlock`
-    /// (on Linux usually because `RLIMIT_MEMLOCK` is smaller than the locked total).
+    /// Page-locked memory (a run of a reservation's pages, or a whole segment) could not
+    /// be locked: the operating system refused `mlock` (on Linux usually because
+    /// `RLIMIT_MEMLOCK` is smaller than the locked total).
     #[error(
-        "cannot page-lock a {bytes}-byte segment (RLIMIT_MEMLOCK {}): {source}",
+        "cannot page-lock {bytes} bytes (RLIMIT_MEMLOCK {}): {source}",
         memlock_limit.map_or_else(|| "unknown".to_owned(), |l| format!("{l} bytes"))
     )]
     PinFailed {
-        /// Size of the segment that could not be locked.
+        /// Size of the range that could not be locked.
         bytes: u64,
         /// The process's `RLIMIT_MEMLOCK` soft limit, where it can be read
         /// (`None` when unlimited or unknown).

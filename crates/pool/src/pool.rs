@@ -35,7 +35,8 @@ pub struct PoolConfig {
     /// [`MemoryPool::empty_cache`], as torch does. For whole segments the cap chooses
     /// segment sizes instead (see the crate docs).
     pub max_overhead: Option<f64>,
-    /// Deferred coalescing: up to 16 freed blocks wait unmerged, and a request of one's
+    /// Deferred coalescing: up to 16 freed blocks per class (pinned blocks apart) wait
+    /// unmerged, and a request of one's
     /// exact size takes it back without touching the best-fit index. It is faster on
     /// exactly repeated sizes but scatters blocks that best fit would pack, which costs
     /// decommits under the overhead cap; `false` (the default) merges on every free, as
@@ -126,8 +127,9 @@ fn whole_pages(bytes: usize) -> usize {
 /// The methods both pools share, spelled once.
 macro_rules! pool_common {
     ($lock:ident) => {
-        /// Returns every entirely free segment to the backend (torch's `empty_cache`);
-        /// the bytes released.
+        /// Gives every cached free byte back to the system (torch's `empty_cache`): free
+        /// pages of the reservations decommitted, entirely free whole segments returned;
+        /// the bytes given back.
         pub fn empty_cache(&self) -> u64 {
             self.$lock().empty_cache()
         }
@@ -270,14 +272,15 @@ impl MemoryPool {
         self.allocate_with(size, align, false, Some(Arc::from(label)))
     }
 
-    /// A page-locked block: it comes from segments that are `mlock`ed as a whole, so it
+    /// A page-locked block: it comes from a reservation of its own whose pages are
+    /// `mlock`ed as they are charged (or from whole segments locked as a whole), so it
     /// is never swapped out.
     ///
     /// # Errors
     ///
-    /// [`PoolError::PinFailed`] when the system refuses to lock a new segment (on Linux
-    /// usually `RLIMIT_MEMLOCK`, 8 MiB by default for users), and those of
-    /// [`allocate`](Self::allocate).
+    /// [`PoolError::PinFailed`] when the system refuses to lock the pages or segment the
+    /// block needs (on Linux usually `RLIMIT_MEMLOCK`, 8 MiB by default for users), and
+    /// those of [`allocate`](Self::allocate).
     pub fn allocate_pinned(&self, size: usize, align: usize) -> Result<Block, PoolError> {
         self.allocate_with(size, align, true, None)
     }

@@ -2,8 +2,9 @@
 //!
 //! A [`Profiler`] is shared with the pool (`MemoryPool::set_profiler`). Between
 //! [`Profiler::start`] and [`Profiler::stop`] the pool reports every block it hands out
-//! or takes back and every segment it reserves from or returns to the system as an
-//! [`Event`]; the profiler stamps each with the time since the window opened.
+//! or takes back, every segment or reservation it maps or returns, and every page range
+//! it commits or decommits as an [`Event`]; the profiler stamps each with the time since
+//! the window opened.
 //! [`Profiler::stop`] closes the window and returns its [`Timeline`], which
 //!
 //! - exports itself as JSON ([`Timeline::to_json`]; it also deserializes, so a saved
@@ -91,11 +92,14 @@ pub enum EventKind {
 pub struct Event {
     /// What happened.
     pub kind: EventKind,
-    /// The block's address (block events) or the segment's (segment events).
+    /// The block's address (block events), the segment's or reservation's (segment
+    /// events), or the first page's (commit and decommit events).
     pub addr: usize,
-    /// The block's size as the pool rounded it, or the segment's size.
+    /// The block's size as the pool rounded it; for segment events the bytes charged
+    /// for it (a whole segment's size; for a reservation what it held charged, usually
+    /// 0); for commit and decommit events the bytes charged or given back.
     pub size: u64,
-    /// The bytes the caller asked for; 0 for segment events.
+    /// The bytes the caller asked for; 0 for segment, commit and decommit events.
     pub requested: u64,
     /// The caller's label, if it gave one (`allocate_labeled`).
     pub label: Option<Arc<str>>,

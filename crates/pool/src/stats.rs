@@ -36,7 +36,9 @@ impl Stat {
 pub struct PoolStats {
     /// Bytes in live blocks (rounded sizes, including a remainder too small to split).
     pub allocated: Stat,
-    /// Bytes held from the backend in segments.
+    /// Bytes the system charges the pool for: the charged pages of its reservations
+    /// (pages a block handed out has covered since they were last decommitted, the most
+    /// the pool can add to the resident set) plus its whole segments.
     pub reserved: Stat,
     /// Bytes in blocks in use. torch counts here also blocks freed but still waiting on
     /// a stream; this pool has no streams, so `active` equals `allocated`.
@@ -79,7 +81,7 @@ pub struct PoolStats {
     /// with their neighbours) count as they are, so the contiguous free space after a
     /// merge may be larger.
     pub largest_free_block: u64,
-    /// Allocations that had to return cached segments to the system and try again
+    /// Allocations that had to give cached memory back to the system and try again
     /// (limit reached or backend exhausted).
     pub alloc_retries: u64,
     /// Allocations that failed with [`PoolError::OutOfMemory`](crate::PoolError).
