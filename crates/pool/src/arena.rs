@@ -43,9 +43,10 @@ pub(crate) const ROUND_LARGE: usize = 2 << 20;
 
 const NONE: u32 = u32::MAX;
 /// How many freed blocks per class wait unmerged for a request of their size (deferred
-/// coalescing); the oldest is merged when another is parked. Few enough that the
-/// layout stays that of immediate merging, enough for the sizes one operator of an
-/// inference frees and the next one asks for.
+/// coalescing, off by default); the oldest is merged when another is parked. Enough
+/// for the sizes one operator of an inference frees and the next one asks for, and a
+/// bound on how far the free blocks can drift from best fit's layout (even one parked
+/// block spreads a trace's blocks over more pages: see the crate docs).
 const MAX_PARKED: usize = 16;
 /// How many candidates a fit search looks at before giving up (alignment padding, or
 /// whole segments the overhead cap does not want split).
