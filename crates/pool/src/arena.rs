@@ -4,13 +4,12 @@
 //!
 //! Blocks live in a slab (`nodes`) and are linked to their neighbours inside their
 //! segment, so a free finds and merges its neighbours in O(1). Free blocks are indexed
-//! per class in a `BTreeMap` keyed by `(size, address)` packed in one `u128`: best fit
-//! is one range query.
+//! per class in a [`FreeIndex`] in `(size, address)` order: best fit is the first block
+//! of a range walk.
 //! Parked blocks (deferred coalescing, off by default) wait per class in a short list,
 //! oldest first and at most [`MAX_PARKED`] long, scanned for an exact hit or a best fit.
 //! A reservation's pages are charged or not in an [`Uncharged`] bitmap.
 
-use std::collections::BTreeMap;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -18,6 +17,7 @@ use serde::Serialize;
 
 use crate::backend::{self, Backend};
 use crate::error::PoolError;
+use crate::fit::FreeIndex;
 use crate::pages::Uncharged;
 use crate::profiler::{Event, EventKind, Profiler};
 use crate::stats::PoolStats;
@@ -197,7 +197,7 @@ pub(crate) struct Arena {
     segs: Vec<Seg>,
     vacant_segs: Vec<u32>,
     /// Free blocks per class (`pinned << 1 | large`), ordered by `(size, addr)`.
-    free: [BTreeMap<u128, u32>; 4],
+    free: [FreeIndex; 4],
     /// Parked blocks per class with their rounded request sizes, oldest first; at most
     /// [`MAX_PARKED`].
     parked: [Vec<(usize, u32)>; 4],
@@ -218,11 +218,6 @@ pub(crate) struct Arena {
 // reached through `Allocation`s whose owners synchronise through the pool); nothing in
 // the arena is tied to a thread, and the backend is `Send + Sync`.
 unsafe impl Send for Arena {}
-
-/// The best-fit index's key: size, then address (distinct for distinct free blocks).
-fn free_key(size: usize, addr: usize) -> u128 {
-    ((size as u128) << 64) | addr as u128
-}
 
 fn round_size(size: usize) -> Option<usize> {
     if size < MIN_BLOCK {
@@ -583,7 +578,7 @@ impl Arena {
         stats.largest_free_block = self
             .free
             .iter()
-            .filter_map(|index| index.last_key_value().map(|(&key, _)| (key >> 64) as u64))
+            .filter_map(|index| index.largest().map(|size| size as u64))
             .chain(
                 self.parked
                     .iter()
@@ -722,7 +717,7 @@ impl Arena {
                                 "segment {i}: two adjacent free blocks at {addr:#x}"
                             ));
                         }
-                        if self.free[s.class].get(&free_key(n.size, n.addr)) != Some(&at) {
+                        if self.free[s.class].get(n.size, n.addr) != Some(at) {
                             return Err(format!("segment {i}: free block {at} not indexed"));
                         }
                         free_blocks += 1;
@@ -759,7 +754,7 @@ impl Arena {
                 self.parked_count
             ));
         }
-        let indexed: usize = self.free.iter().map(BTreeMap::len).sum();
+        let indexed: usize = self.free.iter().map(FreeIndex::len).sum();
         if indexed != free_blocks {
             return Err(format!(
                 "{indexed} free blocks indexed, {free_blocks} found"
@@ -802,9 +797,7 @@ impl Arena {
         align: usize,
         max_size: usize,
     ) -> Option<u32> {
-        let mut candidates = self.free[class]
-            .range(free_key(rounded, 0)..=free_key(max_size, usize::MAX))
-            .map(|(_, &node)| node);
+        let mut candidates = self.free[class].range(rounded, max_size);
         if align <= MIN_BLOCK {
             return candidates.next();
         }
@@ -911,12 +904,12 @@ impl Arena {
 
     fn insert_free(&mut self, class: usize, node: u32) {
         let n = &self.nodes[node as usize];
-        self.free[class].insert(free_key(n.size, n.addr), node);
+        self.free[class].insert(n.size, n.addr, node);
     }
 
     fn remove_free(&mut self, class: usize, node: u32) {
         let n = &self.nodes[node as usize];
-        let removed = self.free[class].remove(&free_key(n.size, n.addr));
+        let removed = self.free[class].remove(n.size, n.addr);
         debug_assert_eq!(removed, Some(node), "a free block is indexed");
     }
 
@@ -1352,12 +1345,12 @@ impl Arena {
         let mut blocks: Vec<(u64, u32)> = self
             .free
             .iter()
-            .flat_map(BTreeMap::values)
-            .filter(|&&node| {
+            .flat_map(FreeIndex::nodes)
+            .filter(|&node| {
                 let n = &self.nodes[node as usize];
                 n.size >= self.page && self.segs[n.seg as usize].lazy
             })
-            .map(|&node| (self.nodes[node as usize].freed, node))
+            .map(|node| (self.nodes[node as usize].freed, node))
             .collect();
         blocks.sort_unstable();
         let mut released = 0u64;

@@ -167,6 +167,7 @@
 mod arena;
 mod backend;
 mod error;
+mod fit;
 mod pages;
 mod pool;
 pub mod profiler;
