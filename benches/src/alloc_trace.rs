@@ -232,7 +232,8 @@ mod tests {
 
     #[test]
     fn parses_and_closes_what_is_left_live() {
-        let t = AllocTrace::parse("t", "# c\na,x,100\n\na,y,50\nf,x,100\na,x,10\n").unwrap();
+        let t = AllocTrace::parse("t", "# c\na,x,100\n\na,y,50\nf,x,100\na,x,10\n")
+            .expect("a well-formed trace");
         assert_eq!(t.slots, 2);
         assert_eq!(t.ops.len(), 6);
         assert_eq!(

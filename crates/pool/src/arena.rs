@@ -201,8 +201,6 @@ pub(crate) struct Arena {
     /// Parked blocks per class with their rounded request sizes, oldest first; at most
     /// [`MAX_PARKED`].
     parked: [Vec<(usize, u32)>; 4],
-    /// How many blocks are parked.
-    parked_count: usize,
     /// Per class, the reservation that grows next.
     active: [u32; 4],
     /// Whether the backend reserves address space (else every segment is whole).
@@ -236,7 +234,6 @@ impl Arena {
             vacant_segs: Vec::new(),
             free: Default::default(),
             parked: Default::default(),
-            parked_count: 0,
             active: [NONE; 4],
             // Until the backend refuses a reservation.
             reserving: backend.can_reserve(),
@@ -354,17 +351,15 @@ impl Arena {
             .limits
             .release_threshold
             .is_some_and(|t| self.stats.inactive.current > t);
-        let class = self.segs[n.seg as usize].class;
-        let rounded = round_size(requested).expect("it was rounded when allocated");
         if self.limits.defer_merge && !over_threshold {
-            self.nodes[node as usize].state = State::Parked;
+            n.state = State::Parked;
+            let class = self.segs[n.seg as usize].class;
+            let rounded = round_size(requested).expect("it was rounded when allocated");
             let parked = &mut self.parked[class];
             parked.push((rounded, node));
             if parked.len() > MAX_PARKED {
                 let (_, oldest) = parked.remove(0);
                 self.merge_free(oldest);
-            } else {
-                self.parked_count += 1;
             }
             return;
         }
@@ -405,10 +400,10 @@ impl Arena {
     /// The parked block of this exact request size and class at the lowest address
     /// that suits `align`.
     fn unpark(&mut self, class: usize, rounded: usize, align: usize) -> Option<u32> {
-        if self.parked_count == 0 {
+        let parked = &mut self.parked[class];
+        if parked.is_empty() {
             return None;
         }
-        let parked = &mut self.parked[class];
         let nodes = &self.nodes;
         let (at, _) = parked
             .iter()
@@ -418,7 +413,6 @@ impl Arena {
             })
             .min_by_key(|&(_, &(_, node))| nodes[node as usize].addr)?;
         let (_, node) = parked.remove(at);
-        self.parked_count -= 1;
         Some(node)
     }
 
@@ -472,7 +466,7 @@ impl Arena {
         if let Some(found) = search(self) {
             return Some(found);
         }
-        if self.parked_count == 0 {
+        if !self.any_parked() {
             return None;
         }
         self.flush_parked();
@@ -494,7 +488,6 @@ impl Arena {
             }
             (_, Some(at)) => {
                 let (_, node) = self.parked[class].remove(at);
-                self.parked_count -= 1;
                 Some(self.merge_free(node))
             }
             (free, None) => free,
@@ -534,9 +527,6 @@ impl Arena {
 
     /// Merges every parked block into the free index.
     pub(crate) fn flush_parked(&mut self) {
-        if self.parked_count == 0 {
-            return;
-        }
         for class in 0..self.parked.len() {
             let mut parked = std::mem::take(&mut self.parked[class]);
             for (_, node) in parked.drain(..) {
@@ -545,7 +535,11 @@ impl Arena {
             // Keep the list's allocation for the next round of parking.
             self.parked[class] = parked;
         }
-        self.parked_count = 0;
+    }
+
+    /// Whether any block is parked.
+    fn any_parked(&self) -> bool {
+        self.parked.iter().any(|p| !p.is_empty())
     }
 
     /// Returns every entirely free whole segment to the backend and decommits every free
@@ -745,13 +739,9 @@ impl Arena {
             }
         }
         let listed: usize = self.parked.iter().map(Vec::len).sum();
-        if listed != parked
-            || listed != self.parked_count
-            || self.parked.iter().any(|p| p.len() > MAX_PARKED)
-        {
+        if listed != parked || self.parked.iter().any(|p| p.len() > MAX_PARKED) {
             return Err(format!(
-                "{listed} blocks listed parked, {parked} parked blocks, {} counted",
-                self.parked_count
+                "{listed} blocks listed parked, {parked} parked blocks"
             ));
         }
         let indexed: usize = self.free.iter().map(FreeIndex::len).sum();
@@ -1302,7 +1292,7 @@ impl Arena {
         }
         // SAFETY: page `first` lies in the live reservation.
         let at = unsafe { base.add(first * self.page) }.as_ptr() as usize;
-        self.record_pages(EventKind::Commit, at, extra);
+        self.record_range(EventKind::Commit, at, extra);
         Ok(())
     }
 
@@ -1322,15 +1312,15 @@ impl Arena {
     /// first, from their ends), and only if that was not enough merges every parked
     /// block and tries both again. Returns the bytes given back.
     fn shed(&mut self, need: u64) -> u64 {
-        let mut released = self.release_free(need, None);
+        let mut released = self.release_free(need);
         if released < need {
             released += self.decommit_free(need - released);
         }
-        if released < need && self.parked_count > 0 {
+        if released < need && self.any_parked() {
             // Parked blocks hold the repeated sizes' next allocations: merged only when
             // the free blocks did not suffice.
             self.flush_parked();
-            released += self.release_free(need - released, None);
+            released += self.release_free(need - released);
             if released < need {
                 released += self.decommit_free(need - released);
             }
@@ -1410,7 +1400,7 @@ impl Arena {
             self.segs[seg].uncharged.set(a, b, false);
             released += len;
             self.stats.reserved.sub(len as u64);
-            self.record_pages(EventKind::Decommit, range.as_ptr() as usize, len as u64);
+            self.record_range(EventKind::Decommit, range.as_ptr() as usize, len as u64);
         }
         let s = &mut self.segs[seg];
         s.charged -= released;
@@ -1424,16 +1414,8 @@ impl Arena {
     /// released or none is left: `first` if given and free, then the smallest single
     /// segment that covers the rest, else the largest ones first. Returns the bytes
     /// released.
-    fn release_free(&mut self, need: u64, first: Option<u32>) -> u64 {
+    fn release_free(&mut self, need: u64) -> u64 {
         let mut released = 0u64;
-        if let Some(seg) = first
-            && self.segs[seg as usize].live
-            && !self.segs[seg as usize].lazy
-            && self.segs[seg as usize].used == 0
-        {
-            released += self.segs[seg as usize].size as u64;
-            self.release_segment(seg);
-        }
         while released < need {
             let missing = need - released;
             let candidates = self
@@ -1531,8 +1513,9 @@ impl Arena {
         }
     }
 
-    /// Records a reservation's pages charged or decommitted.
-    fn record_pages(&self, kind: EventKind, addr: usize, bytes: u64) {
+    /// Records an event on a range of memory: pages of a reservation charged or
+    /// decommitted, or a segment or reservation made or returned.
+    fn record_range(&self, kind: EventKind, addr: usize, bytes: u64) {
         if let Some(profiler) = &self.profiler
             && profiler.is_recording()
         {
@@ -1551,20 +1534,8 @@ impl Arena {
     /// Records a segment or reservation made or returned, with the bytes it is
     /// charged for (none for a reservation made or decommitted whole).
     fn record_segment(&self, kind: EventKind, seg: u32) {
-        if let Some(profiler) = &self.profiler
-            && profiler.is_recording()
-        {
-            let s = &self.segs[seg as usize];
-            profiler.record(Event {
-                kind,
-                addr: s.base.as_ptr() as usize,
-                size: s.charged as u64,
-                requested: 0,
-                label: None,
-                allocated: self.stats.allocated.current,
-                reserved: self.stats.reserved.current,
-            });
-        }
+        let s = &self.segs[seg as usize];
+        self.record_range(kind, s.base.as_ptr() as usize, s.charged as u64);
     }
 }
 

@@ -193,7 +193,10 @@ mod tests {
             let size = (MIN_BLOCK * (1 + (next() % 4096) as usize)) << (next() % 4);
             let addr = (next() % 64) as usize * MIN_BLOCK;
             if next() % 3 == 0 && !model.is_empty() {
-                let (&(s, a), &n) = model.iter().nth(next() as usize % model.len()).unwrap();
+                let (&(s, a), &n) = model
+                    .iter()
+                    .nth(next() as usize % model.len())
+                    .expect("an index below the length");
                 assert_eq!(index.remove(s, a), Some(n));
                 model.remove(&(s, a));
             } else if let std::collections::btree_map::Entry::Vacant(slot) =
