@@ -36,9 +36,11 @@
 mod plan;
 mod policy;
 mod score;
+mod select;
 
 pub use memwarden_tracker::{Candidate, CandidateSet};
-pub use plan::{BlockReason, Blocked, ReleasePlan, Victim, plan};
+pub use plan::{BlockReason, Blocked, Rank, ReleasePlan, Victim, plan};
+pub use select::{Standing, select};
 
 pub use policy::{Policy, Request, Urgency, Weights};
 pub use score::{Reason, Score};

@@ -9,7 +9,7 @@ use memwarden_tracker::{Candidate, CandidateSet};
 use serde::Serialize;
 
 use crate::score::{Scale, score};
-use crate::{Policy, Reason, Request, Score, Urgency};
+use crate::{Policy, Reason, Request, Score, Standing, Urgency};
 
 /// One resource the plan releases.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -23,8 +23,8 @@ pub struct Victim {
     pub bytes: u64,
     /// Why it may go.
     pub reason: Reason,
-    /// How it ranked.
-    pub score: Score,
+    /// Why it went when it did.
+    pub rank: Rank,
 }
 
 impl fmt::Display for Victim {
@@ -32,8 +32,29 @@ impl fmt::Display for Victim {
         write!(
             f,
             "{} ({}): {}; {}",
-            self.id, self.kind, self.reason, self.score
+            self.id, self.kind, self.reason, self.rank
         )
+    }
+}
+
+/// How a victim ranked: by the full scan's score ([`plan`]) or by its standing in the
+/// tracker's release order ([`select`](crate::select)).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Rank {
+    /// The weighted score of [`plan`].
+    Score(Score),
+    /// The release-order standing of [`select`](crate::select).
+    Standing(Standing),
+}
+
+impl fmt::Display for Rank {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rank::Score(score) => score.fmt(f),
+            Rank::Standing(standing) => standing.fmt(f),
+        }
     }
 }
 
@@ -247,7 +268,7 @@ fn push(
         kind: c.kind.clone(),
         bytes: c.bytes,
         reason,
-        score,
+        rank: Rank::Score(score),
     });
 }
 

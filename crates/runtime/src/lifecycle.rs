@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use memwarden_core::{ByteSize, ResourceId, ResourceKind};
-use memwarden_prioritizer::{Policy, Request, Urgency, plan};
+use memwarden_prioritizer::{Policy, Request, Urgency, select};
 use memwarden_reaper::{Reaper, ReleaseReport};
 use memwarden_tracker::Tracker;
 use parking_lot::{Mutex, RwLock};
@@ -641,15 +641,14 @@ impl Lifecycle {
             let Some(request) = request(&releasing) else {
                 return ReleaseReport::default();
             };
-            let mut candidates = self.tracker.candidates();
-            for c in &mut candidates.candidates {
-                c.pinned |= releasing.victims.contains_key(&c.id)
+            let exclude = |id: &ResourceId| {
+                releasing.victims.contains_key(id)
                     || self
                         .locks
                         .as_ref()
-                        .is_some_and(|locks| locks.is_locked(c.id.as_str()).is_some());
-            }
-            let plan = plan(&candidates, &self.policy, &request);
+                        .is_some_and(|locks| locks.is_locked(id.as_str()).is_some())
+            };
+            let plan = select(&self.tracker, &self.policy, &request, &exclude);
             for victim in &plan.victims {
                 releasing
                     .victims

@@ -43,11 +43,16 @@
 
 mod candidate;
 mod error;
+mod order;
 mod registry;
 pub mod release;
+mod selection;
+mod sketch;
 mod spec;
 
 pub use candidate::{Candidate, CandidateSet, Totals};
 pub use error::TrackerError;
+pub use order::Segment;
 pub use registry::{Detached, Tracker, TrackerStats};
+pub use selection::{Pick, Placement, Selection};
 pub use spec::{KindPolicy, ResourceSpec, Shrink};

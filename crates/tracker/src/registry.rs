@@ -12,20 +12,25 @@ use memwarden_core::{Clock, Priority, ResourceId, ResourceKind, SystemClock, Tim
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
+use crate::order::{self, Order, Slot};
 use crate::{Candidate, CandidateSet, KindPolicy, ResourceSpec, Shrink, Totals, TrackerError};
 
 /// Number of independently locked shards; a power of two.
 const SHARDS: usize = 16;
+/// Access records a shard buffers before it tries to apply them to the release order.
+const READS_DRAIN: usize = 64;
+/// Access records a shard buffers at most; more are dropped until the next drain.
+const READS_MAX: usize = 1024;
 
 type AnyValue = Arc<dyn Any + Send + Sync>;
 
-struct Entry {
-    kind: ResourceKind,
+pub(crate) struct Entry {
+    pub(crate) kind: ResourceKind,
     bytes: u64,
     value: AnyValue,
     shrink: Option<Arc<dyn Shrink>>,
     registered_at: Timestamp,
-    last_access: AtomicU64,
+    pub(crate) last_access: AtomicU64,
     accesses: AtomicU64,
     ttl: Option<Duration>,
     max_idle: Option<Duration>,
@@ -33,6 +38,9 @@ struct Entry {
     pinned: AtomicBool,
     depends_on: Arc<[ResourceId]>,
     group: Option<Arc<str>>,
+    /// Its node in the release order, and the node's generation.
+    pub(crate) slot: Slot,
+    generation: u32,
 }
 
 impl Entry {
@@ -42,7 +50,7 @@ impl Entry {
         self.accesses.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn candidate(&self, id: &ResourceId, policy: &KindPolicy) -> Candidate {
+    pub(crate) fn candidate(&self, id: &ResourceId, policy: &KindPolicy) -> Candidate {
         Candidate {
             id: id.clone(),
             kind: self.kind.clone(),
@@ -64,22 +72,31 @@ impl Entry {
 /// One lock's worth of the registry, padded so that shards do not share cache lines.
 #[repr(align(128))]
 #[derive(Default)]
-struct Shard {
-    map: RwLock<HashMap<ResourceId, Entry>>,
+pub(crate) struct Shard {
+    pub(crate) map: RwLock<HashMap<ResourceId, Entry>>,
     hits: AtomicU64,
-    misses: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    /// Accesses not yet applied to the release order, as `slot << 32 | generation`:
+    /// the striped buffer that keeps lookups off the order's lock.
+    reads: Mutex<Vec<u64>>,
 }
 
 /// Bookkeeping that changes only on register, detach and resize; one lock, always taken
 /// before any shard lock.
 #[derive(Default)]
-struct Books {
+pub(crate) struct Books {
     /// For each resource, the live resources that depend on it.
-    dependents: HashMap<ResourceId, Vec<ResourceId>>,
+    pub(crate) dependents: HashMap<ResourceId, Vec<ResourceId>>,
     kinds: HashMap<ResourceKind, Totals>,
     total: Totals,
     registered: u64,
     detached: u64,
+    /// The release order of everything registered.
+    pub(crate) order: Order,
+    /// The members of each mutual-exclusion group.
+    pub(crate) groups: HashMap<Arc<str>, Vec<ResourceId>>,
+    /// Lookups that missed, as last fed to the order's climber.
+    pub(crate) misses_seen: u64,
 }
 
 impl Books {
@@ -144,10 +161,10 @@ pub struct TrackerStats {
 
 /// The resource registry. Thread-safe; share it as an `Arc<Tracker>`.
 pub struct Tracker {
-    shards: Box<[Shard]>,
+    pub(crate) shards: Box<[Shard]>,
     clock: Arc<dyn Clock>,
-    policies: RwLock<HashMap<ResourceKind, KindPolicy>>,
-    books: Mutex<Books>,
+    pub(crate) policies: RwLock<HashMap<ResourceKind, KindPolicy>>,
+    pub(crate) books: Mutex<Books>,
 }
 
 impl fmt::Debug for Tracker {
@@ -183,6 +200,14 @@ impl Hasher for ShardHasher {
 #[derive(Default)]
 struct ShardHasherBuilder;
 
+/// The hash the frequency sketch counts an id under: fixed keys, so the same ids give
+/// the same release order in every run.
+fn key_hash(id: &str) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    hasher.write(id.as_bytes());
+    hasher.finish()
+}
+
 impl BuildHasher for ShardHasherBuilder {
     type Hasher = ShardHasher;
     fn build_hasher(&self) -> ShardHasher {
@@ -217,8 +242,35 @@ impl Tracker {
     }
 
     /// Sets the policy for every resource of `kind` that does not override it.
+    ///
+    /// Resources of the kind already registered move to the new priority's release order
+    /// and get the new limits' deadlines (one pass over the registry: a configuration
+    /// step, not something to do per request).
     pub fn set_kind_policy(&self, kind: ResourceKind, policy: KindPolicy) {
-        self.policies.write().insert(kind, policy);
+        let mut books = self.books.lock();
+        self.policies.write().insert(kind.clone(), policy);
+        for slot in books.order.slots_of(&kind) {
+            let limits = books.order.limits(slot).clone();
+            if limits.priority.is_none() {
+                books.order.set_priority(slot, policy.priority);
+            }
+            let id = books.order.id(slot).clone();
+            let last_access = self
+                .shard(id.as_str())
+                .map
+                .read()
+                .get(&id)
+                .map_or(limits.registered_at, |e| {
+                    Timestamp::from_nanos(e.last_access.load(Ordering::Relaxed))
+                });
+            let deadline = order::deadline_of(
+                limits.registered_at,
+                last_access,
+                limits.ttl.or(policy.ttl),
+                limits.max_idle.or(policy.max_idle),
+            );
+            books.order.set_deadline(slot, deadline);
+        }
     }
 
     /// The policy of `kind` ([`KindPolicy::default_for`] the kind if none was set).
@@ -230,7 +282,7 @@ impl Tracker {
             .unwrap_or_else(|| KindPolicy::default_for(kind))
     }
 
-    fn shard(&self, id: &str) -> &Shard {
+    pub(crate) fn shard(&self, id: &str) -> &Shard {
         &self.shards[ShardHasherBuilder.hash_one(id) as usize & (SHARDS - 1)]
     }
 
@@ -290,6 +342,7 @@ impl Tracker {
                 });
             }
         }
+        let policy = self.kind_policy(&spec.kind);
         let mut map = self.shard(spec.id.as_str()).map.write();
         if map.contains_key(&spec.id) {
             return Err(TrackerError::AlreadyRegistered { id: spec.id });
@@ -301,8 +354,36 @@ impl Tracker {
                 .or_default()
                 .push(spec.id.clone());
         }
+        if let Some(group) = &spec.group {
+            books
+                .groups
+                .entry(Arc::clone(group))
+                .or_default()
+                .push(spec.id.clone());
+        }
         books.add(&spec.kind, 1, spec.bytes, 0);
         books.registered += 1;
+        let deadline = order::deadline_of(
+            now,
+            now,
+            spec.ttl.or(policy.ttl),
+            spec.max_idle.or(policy.max_idle),
+        );
+        let (slot, generation) = books.order.insert(
+            spec.id.clone(),
+            spec.kind.clone(),
+            key_hash(spec.id.as_str()),
+            spec.bytes,
+            spec.priority.unwrap_or(policy.priority),
+            order::Limits {
+                registered_at: now,
+                priority: spec.priority,
+                ttl: spec.ttl,
+                max_idle: spec.max_idle,
+            },
+            deadline,
+            spec.pinned,
+        );
         let entry = Entry {
             kind: spec.kind,
             bytes: spec.bytes,
@@ -317,9 +398,39 @@ impl Tracker {
             pinned: AtomicBool::new(spec.pinned),
             depends_on: spec.depends_on.into(),
             group: spec.group,
+            slot,
+            generation,
         };
         map.insert(spec.id, entry);
         Ok(())
+    }
+
+    /// Queues an access to the release order: lossy when another thread holds the
+    /// shard's buffer or the buffer is full, applied in batches when the order's lock is
+    /// free, and always before a release is chosen.
+    fn record(&self, shard: &Shard, slot: Slot, generation: u32) {
+        let Some(mut reads) = shard.reads.try_lock() else {
+            return;
+        };
+        if reads.len() < READS_MAX {
+            reads.push(u64::from(slot) << 32 | u64::from(generation));
+        }
+        if reads.len() >= READS_DRAIN
+            && let Some(mut books) = self.books.try_lock()
+        {
+            for record in reads.drain(..) {
+                books.order.access((record >> 32) as Slot, record as u32);
+            }
+        }
+    }
+
+    /// Applies every shard's queued accesses to the release order.
+    pub(crate) fn drain_reads(&self, books: &mut Books) {
+        for shard in &self.shards {
+            for record in shard.reads.lock().drain(..) {
+                books.order.access((record >> 32) as Slot, record as u32);
+            }
+        }
     }
 
     /// The value of `id` as any type, counting an access; `None` if not registered.
@@ -331,7 +442,11 @@ impl Tracker {
             Some(entry) => {
                 entry.touch(now);
                 shard.hits.fetch_add(1, Ordering::Relaxed);
-                Some(Arc::clone(&entry.value))
+                let (value, slot, generation) =
+                    (Arc::clone(&entry.value), entry.slot, entry.generation);
+                drop(map);
+                self.record(shard, slot, generation);
+                Some(value)
             }
             None => {
                 shard.misses.fetch_add(1, Ordering::Relaxed);
@@ -363,15 +478,21 @@ impl Tracker {
     pub fn touch(&self, id: &str) -> bool {
         let now = self.clock.now();
         let shard = self.shard(id);
-        let found = shard
-            .map
-            .read()
-            .get(id)
-            .map(|entry| entry.touch(now))
-            .is_some();
-        let counter = if found { &shard.hits } else { &shard.misses };
-        counter.fetch_add(1, Ordering::Relaxed);
-        found
+        let found = shard.map.read().get(id).map(|entry| {
+            entry.touch(now);
+            (entry.slot, entry.generation)
+        });
+        match found {
+            Some((slot, generation)) => {
+                shard.hits.fetch_add(1, Ordering::Relaxed);
+                self.record(shard, slot, generation);
+                true
+            }
+            None => {
+                shard.misses.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
     }
 
     /// The value of `id` without counting an access (for snapshots and diagnostics).
@@ -397,11 +518,13 @@ impl Tracker {
 
     /// Pins or unpins `id`. A pinned resource is never detached.
     pub fn set_pinned(&self, id: &str, pinned: bool) -> Result<(), TrackerError> {
+        let mut books = self.books.lock();
         let map = self.shard(id).map.read();
         let entry = map
             .get(id)
             .ok_or_else(|| TrackerError::NotFound { id: id.into() })?;
         entry.pinned.store(pinned, Ordering::Relaxed);
+        books.order.set_queued(entry.slot, !pinned);
         Ok(())
     }
 
@@ -414,6 +537,7 @@ impl Tracker {
             .ok_or_else(|| TrackerError::NotFound { id: id.into() })?;
         let old = std::mem::replace(&mut entry.bytes, bytes);
         books.add(&entry.kind, 0, bytes, old);
+        books.order.set_bytes(entry.slot, bytes);
         Ok(old)
     }
 
@@ -428,6 +552,7 @@ impl Tracker {
         let freed = freed.min(entry.bytes);
         entry.bytes -= freed;
         books.add(&entry.kind, 0, 0, freed);
+        books.order.set_bytes(entry.slot, entry.bytes);
         Ok(entry.bytes)
     }
 
@@ -469,6 +594,15 @@ impl Tracker {
             .expect("the entry was found under the same write lock");
         drop(map);
         books.dependents.remove(&id);
+        books.order.remove(entry.slot);
+        if let Some(group) = &entry.group
+            && let Some(members) = books.groups.get_mut(group)
+        {
+            members.retain(|m| *m != id);
+            if members.is_empty() {
+                books.groups.remove(group);
+            }
+        }
         for dependency in entry.depends_on.iter() {
             if let Some(list) = books.dependents.get_mut(dependency) {
                 list.retain(|d| *d != id);
@@ -511,14 +645,10 @@ impl Tracker {
     }
 
     /// Ids of resources past their TTL or idle limit at the clock's current time, sorted.
+    ///
+    /// Found through the deadline set, not by a scan of the registry.
     pub fn expired(&self) -> Vec<ResourceId> {
-        let set = self.candidates();
-        let mut ids: Vec<ResourceId> = set
-            .candidates
-            .into_iter()
-            .filter(|c| c.is_expired(set.now) || c.is_idle_past_limit(set.now))
-            .map(|c| c.id)
-            .collect();
+        let mut ids: Vec<ResourceId> = self.select().due().into_iter().map(|c| c.id).collect();
         ids.sort();
         ids
     }

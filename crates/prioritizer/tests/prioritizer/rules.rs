@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use memwarden_core::{Priority, ResourceId, ResourceKind, Timestamp};
-use memwarden_prioritizer::{BlockReason, Policy, Reason, Request, Urgency, plan};
+use memwarden_prioritizer::{BlockReason, Policy, Rank, Reason, Request, Urgency, plan};
 
 use crate::{cand, ids, set};
 
@@ -226,7 +226,9 @@ fn every_victim_explains_itself_on_one_line() {
             line.starts_with(v.id.as_str()) && line.contains("score") && line.contains("accesses"),
             "{line}"
         );
-        let s = &v.score;
+        let Rank::Score(s) = &v.rank else {
+            panic!("plan ranks by score")
+        };
         assert!(
             (s.kind + s.importance + s.size + s.idle + s.frequency + s.bonus - s.total).abs()
                 < 1e-12

@@ -1,0 +1,849 @@
+//! [`Order`]: the release order of the unpinned resources, kept as they are used, so that
+//! finding the next one to release never scans the registry.
+//!
+//! The order is W-TinyLFU (the policy of Caffeine and moka's design papers), one instance
+//! per *tier*: the resources of one kind at one effective priority. A tier holds three
+//! LRU lists:
+//! - the **window**, where a resource starts: a small LRU (1 % of the tier's bytes at
+//!   first) that lets a burst of new resources live long enough to be used again;
+//! - **probation**, where resources land when the window overflows, and where the
+//!   protected segment demotes to;
+//! - **protected**, where a probation resource goes when it is used again, up to 80 % of
+//!   the tier's main (non-window) bytes.
+//!
+//! A [`Sketch`] counts how often each id was used lately (4-bit counters, halved every
+//! ten additions per word, so frequency ages). To release, the window's overflow moves to
+//! probation as *candidates*, and each candidate duels the oldest probation resource: the
+//! one used less often lately goes (the candidate on a tie). When one side runs out the
+//! other goes in LRU order; then the protected list, then what is left of the window.
+//!
+//! The window's share adapts by hill climbing on the hit ratio (Caffeine's climber):
+//! every ten lookups per resource, it moves by a step in the direction that raised the
+//! hit ratio last time, the step decaying unless the ratio jumps. A workload whose reuse
+//! is mostly recent grows the window toward plain LRU; one whose reuse is mostly frequent
+//! shrinks it toward pure TinyLFU.
+//!
+//! Each resource is a slot of a slab, linked into its list by index, so every move is
+//! O(1): an access, a registration, a release, and each step of a release walk. Due
+//! resources (past their TTL or idle limit) are found through a deadline set keyed by the
+//! earliest moment each could be due, checked lazily: an access moves no deadline; a
+//! resource found at its old deadline but used since is put back at its new one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use memwarden_core::{Priority, ResourceId, ResourceKind, Timestamp};
+use serde::Serialize;
+
+use crate::sketch::Sketch;
+
+/// An index into the slab of nodes.
+pub(crate) type Slot = u32;
+/// No node.
+const NIL: Slot = Slot::MAX;
+
+/// The window's share of a tier's bytes before the climber moves it.
+const INITIAL_WINDOW: f64 = 0.01;
+/// The protected segment's share of a tier's main bytes.
+const PROTECTED_SHARE: f64 = 0.80;
+/// The climber's step, as a share of the tier's bytes.
+const CLIMB_STEP: f64 = 0.0625;
+/// A hit-ratio change this large restarts the climber's step at full size.
+const CLIMB_RESTART: f64 = 0.05;
+/// The climber's step shrinks by this factor each sample the hit ratio moved less.
+const CLIMB_DECAY: f64 = 0.98;
+/// Lookups per resource in one climber sample.
+const CLIMB_SAMPLE_PER_RESOURCE: u64 = 10;
+
+/// Where in its tier's order a resource is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Segment {
+    /// The admission window: registered lately and not yet judged.
+    Window,
+    /// Out of the window and waiting to be judged: at the next release, it is admitted
+    /// to probation if it was used more often lately than the oldest main resource, and
+    /// released otherwise.
+    Candidate,
+    /// The main segment's probation part: admitted from the window, or demoted.
+    Probation,
+    /// The main segment's protected part: used again while in probation.
+    Protected,
+}
+
+impl std::fmt::Display for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Segment::Window => "window",
+            Segment::Candidate => "window overflow",
+            Segment::Probation => "probation",
+            Segment::Protected => "protected",
+        })
+    }
+}
+
+#[cfg(test)]
+const SEGMENTS: [Segment; 4] = [
+    Segment::Window,
+    Segment::Candidate,
+    Segment::Probation,
+    Segment::Protected,
+];
+
+fn list_index(segment: Segment) -> usize {
+    match segment {
+        Segment::Window => 0,
+        Segment::Candidate => 1,
+        Segment::Probation => 2,
+        Segment::Protected => 3,
+    }
+}
+
+/// What a node records about its resource's limits, to place it without the registry.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub(crate) registered_at: Timestamp,
+    /// The resource's own priority, TTL and idle limit (its kind's apply otherwise).
+    pub(crate) priority: Option<Priority>,
+    pub(crate) ttl: Option<Duration>,
+    pub(crate) max_idle: Option<Duration>,
+}
+
+#[derive(Debug)]
+struct Node {
+    /// `None` while the slot is free.
+    id: Option<ResourceId>,
+    kind: ResourceKind,
+    hash: u64,
+    bytes: u64,
+    limits: Limits,
+    tier: u32,
+    /// `None` while the resource is pinned (out of every list) or the slot is free.
+    segment: Option<Segment>,
+    prev: Slot,
+    next: Slot,
+    /// Bumped each time the slot is freed, so a stale access record is told apart.
+    generation: u32,
+    /// The order's tick at the resource's last recorded access.
+    stamp: u64,
+    /// The key of the resource in the deadline set.
+    deadline: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct List {
+    /// Least recently used end.
+    head: Slot,
+    /// Most recently used end.
+    tail: Slot,
+    bytes: u64,
+}
+
+impl Default for List {
+    fn default() -> Self {
+        List {
+            head: NIL,
+            tail: NIL,
+            bytes: 0,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Tier {
+    lists: [List; 4],
+}
+
+impl Tier {
+    fn bytes(&self) -> u64 {
+        self.lists.iter().map(|l| l.bytes).sum()
+    }
+}
+
+/// The hill climber of the window's share.
+#[derive(Debug)]
+struct Climber {
+    hits: u64,
+    misses: u64,
+    /// The hit ratio of the last sample (`None` before the first).
+    previous: Option<f64>,
+    step: f64,
+}
+
+/// One step of a release walk: the resource it offers, and the duel that chose it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Step {
+    pub(crate) slot: Slot,
+    /// The resource it was weighed against, if it met one.
+    pub(crate) rival: Option<Slot>,
+}
+
+/// Where one tier's release walk stands.
+#[derive(Debug, Clone, Copy)]
+struct Walk {
+    /// The next main-segment resource to offer.
+    victim: Slot,
+    /// 0: probation; 1: protected; 2: the window; 3: done.
+    stage: u8,
+    /// The next candidate to judge.
+    candidate: Slot,
+    /// The step computed and not yet taken.
+    pending: Option<Option<Step>>,
+}
+
+/// The release walks of one selection, one per tier, started when the selection began.
+#[derive(Debug)]
+pub(crate) struct Walks {
+    walks: Vec<Walk>,
+}
+
+/// The release order of everything registered, with the frequency sketch and the
+/// deadline set.
+#[derive(Debug)]
+pub(crate) struct Order {
+    nodes: Vec<Node>,
+    free: Vec<Slot>,
+    tiers: Vec<Tier>,
+    /// Tier indices by (priority, kind).
+    tier_of: BTreeMap<(Priority, ResourceKind), u32>,
+    /// The same, as a list in release order.
+    tier_order: Vec<(Priority, ResourceKind, u32)>,
+    sketch: Sketch,
+    /// (earliest moment it may be due, slot), for each resource with a TTL or idle limit.
+    deadlines: BTreeSet<(u64, Slot)>,
+    tick: u64,
+    live: usize,
+    /// The window's share of each tier's bytes.
+    window: f64,
+    climber: Climber,
+}
+
+impl Default for Order {
+    fn default() -> Self {
+        Order {
+            nodes: Vec::new(),
+            free: Vec::new(),
+            tiers: Vec::new(),
+            tier_of: BTreeMap::new(),
+            tier_order: Vec::new(),
+            sketch: Sketch::new(),
+            deadlines: BTreeSet::new(),
+            tick: 0,
+            live: 0,
+            window: INITIAL_WINDOW,
+            climber: Climber {
+                hits: 0,
+                misses: 0,
+                previous: None,
+                step: -CLIMB_STEP,
+            },
+        }
+    }
+}
+
+/// The earliest moment a resource with these limits may be due: its TTL's end, or its
+/// idle limit's end counted from its last access.
+pub(crate) fn deadline_of(
+    registered_at: Timestamp,
+    last_access: Timestamp,
+    ttl: Option<Duration>,
+    max_idle: Option<Duration>,
+) -> Option<u64> {
+    let at = |from: Timestamp, d: Duration| {
+        from.as_nanos()
+            .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    };
+    let expires = ttl.map(|ttl| at(registered_at, ttl));
+    let idles = max_idle.map(|idle| at(last_access, idle));
+    match (expires, idles) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl Order {
+    /// Resources in the order.
+    pub(crate) fn len(&self) -> usize {
+        self.live
+    }
+
+    fn tier(&mut self, priority: Priority, kind: &ResourceKind) -> u32 {
+        if let Some(&t) = self.tier_of.get(&(priority, kind.clone())) {
+            return t;
+        }
+        let t = self.tiers.len() as u32;
+        self.tiers.push(Tier {
+            lists: [List::default(); 4],
+        });
+        self.tier_of.insert((priority, kind.clone()), t);
+        self.tier_order = self
+            .tier_of
+            .iter()
+            .map(|((p, k), &t)| (*p, k.clone(), t))
+            .collect();
+        t
+    }
+
+    /// Adds a resource at the window's most recent end (out of every list if pinned);
+    /// returns its slot and generation. Counts as an access in the sketch.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn insert(
+        &mut self,
+        id: ResourceId,
+        kind: ResourceKind,
+        hash: u64,
+        bytes: u64,
+        priority: Priority,
+        limits: Limits,
+        deadline: Option<u64>,
+        pinned: bool,
+    ) -> (Slot, u32) {
+        let tier = self.tier(priority, &kind);
+        self.tick += 1;
+        let node = Node {
+            id: Some(id),
+            kind,
+            hash,
+            bytes,
+            limits,
+            tier,
+            segment: None,
+            prev: NIL,
+            next: NIL,
+            generation: 0,
+            stamp: self.tick,
+            deadline: None,
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                let generation = self.nodes[slot as usize].generation;
+                self.nodes[slot as usize] = Node { generation, ..node };
+                slot
+            }
+            None => {
+                self.nodes.push(node);
+                (self.nodes.len() - 1) as Slot
+            }
+        };
+        self.live += 1;
+        self.sketch.reserve(self.live);
+        self.sketch.increment(hash);
+        if !pinned {
+            self.link_tail(slot, Segment::Window);
+            self.overflow(tier);
+        }
+        self.set_deadline(slot, deadline);
+        (slot, self.nodes[slot as usize].generation)
+    }
+
+    /// Takes a resource out of the order and frees its slot.
+    pub(crate) fn remove(&mut self, slot: Slot) {
+        self.unlink(slot);
+        self.set_deadline(slot, None);
+        let node = &mut self.nodes[slot as usize];
+        node.id = None;
+        node.generation = node.generation.wrapping_add(1);
+        self.free.push(slot);
+        self.live -= 1;
+    }
+
+    /// Records an access to the resource in `slot`, if it is still the one of
+    /// `generation`: moves it to its list's recent end, or from probation to protected.
+    pub(crate) fn access(&mut self, slot: Slot, generation: u32) {
+        let Some(node) = self.nodes.get(slot as usize) else {
+            return;
+        };
+        if node.id.is_none() || node.generation != generation {
+            return;
+        }
+        self.climber.hits += 1;
+        self.sketch.increment(node.hash);
+        self.tick += 1;
+        self.nodes[slot as usize].stamp = self.tick;
+        match self.nodes[slot as usize].segment {
+            None => {}
+            Some(Segment::Probation | Segment::Candidate) => {
+                self.unlink(slot);
+                self.link_tail(slot, Segment::Protected);
+                self.demote_protected(self.nodes[slot as usize].tier);
+            }
+            Some(segment) => {
+                self.unlink(slot);
+                self.link_tail(slot, segment);
+            }
+        }
+    }
+
+    /// Moves the protected segment's oldest resources to probation while it holds more
+    /// than its share of the tier's main bytes (never the last one).
+    fn demote_protected(&mut self, tier: u32) {
+        let t = &self.tiers[tier as usize];
+        let main = t.bytes() - self.window_target(tier).min(t.bytes());
+        let limit = (main as f64 * PROTECTED_SHARE) as u64;
+        loop {
+            let protected = self.tiers[tier as usize].lists[list_index(Segment::Protected)];
+            if protected.bytes <= limit || protected.head == protected.tail {
+                break;
+            }
+            let oldest = protected.head;
+            self.unlink(oldest);
+            self.link_tail(oldest, Segment::Probation);
+        }
+    }
+
+    /// Moves the window's oldest resources out as candidates while it holds more than its
+    /// share of the tier's bytes.
+    fn overflow(&mut self, tier: u32) {
+        let target = self.window_target(tier);
+        loop {
+            let window = self.tiers[tier as usize].lists[list_index(Segment::Window)];
+            if window.bytes <= target || window.head == NIL {
+                break;
+            }
+            self.unlink(window.head);
+            self.link_tail(window.head, Segment::Candidate);
+        }
+    }
+
+    fn window_target(&self, tier: u32) -> u64 {
+        (self.tiers[tier as usize].bytes() as f64 * self.window) as u64
+    }
+
+    /// Takes a resource out of every list (pinned) or puts it back at the window's recent
+    /// end (unpinned).
+    pub(crate) fn set_queued(&mut self, slot: Slot, queued: bool) {
+        match (self.nodes[slot as usize].segment, queued) {
+            (Some(_), false) => self.unlink(slot),
+            (None, true) => {
+                self.link_tail(slot, Segment::Window);
+                self.overflow(self.nodes[slot as usize].tier);
+            }
+            _ => {}
+        }
+    }
+
+    /// Changes the bytes a resource is accounted at.
+    pub(crate) fn set_bytes(&mut self, slot: Slot, bytes: u64) {
+        let node = &mut self.nodes[slot as usize];
+        let old = std::mem::replace(&mut node.bytes, bytes);
+        if let Some(segment) = node.segment {
+            let list = &mut self.tiers[node.tier as usize].lists[list_index(segment)];
+            list.bytes = list.bytes - old + bytes;
+        }
+    }
+
+    /// Moves a resource to the tier of `priority`, keeping its segment.
+    pub(crate) fn set_priority(&mut self, slot: Slot, priority: Priority) {
+        let kind = self.nodes[slot as usize].kind.clone();
+        let tier = self.tier(priority, &kind);
+        if tier == self.nodes[slot as usize].tier {
+            return;
+        }
+        let segment = self.nodes[slot as usize].segment;
+        self.unlink(slot);
+        self.nodes[slot as usize].tier = tier;
+        if let Some(segment) = segment {
+            self.link_tail(slot, segment);
+        }
+    }
+
+    /// Sets the moment from which a resource may be due (`None`: never).
+    pub(crate) fn set_deadline(&mut self, slot: Slot, deadline: Option<u64>) {
+        let node = &mut self.nodes[slot as usize];
+        if let Some(old) = node.deadline.take() {
+            self.deadlines.remove(&(old, slot));
+        }
+        if let Some(new) = deadline {
+            node.deadline = Some(new);
+            self.deadlines.insert((new, slot));
+        }
+    }
+
+    /// The resources whose deadline is at or before `now`, earliest first.
+    pub(crate) fn deadlines_until(&self, now: u64) -> Vec<Slot> {
+        self.deadlines
+            .range(..=(now, NIL))
+            .map(|&(_, slot)| slot)
+            .collect()
+    }
+
+    /// The slots of the resources of `kind`.
+    pub(crate) fn slots_of(&self, kind: &ResourceKind) -> Vec<Slot> {
+        (0..self.nodes.len() as Slot)
+            .filter(|&s| {
+                let node = &self.nodes[s as usize];
+                node.id.is_some() && node.kind == *kind
+            })
+            .collect()
+    }
+
+    pub(crate) fn id(&self, slot: Slot) -> &ResourceId {
+        self.nodes[slot as usize]
+            .id
+            .as_ref()
+            .expect("a slot in use holds an id")
+    }
+
+    pub(crate) fn limits(&self, slot: Slot) -> &Limits {
+        &self.nodes[slot as usize].limits
+    }
+
+    pub(crate) fn segment(&self, slot: Slot) -> Option<Segment> {
+        self.nodes[slot as usize].segment
+    }
+
+    pub(crate) fn frequency(&self, slot: Slot) -> u8 {
+        self.sketch.frequency(self.nodes[slot as usize].hash)
+    }
+
+    /// The window's current share of each tier's bytes.
+    pub(crate) fn window_share(&self) -> f64 {
+        self.window
+    }
+
+    fn unlink(&mut self, slot: Slot) {
+        let Some(segment) = self.nodes[slot as usize].segment.take() else {
+            return;
+        };
+        let (prev, next, bytes, tier) = {
+            let n = &self.nodes[slot as usize];
+            (n.prev, n.next, n.bytes, n.tier)
+        };
+        let list = &mut self.tiers[tier as usize].lists[list_index(segment)];
+        if prev == NIL {
+            list.head = next;
+        } else {
+            self.nodes[prev as usize].next = next;
+        }
+        if next == NIL {
+            list.tail = prev;
+        } else {
+            self.nodes[next as usize].prev = prev;
+        }
+        list.bytes -= bytes;
+        let n = &mut self.nodes[slot as usize];
+        n.prev = NIL;
+        n.next = NIL;
+    }
+
+    fn link_tail(&mut self, slot: Slot, segment: Segment) {
+        let (tier, bytes) = {
+            let n = &self.nodes[slot as usize];
+            (n.tier, n.bytes)
+        };
+        let list = &mut self.tiers[tier as usize].lists[list_index(segment)];
+        let old_tail = list.tail;
+        list.tail = slot;
+        if old_tail == NIL {
+            list.head = slot;
+        } else {
+            self.nodes[old_tail as usize].next = slot;
+        }
+        list.bytes += bytes;
+        let n = &mut self.nodes[slot as usize];
+        n.prev = old_tail;
+        n.next = NIL;
+        n.segment = Some(segment);
+    }
+
+    /// Feeds the climber the lookups that missed since the last call, and moves the
+    /// window's share once a sample is complete.
+    pub(crate) fn climb(&mut self, new_misses: u64) {
+        let c = &mut self.climber;
+        c.misses += new_misses;
+        let requests = c.hits + c.misses;
+        let sample = CLIMB_SAMPLE_PER_RESOURCE * (self.live.max(64) as u64);
+        if requests < sample {
+            return;
+        }
+        let ratio = c.hits as f64 / requests as f64;
+        let change = c.previous.map_or(0.0, |p| ratio - p);
+        let amount = if change >= 0.0 { c.step } else { -c.step };
+        c.step = if change.abs() >= CLIMB_RESTART {
+            CLIMB_STEP.copysign(amount)
+        } else {
+            CLIMB_DECAY * amount
+        };
+        c.previous = Some(ratio);
+        c.hits = 0;
+        c.misses = 0;
+        self.window = (self.window + amount).clamp(0.0, 1.0);
+    }
+
+    /// Starts a release walk over every tier.
+    pub(crate) fn walks(&self) -> Walks {
+        let walks = self
+            .tiers
+            .iter()
+            .map(|tier| Walk {
+                victim: tier.lists[list_index(Segment::Probation)].head,
+                stage: 0,
+                candidate: tier.lists[list_index(Segment::Candidate)].head,
+                pending: None,
+            })
+            .collect();
+        Walks { walks }
+    }
+
+    /// The next main-segment resource of a walk, moving through the stages.
+    fn victim(&self, tier: u32, walk: &mut Walk) -> Slot {
+        loop {
+            if walk.victim != NIL || walk.stage >= 3 {
+                return walk.victim;
+            }
+            walk.stage += 1;
+            let segment = match walk.stage {
+                1 => Segment::Protected,
+                2 => Segment::Window,
+                _ => return NIL,
+            };
+            walk.victim = self.tiers[tier as usize].lists[list_index(segment)].head;
+        }
+    }
+
+    /// The walk's next step: the duel of the next candidate and the next main resource.
+    /// A candidate that wins is admitted: it moves to probation's recent end.
+    fn step(&mut self, tier: u32, walk: &mut Walk) -> Option<Step> {
+        let victim = self.victim(tier, walk);
+        let candidate = walk.candidate;
+        let next = |order: &Order, slot: Slot| order.nodes[slot as usize].next;
+        match (victim != NIL, candidate != NIL) {
+            (true, true) => {
+                if self.frequency(candidate) > self.frequency(victim) {
+                    walk.victim = next(self, victim);
+                    walk.candidate = next(self, candidate);
+                    self.unlink(candidate);
+                    self.link_tail(candidate, Segment::Probation);
+                    if walk.victim == NIL && walk.stage == 0 {
+                        // Probation had only the admitted one left after the victim.
+                        walk.victim = candidate;
+                    }
+                    Some(Step {
+                        slot: victim,
+                        rival: Some(candidate),
+                    })
+                } else {
+                    walk.candidate = next(self, candidate);
+                    Some(Step {
+                        slot: candidate,
+                        rival: Some(victim),
+                    })
+                }
+            }
+            (true, false) => {
+                walk.victim = next(self, victim);
+                Some(Step {
+                    slot: victim,
+                    rival: None,
+                })
+            }
+            (false, true) => {
+                walk.candidate = next(self, candidate);
+                Some(Step {
+                    slot: candidate,
+                    rival: None,
+                })
+            }
+            (false, false) => None,
+        }
+    }
+
+    /// The next resource to release among the tiers of priority up to `max` (and of
+    /// `kind`, if given): the lowest priority first; within one priority, across kinds,
+    /// the one whose last access is oldest. Each resource is offered once per walk.
+    pub(crate) fn next(
+        &mut self,
+        walks: &mut Walks,
+        max: Priority,
+        kind: Option<&ResourceKind>,
+    ) -> Option<Step> {
+        let mut best: Option<(Priority, u64, u32)> = None;
+        for i in 0..self.tier_order.len() {
+            let (priority, tier) = (self.tier_order[i].0, self.tier_order[i].2);
+            if priority > max || best.is_some_and(|(p, _, _)| priority > p) {
+                break;
+            }
+            if kind.is_some_and(|kind| *kind != self.tier_order[i].1) {
+                continue;
+            }
+            let mut walk = walks.walks[tier as usize];
+            let step = match walk.pending {
+                Some(step) => step,
+                None => {
+                    let step = self.step(tier, &mut walk);
+                    walk.pending = Some(step);
+                    walks.walks[tier as usize] = walk;
+                    step
+                }
+            };
+            if let Some(step) = step {
+                let stamp = self.nodes[step.slot as usize].stamp;
+                if best.is_none_or(|(_, s, _)| stamp < s) {
+                    best = Some((priority, stamp, tier));
+                }
+            }
+        }
+        let (_, _, tier) = best?;
+        walks.walks[tier as usize].pending.take().flatten()
+    }
+
+    /// Checks the links and byte counts of every list against the nodes (tests only).
+    #[cfg(test)]
+    pub(crate) fn check(&self) {
+        let mut seen = 0;
+        for (t, tier) in self.tiers.iter().enumerate() {
+            for segment in SEGMENTS {
+                let list = tier.lists[list_index(segment)];
+                let (mut slot, mut prev, mut bytes) = (list.head, NIL, 0);
+                while slot != NIL {
+                    let n = &self.nodes[slot as usize];
+                    assert_eq!(n.segment, Some(segment));
+                    assert_eq!(n.tier as usize, t);
+                    assert_eq!(n.prev, prev);
+                    assert!(n.id.is_some());
+                    bytes += n.bytes;
+                    prev = slot;
+                    slot = n.next;
+                    seen += 1;
+                }
+                assert_eq!(list.tail, prev);
+                assert_eq!(list.bytes, bytes);
+            }
+        }
+        let queued = self
+            .nodes
+            .iter()
+            .filter(|n| n.id.is_some() && n.segment.is_some())
+            .count();
+        assert_eq!(seen, queued);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            registered_at: Timestamp::from_nanos(0),
+            priority: None,
+            ttl: None,
+            max_idle: None,
+        }
+    }
+
+    fn add(order: &mut Order, name: &str, bytes: u64, priority: u8) -> (Slot, u32) {
+        order.insert(
+            ResourceId::from(name),
+            ResourceKind::TempBuffers,
+            name.bytes()
+                .fold(7u64, |h, b| h.wrapping_mul(31) ^ u64::from(b)),
+            bytes,
+            Priority::new(i64::from(priority)).unwrap(),
+            limits(),
+            None,
+            false,
+        )
+    }
+
+    fn drain(order: &mut Order, max: u8) -> Vec<String> {
+        let mut walks = order.walks();
+        let mut out = Vec::new();
+        while let Some(step) = order.next(&mut walks, Priority::new(i64::from(max)).unwrap(), None)
+        {
+            out.push(order.id(step.slot).to_string());
+        }
+        out
+    }
+
+    #[test]
+    fn a_walk_offers_each_resource_once_lowest_priority_first() {
+        let mut order = Order::default();
+        let mut slots = Vec::new();
+        for i in 0..20 {
+            slots.push(add(&mut order, &format!("r{i:02}"), 100, 1 + (i % 3) as u8));
+        }
+        for &(s, g) in slots.iter().step_by(4) {
+            order.access(s, g);
+        }
+        order.check();
+        let all = drain(&mut order, 10);
+        order.check();
+        assert_eq!(all.len(), 20);
+        let mut sorted = all.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 20);
+        let priority = |id: &str| id[1..].parse::<usize>().unwrap() % 3;
+        assert!(all.windows(2).all(|w| priority(&w[0]) <= priority(&w[1])));
+        assert_eq!(drain(&mut order, 1).len(), 7, "priority 1 only");
+    }
+
+    #[test]
+    fn frequently_used_resources_outlast_a_scan() {
+        let mut order = Order::default();
+        let hot: Vec<_> = (0..10)
+            .map(|i| add(&mut order, &format!("hot{i}"), 10, 5))
+            .collect();
+        for _ in 0..5 {
+            for &(s, g) in &hot {
+                order.access(s, g);
+            }
+        }
+        for i in 0..30 {
+            add(&mut order, &format!("scan{i}"), 10, 5);
+        }
+        let first: Vec<String> = drain(&mut order, 10).into_iter().take(30).collect();
+        assert!(first.iter().all(|id| id.starts_with("scan")), "{first:?}");
+    }
+
+    #[test]
+    fn removal_pinning_and_resizing_keep_the_lists_whole() {
+        let mut order = Order::default();
+        let slots: Vec<_> = (0..50)
+            .map(|i| add(&mut order, &format!("r{i}"), 10 + i, 4))
+            .collect();
+        for (i, &(s, g)) in slots.iter().enumerate() {
+            match i % 5 {
+                0 => order.remove(s),
+                1 => order.set_queued(s, false),
+                2 => order.set_bytes(s, 1),
+                3 => order.access(s, g),
+                _ => order.set_priority(s, Priority::new(2).unwrap()),
+            }
+            order.check();
+        }
+        // A stale generation is ignored.
+        let (s, g) = slots[0];
+        order.access(s, g);
+        assert_eq!(order.len(), 40);
+        assert_eq!(
+            drain(&mut order, 10).len(),
+            30,
+            "pinned ones are not offered"
+        );
+        order.check();
+    }
+
+    #[test]
+    fn the_climber_grows_the_window_when_recency_pays() {
+        let mut order = Order::default();
+        for i in 0..64 {
+            add(&mut order, &format!("r{i}"), 1, 5);
+        }
+        let start = order.window_share();
+        // Ratios that keep rising: the climber keeps going one way; its first step
+        // shrinks the window, so rising ratios keep shrinking it.
+        for round in 0..5u64 {
+            order.climber.hits = 100 + round * 50;
+            order.climb(640 - (100 + round * 50));
+        }
+        assert!(order.window_share() <= start);
+        // A fall reverses the direction.
+        order.climber.hits = 10;
+        order.climb(630);
+        order.climber.hits = 10;
+        order.climb(630);
+        assert!(order.window_share() > 0.0);
+    }
+}
