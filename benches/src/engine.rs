@@ -66,9 +66,17 @@ impl Outcome {
 
 /// Replays every request of `trace` through `engine`, timing the whole replay.
 pub fn replay(engine: &mut impl Engine, trace: &Trace) -> Outcome {
+    replay_requests(engine, trace.iter())
+}
+
+/// Replays `requests` (id, bytes) through `engine`, timing the whole replay.
+pub fn replay_requests<'a>(
+    engine: &mut impl Engine,
+    requests: impl Iterator<Item = (&'a ResourceId, u32)>,
+) -> Outcome {
     let (mut hits, mut misses, mut hit_bytes, mut miss_bytes) = (0, 0, 0, 0);
     let start = Instant::now();
-    for (id, bytes) in trace.iter() {
+    for (id, bytes) in requests {
         if engine.access(id, bytes) {
             hits += 1;
             hit_bytes += u64::from(bytes);
@@ -93,11 +101,10 @@ pub fn replay(engine: &mut impl Engine, trace: &Trace) -> Outcome {
 pub struct MemwardenConfig {
     /// The prioritizer's policy.
     pub policy: Policy,
-    /// Pressure thresholds as fractions of the capacity. Each eviction round frees down
-    /// to the warning line, so the default, 0.95 / 0.975, frees about 5% of the capacity
-    /// per round. (At 0.99, 1% per round, hit ratios move by under a point but every
-    /// replay takes about three times longer: a round costs a scan and a sort of every
-    /// resident item.)
+    /// Pressure thresholds as fractions of the capacity. `make_room` frees down to the
+    /// warning line; the default, 0.9999 / 1.0 with no relief, frees what the incoming
+    /// item needs and no more (at most one item beyond it), as a cache does: victims are
+    /// found in O(1) each, so there is nothing to amortise by freeing more per round.
     pub thresholds: Thresholds,
     /// Virtual time between two requests (the tracker runs on a [`ManualClock`], so
     /// hit ratios do not depend on the machine's speed).
@@ -111,10 +118,9 @@ impl Default for MemwardenConfig {
         MemwardenConfig {
             policy: Policy::default(),
             thresholds: Thresholds {
-                warning: 0.95,
-                critical: 0.975,
-                // The replay calls make_room only when an insert would pass the capacity,
-                // which is hysteresis enough; free exactly to the warning line.
+                warning: 0.9999,
+                critical: 1.0,
+                // The replay calls make_room only when an insert would pass the capacity.
                 relief: 0.0,
             },
             tick: Duration::from_millis(1),
@@ -127,12 +133,10 @@ impl Default for MemwardenConfig {
 /// held to a byte capacity.
 ///
 /// A hit is a `tracker.get`. On a miss the engine calls `lifecycle.make_room(kind,
-/// bytes)` when registering the item would pass the capacity, then registers it.
-/// `make_room` frees down to the warning line, so each round frees the gap between the
-/// warning line and the capacity, and its O(n) candidate scan is paid once per that
-/// many inserted bytes. (Calling `make_room` on every miss would not amortise: once the
-/// total sits at the warning line, nearly every miss crosses it and `make_room` frees
-/// just the incoming bytes: one full scan per miss.)
+/// bytes)` when registering the item would pass the capacity, then registers it: the
+/// path a governor's admission takes (the lifecycle plans with
+/// [`memwarden::prioritizer::select`] over the tracker's release order, and the reaper
+/// detaches the victims).
 #[derive(Debug)]
 pub struct MemwardenEngine {
     tracker: Arc<Tracker>,
@@ -293,5 +297,60 @@ impl Engine for MokaEngine {
     fn resident_bytes(&mut self) -> u64 {
         self.cache.run_pending_tasks();
         self.cache.weighted_size()
+    }
+}
+
+/// `quick_cache::sync::Cache` weighed by item size, with the byte capacity as its weight
+/// capacity (as it ships: sharded, each shard holding its share of the capacity).
+pub struct QuickCacheEngine {
+    cache: quick_cache::sync::Cache<ResourceId, Payload, PayloadWeighter>,
+    peak: u64,
+}
+
+impl fmt::Debug for QuickCacheEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QuickCacheEngine")
+            .field("weight", &self.cache.weight())
+            .field("peak", &self.peak)
+            .finish()
+    }
+}
+
+/// Weighs a [`Payload`] by its bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct PayloadWeighter;
+
+impl quick_cache::Weighter<ResourceId, Payload> for PayloadWeighter {
+    fn weight(&self, _: &ResourceId, value: &Payload) -> u64 {
+        u64::from(value.bytes)
+    }
+}
+
+impl QuickCacheEngine {
+    /// An empty cache of `capacity` bytes expecting about `items` items.
+    pub fn new(capacity: u64, items: usize) -> Self {
+        QuickCacheEngine {
+            cache: quick_cache::sync::Cache::with_weighter(items.max(1), capacity, PayloadWeighter),
+            peak: 0,
+        }
+    }
+}
+
+impl Engine for QuickCacheEngine {
+    fn access(&mut self, id: &ResourceId, bytes: u32) -> bool {
+        if self.cache.get(id.as_str()).is_some() {
+            return true;
+        }
+        self.cache.insert(id.clone(), Payload { bytes });
+        self.peak = self.peak.max(self.cache.weight());
+        false
+    }
+
+    fn peak_bytes(&self) -> u64 {
+        self.peak
+    }
+
+    fn resident_bytes(&mut self) -> u64 {
+        self.cache.weight()
     }
 }

@@ -26,13 +26,16 @@
 //! ratios reproducible.
 
 mod alloc_trace;
+mod cache_trace;
 mod engine;
 pub mod report;
 mod trace;
 
 pub use alloc_trace::{ALIGN, AllocOp, AllocTrace, Malloc, TraceError, replay_pool, touch};
+pub use cache_trace::{CacheTrace, CacheTraceError};
 pub use engine::{
-    Engine, MemwardenConfig, MemwardenEngine, MokaEngine, MokaPolicy, Outcome, Payload, replay,
+    Engine, MemwardenConfig, MemwardenEngine, MokaEngine, MokaPolicy, Outcome, Payload,
+    PayloadWeighter, QuickCacheEngine, replay, replay_requests,
 };
 pub use trace::{MAX_ITEM_BYTES, MIN_ITEM_BYTES, Pattern, Trace, TraceConfig};
 

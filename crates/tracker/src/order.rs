@@ -45,15 +45,15 @@ const NIL: Slot = Slot::MAX;
 /// The window's share of a tier's bytes before the climber moves it.
 const INITIAL_WINDOW: f64 = 0.01;
 /// The protected segment's share of a tier's main bytes.
-const PROTECTED_SHARE: f64 = 0.80;
-/// The climber's step, as a share of the tier's bytes.
-const CLIMB_STEP: f64 = 0.0625;
-/// A hit-ratio change this large restarts the climber's step at full size.
-const CLIMB_RESTART: f64 = 0.05;
-/// The climber's step shrinks by this factor each sample the hit ratio moved less.
-const CLIMB_DECAY: f64 = 0.98;
-/// Lookups per resource in one climber sample.
-const CLIMB_SAMPLE_PER_RESOURCE: u64 = 10;
+const PROTECTED_SHARE: f64 = 0.20;
+/// How far the window's share moves when a resource released lately comes back, as a
+/// multiple of that resource's share of the bytes (before the history ratio's scaling).
+const ADAPT_GAIN: f64 = 0.4;
+
+/// `a / b`, at least 1 (ARC's scaling of its target's step).
+fn ratio(a: usize, b: usize) -> f64 {
+    (a as f64 / b.max(1) as f64).max(1.0)
+}
 
 /// Where in its tier's order a resource is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -152,22 +152,69 @@ impl Default for List {
 #[derive(Debug)]
 struct Tier {
     lists: [List; 4],
+    /// Whether a release has walked the tier yet. Until then memory has never run short,
+    /// so a resource leaving the window goes straight to probation: there is nothing to
+    /// compete with.
+    walked: bool,
 }
 
 impl Tier {
     fn bytes(&self) -> u64 {
         self.lists.iter().map(|l| l.bytes).sum()
     }
+
+    #[cfg(test)]
+    fn main_bytes(&self) -> u64 {
+        self.lists[list_index(Segment::Probation)].bytes
+            + self.lists[list_index(Segment::Protected)].bytes
+    }
 }
 
-/// The hill climber of the window's share.
-#[derive(Debug)]
-struct Climber {
-    hits: u64,
-    misses: u64,
-    /// The hit ratio of the last sample (`None` before the first).
-    previous: Option<f64>,
-    step: f64,
+/// The hashes of resources released lately, oldest first, at most a bound of them.
+#[derive(Debug, Default)]
+struct Ghosts {
+    order: std::collections::VecDeque<u64>,
+    /// How many times each hash is in `order` and not taken since.
+    count: std::collections::HashMap<u64, u32>,
+    /// Hashes in `order` not taken.
+    len: usize,
+}
+
+impl Ghosts {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(&mut self, hash: u64, bound: usize) {
+        self.order.push_back(hash);
+        *self.count.entry(hash).or_default() += 1;
+        self.len += 1;
+        while self.order.len() > bound {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            self.forget(old);
+        }
+    }
+
+    fn forget(&mut self, hash: u64) -> bool {
+        match self.count.get_mut(&hash) {
+            Some(n) => {
+                *n -= 1;
+                if *n == 0 {
+                    self.count.remove(&hash);
+                }
+                self.len -= 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether `hash` is remembered; forgets it if so.
+    fn take(&mut self, hash: u64) -> bool {
+        self.forget(hash)
+    }
 }
 
 /// One step of a release walk: the resource it offers, and the duel that chose it.
@@ -179,7 +226,7 @@ pub(crate) struct Step {
 }
 
 /// Where one tier's release walk stands.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Walk {
     /// The next main-segment resource to offer.
     victim: Slot,
@@ -213,9 +260,14 @@ pub(crate) struct Order {
     deadlines: BTreeSet<(u64, Slot)>,
     tick: u64,
     live: usize,
+    /// Bytes in every list.
+    queued_bytes: u64,
+    /// Recently released from the window (candidates not admitted).
+    ghost_window: Ghosts,
+    /// Recently released from the main segment.
+    ghost_main: Ghosts,
     /// The window's share of each tier's bytes.
     window: f64,
-    climber: Climber,
 }
 
 impl Default for Order {
@@ -230,13 +282,10 @@ impl Default for Order {
             deadlines: BTreeSet::new(),
             tick: 0,
             live: 0,
+            queued_bytes: 0,
+            ghost_window: Ghosts::default(),
+            ghost_main: Ghosts::default(),
             window: INITIAL_WINDOW,
-            climber: Climber {
-                hits: 0,
-                misses: 0,
-                previous: None,
-                step: -CLIMB_STEP,
-            },
         }
     }
 }
@@ -274,6 +323,7 @@ impl Order {
         let t = self.tiers.len() as u32;
         self.tiers.push(Tier {
             lists: [List::default(); 4],
+            walked: false,
         });
         self.tier_of.insert((priority, kind.clone()), t);
         self.tier_order = self
@@ -328,6 +378,7 @@ impl Order {
         self.live += 1;
         self.sketch.reserve(self.live);
         self.sketch.increment(hash);
+        self.adapt(hash, bytes);
         if !pinned {
             self.link_tail(slot, Segment::Window);
             self.overflow(tier);
@@ -336,8 +387,35 @@ impl Order {
         (slot, self.nodes[slot as usize].generation)
     }
 
+    /// Moves the window's share on the return of a resource released lately: one
+    /// released from the window would have stayed in a larger window, so the window
+    /// grows; one released from the main segment would have stayed in a larger main
+    /// segment, so the window shrinks. Each step is the returning resource's share of
+    /// the bytes, scaled as ARC scales its target by the ratio of the two histories.
+    fn adapt(&mut self, hash: u64, bytes: u64) {
+        let total = self.queued_bytes.max(1) as f64;
+        let step = ADAPT_GAIN * bytes.max(1) as f64 / total;
+        if self.ghost_window.take(hash) {
+            let scale = ratio(self.ghost_main.len(), self.ghost_window.len());
+            self.window = (self.window + step * scale).min(1.0);
+        } else if self.ghost_main.take(hash) {
+            let scale = ratio(self.ghost_window.len(), self.ghost_main.len());
+            self.window = (self.window - step * scale).max(0.0);
+        }
+    }
+
     /// Takes a resource out of the order and frees its slot.
     pub(crate) fn remove(&mut self, slot: Slot) {
+        let (segment, hash) = {
+            let n = &self.nodes[slot as usize];
+            (n.segment, n.hash)
+        };
+        let bound = self.live.max(64);
+        match segment {
+            Some(Segment::Window | Segment::Candidate) => self.ghost_window.push(hash, bound),
+            Some(Segment::Probation | Segment::Protected) => self.ghost_main.push(hash, bound),
+            None => {}
+        }
         self.unlink(slot);
         self.set_deadline(slot, None);
         let node = &mut self.nodes[slot as usize];
@@ -356,7 +434,6 @@ impl Order {
         if node.id.is_none() || node.generation != generation {
             return;
         }
-        self.climber.hits += 1;
         self.sketch.increment(node.hash);
         self.tick += 1;
         self.nodes[slot as usize].stamp = self.tick;
@@ -393,15 +470,22 @@ impl Order {
 
     /// Moves the window's oldest resources out as candidates while it holds more than its
     /// share of the tier's bytes.
+    /// Before the tier's first release they go straight to probation (see `Tier`).
     fn overflow(&mut self, tier: u32) {
         let target = self.window_target(tier);
         loop {
-            let window = self.tiers[tier as usize].lists[list_index(Segment::Window)];
+            let t = &self.tiers[tier as usize];
+            let window = t.lists[list_index(Segment::Window)];
             if window.bytes <= target || window.head == NIL {
                 break;
             }
+            let to = if !t.walked {
+                Segment::Probation
+            } else {
+                Segment::Candidate
+            };
             self.unlink(window.head);
-            self.link_tail(window.head, Segment::Candidate);
+            self.link_tail(window.head, to);
         }
     }
 
@@ -429,6 +513,7 @@ impl Order {
         if let Some(segment) = node.segment {
             let list = &mut self.tiers[node.tier as usize].lists[list_index(segment)];
             list.bytes = list.bytes - old + bytes;
+            self.queued_bytes = self.queued_bytes - old + bytes;
         }
     }
 
@@ -521,6 +606,7 @@ impl Order {
             self.nodes[next as usize].prev = prev;
         }
         list.bytes -= bytes;
+        self.queued_bytes -= bytes;
         let n = &mut self.nodes[slot as usize];
         n.prev = NIL;
         n.next = NIL;
@@ -540,34 +626,11 @@ impl Order {
             self.nodes[old_tail as usize].next = slot;
         }
         list.bytes += bytes;
+        self.queued_bytes += bytes;
         let n = &mut self.nodes[slot as usize];
         n.prev = old_tail;
         n.next = NIL;
         n.segment = Some(segment);
-    }
-
-    /// Feeds the climber the lookups that missed since the last call, and moves the
-    /// window's share once a sample is complete.
-    pub(crate) fn climb(&mut self, new_misses: u64) {
-        let c = &mut self.climber;
-        c.misses += new_misses;
-        let requests = c.hits + c.misses;
-        let sample = CLIMB_SAMPLE_PER_RESOURCE * (self.live.max(64) as u64);
-        if requests < sample {
-            return;
-        }
-        let ratio = c.hits as f64 / requests as f64;
-        let change = c.previous.map_or(0.0, |p| ratio - p);
-        let amount = if change >= 0.0 { c.step } else { -c.step };
-        c.step = if change.abs() >= CLIMB_RESTART {
-            CLIMB_STEP.copysign(amount)
-        } else {
-            CLIMB_DECAY * amount
-        };
-        c.previous = Some(ratio);
-        c.hits = 0;
-        c.misses = 0;
-        self.window = (self.window + amount).clamp(0.0, 1.0);
     }
 
     /// Starts a release walk over every tier.
@@ -601,12 +664,21 @@ impl Order {
         }
     }
 
-    /// The walk's next step: the duel of the next candidate and the next main resource.
-    /// A candidate that wins is admitted: it moves to probation's recent end.
+    /// The walk's next step: the next candidate duels the next main resource (the
+    /// oldest of probation, then of protected, then of the window), and the one used less
+    /// often lately is offered: the candidate on a tie. A candidate that wins is
+    /// admitted: it moves to probation's recent end. With no candidate left, main
+    /// resources go in order; with no main resource left, the candidates do.
+    ///
+    /// Sizes do not enter the duel. Weighing a candidate against as many main resources
+    /// as its bytes would displace (moka's admission) was measured on the synthetic
+    /// traces (1 KiB to 256 KiB items): it lowered both the object and the byte hit
+    /// ratio there, and changes nothing where sizes are equal.
     fn step(&mut self, tier: u32, walk: &mut Walk) -> Option<Step> {
-        let victim = self.victim(tier, walk);
-        let candidate = walk.candidate;
+        self.tiers[tier as usize].walked = true;
         let next = |order: &Order, slot: Slot| order.nodes[slot as usize].next;
+        let candidate = walk.candidate;
+        let victim = self.victim(tier, walk);
         match (victim != NIL, candidate != NIL) {
             (true, true) => {
                 if self.frequency(candidate) > self.frequency(victim) {
@@ -615,7 +687,7 @@ impl Order {
                     self.unlink(candidate);
                     self.link_tail(candidate, Segment::Probation);
                     if walk.victim == NIL && walk.stage == 0 {
-                        // Probation had only the admitted one left after the victim.
+                        // The admitted candidate is all that is left of probation.
                         walk.victim = candidate;
                     }
                     Some(Step {
@@ -666,13 +738,12 @@ impl Order {
             if kind.is_some_and(|kind| *kind != self.tier_order[i].1) {
                 continue;
             }
-            let mut walk = walks.walks[tier as usize];
+            let walk = &mut walks.walks[tier as usize];
             let step = match walk.pending {
                 Some(step) => step,
                 None => {
-                    let step = self.step(tier, &mut walk);
+                    let step = self.step(tier, walk);
                     walk.pending = Some(step);
-                    walks.walks[tier as usize] = walk;
                     step
                 }
             };
@@ -790,11 +861,49 @@ mod tests {
                 order.access(s, g);
             }
         }
+        // Memory has run short once: from now on newcomers must earn their place.
+        order.tiers[0].walked = true;
         for i in 0..30 {
             add(&mut order, &format!("scan{i}"), 10, 5);
         }
         let first: Vec<String> = drain(&mut order, 10).into_iter().take(30).collect();
         assert!(first.iter().all(|id| id.starts_with("scan")), "{first:?}");
+    }
+
+    #[test]
+    fn while_nothing_competes_newcomers_fill_the_main_segment() {
+        let mut order = Order::default();
+        for i in 0..40 {
+            add(&mut order, &format!("r{i:02}"), 10, 5);
+        }
+        let t = &order.tiers[0];
+        assert_eq!(t.lists[list_index(Segment::Candidate)].bytes, 0);
+        assert!(t.main_bytes() >= 390, "{}", t.main_bytes());
+        // Under pressure, the oldest go first, as in an LRU.
+        assert_eq!(drain(&mut order, 10)[..3], ["r00", "r01", "r02"]);
+    }
+
+    #[test]
+    fn a_resource_released_from_the_window_and_back_soon_grows_the_window() {
+        let mut order = Order::default();
+        let slots: Vec<_> = (0..100)
+            .map(|i| add(&mut order, &format!("r{i:02}"), 10, 5))
+            .collect();
+        let before = order.window_share();
+        // r99 is in the window: released from there and registered again.
+        order.remove(slots[99].0);
+        add(&mut order, "r99", 10, 5);
+        let grown = order.window_share();
+        assert!(grown > before, "{before} -> {grown}");
+        // r00 went to the main segment: its return shrinks the window again.
+        order.remove(slots[0].0);
+        add(&mut order, "r00", 10, 5);
+        assert!(
+            order.window_share() < grown,
+            "{grown} -> {}",
+            order.window_share()
+        );
+        order.check();
     }
 
     #[test]
@@ -823,27 +932,5 @@ mod tests {
             "pinned ones are not offered"
         );
         order.check();
-    }
-
-    #[test]
-    fn the_climber_grows_the_window_when_recency_pays() {
-        let mut order = Order::default();
-        for i in 0..64 {
-            add(&mut order, &format!("r{i}"), 1, 5);
-        }
-        let start = order.window_share();
-        // Ratios that keep rising: the climber keeps going one way; its first step
-        // shrinks the window, so rising ratios keep shrinking it.
-        for round in 0..5u64 {
-            order.climber.hits = 100 + round * 50;
-            order.climb(640 - (100 + round * 50));
-        }
-        assert!(order.window_share() <= start);
-        // A fall reverses the direction.
-        order.climber.hits = 10;
-        order.climb(630);
-        order.climber.hits = 10;
-        order.climb(630);
-        assert!(order.window_share() > 0.0);
     }
 }

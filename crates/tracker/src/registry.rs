@@ -75,7 +75,7 @@ impl Entry {
 pub(crate) struct Shard {
     pub(crate) map: RwLock<HashMap<ResourceId, Entry>>,
     hits: AtomicU64,
-    pub(crate) misses: AtomicU64,
+    misses: AtomicU64,
     /// Accesses not yet applied to the release order, as `slot << 32 | generation`:
     /// the striped buffer that keeps lookups off the order's lock.
     reads: Mutex<Vec<u64>>,
@@ -95,8 +95,6 @@ pub(crate) struct Books {
     pub(crate) order: Order,
     /// The members of each mutual-exclusion group.
     pub(crate) groups: HashMap<Arc<str>, Vec<ResourceId>>,
-    /// Lookups that missed, as last fed to the order's climber.
-    pub(crate) misses_seen: u64,
 }
 
 impl Books {

@@ -3,7 +3,6 @@
 use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::Ordering;
 
 use memwarden_core::{Priority, ResourceId, ResourceKind, Timestamp};
 use parking_lot::MutexGuard;
@@ -87,14 +86,6 @@ impl Tracker {
     pub fn select(&self) -> Selection<'_> {
         let mut books = self.books.lock();
         self.drain_reads(&mut books);
-        let misses: u64 = self
-            .shards
-            .iter()
-            .map(|s| s.misses.load(Ordering::Relaxed))
-            .sum();
-        let new_misses = misses.saturating_sub(books.misses_seen);
-        books.misses_seen = misses;
-        books.order.climb(new_misses);
         let walks = books.order.walks();
         let policies = self.policies.read().clone();
         Selection {
@@ -123,8 +114,8 @@ impl Selection<'_> {
         self.len() == 0
     }
 
-    /// The share of each tier's bytes the admission window holds now (the climber moves
-    /// it between 0 and 1).
+    /// The share of each tier's bytes the admission window holds now (it adapts between
+    /// 0 and 1; see [`Segment`]).
     pub fn window_share(&self) -> f64 {
         self.books.order.window_share()
     }

@@ -2,6 +2,7 @@
 
 mod properties;
 mod rules;
+mod select;
 
 use std::sync::Arc;
 use std::time::Duration;
