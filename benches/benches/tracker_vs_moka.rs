@@ -1,27 +1,31 @@
-//! memwarden as a cache against `moka::sync::Cache`: hit ratios on seeded traces, replay
-//! throughput, and the throughput of lookups that hit.
+//! memwarden as a cache against `moka::sync::Cache` and `quick_cache`: hit ratios on
+//! seeded traces and on the shared ARC traces, replay throughput, and the throughput of
+//! lookups that hit.
 //!
 //! Run with `cargo bench -p memwarden-benches --bench tracker_vs_moka`. Under `cargo test
 //! --benches` (criterion's test mode) the traces are short and every number is a smoke
 //! test, not a measurement.
 //!
 //! Part one replays each trace of [`Trace::standard`] (Zipf 0.8, Zipf 1.0, scans mixed
-//! into Zipf 0.8, a loop ten times the cache, and Zipf 1.0 with a moving hot set) through
-//! memwarden (tracker, prioritizer and reaper behind a `Lifecycle`, with the default
-//! policy and with the tuned policy below) and through moka with LRU and with TinyLFU,
-//! all with the same byte capacity, a tenth of the trace's distinct bytes, and prints
-//! one table per trace. Both engines are held to that capacity at every request:
-//! memwarden makes room before it registers, and moka runs its pending tasks after every
-//! insert (which costs moka about a fifth of its replay throughput against letting it
-//! batch 64 writes; its hit ratios move by about a point either way). The peak column
-//! is checked: no engine ever holds more than its capacity.
+//! into Zipf 0.8, a loop ten times the cache, and Zipf 1.0 with a moving hot set; item
+//! sizes 1 KiB to 256 KiB) through memwarden (tracker, prioritizer and reaper behind a
+//! `Lifecycle`), moka with LRU and with TinyLFU, and quick_cache, all with the same byte
+//! capacity, a tenth of the trace's distinct bytes, and prints one table per trace. Every
+//! engine is held to that capacity at every request: memwarden makes room before it
+//! registers, and moka runs its pending tasks after every insert (which costs moka about
+//! a fifth of its replay throughput against letting it batch 64 writes; its hit ratios
+//! move by about a point either way). The peak column is checked: no engine ever holds
+//! more than its capacity. Then the shared ARC traces (`../shared/data/cache_traces`,
+//! Megiddo and Modha, FAST 2003), when the checkout has them, at 1024 and 8192 blocks of
+//! 512 bytes (the `cache_replay` binary runs any trace at any capacity).
 //!
 //! Part two is a criterion group: `tracker.get`, `tracker.touch` and moka's `get` over a
 //! Zipf stream of ids that are all resident, memwarden on the system clock as shipped.
 //!
-//! Part three is the monitor tick: the cost of `tracker.candidates()` (every resource's
-//! record, what a governor reads on each tick) and of a whole plan over them, at 100 000
-//! resources, against collecting the same (key, weight) snapshot from moka with `iter()`.
+//! Part three is the cost of planning at 100 000 resources: `select` (what the lifecycle
+//! and the governor plan with: victims walked off the release order) for 1 % of the
+//! bytes, the full scan it replaced (`tracker.candidates()` and `plan` over them), and
+//! collecting moka's (key, weight) snapshot with `iter()` for scale.
 //! The summary ends with one `ratio` line per comparison, memwarden first.
 
 use std::fmt::Write as _;
@@ -31,29 +35,17 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use memwarden::core::{ByteSize, ResourceId, ResourceKind};
-use memwarden::prioritizer::{Policy, Request, Urgency, plan};
+use memwarden::prioritizer::{Policy, Request, Urgency, plan, select};
 use memwarden::tracker::{ResourceSpec, Tracker};
 use memwarden_benches::report::{self, Rate, Ratios, times};
 use memwarden_benches::{
-    MemwardenConfig, MemwardenEngine, MokaEngine, MokaPolicy, Outcome, Pattern, Payload, Trace,
-    TraceConfig, replay,
+    CacheTrace, MemwardenConfig, MemwardenEngine, MokaEngine, MokaPolicy, Outcome, Pattern,
+    Payload, QuickCacheEngine, Trace, TraceConfig, replay_requests,
 };
 use moka::sync::Cache;
 
 /// The cache capacity as a fraction of a trace's distinct bytes.
 const CAPACITY_FRACTION: f64 = 0.10;
-
-/// The best policy found by a sweep of the weights on these traces: the default with the
-/// idle weight cut from 0.4 to 0.1 and the frequency weight doubled from 1.0 to 2.0.
-/// It beats the default on hit ratio and byte hit ratio on the four stationary traces,
-/// and loses to it when the hot set moves (`zipf-1.0-shift4`): access counts never decay,
-/// so the idle term is the only thing that ages a formerly hot resource out.
-fn tuned_policy() -> Policy {
-    let mut policy = Policy::default();
-    policy.weights.idle = 0.1;
-    policy.weights.frequency = 2.0;
-    policy
-}
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
@@ -85,76 +77,115 @@ fn hit_ratios(full: bool, ratios: &mut Ratios) {
     } else {
         TraceConfig::QUICK
     };
-    let memwardens = [
-        ("memwarden", Policy::default()),
-        ("memwarden-tuned", tuned_policy()),
-    ];
     for trace in Trace::standard(config) {
         let distinct = trace.distinct_bytes();
         let capacity = (distinct as f64 * CAPACITY_FRACTION) as u64;
-        let mut rows = Vec::new();
-        for (name, policy) in memwardens {
-            let config = MemwardenConfig {
-                policy,
-                ..MemwardenConfig::default()
-            };
-            let mut engine = MemwardenEngine::new(capacity, config);
-            let outcome = replay(&mut engine, &trace);
-            assert!(
-                outcome.peak_bytes <= capacity,
-                "memwarden overran its capacity"
+        let rows = run_engines(capacity, trace.keys.len(), || trace.iter());
+        let title = format!(
+            "{}: {} requests over {} keys, {} distinct, capacity {} ({:.0}%)",
+            trace.pattern,
+            trace.requests.len(),
+            trace.distinct_keys(),
+            ByteSize::b(distinct),
+            ByteSize::b(capacity),
+            CAPACITY_FRACTION * 100.0,
+        );
+        print_table(&title, capacity, &rows);
+        add_ratios(&trace.pattern.to_string(), &rows, ratios);
+    }
+    arc_traces(full, ratios);
+}
+
+/// The shared ARC traces at 1024 and 8192 blocks (the whole trace in bench mode, its
+/// first 20 000 requests under `cargo test --benches`), when the checkout has them.
+fn arc_traces(full: bool, ratios: &mut Ratios) {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/cache_traces");
+    for name in ["OLTP", "P3"] {
+        let path = dir.join(format!("{name}.lis.zst"));
+        if !path.is_file() {
+            println!("\n### {name}: {} not found, skipped", path.display());
+            continue;
+        }
+        let limit = if full { None } else { Some(20_000) };
+        let trace = CacheTrace::load(&path, 512, limit).expect("the shared trace parses");
+        for blocks in [1024u64, 8192] {
+            let capacity = blocks * 512;
+            let rows = run_engines(capacity, trace.keys.len(), || trace.iter());
+            let title = format!(
+                "{name} (ARC, FAST 2003): {} requests over {} blocks, capacity {blocks} blocks",
+                trace.requests.len(),
+                trace.keys.len(),
             );
-            rows.push(Row {
-                engine: name.to_owned(),
-                outcome,
-            });
-        }
-        for policy in [MokaPolicy::Lru, MokaPolicy::TinyLfu] {
-            let mut engine = MokaEngine::new(capacity, policy, 1);
-            let outcome = replay(&mut engine, &trace);
-            assert!(
-                outcome.peak_bytes <= capacity,
-                "{policy} overran its capacity"
-            );
-            rows.push(Row {
-                engine: policy.to_string(),
-                outcome,
-            });
-        }
-        print_table(&trace, distinct, capacity, &rows);
-        let (ours, theirs) = rows.split_at(memwardens.len());
-        for mine in ours {
-            for other in theirs {
-                let what = format!("hit-ratio {}", trace.pattern);
-                let ratio = mine.outcome.hit_ratio() / other.outcome.hit_ratio();
-                ratios.add(&what, &mine.engine, &other.engine, ratio);
-            }
-        }
-        for other in theirs {
-            let what = format!("byte-hit-ratio {}", trace.pattern);
-            let ratio = ours[0].outcome.byte_hit_ratio() / other.outcome.byte_hit_ratio();
-            ratios.add(&what, &ours[0].engine, &other.engine, ratio);
-        }
-        for other in theirs {
-            let what = format!("replay-ops/s {}", trace.pattern);
-            let ratio = ours[0].outcome.ops_per_sec() / other.outcome.ops_per_sec();
-            ratios.add(&what, &ours[0].engine, &other.engine, ratio);
+            print_table(&title, capacity, &rows);
+            add_ratios(&format!("{name}-{blocks}"), &rows, ratios);
         }
     }
 }
 
-fn print_table(trace: &Trace, distinct: u64, capacity: u64, rows: &[Row]) {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "\n### {}: {} requests over {} keys, {} distinct, capacity {} ({:.0}%)",
-        trace.pattern,
-        trace.requests.len(),
-        trace.distinct_keys(),
-        ByteSize::b(distinct),
-        ByteSize::b(capacity),
-        CAPACITY_FRACTION * 100.0,
+/// memwarden and its three peers over the same requests at the same capacity.
+fn run_engines<'a, I>(capacity: u64, keys: usize, requests: impl Fn() -> I) -> Vec<Row>
+where
+    I: Iterator<Item = (&'a ResourceId, u32)>,
+{
+    let mut rows = Vec::new();
+    let mut push = |engine: String, outcome: Outcome| {
+        assert!(
+            outcome.peak_bytes <= capacity,
+            "{engine} overran its capacity"
+        );
+        rows.push(Row { engine, outcome });
+    };
+    let mut engine = MemwardenEngine::new(capacity, MemwardenConfig::default());
+    push(
+        "memwarden".to_owned(),
+        replay_requests(&mut engine, requests()),
     );
+    for policy in [MokaPolicy::Lru, MokaPolicy::TinyLfu] {
+        let mut engine = MokaEngine::new(capacity, policy, 1);
+        push(policy.to_string(), replay_requests(&mut engine, requests()));
+    }
+    let mut engine = QuickCacheEngine::new(capacity, keys);
+    push(
+        "quick_cache".to_owned(),
+        replay_requests(&mut engine, requests()),
+    );
+    rows
+}
+
+/// memwarden's ratios against each peer: hit ratio, byte hit ratio, replay throughput.
+fn add_ratios(what: &str, rows: &[Row], ratios: &mut Ratios) {
+    let (ours, theirs) = rows.split_at(1);
+    let ours = &ours[0];
+    for other in theirs {
+        let pairs = [
+            (
+                "hit-ratio",
+                ours.outcome.hit_ratio() / other.outcome.hit_ratio(),
+            ),
+            (
+                "byte-hit-ratio",
+                ours.outcome.byte_hit_ratio() / other.outcome.byte_hit_ratio(),
+            ),
+            (
+                "replay-ops/s",
+                ours.outcome.ops_per_sec() / other.outcome.ops_per_sec(),
+            ),
+        ];
+        for (metric, ratio) in pairs {
+            ratios.add(
+                &format!("{metric} {what}"),
+                &ours.engine,
+                &other.engine,
+                ratio,
+            );
+        }
+    }
+}
+
+fn print_table(title: &str, capacity: u64, rows: &[Row]) {
+    let mut out = String::new();
+    let _ = writeln!(out, "\n### {title}");
     let _ = writeln!(
         out,
         "| engine          | hit ratio | memwarden / this | byte hit ratio | replay ops/s | peak / capacity |"
@@ -337,6 +368,16 @@ fn tick_cost(full: bool, ratios: &mut Ratios) {
         black_box(p.victims.len());
         set.candidates.len()
     });
+    let selected = time(&mut || {
+        let p = select(
+            &tracker,
+            &Policy::default(),
+            &Request::new(Urgency::Critical, tracker.totals().bytes / 100),
+            &|_| false,
+        );
+        black_box(p.victims.len());
+        resources as usize
+    });
     let moka = time(&mut || {
         cache
             .iter()
@@ -344,7 +385,11 @@ fn tick_cost(full: bool, ratios: &mut Ratios) {
             .collect::<Vec<_>>()
             .len()
     });
-    println!("\n### monitor tick: {resources} resources, mean of {rounds} rounds");
+    println!("\n### planning: {resources} resources, mean of {rounds} rounds");
+    println!(
+        "| memwarden select, 1 % of bytes | {:>9.3} ms |",
+        selected.as_secs_f64() * 1e3
+    );
     println!(
         "| memwarden candidates()      | {:>9.2} ms |",
         snapshot.as_secs_f64() * 1e3
@@ -356,6 +401,12 @@ fn tick_cost(full: bool, ratios: &mut Ratios) {
     println!(
         "| moka iter() snapshot        | {:>9.2} ms |",
         moka.as_secs_f64() * 1e3
+    );
+    ratios.add(
+        "plan-time",
+        "memwarden-select",
+        "full-scan-plan",
+        selected.as_secs_f64() / planned.as_secs_f64(),
     );
     ratios.add(
         "tick-time",

@@ -10,7 +10,8 @@
 //! ignored request_no`; each block one key of `--item-bytes` bytes, 512 by default;
 //! capacities in blocks, or in bytes with a unit such as `64MiB`), or any other file as a
 //! CSV of `key,bytes` requests, one per line (capacities in bytes: `1048576`, `64MiB`,
-//! `1GiB`). `--limit` replays the first requests only. A file that cannot be read or a
+//! `1GiB`). `--limit` replays the first requests only; `--engines` runs some of the
+//! engines only (memwarden's figures do not depend on the others'). A file that cannot be read or a
 //! line that does not parse exits with status 2, naming the file and the line.
 //!
 //! Every engine sees the same keys, sizes and capacity:
@@ -47,18 +48,19 @@ struct Args {
     item_bytes: u32,
     json: bool,
     limit: Option<usize>,
+    engines: Option<Vec<String>>,
 }
 
 fn usage() -> String {
     "usage: cache_replay TRACE --capacity N[,N...] [--item-bytes B] [--format json|text] \
-     [--limit REQUESTS]"
+     [--limit REQUESTS] [--engines memwarden,moka-lru,moka-tinylfu,quick_cache]"
         .to_owned()
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let (mut trace, mut capacities) = (None, Vec::new());
-    let (mut item_bytes, mut json, mut limit) = (512u32, true, None);
+    let (mut item_bytes, mut json, mut limit, mut engines) = (512u32, true, None, None);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
             args.next()
@@ -92,6 +94,16 @@ fn parse_args() -> Result<Args, String> {
                         .ok_or_else(|| format!("--limit {v:?} is not a positive number"))?,
                 );
             }
+            "--engines" => {
+                let list: Vec<String> = value("--engines")?.split(',').map(str::to_owned).collect();
+                if let Some(bad) = list.iter().find(|e| !ENGINES.contains(&e.as_str())) {
+                    return Err(format!(
+                        "unknown engine {bad:?}; the engines are {}",
+                        ENGINES.join(", ")
+                    ));
+                }
+                engines = Some(list);
+            }
             "-h" | "--help" => return Err(usage()),
             flag if flag.starts_with("--") => {
                 return Err(format!("unknown option {flag}\n{}", usage()));
@@ -115,6 +127,7 @@ fn parse_args() -> Result<Args, String> {
         item_bytes,
         json,
         limit,
+        engines,
     })
 }
 
@@ -215,7 +228,11 @@ fn main() -> ExitCode {
     for &capacity in &capacities {
         let runs: Vec<Run> = ENGINES
             .iter()
-            .filter(|&&n| std::env::var_os("MW_ONLY").is_none() || n == "memwarden")
+            .filter(|&&name| {
+                args.engines
+                    .as_ref()
+                    .is_none_or(|e| e.iter().any(|x| x == name))
+            })
             .map(|&name| run_engine(name, capacity, &trace))
             .collect();
         if args.json {
@@ -277,7 +294,10 @@ fn print_table(trace: &CacheTrace, capacity: u64, item_bytes: u32, runs: &[Run])
         "| engine | hit ratio | byte hit ratio | requests/s | memwarden req/s over this | peak / capacity |"
     );
     println!("|---|---|---|---|---|---|");
-    let ours = runs[0].outcome.ops_per_sec();
+    let ours = runs
+        .iter()
+        .find(|r| r.engine == "memwarden")
+        .map_or(f64::NAN, |r| r.outcome.ops_per_sec());
     for run in runs {
         let o = &run.outcome;
         let over = if o.peak_bytes > capacity { " OVER" } else { "" };
