@@ -4,11 +4,12 @@
 //! kind, priority, size, idle time and use, with a dependency chain (a decoder state uses
 //! a model shard, which uses its weights), a mutual-exclusion group (two detector
 //! variants, one in use), pinned resources, and resources past their idle limit. Then it
-//! asks [`memwarden::prioritizer::plan`] for the same byte target at each urgency (low,
-//! medium, high, critical) and prints every plan: each victim with its one-line
-//! explanation (reason and score breakdown), and each resource kept back because of what
-//! depends on it. The planner is pure, so nothing is released here; a [`ManualClock`]
-//! makes the idle times, and so the output, the same on every run.
+//! asks [`memwarden::prioritizer::select`] (the planner the lifecycle and the governor
+//! use: it walks the tracker's release order) for the same byte target at each urgency
+//! (low, medium, high, critical) and prints every plan: each victim with its one-line
+//! explanation (reason, then its standing: segment, frequency, priority, size, idle time),
+//! and each resource kept back because of what depends on it. Planning releases nothing;
+//! a [`ManualClock`] makes the idle times, and so the output, the same on every run.
 //!
 //! Run it with:
 //!
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 use anyhow::ensure;
 use memwarden::core::{ByteSize, ManualClock, Priority, ResourceId, ResourceKind};
-use memwarden::prioritizer::{Policy, ReleasePlan, Request, Urgency, plan};
+use memwarden::prioritizer::{Policy, ReleasePlan, Request, Urgency, select};
 use memwarden::tracker::{Candidate, ResourceSpec, Tracker};
 
 const MIB: u64 = 1 << 20;
@@ -189,7 +190,9 @@ fn main() -> anyhow::Result<()> {
         policy.high_max_priority
     );
     println!(
-        "Each victim line reads: id (kind): why it may go; score = its terms (higher goes sooner)."
+        "Each victim line reads: id (kind): why it may go; where it stood in the release order\n\
+         (lowest priority first, then W-TinyLFU: window overflow the sketch does not admit,\n\
+         then probation, then protected), and the facts behind it."
     );
     for urgency in [
         Urgency::Low,
@@ -197,7 +200,9 @@ fn main() -> anyhow::Result<()> {
         Urgency::High,
         Urgency::Critical,
     ] {
-        let plan = plan(&set, &policy, &Request::new(urgency, target));
+        let plan = select(&tracker, &policy, &Request::new(urgency, target), &|_| {
+            false
+        });
         print!("\n{plan}");
         check_order(&plan, &set.candidates)?;
         if !plan.covers_target() {
@@ -214,10 +219,11 @@ fn main() -> anyhow::Result<()> {
          (a request limited to one kind, as a kind's byte cap makes).",
         ByteSize::b(all_weights)
     );
-    let weights = plan(
-        &set,
+    let weights = select(
+        &tracker,
         &policy,
         &Request::new(Urgency::Critical, all_weights).of_kind(ResourceKind::ModelWeightsCache),
+        &|_| false,
     );
     print!("{weights}");
     check_order(&weights, &set.candidates)?;

@@ -101,9 +101,11 @@ pub struct ReleasePlan {
     pub victims: Vec<Victim>,
     /// Releasable resources left out because of their dependents.
     pub blocked: Vec<Blocked>,
-    /// Candidates looked at.
+    /// Candidates looked at ([`plan`]: all of them; [`select`](crate::select): those it
+    /// walked to).
     pub considered: usize,
-    /// Candidates left alone because they are pinned.
+    /// Candidates left alone because they are pinned (or, for
+    /// [`select`](crate::select), excluded), among those looked at.
     pub pinned: usize,
 }
 
@@ -123,7 +125,7 @@ impl fmt::Display for ReleasePlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "release plan at {} urgency: {} of {} asked, {} victims of {} candidates ({} pinned)",
+            "release plan at {} urgency: {} of {} asked, {} victims; {} candidates looked at, {} held back",
             self.urgency,
             ByteSize::b(self.planned_bytes),
             ByteSize::b(self.target_bytes),
@@ -262,7 +264,7 @@ fn push(
 ) {
     let c = &candidates[i];
     planned[i] = true;
-    plan.planned_bytes += c.bytes;
+    plan.planned_bytes = plan.planned_bytes.saturating_add(c.bytes);
     plan.victims.push(Victim {
         id: c.id.clone(),
         kind: c.kind.clone(),

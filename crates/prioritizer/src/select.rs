@@ -78,6 +78,12 @@ fn max_priority(policy: &Policy, urgency: Urgency) -> Option<Priority> {
 /// Each victim carries its [`Standing`]. The cost is O(victims + blocked + skipped), plus
 /// the due resources and the members of groups; never a pass over everything registered.
 /// The same registrations and accesses, in the same order, give the same plan.
+/// [`ReleasePlan::considered`] counts the resources looked at, and
+/// [`ReleasePlan::pinned`] those of them held back (pinned or excluded), not every one
+/// registered as [`plan`](crate::plan) counts.
+///
+/// The tracker's bookkeeping lock is held while `exclude` runs: it must not register,
+/// release or read the tracker's totals (see [`Selection`]).
 pub fn select(
     tracker: &Tracker,
     policy: &Policy,
@@ -97,6 +103,7 @@ pub fn select(
             pinned: 0,
         },
         planned: HashSet::new(),
+        offered: HashSet::new(),
         policy,
         exclude,
         now,
@@ -143,6 +150,9 @@ pub fn select(
 struct Walk<'a> {
     plan: ReleasePlan,
     planned: HashSet<ResourceId>,
+    /// Every resource looked at: one that is due may be offered again as superseded or
+    /// in release order, and is judged once.
+    offered: HashSet<ResourceId>,
     policy: &'a Policy,
     exclude: &'a dyn Fn(&ResourceId) -> bool,
     now: memwarden_core::Timestamp,
@@ -161,10 +171,10 @@ impl Walk<'_> {
         reason: Reason,
         placement: Option<Placement>,
     ) {
-        self.plan.considered += 1;
-        if self.planned.contains(&candidate.id) {
+        if self.planned.contains(&candidate.id) || !self.offered.insert(candidate.id.clone()) {
             return;
         }
+        self.plan.considered += 1;
         if self.held_back(&candidate) {
             self.plan.pinned += 1;
             return;
@@ -231,7 +241,7 @@ impl Walk<'_> {
             accesses: c.accesses,
         };
         self.planned.insert(c.id.clone());
-        self.plan.planned_bytes += c.bytes;
+        self.plan.planned_bytes = self.plan.planned_bytes.saturating_add(c.bytes);
         self.plan.victims.push(Victim {
             id: c.id,
             kind: c.kind,

@@ -128,7 +128,8 @@ pub(crate) struct Relief {
 /// down to [`Thresholds::relief`] of the budget below it (so that the next registrations do not
 /// each trigger a plan): first at the urgency the projected usage calls for, then, if the budget
 /// itself would still be exceeded, at [`Urgency::Critical`]. It costs one read of the
-/// totals when there is room, and one candidate scan per plan when there is not.
+/// totals when there is room, and O(victims) per plan when there is not (victims are
+/// walked off the tracker's release order; nothing scans the registry).
 /// [`Lifecycle::sweep`] releases what is due (past TTL or idle limit); call it on a timer.
 /// Pinned and protected resources are never released, so a budget smaller than what is
 /// pinned cannot be held; `make_room` then reports what it could free.
@@ -626,8 +627,9 @@ impl Lifecycle {
         self.release(Request::new(Urgency::Low, 0))
     }
 
-    /// Plans for `request` over the current candidates (locked resources count as pinned)
-    /// and executes the plan: the one step every other method here is made of.
+    /// Plans for `request` with [`select`] over the tracker's release order (locked
+    /// resources and those other threads are releasing are held back) and executes the
+    /// plan: the one step every other method here is made of.
     pub fn release(&self, request: Request) -> ReleaseReport {
         self.run(|_| Some(request))
     }

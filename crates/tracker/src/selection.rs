@@ -60,6 +60,12 @@ pub struct Pick {
 /// starts a release walk in each tier, and holds the registry's bookkeeping lock until it
 /// is dropped: registrations and releases wait, lookups do not. Keep it for one plan.
 ///
+/// While a thread holds one, that thread must not call the tracker's methods that take
+/// the lock (registering, releasing, pinning, resizing, `totals`, `stats`, `select`,
+/// `expired`, `candidates`, or formatting the tracker with `{:?}`): the lock is not
+/// reentrant, and the thread would wait on itself. `get`, `touch`, `peek_any`,
+/// `contains` and `info` are fine.
+///
 /// Each step costs O(1) plus a lookup of the resource's record;
 /// [`superseded`](Selection::superseded) is O(members of the groups) and
 /// [`due`](Selection::due) O(resources whose deadline has passed), both independent of
@@ -161,8 +167,9 @@ impl Selection<'_> {
         dependents
     }
 
-    /// Every resource past its TTL or idle limit now, earliest deadline first (then by
-    /// id), pinned ones included (a planner skips them).
+    /// Every resource past its TTL or idle limit now, earliest deadline first, pinned
+    /// ones included (a planner skips them; they stay in the deadline set, so each
+    /// selection looks at them again).
     ///
     /// A resource whose recorded deadline passed but that was used since is put back at
     /// its new deadline.

@@ -126,6 +126,94 @@ fn urgency(u: u8) -> Urgency {
     ][usize::from(u % 4)]
 }
 
+/// Checks `select`'s plan for `request` against the full scan of the same tracker.
+fn check(
+    tracker: &Tracker,
+    locked: &HashSet<ResourceId>,
+    request: &Request,
+) -> Result<ReleasePlan, TestCaseError> {
+    let everything = Request {
+        bytes_to_free: u64::MAX,
+        ..request.clone()
+    };
+    let allowed: HashSet<ResourceId> = reference(tracker, locked, &everything)
+        .victims
+        .into_iter()
+        .map(|v| v.id)
+        .collect();
+    let slow = reference(tracker, locked, request);
+    let exclude = |id: &ResourceId| locked.contains(id);
+    let fast = select(tracker, &Policy::default(), request, &exclude);
+
+    let planned: Vec<&ResourceId> = fast.victims.iter().map(|v| &v.id).collect();
+    let unique: HashSet<&ResourceId> = planned.iter().copied().collect();
+    prop_assert_eq!(unique.len(), planned.len(), "a victim planned twice");
+    for v in &fast.victims {
+        prop_assert!(
+            allowed.contains(&v.id),
+            "{} is not eligible: {}",
+            v.id,
+            fast
+        );
+        prop_assert!(!locked.contains(&v.id));
+        prop_assert!(matches!(v.rank, Rank::Standing(_)));
+        prop_assert!(!tracker.info(v.id.as_str()).expect("registered").pinned);
+    }
+    // Every due resource the reference releases, the fast path releases too.
+    for v in slow.victims.iter().filter(|v| v.reason.is_due()) {
+        prop_assert!(unique.contains(&v.id), "missed due {}: {}", v.id, fast);
+    }
+    prop_assert_eq!(
+        fast.planned_bytes,
+        fast.victims.iter().map(|v| v.bytes).sum::<u64>()
+    );
+    if slow.covers_target() {
+        prop_assert!(
+            fast.covers_target(),
+            "fast {} < {} the reference covers\n{}",
+            fast.planned_bytes,
+            request.bytes_to_free,
+            fast
+        );
+    }
+    let blocked: Vec<&ResourceId> = fast.blocked.iter().map(|b| &b.id).collect();
+    let unique_blocked: HashSet<&ResourceId> = blocked.iter().copied().collect();
+    prop_assert_eq!(
+        unique_blocked.len(),
+        blocked.len(),
+        "blocked twice: {}",
+        fast
+    );
+    // Dependents before what they depend on.
+    let position: HashMap<&ResourceId, usize> =
+        planned.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    for (i, v) in fast.victims.iter().enumerate() {
+        let info = tracker.info(v.id.as_str()).expect("still registered");
+        for dependency in info.depends_on.iter() {
+            if let Some(&j) = position.get(dependency) {
+                prop_assert!(
+                    i < j,
+                    "{} planned after its dependency {}",
+                    v.id,
+                    dependency
+                );
+            }
+        }
+        if let Reason::DependentOf { id } = &v.reason {
+            prop_assert!(info.depends_on.contains(id));
+        }
+    }
+    Ok(fast)
+}
+
+fn request(total: u64, u: u8, fraction: f64, of_kind: Option<u8>) -> Request {
+    let mut request = Request::new(urgency(u), (total as f64 * fraction) as u64);
+    if let Some(k) = of_kind {
+        request = request.of_kind(kind(k));
+    }
+    request
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -140,54 +228,46 @@ proptest! {
         of_kind in prop::option::weighted(0.25, 0u8..4),
     ) {
         let (tracker, locked) = build(&rows, &accesses);
-        let total = tracker.totals().bytes;
-        let mut request = Request::new(urgency(u), (total as f64 * fraction) as u64);
-        if let Some(k) = of_kind {
-            request = request.of_kind(kind(k));
-        }
-        let everything = Request { bytes_to_free: u64::MAX, ..request.clone() };
-        let allowed: HashSet<ResourceId> = reference(&tracker, &locked, &everything)
-            .victims
-            .into_iter()
-            .map(|v| v.id)
-            .collect();
-        let exclude = |id: &ResourceId| locked.contains(id);
-        let fast = select(&tracker, &Policy::default(), &request, &exclude);
-        let slow = reference(&tracker, &locked, &request);
+        let request = request(tracker.totals().bytes, u, fraction, of_kind);
+        check(&tracker, &locked, &request)?;
+    }
 
-        let planned: Vec<&ResourceId> = fast.victims.iter().map(|v| &v.id).collect();
-        let unique: HashSet<&ResourceId> = planned.iter().copied().collect();
-        prop_assert_eq!(unique.len(), planned.len(), "a victim planned twice");
-        for v in &fast.victims {
-            prop_assert!(allowed.contains(&v.id), "{} is not eligible: {}", v.id, fast);
-            prop_assert!(!locked.contains(&v.id));
-            prop_assert!(matches!(v.rank, Rank::Standing(_)));
-        }
-        // Every due resource the reference releases, the fast path releases too.
-        for v in slow.victims.iter().filter(|v| v.reason.is_due()) {
-            prop_assert!(unique.contains(&v.id), "missed due {}: {}", v.id, fast);
-        }
-        prop_assert_eq!(fast.planned_bytes, fast.victims.iter().map(|v| v.bytes).sum::<u64>());
-        if slow.covers_target() {
-            prop_assert!(fast.covers_target(), "fast {} < {} the reference covers\n{}", fast.planned_bytes, request.bytes_to_free, fast);
-        }
-        // Dependents before what they depend on.
-        let position: HashMap<&ResourceId, usize> =
-            planned.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-        for (i, v) in fast.victims.iter().enumerate() {
-            let info = tracker.info(v.id.as_str()).expect("still registered");
-            for dependency in info.depends_on.iter() {
-                if let Some(&j) = position.get(dependency) {
-                    prop_assert!(i < j, "{} planned after its dependency {}", v.id, dependency);
-                }
+    /// The same, round after round of a cache under pressure: each round releases the
+    /// plan's victims, registers newcomers (some of them ids released before), uses some
+    /// resources, and plans again, so candidates, admissions and the adapting window are
+    /// all exercised.
+    #[test]
+    fn select_agrees_with_the_full_scan_round_after_round(
+        rows in rows(),
+        rounds in prop::collection::vec(
+            (0u8..4, 0.0f64..1.2, prop::option::weighted(0.2, 0u8..4), 1usize..12, prop::collection::vec(0usize..200, 0..30)),
+            1..8,
+        ),
+    ) {
+        let (tracker, locked) = build(&rows, &[]);
+        let mut fresh = rows.len();
+        for (u, fraction, of_kind, newcomers, uses) in rounds {
+            let request = request(tracker.totals().bytes, u, fraction, of_kind);
+            let plan = check(&tracker, &locked, &request)?;
+            for victim in &plan.victims {
+                // As the reaper does; a victim may have gained a dependent since.
+                let _ = memwarden_tracker::release::detach(&tracker, victim.id.as_str());
             }
-            if let Reason::DependentOf { id } = &v.reason {
-                prop_assert!(info.depends_on.contains(id));
+            for n in 0..newcomers {
+                // Every third newcomer comes back under an id released before.
+                let id = if n % 3 == 0 && fresh > 0 {
+                    format!("r{:02}", (fresh * 7) % rows.len().max(1))
+                } else {
+                    fresh += 1;
+                    format!("new{fresh:03}")
+                };
+                let spec = ResourceSpec::new(id.as_str(), kind((n % 4) as u8), 100 + (n as u64) * 37);
+                let _ = tracker.register(spec, ());
             }
-        }
-        // Nothing pinned and nothing a planned victim's dependents block.
-        for v in &fast.victims {
-            prop_assert!(!tracker.info(v.id.as_str()).expect("registered").pinned);
+            for i in uses {
+                tracker.touch(&format!("r{:02}", i % rows.len().max(1)));
+                tracker.touch(&format!("new{:03}", i % fresh.max(1)));
+            }
         }
     }
 
