@@ -6,8 +6,8 @@
 //! mutual-exclusion group). From that record it answers the questions a memory governor
 //! asks on every tick: how many bytes are held, per kind and in total
 //! ([`Tracker::totals`], [`Tracker::kind_totals`]), what has expired
-//! ([`Tracker::expired`]), and what could be released right now
-//! ([`Tracker::candidates`]).
+//! ([`Tracker::expired`]), what should go next ([`Tracker::select`]), and every record
+//! at once ([`Tracker::candidates`], a full snapshot).
 //!
 //! ```
 //! use memwarden_core::{ResourceKind, ManualClock};
@@ -36,8 +36,14 @@
 //! refuses to detach a pinned resource or one that a live resource depends on, which makes
 //! "release never breaks a dependent" an invariant of the registry rather than a hope.
 //!
-//! Reads are cheap: `get`/`touch` take a shard's read lock and update two atomics, so a
-//! monitor tick and many readers do not serialise on one lock.
+//! Reads are cheap: `get`/`touch` take a shard's read lock, update two atomics and queue
+//! the access in the shard's buffer, so many readers do not serialise on one lock.
+//!
+//! The tracker also keeps the **release order** a planner walks ([`Tracker::select`],
+//! [`Selection`]): per tier (one kind at one priority) a W-TinyLFU order of window,
+//! candidates, probation and protected LRUs ([`Segment`]), a frequency sketch that ages,
+//! a window share that adapts to the workload, and a deadline set for TTL and idle limits.
+//! Every registration, access and release moves it in O(1); finding each victim is O(1).
 #![deny(missing_docs)]
 #![warn(unreachable_pub, missing_debug_implementations)]
 

@@ -705,3 +705,78 @@ impl Tracker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::thread;
+
+    use memwarden_core::{Priority, ResourceKind};
+
+    use crate::{ResourceSpec, Tracker, release};
+
+    /// Threads registering, reading, pinning, resizing, releasing and walking the release
+    /// order at once leave the order whole and in step with the registry.
+    #[test]
+    fn the_release_order_stays_whole_under_concurrent_use() {
+        let tracker = Arc::new(Tracker::new());
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let tracker = Arc::clone(&tracker);
+                thread::spawn(move || {
+                    for i in 0..1500u64 {
+                        let id = format!("t{t}-{i}");
+                        let kind = ResourceKind::BUILTIN[(i % 6) as usize].clone();
+                        let mut spec = ResourceSpec::new(id.as_str(), kind, 1 + i % 97);
+                        if i % 11 == 0 {
+                            spec = spec.priority(Priority::new(2).expect("in range"));
+                        }
+                        tracker.register(spec, i).expect("fresh id");
+                        for back in [1, 7, 31] {
+                            let other = format!("t{}-{}", (t + back) % 4, i.saturating_sub(back));
+                            let _ = tracker.get::<u64>(&other);
+                            tracker.touch(&other);
+                        }
+                        match i % 7 {
+                            0 => {
+                                let _ = release::detach(&tracker, &id);
+                            }
+                            1 => {
+                                let _ = tracker.set_pinned(&id, true);
+                            }
+                            2 => {
+                                let _ = tracker.set_bytes(&format!("t{t}-{}", i / 2), i);
+                            }
+                            3 => {
+                                let mut selection = tracker.select();
+                                let mut victims = Vec::new();
+                                while let Some(pick) = selection.next(Priority::MAX, None) {
+                                    victims.push(pick.candidate.id);
+                                    if victims.len() == 3 {
+                                        break;
+                                    }
+                                }
+                                drop(selection);
+                                for victim in victims {
+                                    let _ = release::detach(&tracker, victim.as_str());
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("no thread panicked");
+        }
+        let books = tracker.books.lock();
+        books.order.check();
+        assert_eq!(books.order.len() as u64, books.total.count);
+        for shard in &tracker.shards {
+            for (id, entry) in shard.map.read().iter() {
+                assert_eq!(books.order.id(entry.slot), id);
+            }
+        }
+    }
+}
