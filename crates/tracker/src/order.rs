@@ -447,8 +447,12 @@ impl Order {
                 self.demote_protected(self.nodes[slot as usize].tier);
             }
             Some(segment) => {
-                self.unlink(slot);
-                self.link_tail(slot, segment);
+                let tier = self.nodes[slot as usize].tier as usize;
+                // Already the most recent: moving it would change nothing.
+                if self.tiers[tier].lists[list_index(segment)].tail != slot {
+                    self.unlink(slot);
+                    self.link_tail(slot, segment);
+                }
             }
         }
     }
