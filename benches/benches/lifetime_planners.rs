@@ -316,12 +316,13 @@ fn real_graph_dir() -> PathBuf {
 /// `../shared/data/{shared}` beside the workspace, or `fallback` (relative to the
 /// workspace root) on a clone without it.
 fn data_dir(shared: &str, fallback: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dir = root.join("../shared/data").join(shared);
+    let dir = memwarden_benches::shared_data(shared);
     if dir.is_dir() {
         dir
     } else {
-        root.join(fallback)
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(fallback)
     }
 }
 

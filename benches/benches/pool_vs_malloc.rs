@@ -259,7 +259,7 @@ fn replay_local(ops: &[Op], pool: &LocalPool, slots: usize) -> Duration {
 
 /// The trace files, sorted by name; empty (with a note) when the directory is missing.
 fn load_traces() -> Vec<Workload> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/traces");
+    let dir = memwarden_benches::shared_data("traces");
     let Ok(entries) = std::fs::read_dir(&dir) else {
         println!("pool_vs_malloc: no trace directory at {}", dir.display());
         return Vec::new();

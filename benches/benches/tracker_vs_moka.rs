@@ -80,7 +80,8 @@ fn hit_ratios(full: bool, ratios: &mut Ratios) {
     for trace in Trace::standard(config) {
         let distinct = trace.distinct_bytes();
         let capacity = (distinct as f64 * CAPACITY_FRACTION) as u64;
-        let rows = run_engines(capacity, trace.keys.len(), || trace.iter());
+        let largest = trace.sizes.iter().copied().max().unwrap_or(1);
+        let rows = run_engines(capacity, (largest, trace.keys.len()), || trace.iter());
         let title = format!(
             "{}: {} requests over {} keys, {} distinct, capacity {} ({:.0}%)",
             trace.pattern,
@@ -99,8 +100,7 @@ fn hit_ratios(full: bool, ratios: &mut Ratios) {
 /// The shared ARC traces at 1024 and 8192 blocks (the whole trace in bench mode, its
 /// first 20 000 requests under `cargo test --benches`), when the checkout has them.
 fn arc_traces(full: bool, ratios: &mut Ratios) {
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/cache_traces");
+    let dir = memwarden_benches::shared_data("cache_traces");
     for name in ["OLTP", "P3"] {
         let path = dir.join(format!("{name}.lis.zst"));
         if !path.is_file() {
@@ -111,7 +111,8 @@ fn arc_traces(full: bool, ratios: &mut Ratios) {
         let trace = CacheTrace::load(&path, 512, limit).expect("the shared trace parses");
         for blocks in [1024u64, 8192] {
             let capacity = blocks * 512;
-            let rows = run_engines(capacity, trace.keys.len(), || trace.iter());
+            let largest = trace.sizes.iter().copied().max().unwrap_or(1);
+            let rows = run_engines(capacity, (largest, trace.keys.len()), || trace.iter());
             let title = format!(
                 "{name} (ARC, FAST 2003): {} requests over {} blocks, capacity {blocks} blocks",
                 trace.requests.len(),
@@ -123,8 +124,9 @@ fn arc_traces(full: bool, ratios: &mut Ratios) {
     }
 }
 
-/// memwarden and its three peers over the same requests at the same capacity.
-fn run_engines<'a, I>(capacity: u64, keys: usize, requests: impl Fn() -> I) -> Vec<Row>
+/// memwarden and its three peers over the same requests at the same capacity (`items`:
+/// the largest item's bytes and the distinct keys, for quick_cache's sizing).
+fn run_engines<'a, I>(capacity: u64, items: (u32, usize), requests: impl Fn() -> I) -> Vec<Row>
 where
     I: Iterator<Item = (&'a ResourceId, u32)>,
 {
@@ -145,7 +147,7 @@ where
         let mut engine = MokaEngine::new(capacity, policy, 1);
         push(policy.to_string(), replay_requests(&mut engine, requests()));
     }
-    let mut engine = QuickCacheEngine::new(capacity, keys);
+    let mut engine = QuickCacheEngine::new(capacity, items.0, items.1);
     push(
         "quick_cache".to_owned(),
         replay_requests(&mut engine, requests()),

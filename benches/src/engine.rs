@@ -13,7 +13,7 @@ use moka::sync::Cache;
 
 use crate::Trace;
 
-/// The value both engines hold per key: its accounted size (the bytes are not allocated).
+/// The value every engine holds per key: its accounted size (the bytes are not allocated).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Payload {
     /// The bytes the item is accounted at.
@@ -327,10 +327,14 @@ impl quick_cache::Weighter<ResourceId, Payload> for PayloadWeighter {
 }
 
 impl QuickCacheEngine {
-    /// An empty cache of `capacity` bytes expecting about `items` items.
-    pub fn new(capacity: u64, items: usize) -> Self {
+    /// An empty cache of `capacity` bytes for items of at most `largest` bytes over
+    /// `keys` distinct keys. It is told to expect as many items as the capacity holds
+    /// of the largest, and at least a quarter of the keys.
+    pub fn new(capacity: u64, largest: u32, keys: usize) -> Self {
+        let items = (capacity / u64::from(largest.max(1))).max(keys as u64 / 4);
+        let items = usize::try_from(items).unwrap_or(usize::MAX).max(1);
         QuickCacheEngine {
-            cache: quick_cache::sync::Cache::with_weighter(items.max(1), capacity, PayloadWeighter),
+            cache: quick_cache::sync::Cache::with_weighter(items, capacity, PayloadWeighter),
             peak: 0,
         }
     }

@@ -39,6 +39,14 @@ pub use engine::{
 };
 pub use trace::{MAX_ITEM_BYTES, MIN_ITEM_BYTES, Pattern, Trace, TraceConfig};
 
+/// `shared/data/{name}` beside the checkout (the project's real inputs); it may be
+/// missing on a bare clone.
+pub fn shared_data(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data")
+        .join(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,7 +35,7 @@ use std::process::ExitCode;
 
 use memwarden::core::ByteSize;
 use memwarden_benches::{
-    CacheTrace, Engine, MemwardenConfig, MemwardenEngine, MokaEngine, MokaPolicy, Outcome,
+    CacheTrace, MemwardenConfig, MemwardenEngine, MokaEngine, MokaPolicy, Outcome,
     QuickCacheEngine, replay_requests,
 };
 use serde_json::json;
@@ -163,14 +163,7 @@ fn run_engine(name: &'static str, capacity: u64, trace: &CacheTrace) -> Run {
     let outcome = match name {
         "memwarden" => {
             let mut engine = MemwardenEngine::new(capacity, MemwardenConfig::default());
-            let o = replay_requests(&mut engine, requests);
-            if std::env::var_os("MW_DEBUG").is_some() {
-                eprintln!(
-                    "window share {:.4}",
-                    engine.tracker().select().window_share()
-                );
-            }
-            o
+            replay_requests(&mut engine, requests)
         }
         "moka-lru" => replay_requests(&mut MokaEngine::new(capacity, MokaPolicy::Lru, 1), requests),
         "moka-tinylfu" => replay_requests(
@@ -178,19 +171,9 @@ fn run_engine(name: &'static str, capacity: u64, trace: &CacheTrace) -> Run {
             requests,
         ),
         _ => {
-            let items = (capacity
-                / trace
-                    .sizes
-                    .iter()
-                    .map(|&s| u64::from(s))
-                    .max()
-                    .unwrap_or(1)
-                    .max(1))
-            .max(trace.keys.len() as u64 / 4) as usize;
-            let mut engine = QuickCacheEngine::new(capacity, items);
-            let outcome = replay_requests(&mut engine, requests);
-            debug_assert!(engine.resident_bytes() <= outcome.peak_bytes);
-            outcome
+            let largest = trace.sizes.iter().copied().max().unwrap_or(1);
+            let mut engine = QuickCacheEngine::new(capacity, largest, trace.keys.len());
+            replay_requests(&mut engine, requests)
         }
     };
     Run {

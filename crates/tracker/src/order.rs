@@ -35,7 +35,7 @@
 //! earliest moment each could be due, checked lazily: an access moves no deadline; a
 //! resource found at its old deadline but used since is put back at its new one.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use memwarden_core::{Priority, ResourceId, ResourceKind, Timestamp};
@@ -105,16 +105,6 @@ fn list_index(segment: Segment) -> usize {
     }
 }
 
-/// What a node records about its resource's limits, to place it without the registry.
-#[derive(Debug, Clone)]
-pub(crate) struct Limits {
-    pub(crate) registered_at: Timestamp,
-    /// The resource's own priority, TTL and idle limit (its kind's apply otherwise).
-    pub(crate) priority: Option<Priority>,
-    pub(crate) ttl: Option<Duration>,
-    pub(crate) max_idle: Option<Duration>,
-}
-
 #[derive(Debug)]
 struct Node {
     /// `None` while the slot is free.
@@ -122,7 +112,6 @@ struct Node {
     kind: ResourceKind,
     hash: u64,
     bytes: u64,
-    limits: Limits,
     tier: u32,
     /// `None` while the resource is pinned (out of every list) or the slot is free.
     segment: Option<Segment>,
@@ -253,9 +242,7 @@ pub(crate) struct Order {
     nodes: Vec<Node>,
     free: Vec<Slot>,
     tiers: Vec<Tier>,
-    /// Tier indices by (priority, kind).
-    tier_of: BTreeMap<(Priority, ResourceKind), u32>,
-    /// The same, as a list in release order.
+    /// (priority, kind, tier index), sorted: the release order of the tiers.
     tier_order: Vec<(Priority, ResourceKind, u32)>,
     sketch: Sketch,
     /// (earliest moment it may be due, slot), for each resource with a TTL or idle limit.
@@ -278,7 +265,6 @@ impl Default for Order {
             nodes: Vec::new(),
             free: Vec::new(),
             tiers: Vec::new(),
-            tier_of: BTreeMap::new(),
             tier_order: Vec::new(),
             sketch: Sketch::new(),
             deadlines: BTreeSet::new(),
@@ -290,6 +276,15 @@ impl Default for Order {
             window: INITIAL_WINDOW,
         }
     }
+}
+
+/// The hash the frequency sketch counts an id under: fixed keys, so the same ids give
+/// the same release order in every run.
+fn key_hash(id: &str) -> u64 {
+    use std::hash::Hasher as _;
+    let mut hasher = std::hash::DefaultHasher::new();
+    hasher.write(id.as_bytes());
+    hasher.finish()
 }
 
 /// The earliest moment a resource with these limits may be due: its TTL's end, or its
@@ -319,37 +314,35 @@ impl Order {
     }
 
     fn tier(&mut self, priority: Priority, kind: &ResourceKind) -> u32 {
-        if let Some(&t) = self.tier_of.get(&(priority, kind.clone())) {
-            return t;
+        let at = self
+            .tier_order
+            .binary_search_by(|(p, k, _)| (*p, k).cmp(&(priority, kind)));
+        match at {
+            Ok(i) => self.tier_order[i].2,
+            Err(i) => {
+                let t = self.tiers.len() as u32;
+                self.tiers.push(Tier {
+                    lists: [List::default(); 4],
+                    walked: false,
+                });
+                self.tier_order.insert(i, (priority, kind.clone(), t));
+                t
+            }
         }
-        let t = self.tiers.len() as u32;
-        self.tiers.push(Tier {
-            lists: [List::default(); 4],
-            walked: false,
-        });
-        self.tier_of.insert((priority, kind.clone()), t);
-        self.tier_order = self
-            .tier_of
-            .iter()
-            .map(|((p, k), &t)| (*p, k.clone(), t))
-            .collect();
-        t
     }
 
     /// Adds a resource at the window's most recent end (out of every list if pinned);
     /// returns its slot and generation. Counts as an access in the sketch.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn insert(
         &mut self,
         id: ResourceId,
         kind: ResourceKind,
-        hash: u64,
         bytes: u64,
         priority: Priority,
-        limits: Limits,
         deadline: Option<u64>,
         pinned: bool,
     ) -> (Slot, u32) {
+        let hash = key_hash(id.as_str());
         let tier = self.tier(priority, &kind);
         self.tick += 1;
         let node = Node {
@@ -357,7 +350,6 @@ impl Order {
             kind,
             hash,
             bytes,
-            limits,
             tier,
             segment: None,
             prev: NIL,
@@ -575,21 +567,12 @@ impl Order {
             .expect("a slot in use holds an id")
     }
 
-    pub(crate) fn limits(&self, slot: Slot) -> &Limits {
-        &self.nodes[slot as usize].limits
-    }
-
     pub(crate) fn segment(&self, slot: Slot) -> Option<Segment> {
         self.nodes[slot as usize].segment
     }
 
     pub(crate) fn frequency(&self, slot: Slot) -> u8 {
         self.sketch.frequency(self.nodes[slot as usize].hash)
-    }
-
-    /// The window's current share of each tier's bytes.
-    pub(crate) fn window_share(&self) -> f64 {
-        self.window
     }
 
     fn unlink(&mut self, slot: Slot) {
@@ -815,24 +798,12 @@ impl Order {
 mod tests {
     use super::*;
 
-    fn limits() -> Limits {
-        Limits {
-            registered_at: Timestamp::from_nanos(0),
-            priority: None,
-            ttl: None,
-            max_idle: None,
-        }
-    }
-
     fn add(order: &mut Order, name: &str, bytes: u64, priority: u8) -> (Slot, u32) {
         order.insert(
             ResourceId::from(name),
             ResourceKind::TempBuffers,
-            name.bytes()
-                .fold(7u64, |h, b| h.wrapping_mul(31) ^ u64::from(b)),
             bytes,
             Priority::new(i64::from(priority)).unwrap(),
-            limits(),
             None,
             false,
         )
@@ -931,20 +902,16 @@ mod tests {
         let slots: Vec<_> = (0..100)
             .map(|i| add(&mut order, &format!("r{i:02}"), 10, 5))
             .collect();
-        let before = order.window_share();
+        let before = order.window;
         // r99 is in the window: released from there and registered again.
         order.remove(slots[99].0);
         add(&mut order, "r99", 10, 5);
-        let grown = order.window_share();
+        let grown = order.window;
         assert!(grown > before, "{before} -> {grown}");
         // r00 went to the main segment: its return shrinks the window again.
         order.remove(slots[0].0);
         add(&mut order, "r00", 10, 5);
-        assert!(
-            order.window_share() < grown,
-            "{grown} -> {}",
-            order.window_share()
-        );
+        assert!(order.window < grown, "{grown} -> {}", order.window);
         order.check();
     }
 

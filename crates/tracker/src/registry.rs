@@ -198,12 +198,11 @@ impl Hasher for ShardHasher {
 #[derive(Default)]
 struct ShardHasherBuilder;
 
-/// The hash the frequency sketch counts an id under: fixed keys, so the same ids give
-/// the same release order in every run.
-fn key_hash(id: &str) -> u64 {
-    let mut hasher = std::hash::DefaultHasher::new();
-    hasher.write(id.as_bytes());
-    hasher.finish()
+/// Applies queued access records (`slot << 32 | generation`) to the release order.
+fn apply_reads(order: &mut Order, records: impl Iterator<Item = u64>) {
+    for record in records {
+        order.access((record >> 32) as Slot, record as u32);
+    }
 }
 
 impl BuildHasher for ShardHasherBuilder {
@@ -248,24 +247,19 @@ impl Tracker {
         let mut books = self.books.lock();
         self.policies.write().insert(kind.clone(), policy);
         for slot in books.order.slots_of(&kind) {
-            let limits = books.order.limits(slot).clone();
-            if limits.priority.is_none() {
+            let id = books.order.id(slot).clone();
+            let map = self.shard(id.as_str()).map.read();
+            let Some(entry) = map.get(&id) else {
+                continue;
+            };
+            if entry.priority.is_none() {
                 books.order.set_priority(slot, policy.priority);
             }
-            let id = books.order.id(slot).clone();
-            let last_access = self
-                .shard(id.as_str())
-                .map
-                .read()
-                .get(&id)
-                .map_or(limits.registered_at, |e| {
-                    Timestamp::from_nanos(e.last_access.load(Ordering::Relaxed))
-                });
             let deadline = order::deadline_of(
-                limits.registered_at,
-                last_access,
-                limits.ttl.or(policy.ttl),
-                limits.max_idle.or(policy.max_idle),
+                entry.registered_at,
+                Timestamp::from_nanos(entry.last_access.load(Ordering::Relaxed)),
+                entry.ttl.or(policy.ttl),
+                entry.max_idle.or(policy.max_idle),
             );
             books.order.set_deadline(slot, deadline);
         }
@@ -370,15 +364,8 @@ impl Tracker {
         let (slot, generation) = books.order.insert(
             spec.id.clone(),
             spec.kind.clone(),
-            key_hash(spec.id.as_str()),
             spec.bytes,
             spec.priority.unwrap_or(policy.priority),
-            order::Limits {
-                registered_at: now,
-                priority: spec.priority,
-                ttl: spec.ttl,
-                max_idle: spec.max_idle,
-            },
             deadline,
             spec.pinned,
         );
@@ -416,18 +403,14 @@ impl Tracker {
         if reads.len() >= READS_DRAIN
             && let Some(mut books) = self.books.try_lock()
         {
-            for record in reads.drain(..) {
-                books.order.access((record >> 32) as Slot, record as u32);
-            }
+            apply_reads(&mut books.order, reads.drain(..));
         }
     }
 
     /// Applies every shard's queued accesses to the release order.
     pub(crate) fn drain_reads(&self, books: &mut Books) {
         for shard in &self.shards {
-            for record in shard.reads.lock().drain(..) {
-                books.order.access((record >> 32) as Slot, record as u32);
-            }
+            apply_reads(&mut books.order, shard.reads.lock().drain(..));
         }
     }
 

@@ -120,12 +120,6 @@ impl Selection<'_> {
         self.len() == 0
     }
 
-    /// The share of each tier's bytes the admission window holds now (it adapts between
-    /// 0 and 1; see [`Segment`]).
-    pub fn window_share(&self) -> f64 {
-        self.books.order.window_share()
-    }
-
     fn policy(&self, kind: &ResourceKind) -> KindPolicy {
         self.policies
             .get(kind)
