@@ -412,14 +412,20 @@ impl Reaper {
         let Some(hook) = hook else {
             return Ok(Saved::default());
         };
+        // With a hook, only the value looked at here may be detached (`detach_if`): a
+        // resource absent now may be registered anew before the detach, and detaching
+        // that one would release it with no copy while an older copy stays restorable.
         let Some(info) = self.tracker.info(id.as_str()) else {
-            return Ok(Saved::default());
+            return Err(SkipReason::Gone);
         };
-        if kind.is_some_and(|k| *k != info.kind) || info.pinned {
-            return Ok(Saved::default()); // detaching will report it
+        if kind.is_some_and(|k| *k != info.kind) {
+            return Err(SkipReason::Gone);
+        }
+        if info.pinned {
+            return Err(SkipReason::Pinned);
         }
         let Some(value) = self.tracker.peek_any(id.as_str()) else {
-            return Ok(Saved::default());
+            return Err(SkipReason::Gone);
         };
         let bytes = contain(|| hook.before_release(id, &info.kind, info.bytes, &*value)).map_err(
             |error| {
